@@ -1,0 +1,32 @@
+"""Shared fixtures: one real local Spark session (with Delta) per test run, real-data locations."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+os.environ.setdefault("PYSPARK_PYTHON", os.sys.executable)
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SHARED_DATA = Path(os.environ.get("PRODEMB_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+
+
+def shared_data(*parts: str) -> Path:
+    """Path under ../shared/data; skips the calling test with a clear message when it is absent."""
+    path = SHARED_DATA.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"real data not available: {path} (tests on real data read ../shared/data)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def spark():
+    from prodemb.spark import get_spark
+
+    session = get_spark("local[2]", delta=True, app_name="prodemb-tests",
+                        extra={"spark.sql.shuffle.partitions": "4"})
+    yield session
+    session.stop()

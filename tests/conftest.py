@@ -30,3 +30,13 @@ def spark():
                         extra={"spark.sql.shuffle.partitions": "4"})
     yield session
     session.stop()
+
+
+# Spark hands timestamps to Python in the process's local time zone: make that UTC everywhere.
+os.environ["TZ"] = "UTC"
+try:
+    import time as _time
+
+    _time.tzset()
+except AttributeError:  # pragma: no cover - not on Windows
+    pass

@@ -1,0 +1,49 @@
+# prodemb — the two commands a newcomer needs are `make demo` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+EXTRAS ?= dev
+# The venv is (re)installed only when pyproject.toml changes; pip's cache keeps re-installs offline-fast.
+STAMP := $(VENV)/.installed-$(shell cksum < pyproject.toml | cut -d" " -f1)
+
+DATA ?=
+FORMAT ?= clicks
+OUT ?= data/demo
+CLICKS ?= 200000
+export SPARK_LOCAL_IP ?= 127.0.0.1
+export PYSPARK_PYTHON := $(abspath $(PY))
+
+.PHONY: venv test demo bench java clean
+
+venv: $(STAMP)
+
+java:
+	@v=$$(java -version 2>&1 | sed -n 's/.*version "\([0-9]*\).*/\1/p' | head -1); \
+	if [ -z "$$v" ]; then echo "ERROR: Java not found. Spark needs Java 17: install openjdk-17-jdk-headless (or set JAVA_HOME)."; exit 1; fi; \
+	if [ "$$v" -lt 17 ]; then echo "ERROR: Java $$v found; Spark 4 needs Java 17 or newer (set JAVA_HOME)."; exit 1; fi
+
+$(STAMP): pyproject.toml | java
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "ERROR: Python >= 3.11 needed (PYTHON=$(PYTHON))"; exit 1; }
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[$(EXTRAS)]"
+	@rm -f $(VENV)/.installed-*; touch $@
+	@echo "venv ready: $(VENV)"
+
+test: venv
+	$(PY) -m pytest -q
+
+demo: venv
+ifeq ($(DATA),)
+	$(PY) -m prodemb.synth --out data/synth --clicks $(CLICKS)
+	$(PY) jobs/sessionize.py --input data/synth/clicks --input-format clicks --output $(OUT)
+else
+	$(PY) jobs/sessionize.py --input $(DATA) --input-format $(FORMAT) --output $(OUT)
+endif
+
+bench: venv
+	$(PY) benchmarks/sessionize_bench.py
+
+clean:
+	rm -rf data runs mlruns mlflow.db spark-warehouse

@@ -1,0 +1,138 @@
+"""The one typed config: ``conf/base.yaml`` + a profile overlay + CLI overrides.
+
+    cfg = load_config("local", overrides=["sessions.gap_minutes=15"])
+
+Profiles are YAML files in ``conf/`` deep-merged over ``base.yaml``; ``PRODEMB_PROFILE`` picks the
+default profile and ``PRODEMB_CONF_DIR`` the folder. Overrides are ``dotted.key=value`` strings whose
+values are parsed as YAML scalars (``15`` → int, ``true`` → bool, ``[a, b]`` → list).
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+CONF_DIR = Path(os.environ.get("PRODEMB_CONF_DIR", REPO_ROOT / "conf"))
+DEFAULT_PROFILE = "local"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SparkConfig(_Section):
+    master: str = "local[*]"
+    app_name: str = "prodemb"
+    conf: dict[str, Any] = Field(default_factory=dict)  # any spark.* key, passed through
+
+
+class PathsConfig(_Section):
+    data_dir: str = "data"        # stage tables: catalog/, sessions/, pairs/, quarantine/, embeddings/
+    synth_dir: str = "data/synth"  # default generated click logs
+    runs_dir: str = "runs"         # tokenizer, plots, reports
+
+
+class SessionsConfig(_Section):
+    gap_minutes: float = 30.0
+    max_items: int = 10
+    format: Literal["parquet", "delta"] = "parquet"
+    language: str = "es"
+    max_title_chars: int = 1000
+    # Events outside [valid_from, now + future_slack_days] are quarantined as ts_out_of_range.
+    valid_from: str = "1995-01-01"
+    future_slack_days: int = 1
+    default_site: str = "default"
+
+
+class SynthConfig(_Section):
+    n_clicks: int = 200_000
+    n_products: int = 5_000
+    seed: int = 7
+    start: str = "2024-01-01"
+    days: int = 30
+
+
+class MlflowConfig(_Section):
+    tracking_uri: str = "sqlite:///mlflow.db"
+    experiment: str = "prodemb"
+    model_name: str = "prodemb-encoder"
+
+
+class FeastConfig(_Section):
+    repo_dir: str = "feature_repo"
+    online_store: dict[str, Any] = Field(default_factory=lambda: {"type": "sqlite", "path": "data/online_store.db"})
+
+
+class Config(_Section):
+    profile: str = DEFAULT_PROFILE
+    spark: SparkConfig = Field(default_factory=SparkConfig)
+    paths: PathsConfig = Field(default_factory=PathsConfig)
+    sessions: SessionsConfig = Field(default_factory=SessionsConfig)
+    synth: SynthConfig = Field(default_factory=SynthConfig)
+    mlflow: MlflowConfig = Field(default_factory=MlflowConfig)
+    feast: FeastConfig = Field(default_factory=FeastConfig)
+
+
+def deep_merge(base: dict, over: dict) -> dict:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def _read_yaml(path: Path) -> dict:
+    with open(path, encoding="utf-8") as fh:
+        data = yaml.safe_load(fh) or {}
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a mapping at the top level")
+    return data
+
+
+def parse_override(item: str) -> dict:
+    """``"a.b.c=1"`` → ``{"a": {"b": {"c": 1}}}``."""
+    if "=" not in item:
+        raise ValueError(f"override {item!r} must look like section.key=value")
+    key, raw = item.split("=", 1)
+    value: Any = yaml.safe_load(raw) if raw.strip() else ""
+    parts = key.strip().split(".")
+    if parts[:2] == ["spark", "conf"] and len(parts) > 2:  # Spark keys contain dots themselves
+        parts = parts[:2] + [".".join(parts[2:])]
+    for part in reversed(parts):
+        value = {part: value}
+    return value
+
+
+def load_config(profile: str | None = None, overrides: list[str] | None = None,
+                conf_dir: str | Path | None = None) -> Config:
+    conf_dir = Path(conf_dir or CONF_DIR)
+    profile = profile or os.environ.get("PRODEMB_PROFILE", DEFAULT_PROFILE)
+    data = _read_yaml(conf_dir / "base.yaml") if (conf_dir / "base.yaml").exists() else {}
+    overlay = conf_dir / f"{profile}.yaml"
+    if profile != "base":
+        if not overlay.exists():
+            known = sorted(p.stem for p in conf_dir.glob("*.yaml"))
+            raise FileNotFoundError(f"config profile {profile!r} not found in {conf_dir} (have: {known})")
+        data = deep_merge(data, _read_yaml(overlay))
+    for item in overrides or []:
+        data = deep_merge(data, parse_override(item))
+    data["profile"] = profile
+    return Config.model_validate(data)
+
+
+def add_config_args(parser) -> None:
+    """The config flags every job shares."""
+    parser.add_argument("--profile", dest="conf_profile", default=None,
+                        help="config profile in conf/ (default: $PRODEMB_PROFILE or 'local')")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override any config key, e.g. --set sessions.gap_minutes=15 (repeatable)")
+
+
+def config_from_args(args, **flag_overrides: Any) -> Config:
+    """Config from ``--profile``/``--set`` plus explicit job flags (``section.key`` → value, None = unset)."""
+    extra = [f"{k}={yaml.safe_dump(v, default_flow_style=True).strip().removesuffix('...').strip()}"
+             for k, v in flag_overrides.items() if v is not None]
+    return load_config(getattr(args, "conf_profile", None), list(getattr(args, "overrides", [])) + extra)

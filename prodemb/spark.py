@@ -26,6 +26,9 @@ DEFAULTS: dict[str, str] = {
 DELTA_CONF: dict[str, str] = {
     "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
     "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
+    # Log replay defaults to 50 partitions: right for huge tables, pure overhead for ours locally.
+    # Profiles for clusters override it via spark.conf.
+    "spark.databricks.delta.snapshotPartitions": "2",
 }
 
 

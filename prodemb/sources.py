@@ -4,6 +4,7 @@ Each adapter returns a DataFrame with exactly these columns (see ``RAW_COLUMNS``
 
     site, user_id, ts_raw, product_id, title, category   -- strings, as read (the quarantine keeps them)
     ts                                                    -- timestamp, or null when missing/unparseable
+    ts_missing                                            -- no timestamp at all (null or blank)
     filter_reason                                         -- null, or why the row is legitimately not a
                                                              click (cancellation, search event, ...)
 
@@ -19,7 +20,8 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 FORMATS = ("clicks", "online-retail", "movielens", "meli2020")
-RAW_COLUMNS = ["site", "user_id", "ts_raw", "product_id", "title", "category", "ts", "filter_reason"]
+RAW_COLUMNS = ["site", "user_id", "ts_raw", "product_id", "title", "category", "ts", "ts_missing",
+               "filter_reason"]
 
 # Epoch values at or above this are milliseconds (1e11 s is the year 5138; 1e11 ms is 1973).
 _EPOCH_MS_THRESHOLD = 1e11
@@ -68,6 +70,9 @@ def _as_string(df: DataFrame, name: str | None) -> Column:
 def _canonical(df: DataFrame, *, site: Column, user_id: Column, ts_col: str, product_id: Column,
                title: Column, category: Column, filter_reason: Column | None = None) -> DataFrame:
     dtype = df.schema[ts_col].dataType
+    ts = F.col(ts_col)
+    # Typed timestamps are only missing when null; never format them as text just to check.
+    ts_missing = (ts.isNull() | (F.trim(ts) == "")) if isinstance(dtype, T.StringType) else ts.isNull()
     return df.select(
         site.alias("site"),
         user_id.alias("user_id"),
@@ -75,7 +80,8 @@ def _canonical(df: DataFrame, *, site: Column, user_id: Column, ts_col: str, pro
         product_id.alias("product_id"),
         title.alias("title"),
         category.alias("category"),
-        parse_ts(F.col(ts_col), dtype).alias("ts"),
+        parse_ts(ts, dtype).alias("ts"),
+        ts_missing.alias("ts_missing"),
         (filter_reason if filter_reason is not None else F.lit(None).cast("string")).alias("filter_reason"),
     )
 

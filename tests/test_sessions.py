@@ -132,7 +132,36 @@ def test_matches_a_plain_python_reference_on_random_logs(spark):
     assert got == expected
 
 
-def test_no_python_udf_in_the_plan(spark):
-    df = clicks(spark, [("s", "u", 0, "a"), ("s", "u", 1, "b")])
-    plan = explode_pairs(sessionize(df))._jdf.queryExecution().executedPlan().toString()
-    assert "EvalPython" not in plan
+def test_sessions_spanning_arrow_batches_are_not_split(spark):
+    """The vectorized cut carries an unfinished session from one Arrow batch to the next."""
+    rows = [("s", f"u{u}", 60 * k + u, f"p{(k * 7 + u) % 13}") for u in range(5) for k in range(9)]
+    rows += [("s", "u9", 4000 * k, f"q{k}") for k in range(7)]   # seven one-event sessions
+    expected = products_by_session(sessionize(clicks(spark, rows)))
+    old = spark.conf.get("spark.sql.execution.arrow.maxRecordsPerBatch")
+    try:
+        for batch in ("1", "2", "3", "7"):
+            spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", batch)
+            assert products_by_session(sessionize(clicks(spark, rows))) == expected
+    finally:
+        spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", old)
+    assert len(expected) == 5 + 7
+
+
+def test_cut_sessions_on_an_arrow_table():
+    """The pure kernel: sorted events in, one row per session out."""
+    import pyarrow as pa
+
+    from prodemb.sessions import cut_sessions
+
+    us = 1_000_000
+    events = pa.table({
+        "site": ["s", "s", "s", "s", "s", "t"],
+        "user_id": ["u", "u", "u", "u", "v", "v"],
+        "ts": pa.array([0, 10 * us, 20 * us, 100 * us, 5 * us, 5 * us], pa.timestamp("us", tz="UTC")),
+        "product_id": ["a", "b", "a", "c", "a", "a"],
+    })
+    out = cut_sessions(events, gap_us=60 * us, max_items=10).to_pydict()
+    assert out["products"] == [["a", "b"], ["c"], ["a"], ["a"]]
+    assert out["n_events"] == [3, 1, 1, 1]
+    assert out["user_id"] == ["u", "u", "v", "v"] and out["site"] == ["s", "s", "s", "t"]
+    assert cut_sessions(events, gap_us=60 * us, max_items=1).to_pydict()["products"][0] == ["a"]

@@ -13,6 +13,7 @@ from prodemb.config import SessionsConfig
 from prodemb.sessions import run_sessionize
 from prodemb.sources import read_source
 from prodemb.tables import read_table
+from prodemb.text import normalize_title
 from tests.conftest import FIXTURES, shared_data
 from tests.reference import reference_pair_count, reference_sessions
 
@@ -56,16 +57,14 @@ def test_movielens_matches_reference(spark, tmp_path):
     assert report["rows_filtered"] == 0
 
     good = ratings.merge(movies, on="movieId")
+    empty = good["title"].map(lambda t: normalize_title(t) == "")  # quarantined by the job
+    assert report["rows_quarantined"] == int(empty.sum())
+    good = good[~empty]
     clicks = pd.DataFrame({"site": "default", "user_id": good["userId"].astype(str),
                            "ts": pd.to_datetime(good["timestamp"], unit="s"),
                            "product_id": good["movieId"].astype(str)})
-    expected = reference_sessions(clicks)
     got = spark_sessions(spark, tmp_path)
-    # Titles that normalize to nothing are quarantined; everything else must match the reference.
-    if report["rows_quarantined"]:
-        assert set(report["rows_quarantined_by_reason"]) <= {"empty_title_after_normalization"}
-    else:
-        assert got == expected
+    assert got == reference_sessions(clicks)
     assert report["sessions"] == len(got)
     assert report["pairs"] == reference_pair_count(got)
     cat = read_table(spark, f"{tmp_path}/catalog")
@@ -93,12 +92,14 @@ def test_online_retail_filters_and_quarantines(spark, tmp_path):
     assert report["rows_in"] == report["rows_valid"] + report["rows_filtered"] + report["rows_quarantined"]
 
     good = kept[kept["CustomerID"].notna() & kept["Description"].notna()]
+    empty = good["Description"].map(lambda t: normalize_title(t, "es") == "")
+    assert report["rows_quarantined_by_reason"].get("empty_title_after_normalization", 0) == int(empty.sum())
+    good = good[~empty]
     clicks = pd.DataFrame({"site": "default", "user_id": good["CustomerID"].str.replace(r"\.0+$", "", regex=True),
                            "ts": pd.to_datetime(good["InvoiceDate"]), "product_id": good["StockCode"].str.strip()})
-    reasons = set(report["rows_quarantined_by_reason"])
-    assert reasons <= {"missing_user_id", "missing_title", "empty_title_after_normalization"}
-    if reasons == {"missing_user_id"} or reasons == {"missing_user_id", "missing_title"}:
-        assert spark_sessions(spark, tmp_path / "out") == reference_sessions(clicks)
+    assert set(report["rows_quarantined_by_reason"]) <= {"missing_user_id", "missing_title",
+                                                         "empty_title_after_normalization"}
+    assert spark_sessions(spark, tmp_path / "out") == reference_sessions(clicks)
     assert report["sessions"] > 500
 
 

@@ -37,8 +37,12 @@ def main(argv: list[str] | None = None) -> int:
 
     spark = get_spark(cfg.spark.master, delta=cfg.sessions.format == "delta",
                       app_name="prodemb-sessionize", extra=cfg.spark.conf)
-    report = run_sessionize(spark, args.input, args.input_format, args.output or cfg.paths.data_dir,
-                            cfg.sessions)
+    try:
+        report = run_sessionize(spark, args.input, args.input_format, args.output or cfg.paths.data_dir,
+                                cfg.sessions)
+    except (FileNotFoundError, ValueError) as exc:   # bad arguments or input layout: say it plainly
+        print(f"sessionize: error: {exc}", file=sys.stderr)
+        return 2
     keys = ["rows_in", "rows_valid", "rows_filtered", "rows_quarantined", "sessions", "pairs", "products",
             "seconds"]
     print(json.dumps({k: report[k] for k in keys}))

@@ -56,6 +56,45 @@ class SynthConfig(_Section):
     days: int = 30
 
 
+class TokenizerConfig(_Section):
+    vocab_size: int = 30_000             # paper A.1
+    model_type: str = "unigram"
+    input_sentence_size: int = 2_000_000  # titles sampled (shuffled) for training on big catalogs
+    seed: int = 0
+
+
+class ModelConfig(_Section):
+    """Encoder dimensions (paper §3.2, A.1). Named profiles live in conf/models/<profile>.yaml."""
+    profile: str = "small"
+    embed_dim: int = 512                  # t_θ: vocab × 512
+    n_filters: int = 128                  # per kernel size
+    kernel_sizes: list[int] = Field(default_factory=lambda: [2, 3, 4, 5])
+    hidden_dim: int = 1024                # MLP hidden width of g, q, h
+    proj_dim: int = 128                   # z = g(y), q(z)
+    max_len: int = 32                     # tokens per title
+    bn_momentum: float = 0.1              # BatchNorm decay 0.9 (PyTorch momentum = 1 - decay)
+
+
+class TrainConfig(_Section):
+    alpha: float = 0.9                    # Eq. 4 weight of the BYOL term
+    epochs: int = 1
+    max_steps: int | None = None
+    batch_size: int = 4096
+    base_lr: float = 0.45                 # scaled by batch_size / 256 (A.1)
+    momentum: float = 0.9
+    weight_decay: float = 1e-5
+    warmup_fraction: float = 0.05         # linear warm-up, then cosine annealing
+    optimizer: Literal["lars", "sgd"] = "lars"
+    lars_eta: float = 0.001
+    tau_base: float = 0.996               # BYOL target EMA
+    seed: int = 0
+    device: str = "auto"                  # auto | cpu | cuda | cuda:N
+    compile: bool = False                 # torch.compile the online network
+    health_sample: int = 5000             # products embedded for the collapse check
+    min_dim_std_ratio: float = 0.2        # collapsed if mean per-dim std < ratio / sqrt(dim)
+    log_every: int = 10
+
+
 class MlflowConfig(_Section):
     tracking_uri: str = "sqlite:///mlflow.db"
     experiment: str = "prodemb"
@@ -73,6 +112,9 @@ class Config(_Section):
     paths: PathsConfig = Field(default_factory=PathsConfig)
     sessions: SessionsConfig = Field(default_factory=SessionsConfig)
     synth: SynthConfig = Field(default_factory=SynthConfig)
+    tokenizer: TokenizerConfig = Field(default_factory=TokenizerConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
     mlflow: MlflowConfig = Field(default_factory=MlflowConfig)
     feast: FeastConfig = Field(default_factory=FeastConfig)
 
@@ -117,16 +159,27 @@ def load_config(profile: str | None = None, overrides: list[str] | None = None,
             known = sorted(p.stem for p in conf_dir.glob("*.yaml"))
             raise FileNotFoundError(f"config profile {profile!r} not found in {conf_dir} (have: {known})")
         data = deep_merge(data, _read_yaml(overlay))
-    for item in overrides or []:
-        data = deep_merge(data, parse_override(item))
+    cli = [parse_override(item) for item in overrides or []]
+    for over in cli:
+        data = deep_merge(data, over)
+    # Model dimensions come from conf/models/<model.profile>.yaml; explicit keys still win.
+    model_profile = (data.get("model") or {}).get("profile", ModelConfig().profile)
+    model_file = conf_dir / "models" / f"{model_profile}.yaml"
+    if not model_file.exists():
+        known = sorted(p.stem for p in (conf_dir / "models").glob("*.yaml"))
+        raise FileNotFoundError(f"model profile {model_profile!r} not found in {conf_dir / 'models'} (have: {known})")
+    dims = _read_yaml(model_file)
+    data["model"] = deep_merge(deep_merge(dims, data.get("model") or {}), {"profile": model_profile})
+    for over in cli:  # CLI overrides beat the model profile too
+        data = deep_merge(data, over)
     data["profile"] = profile
     return Config.model_validate(data)
 
 
 def add_config_args(parser) -> None:
     """The config flags every job shares."""
-    parser.add_argument("--profile", dest="conf_profile", default=None,
-                        help="config profile in conf/ (default: $PRODEMB_PROFILE or 'local')")
+    parser.add_argument("--config-profile", dest="conf_profile", default=None,
+                        help="environment profile in conf/ (default: $PRODEMB_PROFILE or 'local')")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override any config key, e.g. --set sessions.gap_minutes=15 (repeatable)")
 

@@ -121,3 +121,34 @@ def write_json(path: str | Path, data: dict[str, Any]) -> None:
 
 def read_json(path: str | Path) -> dict[str, Any]:
     return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def read_table_arrow(path: str, columns: list[str] | None = None, version: int | None = None):
+    """Read a stage table into a pyarrow Table without Spark (Parquet), or through Spark (Delta).
+
+    The training and scoring jobs use this for the catalog and pairs, which fit in memory.
+    """
+    import pyarrow.dataset as ds
+
+    if table_format(path) == "delta":
+        from prodemb.spark import get_spark
+
+        df = read_table(get_spark(delta=True), path, version)
+        df = df.select(*columns) if columns else df
+        return df.toArrow()
+    if version is not None:
+        raise ValueError(f"{path} is Parquet: versions are only kept for Delta tables")
+    # Resolve the symlink first so every file comes from one version, even if a rerun swaps it now.
+    real = os.path.realpath(_local(path))
+    return ds.dataset(real, format="parquet").to_table(columns=columns)
+
+
+def table_version(path: str) -> str | int | None:
+    """The version a table path points at now: Delta version number or Parquet version folder."""
+    if table_format(path) == "delta":
+        from prodemb.spark import get_spark
+        from delta.tables import DeltaTable
+
+        return int(DeltaTable.forPath(get_spark(delta=True), path).history(1).select("version").first()[0])
+    p = _local(path)
+    return os.path.basename(os.path.realpath(p)) if p.is_symlink() else None

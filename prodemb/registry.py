@@ -1,0 +1,133 @@
+"""MLflow: tracking setup, the ``prodemb-encoder`` pyfunc (raw titles → vectors), registration, aliases.
+
+The registered model is self-contained: the tokenizer, the encoder weights, the normalization
+settings and this package's code travel inside it, so
+
+    mlflow.pyfunc.load_model("models:/prodemb-encoder@champion").predict(pd.DataFrame({"title": [...]}))
+
+works in a fresh process. Aliases (MLflow 3, no stages): the training job sets ``candidate`` on the
+new version and ``champion`` when none exists yet; promotion by evaluation moves ``champion`` later.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pandas as pd
+
+log = logging.getLogger(__name__)
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def setup_tracking(tracking_uri: str, experiment: str, artifact_root: str | Path | None = None) -> str:
+    """Point MLflow at ``tracking_uri`` (SQLite by default) and make sure the experiment exists.
+
+    With a database backend and no tracking server, new experiments store artifacts under
+    ``artifact_root`` (default: ``mlartifacts`` next to the SQLite file) as absolute file URIs.
+    """
+    mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_registry_uri(tracking_uri)
+    if mlflow.get_experiment_by_name(experiment) is None:
+        if artifact_root is None and tracking_uri.startswith("sqlite:///"):
+            artifact_root = Path(tracking_uri.removeprefix("sqlite:///")).resolve().parent / "mlartifacts"
+        location = Path(artifact_root).resolve().as_uri() if artifact_root and "://" not in str(artifact_root) \
+            else (str(artifact_root) if artifact_root else None)
+        mlflow.create_experiment(experiment, artifact_location=location)
+    return mlflow.set_experiment(experiment).experiment_id
+
+
+class EncoderPyfunc(mlflow.pyfunc.PythonModel):
+    """Raw titles → L2-unnormalized float32 embeddings y = f(t(tokens)) (the paper's product embedding)."""
+
+    def load_context(self, context):
+        import torch
+
+        from prodemb.model import ProductEncoder
+        from prodemb.tokenizer import Tokenizer
+
+        meta = json.loads(Path(context.artifacts["meta"]).read_text())
+        self.meta = meta
+        self.tokenizer = Tokenizer.load(context.artifacts["tokenizer"])
+        dims = meta["encoder"]
+        self.encoder = ProductEncoder(meta["vocab_size"], dims["embed_dim"], dims["n_filters"], dims["kernel_sizes"])
+        self.encoder.load_state_dict(torch.load(context.artifacts["encoder"], map_location="cpu", weights_only=True))
+        self.encoder.eval()
+        torch.set_grad_enabled(False)
+
+    def predict(self, context, model_input, params=None) -> np.ndarray:
+        import torch
+
+        titles = _titles(model_input)
+        tokens = self.tokenizer.encode_raw(titles, self.meta["max_len"], language=self.meta["language"])
+        out = [self.encoder(torch.from_numpy(tokens[i:i + 4096]).long()).numpy()
+               for i in range(0, len(tokens), 4096)]
+        return (np.concatenate(out) if out else np.zeros((0, self.encoder.out_dim))).astype(np.float32)
+
+
+def _titles(model_input) -> list[str]:
+    if isinstance(model_input, pd.DataFrame):
+        if "title" not in model_input.columns:
+            raise ValueError(f"expected a DataFrame with a 'title' column, got columns {list(model_input.columns)}")
+        series = model_input["title"]
+    else:
+        series = pd.Series(list(model_input))
+    return [t if isinstance(t, str) else "" for t in series.tolist()]
+
+
+def encoder_signature(dim: int):
+    from mlflow.models import ModelSignature
+    from mlflow.types.schema import ColSpec, Schema, TensorSpec
+
+    # -1: any batch size (the pt2-style fixed shapes are avoided by design).
+    return ModelSignature(inputs=Schema([ColSpec("string", "title")]),
+                          outputs=Schema([TensorSpec(np.dtype("float32"), (-1, dim))]))
+
+
+def pip_requirements() -> list[str]:
+    from importlib.metadata import version
+
+    return [f"{p}=={version(p)}" for p in ("torch", "sentencepiece", "numpy", "pandas", "mlflow")]
+
+
+def log_encoder(encoder, tokenizer_path: str | Path, *, max_len: int, language: str, model_name: str,
+                workdir: Path, example_titles: list[str]) -> str:
+    """Log the pyfunc to the active run and register it; returns the new version number."""
+    import torch
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    state = workdir / "encoder.pt"
+    torch.save({k: v.detach().cpu() for k, v in encoder.state_dict().items()}, state)
+    meta = workdir / "encoder_meta.json"
+    meta.write_text(json.dumps({
+        "vocab_size": encoder.embedding.num_embeddings,
+        "encoder": {"embed_dim": encoder.embedding.embedding_dim, "n_filters": encoder.n_filters,
+                    "kernel_sizes": list(encoder.kernel_sizes)},
+        "max_len": max_len, "language": language, "dim": encoder.out_dim,
+    }, indent=2))
+    info = mlflow.pyfunc.log_model(
+        name="encoder",
+        python_model=EncoderPyfunc(),
+        artifacts={"tokenizer": str(tokenizer_path), "encoder": str(state), "meta": str(meta)},
+        code_paths=[str(PACKAGE_DIR)],
+        signature=encoder_signature(encoder.out_dim),
+        input_example=pd.DataFrame({"title": example_titles[:3]}),
+        pip_requirements=pip_requirements(),
+        registered_model_name=model_name,
+    )
+    return str(info.registered_model_version)
+
+
+def set_aliases_after_training(model_name: str, version: str) -> dict[str, str]:
+    """``candidate`` → the new version; ``champion`` too when the model has none yet."""
+    client = mlflow.MlflowClient()
+    client.set_registered_model_alias(model_name, "candidate", version)
+    aliases = {"candidate": version}
+    try:
+        aliases["champion"] = client.get_model_version_by_alias(model_name, "champion").version
+    except mlflow.exceptions.MlflowException:
+        client.set_registered_model_alias(model_name, "champion", version)
+        aliases["champion"] = version
+    return aliases

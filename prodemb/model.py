@@ -1,0 +1,197 @@
+"""BYOL + category model for product titles (paper §3.2, A.1).
+
+    t_θ : token ids [B, L]  → embeddings [B, L, E]           (vocab × E, id 0 = padding)
+    f_θ : Text-CNN, kernels (2,3,4,5) × F filters, ReLU, max over time → y ∈ R^(F·4)   (= 512)
+    g_θ : y → z ∈ R^P       projector   Linear → BN → ReLU → Linear
+    q_θ : z → p ∈ R^P       predictor   (online only)
+    h_θ : y → logits ∈ R^C  category head
+    ξ   : target copies of t, f, g, updated by EMA, never by the optimizer.
+
+For a session pair (p_i, p_j):
+    L_BYOL,ij = 2 − 2·cos(q_θ(g_θ(y_i)), sg(z'_j)),   z'_j = g_ξ(f_ξ(t_ξ(p_j)))        (Eq. 1)
+    L_CE,ij   = CE(h_θ(y_i), category(p_j))          — the OTHER product's category  (Eq. 2)
+    L = α(L_BYOL,ij + L_BYOL,ji) + (1 − α)(L_CE,ij + L_CE,ji)                          (Eq. 4)
+Downstream only y = f_θ(t_θ(p)) is kept (``ProductEncoder``).
+"""
+from __future__ import annotations
+
+import copy
+import math
+from typing import Sequence
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch import Tensor
+
+
+class ProductEncoder(nn.Module):
+    """t_θ ∘ f_θ: token ids [B, L] → y [B, n_filters · len(kernel_sizes)]."""
+
+    def __init__(self, vocab_size: int, embed_dim: int = 512, n_filters: int = 128,
+                 kernel_sizes: Sequence[int] = (2, 3, 4, 5)):
+        super().__init__()
+        self.embed_dim, self.n_filters, self.kernel_sizes = embed_dim, n_filters, tuple(kernel_sizes)
+        self.out_dim = n_filters * len(self.kernel_sizes)
+        self.max_kernel = max(self.kernel_sizes)
+        self.embed = nn.Embedding(vocab_size, embed_dim, padding_idx=0)  # row 0 stays zero
+        # One Conv1d per kernel size with the embedding dim as channels: [B, E, L] → [B, F, L−k+1].
+        self.convs = nn.ModuleList(nn.Conv1d(embed_dim, n_filters, k) for k in self.kernel_sizes)
+
+    def forward(self, tokens: Tensor) -> Tensor:
+        L = tokens.shape[1]
+        if L < self.max_kernel:  # short titles: right-pad with the padding token so every kernel fits
+            tokens = F.pad(tokens, (0, self.max_kernel - L), value=0)
+        x = self.embed(tokens).transpose(1, 2)                                 # [B, E, L']
+        # ReLU then global max-pool over time, per kernel size: [B, F] each
+        ys = [F.relu(conv(x)).amax(dim=2) for conv in self.convs]
+        return torch.cat(ys, dim=1)                                            # [B, F·K]
+
+
+class MLP(nn.Module):
+    """Linear → BatchNorm1d → ReLU → Linear (g_θ, q_θ, h_θ share this shape)."""
+
+    def __init__(self, in_dim: int, hidden_dim: int, out_dim: int, bn_momentum: float = 0.1):
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Linear(in_dim, hidden_dim),
+            nn.BatchNorm1d(hidden_dim, momentum=bn_momentum),  # PyTorch momentum = 1 − decay
+            nn.ReLU(inplace=True),
+            nn.Linear(hidden_dim, out_dim),
+        )
+
+    def forward(self, x: Tensor) -> Tensor:  # [B, in] → [B, out]
+        return self.net(x)
+
+
+def byol_loss(p: Tensor, z: Tensor) -> Tensor:
+    """Eq. 1 per example: 2 − 2·cos(p, sg(z)). p, z: [B, D] → [B]."""
+    p, z = F.normalize(p, dim=-1), F.normalize(z.detach(), dim=-1)
+    return 2 - 2 * (p * z).sum(dim=-1)
+
+
+def category_loss(logits: Tensor, target: Tensor) -> Tensor:
+    """Eq. 2: cross-entropy mean over examples with a known category (target ≥ 0); 0 if none.
+
+    logits [B, C], target [B] (−1 = unknown). Sync-free: sum of CE / max(#known, 1), so the
+    all-unknown case is an exact 0 that still backpropagates (zero gradients).
+    """
+    known = target >= 0
+    ce = F.cross_entropy(logits, target.masked_fill(~known, -100), ignore_index=-100, reduction="sum")
+    return ce / known.sum().clamp(min=1)
+
+
+def total_loss(byol_ij: Tensor, byol_ji: Tensor, ce_ij: Tensor, ce_ji: Tensor, alpha: float) -> Tensor:
+    """Eq. 4: α(L_BYOL,ij + L_BYOL,ji) + (1 − α)(L_CE,ij + L_CE,ji)."""
+    return alpha * (byol_ij + byol_ji) + (1 - alpha) * (ce_ij + ce_ji)
+
+
+def tau_schedule(step: int, total_steps: int, tau_base: float = 0.996) -> float:
+    """BYOL target decay τ_k = 1 − (1 − τ_base)·(cos(πk/K) + 1)/2: τ_base at k=0, 1 at k=K."""
+    if total_steps <= 0:
+        return tau_base
+    k = min(max(step, 0), total_steps)
+    return 1 - (1 - tau_base) * (math.cos(math.pi * k / total_steps) + 1) / 2
+
+
+class BYOLCategoryModel(nn.Module):
+    def __init__(self, vocab_size: int, n_categories: int, embed_dim: int = 512, n_filters: int = 128,
+                 kernel_sizes: Sequence[int] = (2, 3, 4, 5), hidden_dim: int = 1024, proj_dim: int = 128,
+                 bn_momentum: float = 0.1):
+        super().__init__()
+        self.embed_dim, self.n_filters, self.kernel_sizes = embed_dim, n_filters, tuple(kernel_sizes)
+        self.hidden_dim, self.proj_dim, self.n_categories = hidden_dim, proj_dim, n_categories
+        # online network θ
+        self.encoder = ProductEncoder(vocab_size, embed_dim, n_filters, kernel_sizes)        # t_θ ∘ f_θ
+        y_dim = self.encoder.out_dim
+        self.projector = MLP(y_dim, hidden_dim, proj_dim, bn_momentum)                     # g_θ
+        self.predictor = MLP(proj_dim, hidden_dim, proj_dim, bn_momentum)                  # q_θ
+        self.category_head = (MLP(y_dim, hidden_dim, n_categories, bn_momentum)            # h_θ
+                              if n_categories > 0 else None)
+        # target network ξ: same init as θ, only moved by update_target (EMA)
+        self.target_encoder = copy.deepcopy(self.encoder)
+        self.target_projector = copy.deepcopy(self.projector)
+        for m in self._target_modules():
+            m.requires_grad_(False)
+
+    @classmethod
+    def from_config(cls, model_cfg, vocab_size: int, n_categories: int) -> "BYOLCategoryModel":
+        return cls(vocab_size, n_categories, embed_dim=model_cfg.embed_dim, n_filters=model_cfg.n_filters,
+                   kernel_sizes=tuple(model_cfg.kernel_sizes), hidden_dim=model_cfg.hidden_dim,
+                   proj_dim=model_cfg.proj_dim, bn_momentum=model_cfg.bn_momentum)
+
+    def _online_modules(self) -> list[nn.Module]:  # the part of θ that has a target twin, same order as ξ
+        return [self.encoder, self.projector]
+
+    def _target_modules(self) -> list[nn.Module]:
+        return [self.target_encoder, self.target_projector]
+
+    def online_parameters(self) -> list[nn.Parameter]:
+        mods = [self.encoder, self.projector, self.predictor]
+        mods += [self.category_head] if self.category_head is not None else []
+        return [p for m in mods for p in m.parameters()]
+
+    def forward(self, tokens_i: Tensor, tokens_j: Tensor, cat_i: Tensor, cat_j: Tensor,
+                alpha: float) -> dict[str, Tensor]:
+        """tokens_* [B, L] (same L for i and j), cat_* [B] (−1 = unknown) → {"loss", "byol", "ce"} scalars.
+
+        Online runs on [i; j] and target on [j; i], each in one 2B pass, so row r of the online
+        prediction is paired with the target projection of the other product (BN stats span both halves).
+        """
+        if not 0.0 <= alpha <= 1.0:
+            raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+        if self.category_head is None and alpha != 1.0:
+            raise ValueError("model has no categories (n_categories=0): alpha must be 1")
+        B = tokens_i.shape[0]
+        y = self.encoder(torch.cat([tokens_i, tokens_j]))                       # [2B, Y]   y_i; y_j
+        p = self.predictor(self.projector(y))                                   # [2B, P]
+        with torch.no_grad():                                                   # sg(·)
+            z_t = self.target_projector(self.target_encoder(torch.cat([tokens_j, tokens_i])))  # [2B, P]
+        l_byol = byol_loss(p, z_t)                                              # [2B]
+        byol_ij, byol_ji = l_byol[:B].mean(), l_byol[B:].mean()
+        if self.category_head is not None:
+            logits = self.category_head(y)                                      # [2B, C]
+            ce_ij = category_loss(logits[:B], cat_j)                            # h(y_i) vs category of p_j
+            ce_ji = category_loss(logits[B:], cat_i)                            # h(y_j) vs category of p_i
+        else:
+            ce_ij = ce_ji = l_byol.new_zeros(())
+        loss = total_loss(byol_ij, byol_ji, ce_ij, ce_ji, alpha)
+        return {"loss": loss, "byol": byol_ij + byol_ji, "ce": ce_ij + ce_ji}
+
+    @torch.no_grad()
+    def update_target(self, tau: float) -> None:
+        """ξ ← τ·ξ + (1 − τ)·θ for parameters (one fused lerp); BN running stats are COPIED from θ.
+
+        Copying buffers (running_mean/var, num_batches_tracked) is what common BYOL implementations do:
+        they are statistics, not learned weights. During training (model.train()) the target normalises
+        with batch stats, so its running stats only matter when the target is run in eval mode.
+        """
+        online, target = self._online_modules(), self._target_modules()
+        params = lambda ms: [p for m in ms for p in m.parameters()]  # noqa: E731
+        buffers = lambda ms: [b for m in ms for b in m.buffers()]  # noqa: E731
+        torch._foreach_lerp_(params(target), params(online), 1.0 - tau)   # ξ + (1−τ)(θ − ξ)
+        torch._foreach_copy_(buffers(target), buffers(online))
+
+
+def flops_per_pair(model_cfg_or_model, seq_len: int, n_categories: int | None = None) -> float:
+    """Training FLOPs for one (p_i, p_j) pair, from the shapes (matmul/conv MACs × 2).
+
+    Per title (E embed, F filters, kernels k, L' = max(seq_len, max k), Y = F·len(k), H hidden, P proj):
+        M_conv  = Σ_k (L' − k + 1)·k·E·F                    (embedding gather counts 0)
+        M_mlp(a, c) = a·H + H·c                             (BN, ReLU, pooling, loss ignored)
+        M_online = M_conv + M_mlp(Y, P) + M_mlp(P, P) + M_mlp(Y, C)·[C > 0]
+        M_target = M_conv + M_mlp(Y, P)
+    A pair sends 2 titles through each network; online is forward + backward ≈ 3 × forward,
+    target forward only:  FLOPs = 2 · 2 · (3·M_online + M_target) = 12·M_online + 4·M_target.
+    C comes from the model, else ``n_categories`` (default 0 when a ModelConfig is given).
+    """
+    m = model_cfg_or_model
+    E, Fn, ks, H, P = m.embed_dim, m.n_filters, tuple(m.kernel_sizes), m.hidden_dim, m.proj_dim
+    C = getattr(m, "n_categories", None)
+    C = (n_categories or 0) if C is None else C
+    Lp, Y = max(seq_len, max(ks)), Fn * len(ks)
+    m_conv = sum((Lp - k + 1) * k * E * Fn for k in ks)
+    mlp = lambda a, c: a * H + H * c  # noqa: E731
+    m_online = m_conv + mlp(Y, P) + mlp(P, P) + (mlp(Y, C) if C > 0 else 0)
+    m_target = m_conv + mlp(Y, P)
+    return float(2 * 2 * (3 * m_online + m_target))

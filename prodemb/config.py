@@ -91,7 +91,7 @@ class TrainConfig(_Section):
     device: str = "auto"                  # auto | cpu | cuda | cuda:N
     compile: bool = False                 # torch.compile the online network
     health_sample: int = 5000             # products embedded for the collapse check
-    min_dim_std_ratio: float = 0.2        # collapsed if mean per-dim std < ratio / sqrt(dim)
+    min_dim_std_ratio: float = 0.05       # collapsed if mean per-dim std < ratio / sqrt(dim) (healthy ≈ 0.5)
     log_every: int = 10
 
 
@@ -168,8 +168,10 @@ def load_config(profile: str | None = None, overrides: list[str] | None = None,
     if not model_file.exists():
         known = sorted(p.stem for p in (conf_dir / "models").glob("*.yaml"))
         raise FileNotFoundError(f"model profile {model_profile!r} not found in {conf_dir / 'models'} (have: {known})")
-    dims = _read_yaml(model_file)
-    data["model"] = deep_merge(deep_merge(dims, data.get("model") or {}), {"profile": model_profile})
+    # A model profile sets `model:` dimensions and may set `train:` defaults suited to its size.
+    prof = _read_yaml(model_file)
+    data["model"] = deep_merge(deep_merge(prof.get("model", {}), data.get("model") or {}), {"profile": model_profile})
+    data["train"] = deep_merge(prof.get("train", {}), data.get("train") or {})
     for over in cli:  # CLI overrides beat the model profile too
         data = deep_merge(data, over)
     data["profile"] = profile

@@ -55,15 +55,15 @@ class EncoderPyfunc(mlflow.pyfunc.PythonModel):
         self.encoder = ProductEncoder(meta["vocab_size"], dims["embed_dim"], dims["n_filters"], dims["kernel_sizes"])
         self.encoder.load_state_dict(torch.load(context.artifacts["encoder"], map_location="cpu", weights_only=True))
         self.encoder.eval()
-        torch.set_grad_enabled(False)
 
     def predict(self, context, model_input, params=None) -> np.ndarray:
         import torch
 
         titles = _titles(model_input)
         tokens = self.tokenizer.encode_raw(titles, self.meta["max_len"], language=self.meta["language"])
-        out = [self.encoder(torch.from_numpy(tokens[i:i + 4096]).long()).numpy()
-               for i in range(0, len(tokens), 4096)]
+        with torch.inference_mode():   # local to this call: never flip the process's grad mode
+            out = [self.encoder(torch.from_numpy(tokens[i:i + 4096]).long()).numpy()
+                   for i in range(0, len(tokens), 4096)]
         return (np.concatenate(out) if out else np.zeros((0, self.encoder.out_dim))).astype(np.float32)
 
 
@@ -102,8 +102,8 @@ def log_encoder(encoder, tokenizer_path: str | Path, *, max_len: int, language: 
     torch.save({k: v.detach().cpu() for k, v in encoder.state_dict().items()}, state)
     meta = workdir / "encoder_meta.json"
     meta.write_text(json.dumps({
-        "vocab_size": encoder.embedding.num_embeddings,
-        "encoder": {"embed_dim": encoder.embedding.embedding_dim, "n_filters": encoder.n_filters,
+        "vocab_size": encoder.embed.num_embeddings,
+        "encoder": {"embed_dim": encoder.embed_dim, "n_filters": encoder.n_filters,
                     "kernel_sizes": list(encoder.kernel_sizes)},
         "max_len": max_len, "language": language, "dim": encoder.out_dim,
     }, indent=2))
@@ -126,7 +126,7 @@ def set_aliases_after_training(model_name: str, version: str) -> dict[str, str]:
     client.set_registered_model_alias(model_name, "candidate", version)
     aliases = {"candidate": version}
     try:
-        aliases["champion"] = client.get_model_version_by_alias(model_name, "champion").version
+        aliases["champion"] = str(client.get_model_version_by_alias(model_name, "champion").version)
     except mlflow.exceptions.MlflowException:
         client.set_registered_model_alias(model_name, "champion", version)
         aliases["champion"] = version

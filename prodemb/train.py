@@ -76,8 +76,10 @@ def build_training_data(catalog, pairs, tokenizer, max_len: int, language: str =
     codes, names = pd.factorize(catalog["category"], sort=True)   # NaN/None → −1
     tokens = tokenizer.encode(catalog["title_norm"].fillna("").tolist(), max_len)
     # Hold out whole sessions (by id hash) so health metrics see pairs the model never trained on.
-    session = pairs["session_id"].to_numpy(dtype=np.int64)
-    held = ((session * 0x9E3779B97F4A7C15) >> 7) % 10_000 < int(holdout_fraction * 10_000)
+    session = pairs["session_id"].to_numpy(dtype=np.int64).view(np.uint64)
+    with np.errstate(over="ignore"):   # Fibonacci hashing: wrap-around multiply mixes sequential ids
+        mixed = (session * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(32)
+    held = mixed % np.uint64(10_000) < np.uint64(int(holdout_fraction * 10_000))
     held &= known
     if held.sum() > max_holdout:
         held &= np.cumsum(held) <= max_holdout

@@ -1,0 +1,67 @@
+"""Train the BYOL + category encoder on sessionized pairs; log to MLflow; register `prodemb-encoder`.
+
+    python jobs/train.py --data DIR --tokenizer PATH [--profile paper|small] [--alpha 0.9] [--epochs 1]
+        [--max-steps N] [--batch-size 4096] [--mlflow-uri URI] [--optimizer lars|sgd] [--device auto]
+    torchrun --nproc_per_node 4 jobs/train.py ...      # multi-GPU (DDP), rank 0 logs and registers
+
+Exit codes: 0 registered, 2 bad input, 3 embeddings collapsed (nothing registered).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from prodemb.config import add_config_args, config_from_args  # noqa: E402
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", required=True, help="sessionize output folder (catalog/, pairs/)")
+    ap.add_argument("--tokenizer", required=True, help="SentencePiece model from jobs/train_tokenizer.py")
+    ap.add_argument("--profile", choices=["paper", "small"], default=None, help="model dimensions (default small)")
+    ap.add_argument("--alpha", type=float, default=None, help="Eq. 4 weight of the BYOL loss (default 0.9)")
+    ap.add_argument("--epochs", type=int, default=None)
+    ap.add_argument("--max-steps", type=int, default=None)
+    ap.add_argument("--batch-size", type=int, default=None, help="pairs per step (default 4096)")
+    ap.add_argument("--mlflow-uri", default=None, help="tracking URI (default sqlite:///mlflow.db)")
+    ap.add_argument("--optimizer", choices=["lars", "sgd"], default=None)
+    ap.add_argument("--lr", type=float, default=None, help="base learning rate per 256 pairs (default 0.45)")
+    ap.add_argument("--device", default=None, help="auto | cpu | cuda | cuda:N")
+    ap.add_argument("--compile", action="store_true", default=None, help="torch.compile the network")
+    ap.add_argument("--seed", type=int, default=None)
+    ap.add_argument("--no-progress", action="store_true")
+    add_config_args(ap)
+    args = ap.parse_args(argv)
+    cfg = config_from_args(args, **{
+        "model.profile": args.profile, "train.alpha": args.alpha, "train.epochs": args.epochs,
+        "train.max_steps": args.max_steps, "train.batch_size": args.batch_size,
+        "mlflow.tracking_uri": args.mlflow_uri, "train.optimizer": args.optimizer, "train.base_lr": args.lr,
+        "train.device": args.device, "train.compile": args.compile, "train.seed": args.seed})
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+
+    from prodemb.train import CollapsedError, run_training
+
+    for path, what in ((Path(args.data) / "catalog", "catalog"), (Path(args.data) / "pairs", "pairs"),
+                       (Path(args.tokenizer), "tokenizer")):
+        if not path.exists():
+            print(f"train: error: {what} not found at {path}", file=sys.stderr)
+            return 2
+    try:
+        summary = run_training(args.data, args.tokenizer, cfg, progress=not args.no_progress)
+    except CollapsedError as exc:
+        print(f"train: {exc}", file=sys.stderr)
+        return 3
+    except ValueError as exc:
+        print(f"train: error: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(summary, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

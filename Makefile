@@ -34,6 +34,9 @@ $(STAMP): pyproject.toml | java
 test: venv
 	$(PY) -m pytest -q
 
+TOKENIZER ?= runs/tokenizer.model
+MLFLOW_URI ?= sqlite:///mlflow.db
+
 demo: venv
 ifeq ($(DATA),)
 	$(PY) -m prodemb.synth --out data/synth --clicks $(CLICKS)
@@ -41,6 +44,11 @@ ifeq ($(DATA),)
 else
 	$(PY) jobs/sessionize.py --input $(DATA) --input-format $(FORMAT) --output $(OUT)
 endif
+	$(PY) jobs/train_tokenizer.py --data $(OUT) --output $(TOKENIZER)
+	$(PY) jobs/train.py --data $(OUT) --tokenizer $(TOKENIZER) --profile small --mlflow-uri $(MLFLOW_URI)
+	@echo
+	@echo "Demo done. Tables: $(OUT)/  tokenizer: $(TOKENIZER)  model: models:/prodemb-encoder@champion"
+	@echo "Browse runs and the registry:  $(VENV)/bin/mlflow ui --backend-store-uri $(MLFLOW_URI)"
 
 bench: venv
 	$(PY) benchmarks/sessionize_bench.py

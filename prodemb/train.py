@@ -274,9 +274,13 @@ def train(data: TrainingData, model_cfg, cfg, vocab_size: int, *,
 
 
 def _progress(total: int, enabled: bool):
+    import sys
+
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, desc="train", unit="step", disable=not enabled, dynamic_ncols=True)
+    # In a log file (no terminal) redraw rarely instead of hundreds of carriage-return updates.
+    return tqdm(total=total, desc="train", unit="step", disable=not enabled, dynamic_ncols=True,
+                mininterval=0.1 if sys.stderr.isatty() else 15.0)
 
 
 # --- embeddings and their health ---------------------------------------------------------------

@@ -103,7 +103,12 @@ class MlflowConfig(_Section):
 
 class FeastConfig(_Section):
     repo_dir: str = "feature_repo"
-    online_store: dict[str, Any] = Field(default_factory=lambda: {"type": "sqlite", "path": "data/online_store.db"})
+    yaml_file: str = "feature_store.yaml"   # feature_store.cluster.yaml: Redis + Spark offline store
+
+
+class ScoreConfig(_Section):
+    keep_model_versions: int = 3          # model versions kept in the embeddings table (history)
+    model_uri: str = "models:/prodemb-encoder@champion"
 
 
 class Config(_Section):
@@ -117,6 +122,7 @@ class Config(_Section):
     train: TrainConfig = Field(default_factory=TrainConfig)
     mlflow: MlflowConfig = Field(default_factory=MlflowConfig)
     feast: FeastConfig = Field(default_factory=FeastConfig)
+    score: ScoreConfig = Field(default_factory=ScoreConfig)
 
 
 def deep_merge(base: dict, over: dict) -> dict:

@@ -58,6 +58,17 @@ class TrainingData:
         return h.hexdigest()
 
 
+def holdout_sessions(session_ids: np.ndarray, fraction: float = 0.02) -> np.ndarray:
+    """Deterministic ~``fraction`` of sessions kept out of training (by a hash of the session id).
+
+    Shared by training (health metrics) and similar-product recall, so both see the same sessions.
+    """
+    session = np.asarray(session_ids, dtype=np.int64).view(np.uint64)
+    with np.errstate(over="ignore"):   # Fibonacci hashing: wrap-around multiply mixes sequential ids
+        mixed = (session * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(32)
+    return mixed % np.uint64(10_000) < np.uint64(int(fraction * 10_000))
+
+
 def build_training_data(catalog, pairs, tokenizer, max_len: int, language: str = "es",
                         holdout_fraction: float = 0.02, max_holdout: int = 20_000) -> TrainingData:
     """catalog: DataFrame(site, product_id, title_norm, category); pairs: DataFrame(site, session_id,
@@ -76,11 +87,7 @@ def build_training_data(catalog, pairs, tokenizer, max_len: int, language: str =
     codes, names = pd.factorize(catalog["category"], sort=True)   # NaN/None → −1
     tokens = tokenizer.encode(catalog["title_norm"].fillna("").tolist(), max_len)
     # Hold out whole sessions (by id hash) so health metrics see pairs the model never trained on.
-    session = pairs["session_id"].to_numpy(dtype=np.int64).view(np.uint64)
-    with np.errstate(over="ignore"):   # Fibonacci hashing: wrap-around multiply mixes sequential ids
-        mixed = (session * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(32)
-    held = mixed % np.uint64(10_000) < np.uint64(int(holdout_fraction * 10_000))
-    held &= known
+    held = holdout_sessions(pairs["session_id"].to_numpy(dtype=np.int64), holdout_fraction) & known
     if held.sum() > max_holdout:
         held &= np.cumsum(held) <= max_holdout
     train = known & ~held

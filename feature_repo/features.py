@@ -1,0 +1,34 @@
+"""Feast definitions: entity `product`, feature view `product_embeddings`, a feature service.
+
+The offline source is the `embeddings` table written by jobs/score.py (default: ../data/demo/embeddings;
+set PRODEMB_EMBEDDINGS to point elsewhere). It keeps several model versions, each row stamped with its
+scoring time, so point-in-time retrieval returns the vector that was current at an entity timestamp.
+"""
+import os
+from datetime import timedelta
+from pathlib import Path
+
+from feast import Entity, FeatureService, FeatureView, Field, FileSource, ValueType
+from feast.data_format import ParquetFormat
+from feast.types import Array, Float32, String
+
+EMBEDDINGS = os.environ.get("PRODEMB_EMBEDDINGS",
+                            str((Path(__file__).resolve().parent.parent / "data" / "demo" / "embeddings")))
+
+product = Entity(name="product", join_keys=["product_id"], value_type=ValueType.STRING,
+                 description="A catalog product (site-local id)")
+
+embeddings_source = FileSource(name="product_embeddings_source", path=EMBEDDINGS,
+                               file_format=ParquetFormat(), timestamp_field="event_timestamp")
+
+product_embeddings = FeatureView(
+    name="product_embeddings",
+    entities=[product],
+    ttl=timedelta(days=3650),   # a vector stays valid until a newer scoring replaces it
+    schema=[Field(name="embedding", dtype=Array(Float32)), Field(name="model_version", dtype=String)],
+    source=embeddings_source,
+    online=True,
+    description="Product title embeddings y = f(t(title)) from the registered prodemb-encoder",
+)
+
+product_embeddings_service = FeatureService(name="product_embeddings_service", features=[product_embeddings])

@@ -1,0 +1,169 @@
+"""Scoring and the Feast feature store end to end: real Spark, real MLflow registry, real Feast + SQLite."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from datetime import datetime, timedelta, timezone
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from prodemb.config import load_config
+from tests.conftest import REPO_ROOT
+
+
+# --- byte encodings are Feast's own ---------------------------------------------------------------
+
+def test_bulk_encodings_equal_feast_serializers():
+    from feast.infra.key_encoding_utils import serialize_entity_key
+    from feast.protos.feast.types.EntityKey_pb2 import EntityKey
+    from feast.protos.feast.types.Value_pb2 import FloatList, Value
+
+    from prodemb.features import encode_entity_keys, encode_float_lists, encode_string
+
+    ids = ["MLA123", "", "ñandú-7", "x" * 300]
+    for got, pid in zip(encode_entity_keys(ids), ids):
+        assert got == serialize_entity_key(EntityKey(join_keys=["product_id"], entity_values=[Value(string_val=pid)]),
+                                           entity_key_serialization_version=3)
+    for dim in (1, 16, 128, 512):
+        m = np.random.default_rng(dim).normal(size=(3, dim)).astype(np.float32)
+        for got, row in zip(encode_float_lists(m), m):
+            assert got == Value(float_list_val=FloatList(val=row.tolist())).SerializeToString()
+    assert encode_string("7") == Value(string_val="7").SerializeToString()
+
+
+# --- a real registered model, two versions ---------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def world(spark, tmp_path_factory):
+    """Generated clicks → sessionize → tokenizer → two trained versions; a private copy of feature_repo."""
+    from prodemb.config import SessionsConfig
+    from prodemb.sessions import run_sessionize
+    from prodemb.synth import SynthSpec, generate
+    from prodemb.tokenizer import train_from_catalog
+    from prodemb.train import run_training
+
+    work = tmp_path_factory.mktemp("fs")
+    generate(SynthSpec(n_clicks=30_000, n_products=600, seed=3), work / "synth")
+    run_sessionize(spark, str(work / "synth" / "clicks"), "clicks", str(work / "data"), SessionsConfig())
+    cfg = load_config("local", overrides=[f"mlflow.tracking_uri=sqlite:///{work}/mlflow.db", "tokenizer.vocab_size=800",
+                                          "train.max_steps=25", "train.batch_size=256", "train.health_sample=500"])
+    train_from_catalog(str(work / "data"), work / "tok.model", cfg.tokenizer)
+    for seed in (0, 1):
+        run_training(str(work / "data"), str(work / "tok.model"),
+                     cfg.model_copy(update={"train": cfg.train.model_copy(update={"seed": seed})}), progress=False)
+    repo = work / "feature_repo"
+    shutil.copytree(REPO_ROOT / "feature_repo", repo, ignore=shutil.ignore_patterns("data"))
+    return {"work": work, "uri": cfg.mlflow.tracking_uri, "repo": repo}
+
+
+def score(spark, world, version, scored_at):
+    from prodemb.score import run_score
+
+    return run_score(spark, str(world["work"] / "data"), f"models:/prodemb-encoder/{version}", None,
+                     tracking_uri=world["uri"], keep_model_versions=3, scored_at=scored_at)
+
+
+def test_scoring_publishing_and_reading_back(spark, world):
+    import mlflow
+
+    from prodemb.features import feature_store, historical_features, online_vectors, run_publish
+    from prodemb.tables import read_table
+
+    work = world["work"]
+    t1 = datetime(2025, 1, 1, tzinfo=timezone.utc)
+    t2 = datetime(2025, 2, 1, tzinfo=timezone.utc)
+    r1 = score(spark, world, "1", t1)
+    assert r1["products_scored"] == r1["rows_in"] > 100 and r1["dim"] == 128
+    emb = read_table(spark, str(work / "data" / "embeddings"))
+    assert emb.columns[:6] == ["site", "product_id", "embedding", "model_name", "model_version", "event_timestamp"]
+
+    # Publish v1: the online vector equals the registered model's prediction for the product's title.
+    pub = run_publish(str(work / "data"), repo_dir=world["repo"], progress=False)
+    assert pub["rows_out"] == r1["products_scored"] and pub["path"] == "sqlite-bulk"
+    store = feature_store(world["repo"])
+    catalog = read_table(spark, str(work / "data" / "catalog")).select("product_id", "title").limit(5).toPandas()
+    online = online_vectors(store, catalog["product_id"].tolist())
+    mlflow.set_tracking_uri(world["uri"])
+    model = mlflow.pyfunc.load_model("models:/prodemb-encoder/1")
+    expected = model.predict(catalog[["title"]])
+    for pid, exp in zip(catalog["product_id"], expected):
+        got = online[pid]["embedding"]
+        assert online[pid]["model_version"] == "1"
+        assert np.dot(got, exp) / (np.linalg.norm(got) * np.linalg.norm(exp)) >= 0.999
+
+    # Publishing twice leaves one row per product and feature.
+    run_publish(str(work / "data"), repo_dir=world["repo"], progress=False)
+    import sqlite3
+
+    con = sqlite3.connect(pub["db"])
+    n_rows, n_keys = con.execute(f'SELECT count(*), count(DISTINCT entity_key) FROM "{pub["table"]}"').fetchone()
+    con.close()
+    assert n_keys == r1["products_scored"] and n_rows == 2 * n_keys
+
+    # A new model version replaces the old one online; the offline table keeps both.
+    r2 = score(spark, world, "2", t2)
+    assert r2["rows_by_model_version"] == {"1": r1["products_scored"], "2": r1["products_scored"]}
+    run_publish(str(work / "data"), repo_dir=world["repo"], progress=False)
+    online2 = online_vectors(store, catalog["product_id"].tolist())
+    assert all(v["model_version"] == "2" for v in online2.values())
+    pid = catalog["product_id"][0]
+    assert not np.allclose(online2[pid]["embedding"], online[pid]["embedding"])
+
+    # Point-in-time: the version valid at each entity timestamp.
+    frame = pd.DataFrame({"product_id": [pid, pid, pid],
+                          "event_timestamp": [t1 + timedelta(days=3), t2 + timedelta(days=3), t1 - timedelta(days=3)]})
+    hist = historical_features(store, frame)
+    by_time = {pd.Timestamp(t): v for t, v in zip(hist["event_timestamp"], hist["model_version"])}
+    assert by_time[pd.Timestamp(t1 + timedelta(days=3))] == "1"
+    assert by_time[pd.Timestamp(t2 + timedelta(days=3))] == "2"
+    # Before any scoring there is no vector (Feast's file store leaves such entity rows out).
+    assert not isinstance(by_time.get(pd.Timestamp(t1 - timedelta(days=3))), str)
+    v1_hist = hist[hist["model_version"] == "1"]["embedding"].iloc[0]
+    np.testing.assert_allclose(np.asarray(v1_hist, dtype=np.float32), online[pid]["embedding"], rtol=1e-6)
+
+    # Rescoring the same version replaces its rows (no duplicates).
+    r3 = score(spark, world, "2", t2 + timedelta(hours=1))
+    assert r3["rows_by_model_version"] == {"1": r1["products_scored"], "2": r1["products_scored"]}
+
+
+def test_bad_model_uri_fails_clearly_and_leaves_embeddings_untouched(spark, world):
+    from prodemb.tables import table_version
+
+    emb = world["work"] / "data" / "embeddings"
+    if not emb.exists():
+        score(spark, world, "1", datetime(2025, 1, 1, tzinfo=timezone.utc))
+    before = table_version(str(emb))
+    proc = subprocess.run([sys.executable, str(REPO_ROOT / "jobs" / "score.py"), "--data", str(world["work"] / "data"),
+                           "--model-uri", "models:/prodemb-encoder@does-not-exist", "--mlflow-uri", world["uri"]],
+                          capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "SPARK_LOCAL_IP": "127.0.0.1"})
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "cannot resolve model" in proc.stderr
+    assert table_version(str(emb)) == before
+
+
+def test_feast_materialize_still_works_from_the_repo(spark, world):
+    """The standard, slow path: `feast apply` + `feast materialize` from the repo folder."""
+    from prodemb.features import repo_objects
+
+    emb = world["work"] / "data" / "embeddings"
+    if not emb.exists():
+        score(spark, world, "1", datetime(2025, 1, 1, tzinfo=timezone.utc))
+    repo = world["work"] / "feature_repo_cli"
+    shutil.copytree(REPO_ROOT / "feature_repo", repo, ignore=shutil.ignore_patterns("data"))
+    env = {**os.environ, "PRODEMB_EMBEDDINGS": str(emb.resolve())}
+    feast = [os.path.join(os.path.dirname(sys.executable), "feast")]
+    for args in (["apply"], ["materialize", "2000-01-01T00:00:00", "2100-01-01T00:00:00"]):
+        proc = subprocess.run(feast + args, cwd=repo, capture_output=True, text=True, timeout=600, env=env)
+        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    from feast import FeatureStore
+
+    store = FeatureStore(repo_path=str(repo))
+    pid = spark.read.parquet(str(emb)).first().product_id
+    got = store.get_online_features(features=["product_embeddings:embedding"], entity_rows=[{"product_id": pid}]).to_dict()
+    assert got["embedding"][0] is not None and len(got["embedding"][0]) == 128
+    assert len(repo_objects(emb)) == 3

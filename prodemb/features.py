@@ -223,3 +223,56 @@ def run_publish(data_dir: str, *, repo_dir: str | Path = FEATURE_REPO, yaml_file
     report.update(rows_in=len(table), rows_out=len(rows), rows_quarantined=0,
                   model_versions=sorted(rows["model_version"].unique().tolist()))
     return report
+
+
+class SqliteVectorReader:
+    """Direct point lookups in Feast's SQLite online table, for latency-critical callers.
+
+    Reads the same rows ``get_online_features`` reads (same keys, same bytes), skipping the SDK's
+    per-call registry and protobuf work: one indexed SELECT and a numpy view of the float bytes.
+    Tested to return exactly what the SDK returns.
+    """
+
+    def __init__(self, store):
+        target = _sqlite_target(store)
+        if target is None:
+            raise ValueError("SqliteVectorReader needs Feast's SQLite online store")
+        db, table = target
+        self._version = store.config.entity_key_serialization_version
+        self._conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, check_same_thread=False)
+        self._sql = f'SELECT entity_key, value FROM "{table}" WHERE feature_name = \'embedding\' AND entity_key IN '
+        self._keys: dict[str, str] = {}
+
+    def get(self, product_ids: list[str]) -> dict[str, np.ndarray | None]:
+        keys = encode_entity_keys(product_ids, self._version)
+        sql = self._keys.get(len(keys))
+        if sql is None:
+            sql = self._keys[len(keys)] = self._sql + "(" + ",".join("?" * len(keys)) + ")"
+        found = dict(self._conn.execute(sql, keys).fetchall())
+        out: dict[str, np.ndarray | None] = {}
+        for pid, key in zip(product_ids, keys):
+            raw = found.get(key)
+            out[pid] = None if raw is None else _decode_float_list(raw)
+        return out
+
+    def close(self) -> None:
+        self._conn.close()
+
+
+def _decode_float_list(raw: bytes) -> np.ndarray:
+    """Inverse of encode_float_lists: Value(float_list_val) bytes → float32 vector."""
+    # Layout: field tag (2 bytes), varint length, FloatList tag, varint length, packed floats.
+    pos = 2
+    while raw[pos] & 0x80:
+        pos += 1
+    pos += 2                              # end of outer varint, FloatList field tag
+    length = 0
+    shift = 0
+    while True:
+        b = raw[pos]
+        length |= (b & 0x7F) << shift
+        pos += 1
+        if not b & 0x80:
+            break
+        shift += 7
+    return np.frombuffer(raw, dtype="<f4", count=length // 4, offset=pos)

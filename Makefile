@@ -46,6 +46,11 @@ else
 endif
 	$(PY) jobs/train_tokenizer.py --data $(OUT) --output $(TOKENIZER)
 	$(PY) jobs/train.py --data $(OUT) --tokenizer $(TOKENIZER) --profile small --mlflow-uri $(MLFLOW_URI)
+	$(PY) jobs/score.py --data $(OUT) --mlflow-uri $(MLFLOW_URI)
+	$(PY) jobs/publish.py --data $(OUT) --no-progress
+	@pid=$$($(PY) -c "import os, pyarrow.dataset as d; t = d.dataset(os.path.realpath('$(OUT)/catalog')).to_table(columns=['product_id','n_events']).to_pandas(); print(t.sort_values('n_events').product_id.iloc[-1])"); \
+	echo; echo "== Feast online lookup of product $$pid =="; $(PY) jobs/lookup.py --product-id $$pid; \
+	echo; echo "== Nearest neighbours =="; $(PY) jobs/similar.py --product-id $$pid --k 5 --recall
 	@echo
 	@echo "Demo done. Tables: $(OUT)/  tokenizer: $(TOKENIZER)  model: models:/prodemb-encoder@champion"
 	@echo "Browse runs and the registry:  $(VENV)/bin/mlflow ui --backend-store-uri $(MLFLOW_URI)"

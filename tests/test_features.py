@@ -95,6 +95,16 @@ def test_scoring_publishing_and_reading_back(spark, world):
         assert online[pid]["model_version"] == "1"
         assert np.dot(got, exp) / (np.linalg.norm(got) * np.linalg.norm(exp)) >= 0.999
 
+    # The direct reader returns exactly what the SDK returns.
+    from prodemb.features import SqliteVectorReader
+
+    reader = SqliteVectorReader(store)
+    direct = reader.get(catalog["product_id"].tolist() + ["no-such-product"])
+    reader.close()
+    assert direct["no-such-product"] is None
+    for pid in catalog["product_id"]:
+        np.testing.assert_array_equal(direct[pid], online[pid]["embedding"])
+
     # Publishing twice leaves one row per product and feature.
     run_publish(str(work / "data"), repo_dir=world["repo"], progress=False)
     import sqlite3

@@ -10,12 +10,18 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from datetime import datetime, timezone
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # spark-submit without an install
 
 from prodemb.config import add_config_args, config_from_args  # noqa: E402
 from prodemb.sources import FORMATS  # noqa: E402
+
+
+def _utc(text: str) -> datetime:
+    t = datetime.fromisoformat(text)
+    return t if t.tzinfo else t.replace(tzinfo=timezone.utc)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -26,6 +32,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--gap-minutes", type=float, default=None, help="inactivity gap T (default 30)")
     ap.add_argument("--max-items", type=int, default=None, help="distinct products kept per session (default 10)")
     ap.add_argument("--format", choices=["parquet", "delta"], default=None, help="table format (default parquet)")
+    ap.add_argument("--start", type=_utc, default=None,
+                    help="interval start (ISO-8601, UTC): process only sessions that begin in [start, end)")
+    ap.add_argument("--end", type=_utc, default=None, help="interval end (exclusive)")
     add_config_args(ap)
     args = ap.parse_args(argv)
     cfg = config_from_args(args, **{"sessions.gap_minutes": args.gap_minutes,
@@ -39,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
                       app_name="prodemb-sessionize", extra=cfg.spark.conf)
     try:
         report = run_sessionize(spark, args.input, args.input_format, args.output or cfg.paths.data_dir,
-                                cfg.sessions)
+                                cfg.sessions, start=args.start, end=args.end)
     except (FileNotFoundError, ValueError) as exc:   # bad arguments or input layout: say it plainly
         print(f"sessionize: error: {exc}", file=sys.stderr)
         return 2

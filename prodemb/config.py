@@ -46,6 +46,9 @@ class SessionsConfig(_Section):
     valid_from: str = "1995-01-01"
     future_slack_days: int = 1
     default_site: str = "default"
+    # Interval runs (--start/--end) read this far past --end so sessions that begin inside the
+    # interval come out whole; sessions longer than this would be cut (none in the data seen so far).
+    max_session_hours: float = 24.0
 
 
 class SynthConfig(_Section):

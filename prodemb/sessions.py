@@ -237,13 +237,25 @@ def build_catalog(clicks: DataFrame, language: str = "es") -> DataFrame:
 
 # --- the job: I/O at the edge ------------------------------------------------------------------
 
+def interval_label(start: datetime) -> str:
+    return start.strftime("%Y%m%dT%H%M%S")
+
+
 def run_sessionize(spark, input_path: str, input_format: str, output_dir: str, cfg, *,
-                   now: datetime | None = None) -> dict:
+                   now: datetime | None = None, start: datetime | None = None,
+                   end: datetime | None = None) -> dict:
     """Read → tag → write quarantine, catalog, sessions, pairs and ``_run.json`` under ``output_dir``.
 
     ``cfg`` is a ``prodemb.config.SessionsConfig``. Returns the run report (also in ``_run.json``).
     Passes over the input: one to count and build the small per-title table, then one per output
     table (Parquet scans are cheap; caching every event was slower than reading twice).
+
+    Interval mode (``start`` and ``end``, UTC): the run accounts for the events with start <= ts < end
+    (plus rows without a usable timestamp, which belong to no interval), and emits the sessions whose
+    first event lies in the interval, cut exactly as a full run would: it also reads ``gap_minutes``
+    before ``start`` (to see whether a session began earlier) and ``max_session_hours`` after ``end``
+    (to finish sessions that run past it). Every table gets an ``interval`` partition that a rerun
+    replaces; ``_runs/<interval>.json`` is the report.
     """
     import time
 
@@ -265,19 +277,31 @@ def run_sessionize(spark, input_path: str, input_format: str, output_dir: str, c
     raw = read_source(spark, input_path, input_format, default_site=cfg.default_site)
     tagged = tag_rows(raw, valid_from=cfg.valid_from, future_slack_days=cfg.future_slack_days,
                       max_title_chars=cfg.max_title_chars, now=now)
+    partition = None
+    context = tagged                       # what sessions are cut from
+    if start is not None or end is not None:
+        if start is None or end is None or not start < end:
+            raise ValueError("interval runs need both --start and --end, with start < end")
+        start, end = (t if t.tzinfo else t.replace(tzinfo=timezone.utc) for t in (start, end))
+        partition = ("interval", interval_label(start))
+        ts = F.col("ts")
+        context = tagged.where((ts >= F.lit(start - timedelta(minutes=cfg.gap_minutes)))
+                               & (ts < F.lit(end + timedelta(hours=cfg.max_session_hours))))
+        tagged = tagged.where(((ts >= F.lit(start)) & (ts < F.lit(end))) | ts.isNull())
 
     # Pass 1: row counts (observed while scanning) + the per-title table, cached (it is small).
+    counters = [F.count(F.lit(1)).alias("rows_in"),
+                F.count_if(F.col("filter_reason").isNotNull()).alias("rows_filtered"),
+                F.count_if(F.col("quarantine_reason").isNotNull()).alias("rows_quarantined_rowlevel")]
     counted = Observation("rows")
-    observed = tagged.observe(
-        counted,
-        F.count(F.lit(1)).alias("rows_in"),
-        F.count_if(F.col("filter_reason").isNotNull()).alias("rows_filtered"),
-        F.count_if(F.col("quarantine_reason").isNotNull()).alias("rows_quarantined_rowlevel"),
-    )
+    observed = tagged.observe(counted, *counters)
     variants = title_variants(valid_clicks(observed)).persist(StorageLevel.MEMORY_AND_DISK)
     try:
         variants.count()
-        counts = dict(counted.get)
+        try:
+            counts = dict(counted.get)
+        except Exception:  # Spark skips the metrics when the optimizer proves the input empty
+            counts = tagged.agg(*counters).first().asDict()
         empty = empty_titles(variants, cfg.language).persist()
         n_empty = variants.join(empty, "title", "left_semi").agg(F.sum("n")).first()[0] or 0
         final = with_empty_title_reason(tagged, empty)
@@ -286,30 +310,44 @@ def run_sessionize(spark, input_path: str, input_format: str, output_dir: str, c
         quarantined = quarantine_rows(final)
         if counts["rows_quarantined_rowlevel"] + n_empty == 0:   # exact counts: skip a pass over the input
             quarantined = spark.createDataFrame([], quarantined.schema)
-        written = {"quarantine": write_table(quarantined, f"{out}/quarantine", fmt)}
+        written = {"quarantine": write_table(quarantined, f"{out}/quarantine", fmt, partition=partition)}
         step("quarantine")
         written["catalog"] = write_table(
-            catalog_from_variants(variants.join(empty, "title", "left_anti"), cfg.language), f"{out}/catalog", fmt)
+            catalog_from_variants(variants.join(empty, "title", "left_anti"), cfg.language), f"{out}/catalog", fmt,
+            partition=partition)
         step("catalog")
-        written["sessions"] = write_table(sessionize(valid_clicks(final), cfg.gap_minutes, cfg.max_items),
-                                          f"{out}/sessions", fmt)
+        # Neighbouring rows read for context can carry empty titles of their own.
+        context_empty = empty if partition is None else empty_titles(title_variants(
+            valid_clicks(context)), cfg.language)
+        sessions_df = sessionize(valid_clicks(with_empty_title_reason(context, context_empty)), cfg.gap_minutes,
+                                 cfg.max_items)
+        if partition:   # a session belongs to the interval of its first event
+            sessions_df = sessions_df.where((F.col("start_ts") >= F.lit(start)) & (F.col("start_ts") < F.lit(end)))
+        written["sessions"] = write_table(sessions_df, f"{out}/sessions", fmt, partition=partition)
         step("sessions")
     finally:
         variants.unpersist()
+
+    def this_run(name: str):
+        """The table (full run) or this interval's partition of it."""
+        if partition is None:
+            return read_table(spark, f"{out}/{name}")
+        if fmt == "delta":
+            return read_table(spark, f"{out}/{name}").where(F.col(partition[0]) == partition[1])
+        return spark.read.parquet(f"{out}/{name}/{partition[0]}={partition[1]}")
+
     # Pairs from the written sessions: no second shuffle of the clicks.
-    version = written["sessions"]["version"] if fmt == "delta" else None
-    written["pairs"] = write_table(explode_pairs(read_table(spark, f"{out}/sessions", version)),
-                                   f"{out}/pairs", fmt)
+    written["pairs"] = write_table(explode_pairs(this_run("sessions")), f"{out}/pairs", fmt, partition=partition)
     step("pairs")
 
     rows_quarantined = counts.pop("rows_quarantined_rowlevel") + n_empty
     rows_valid = counts["rows_in"] - counts["rows_filtered"] - rows_quarantined
-    sessions = read_table(spark, f"{out}/sessions")
-    n_sessions, events_in_sessions = sessions.agg(F.count(F.lit(1)), F.sum("n_events")).first()
-    if (events_in_sessions or 0) != rows_valid:   # every valid click is in exactly one session
+    n_sessions, events_in_sessions = this_run("sessions").agg(F.count(F.lit(1)), F.sum("n_events")).first()
+    # Every valid click is in exactly one session (in interval runs, possibly one of a neighbour interval).
+    if partition is None and (events_in_sessions or 0) != rows_valid:
         raise RuntimeError(f"accounting mismatch: {rows_valid} valid rows but {events_in_sessions} "
                            "events in sessions")
-    quarantine = read_table(spark, f"{out}/quarantine")
+    quarantine = this_run("quarantine")
     report = {
         **counts,
         "rows_valid": rows_valid,
@@ -320,10 +358,10 @@ def run_sessionize(spark, input_path: str, input_format: str, output_dir: str, c
         "rows_quarantined_by_reason": {r["reason"]: r["count"] for r in
                                        quarantine.groupBy("reason").count().collect()},
         "sessions": n_sessions,
-        "pairs": read_table(spark, f"{out}/pairs").count(),
-        "products": read_table(spark, f"{out}/catalog").count(),
+        "pairs": this_run("pairs").count(),
+        "products": this_run("catalog").count(),
         "parameters": {"input": input_path, "input_format": input_format, "output": out,
-                       **cfg.model_dump()},
+                       "start": start, "end": end, **cfg.model_dump()},
         "tables": written,
         "finished_at": datetime.now(timezone.utc).isoformat(),
         "seconds": round(time.perf_counter() - t0, 3),
@@ -334,5 +372,7 @@ def run_sessionize(spark, input_path: str, input_format: str, output_dir: str, c
         raise RuntimeError("accounting mismatch: quarantine table and counters disagree")
     if fmt == "delta":
         report["delta_versions"] = {name: w["version"] for name, w in written.items()}
-    write_json(f"{out}/_run.json", report)
+    if partition:
+        report["interval"] = partition[1]
+    write_json(f"{out}/_runs/{partition[1]}.json" if partition else f"{out}/_run.json", report)
     return report

@@ -38,9 +38,17 @@ def table_format(path: str) -> str:
 
 
 def write_table(df: DataFrame, path: str, fmt: str = "parquet", keep_versions: int = 2,
-                partition_by: list[str] | None = None) -> dict[str, Any]:
-    """Replace the table at ``path`` with ``df`` atomically. Returns what was written."""
+                partition_by: list[str] | None = None,
+                partition: tuple[str, str] | None = None) -> dict[str, Any]:
+    """Replace the table at ``path`` with ``df`` atomically. Returns what was written.
+
+    With ``partition=(column, value)`` only that partition is replaced (incremental runs): for
+    Parquet ``path/column=value`` is its own atomically swapped symlink, for Delta an overwrite with
+    ``replaceWhere``. Other partitions are untouched.
+    """
     if fmt == "delta":
+        if partition:
+            return _write_delta_partition(df, path, *partition)
         return _write_delta(df, path, partition_by)
     if fmt != "parquet":
         raise ValueError(f"unknown table format {fmt!r} (parquet or delta)")
@@ -48,7 +56,16 @@ def write_table(df: DataFrame, path: str, fmt: str = "parquet", keep_versions: i
         raise ValueError(f"{path}: atomic Parquet replace needs a local filesystem; use --format delta "
                          "on object stores")
     link = _local(path).absolute()
-    versions = link.parent / VERSIONS_DIR / link.name
+    if partition:
+        if link.is_symlink():
+            raise ValueError(f"{path} holds a full (non-incremental) table; write interval runs to another folder")
+        column, value = partition
+        link.mkdir(parents=True, exist_ok=True)
+        versions = link.parent / VERSIONS_DIR / link.name / f"{column}={value}"
+        link = link / f"{column}={value}"
+        df = df.drop(column) if column in df.columns else df
+    else:
+        versions = link.parent / VERSIONS_DIR / link.name
     version_id = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%f") + "-" + uuid.uuid4().hex[:8]
     target = versions / version_id
     versions.mkdir(parents=True, exist_ok=True)
@@ -81,6 +98,17 @@ def _prune(versions: Path, keep: int, current: Path) -> None:
     broken = [p for p in versions.iterdir() if p.is_dir() and not (p / "_SUCCESS").exists() and p != current]
     for p in stale + broken:
         shutil.rmtree(p, ignore_errors=True)
+
+
+def _write_delta_partition(df: DataFrame, path: str, column: str, value: str) -> dict[str, Any]:
+    from delta.tables import DeltaTable
+    from pyspark.sql import functions as F
+
+    df = df.withColumn(column, F.lit(value))
+    (df.write.format("delta").mode("overwrite").partitionBy(column)
+     .option("replaceWhere", f"{column} = '{value}'").save(path))
+    version = DeltaTable.forPath(df.sparkSession, path).history(1).select("version").first()[0]
+    return {"path": path, "format": "delta", "version": int(version), "partition": f"{column}={value}"}
 
 
 def _write_delta(df: DataFrame, path: str, partition_by: list[str] | None) -> dict[str, Any]:

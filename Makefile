@@ -57,6 +57,8 @@ endif
 
 bench: venv
 	$(PY) benchmarks/sessionize_bench.py
+	$(PY) benchmarks/train_bench.py
+	$(PY) benchmarks/feature_store_bench.py
 
 clean:
 	rm -rf data runs mlruns mlflow.db spark-warehouse

@@ -40,3 +40,12 @@ try:
     _time.tzset()
 except AttributeError:  # pragma: no cover - not on Windows
     pass
+
+
+def online_retail_days(folder: Path, n_days: int) -> tuple[Path, list[Path]]:
+    """A folder linking the first ``n_days`` daily Online Retail files (skips when the data is absent)."""
+    files = sorted(shared_data("uci-online-retail", "by-day").glob("*.csv"))[:n_days]
+    folder.mkdir()
+    for f in files:
+        (folder / f.name).symlink_to(f)
+    return folder, files

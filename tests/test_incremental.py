@@ -6,7 +6,7 @@ from datetime import datetime, timedelta, timezone
 from prodemb.config import SessionsConfig
 from prodemb.sessions import run_sessionize
 from prodemb.tables import read_table
-from tests.conftest import shared_data
+from tests.conftest import online_retail_days
 
 
 def _sessions(spark, path):
@@ -19,12 +19,7 @@ def _pairs(spark, path):
 
 
 def test_daily_runs_equal_one_full_run_on_online_retail(spark, tmp_path):
-    root = shared_data("uci-online-retail", "by-day")
-    days = sorted(root.glob("*.csv"))[:8]
-    log = tmp_path / "in"
-    log.mkdir()
-    for f in days:
-        (log / f.name).symlink_to(f)
+    log, days = online_retail_days(tmp_path / "in", 8)
     cfg = SessionsConfig(gap_minutes=60)
     full = run_sessionize(spark, str(log), "online-retail", str(tmp_path / "full"), cfg)
 

@@ -14,7 +14,7 @@ from prodemb.sessions import run_sessionize
 from prodemb.sources import read_source
 from prodemb.tables import read_table
 from prodemb.text import normalize_title
-from tests.conftest import FIXTURES, shared_data
+from tests.conftest import FIXTURES, online_retail_days, shared_data
 from tests.reference import reference_pair_count, reference_sessions
 
 
@@ -73,12 +73,7 @@ def test_movielens_matches_reference(spark, tmp_path):
 
 
 def test_online_retail_filters_and_quarantines(spark, tmp_path):
-    root = shared_data("uci-online-retail", "by-day")
-    files = sorted(root.glob("*.csv"))[:20]
-    day_dir = tmp_path / "in"
-    day_dir.mkdir()
-    for f in files:
-        (day_dir / f.name).symlink_to(f)
+    day_dir, files = online_retail_days(tmp_path / "in", 20)
     report = run_sessionize(spark, str(day_dir), "online-retail", str(tmp_path / "out"), SessionsConfig())
 
     raw = pd.concat([pd.read_csv(f, dtype=str) for f in files])

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -31,16 +30,15 @@ def main(argv: list[str] | None = None) -> int:
     data = (args.data or cfg.paths.data_dir).rstrip("/")
 
     import numpy as np
-    import pyarrow.dataset as ds
 
     from prodemb.similar import current_vectors, recall_at_k, top_k
+    from prodemb.tables import read_table_arrow
     from prodemb.train import holdout_sessions
 
     if not Path(f"{data}/embeddings").exists():
         print(f"similar: error: no embeddings under {data}: run jobs/score.py first", file=sys.stderr)
         return 2
-    read = lambda name, cols: ds.dataset(os.path.realpath(f"{data}/{name}"), format="parquet") \
-        .to_table(columns=cols).to_pandas()  # noqa: E731
+    read = lambda name, cols: read_table_arrow(f"{data}/{name}", cols).to_pandas()  # noqa: E731
     ids, vectors, rows = current_vectors(read("embeddings", ["product_id", "embedding", "model_version",
                                                              "event_timestamp"]))
     titles = dict(read("catalog", ["product_id", "title"]).astype({"product_id": str}).values)

@@ -32,7 +32,6 @@ log = logging.getLogger(__name__)
 REPO_ROOT = Path(__file__).resolve().parent.parent
 FEATURE_REPO = REPO_ROOT / "feature_repo"
 FEATURE_VIEW = "product_embeddings"
-FEATURE_SERVICE = "product_embeddings_service"
 JOIN_KEY = "product_id"
 FEATURES = ("embedding", "model_version")
 
@@ -206,15 +205,14 @@ def historical_features(store, entity_df: pd.DataFrame) -> pd.DataFrame:
 def run_publish(data_dir: str, *, repo_dir: str | Path = FEATURE_REPO, yaml_file: str = "feature_store.yaml",
                 embeddings: str | None = None, progress: bool = True) -> dict:
     """Apply the feature repo over DIR/embeddings and load the latest vector of every product online."""
-    import pyarrow.dataset as ds
+    from prodemb.tables import read_table_arrow
 
     path = embeddings or f"{data_dir.rstrip('/')}/embeddings"
     if not Path(path).exists():
         raise FileNotFoundError(f"no embeddings table at {path}: run jobs/score.py first")
     store = feature_store(repo_dir, yaml_file)
     apply_repo(store, path, repo_dir)
-    table = ds.dataset(os.path.realpath(path), format="parquet").to_table(
-        columns=["product_id", "embedding", "model_version", "event_timestamp"]).to_pandas()
+    table = read_table_arrow(path, ["product_id", "embedding", "model_version", "event_timestamp"]).to_pandas()
     rows = latest_rows(table)
     report = publish_online(store, rows, progress=progress)
     report.update(rows_in=len(table), rows_out=len(rows), rows_quarantined=0,

@@ -22,7 +22,6 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 log = logging.getLogger(__name__)
-EMBEDDING_COLUMNS = ["site", "product_id", "embedding", "model_name", "model_version", "event_timestamp", "dim"]
 
 
 class ModelNotFoundError(ValueError):

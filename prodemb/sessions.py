@@ -25,7 +25,6 @@ from pyspark.sql import functions as F
 from prodemb.text import normalize_title_col
 
 SESSION_KEYS = ["site", "user_id"]
-QUARANTINE_COLUMNS = ["site", "user_id", "ts_raw", "product_id", "title", "category", "reason"]
 # U+FFFD is what Spark's UTF-8 decoder substitutes for byte sequences that are not valid UTF-8.
 _REPLACEMENT_CHAR = "\ufffd"
 
@@ -352,7 +351,7 @@ def run_sessionize(spark, input_path: str, input_format: str, output_dir: str, c
         **counts,
         "rows_valid": rows_valid,
         "rows_quarantined": rows_quarantined,
-        "rows_filtered_by_reason": {r["filter_reason"]: r["count"] for r in raw.where(
+        "rows_filtered_by_reason": {r["filter_reason"]: r["count"] for r in tagged.where(
             F.col("filter_reason").isNotNull()).groupBy("filter_reason").count().collect()}
         if counts["rows_filtered"] else {},
         "rows_quarantined_by_reason": {r["reason"]: r["count"] for r in

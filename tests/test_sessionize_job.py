@@ -88,7 +88,7 @@ def test_cli_runs_and_reruns_atomically(tmp_path):
     assert runs[0]["rows_in"] == runs[1]["rows_in"] == len(GOOD) + len(BAD)
     report = read_json(out / "_run.json")
     assert report["parameters"]["gap_minutes"] == 3 and report["parameters"]["max_items"] == 5
-    # Gap of 5 minutes > 3: u1 now has two sessions (p1 | p2,p1) and no pairs... (p2, p1) is one pair.
+    # The 5-minute gap is > 3: u1 has two sessions, [p1] and [p2, p1] (one pair); u2 has [p3].
     assert report["sessions"] == 3 and report["pairs"] == 1
 
 

@@ -11,7 +11,7 @@ import pytest
 
 from prodemb.config import SessionsConfig
 from prodemb.sessions import run_sessionize
-from prodemb.sources import read_source
+from prodemb.sources import RAW_COLUMNS, read_source
 from prodemb.tables import read_table
 from prodemb.text import normalize_title
 from tests.conftest import FIXTURES, online_retail_days, shared_data
@@ -112,7 +112,9 @@ def test_clicks_adapter_reads_csv_parquet_and_jsonl_alike(spark, tmp_path):
     df.to_parquet(paths["parquet"])
     results = []
     for name, path in paths.items():
-        rows = read_source(spark, str(path), "clicks").orderBy("user_id", "ts").collect()
+        df = read_source(spark, str(path), "clicks")
+        assert df.columns == RAW_COLUMNS
+        rows = df.orderBy("user_id", "ts").collect()
         results.append([(r.site, r.user_id, str(r.ts), r.product_id, r.category) for r in rows])
     assert results[0] == results[1] == results[2]
     assert results[0][0] == ("default", "u1", "2024-01-01 10:00:00", "a", "cam")

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from prodemb.config import SessionsConfig, load_config
-from prodemb.train import (LARS, CollapsedError, build_training_data, embed, embedding_health, lr_at,
+from prodemb.train import (LARS, build_training_data, embed, embedding_health, lr_at,
                            run_training, train)
 from tests.conftest import REPO_ROOT, shared_data
 
@@ -211,7 +211,7 @@ def test_short_training_on_movielens_registers_a_healthy_model(movielens_run):
     got = json.loads(proc.stdout.strip().splitlines()[-1])
     assert got["shape"] == [4, 128] and got["dtype"] == "float32"
     # Same vectors as the in-process model for the same raw titles.
-    local = mlflow.pyfunc.load_model(f"models:/prodemb-encoder/1").predict(pd.DataFrame({"title": titles}))
+    local = mlflow.pyfunc.load_model("models:/prodemb-encoder/1").predict(pd.DataFrame({"title": titles}))
     np.testing.assert_allclose(np.array(got["y"]), local, rtol=1e-5, atol=1e-6)
     assert not np.allclose(local[0], local[1])
 

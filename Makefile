@@ -3,7 +3,7 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-EXTRAS ?= dev
+EXTRAS ?= dev,airflow,eval
 # The venv is (re)installed only when pyproject.toml changes; pip's cache keeps re-installs offline-fast.
 STAMP := $(VENV)/.installed-$(shell cksum < pyproject.toml | cut -d" " -f1)
 

@@ -114,6 +114,32 @@ class ScoreConfig(_Section):
     model_uri: str = "models:/prodemb-encoder@champion"
 
 
+class EvaluateConfig(_Section):
+    """Downstream evaluation protocol (paper §4.1, §4.2, §5.1, A.1) and its baselines (A.2)."""
+    methods: list[str] = Field(default_factory=lambda: [
+        "prodemb", "random", "tfidf", "fasttext", "prod2vec", "meta_prod2vec", "textcnn", "sbert"])
+    train_sizes: list[int] = Field(default_factory=lambda: [100, 500, 1000, 5000, 10000, 50000, 100000])
+    samples: int = 5                      # random training subsamples per size
+    split: list[float] = Field(default_factory=lambda: [0.6, 0.2, 0.2])   # train / validation / test
+    seed: int = 0
+    lr_max_iter: int = 1000               # LogisticRegression(solver="liblinear", max_iter=...)
+    alphas: list[float] = Field(default_factory=lambda: [0.0, 0.1, 0.5, 0.9, 1.0])  # the α sweep
+    # Tasks the DAG and the promotion gate evaluate on: NAME → table path (CSV/Parquet: title, label[, product_id]).
+    tasks: dict[str, str] = Field(default_factory=dict)
+    output_dir: str = "runs/eval"
+    textcnn_max_epochs: int = 25          # supervised Text-CNN baseline: early stop after `patience`
+    textcnn_patience: int = 5
+    knn_k: int = 5                        # (Meta-)Prod2Vec classifier
+    device: str = "auto"
+
+
+class PromoteConfig(_Section):
+    """The gate that moves ``champion`` to ``candidate``."""
+    tolerance: float = 0.0                # promote if candidate AUC >= champion AUC - tolerance
+    train_size: int = 1000                # LR training rows per task for the gate's validation AUC
+    samples: int = 3
+
+
 class Config(_Section):
     profile: str = DEFAULT_PROFILE
     spark: SparkConfig = Field(default_factory=SparkConfig)
@@ -126,6 +152,8 @@ class Config(_Section):
     mlflow: MlflowConfig = Field(default_factory=MlflowConfig)
     feast: FeastConfig = Field(default_factory=FeastConfig)
     score: ScoreConfig = Field(default_factory=ScoreConfig)
+    evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
+    promote: PromoteConfig = Field(default_factory=PromoteConfig)
 
 
 def deep_merge(base: dict, over: dict) -> dict:

@@ -126,6 +126,11 @@ class EvaluateConfig(_Section):
     alphas: list[float] = Field(default_factory=lambda: [0.0, 0.1, 0.5, 0.9, 1.0])  # the α sweep
     # Tasks the DAG and the promotion gate evaluate on: NAME → table path (CSV/Parquet: title, label[, product_id]).
     tasks: dict[str, str] = Field(default_factory=dict)
+    builtin_tasks: list[str] = Field(default_factory=list)   # prodemb.tasks.BUILTIN_TASKS names (real data)
+    shared_data_dir: str | None = None    # where built-in tasks read; None: $PRODEMB_SHARED_DATA or ../shared/data
+    model_uri: str | None = None          # encoder under test; None: score.model_uri
+    experiment: str | None = None         # MLflow experiment of evaluation runs; None: "<mlflow.experiment>-eval"
+    sweep_model_name: str = "prodemb-encoder-sweep"   # the α sweep registers here, never under mlflow.model_name
     output_dir: str = "runs/eval"
     textcnn_max_epochs: int = 25          # supervised Text-CNN baseline: early stop after `patience`
     textcnn_patience: int = 5

@@ -145,6 +145,28 @@ class PromoteConfig(_Section):
     samples: int = 3
 
 
+class ScheduleConfig(_Section):
+    """The Airflow DAG ``prodemb`` (airflow_dags/prodemb_dag.py): where raw logs land, when runs happen, where
+    tasks run. Relative local paths are relative to the repository root."""
+    source_path: str | None = None        # raw click logs the runs read; default <paths.synth_dir>/clicks
+    source_format: str = "clicks"         # --input-format of jobs/sessionize.py
+    intervals_dir: str | None = None      # per-interval sessionize tables; default <paths.data_dir>/intervals
+    work_dir: str | None = None           # per-interval tokenizers and evaluation reports; default paths.runs_dir
+    start_date: str = "2024-01-01"        # first data interval (UTC)
+    cron: str = "@daily"                  # one run per data interval (contiguous intervals, UTC)
+    retrain_cron: str = "@daily"          # train/evaluate/promote only when an interval ends on this schedule
+    catchup: bool = False
+    max_active_runs: int = 1              # runs share the consolidated tables: one at a time
+    spark_conn_id: str = "spark_default"  # master comes from the connection (local[*] in the docs' example)
+    python: str | None = None             # interpreter for the jobs and PySpark; default the one Airflow runs
+    train_queue: str = "default"          # Celery queue of the train task (a GPU worker listens on it)
+    train_pool: str | None = None         # Airflow pool limiting concurrent trainings (GPU slots)
+    retries: int = 1
+    retry_delay_minutes: float = 5.0
+    task_retries: dict[str, int] = Field(default_factory=dict)   # per task id, e.g. {train: 0}
+    timeout_hours: float = 12.0           # execution timeout of every task
+
+
 class Config(_Section):
     profile: str = DEFAULT_PROFILE
     spark: SparkConfig = Field(default_factory=SparkConfig)
@@ -159,6 +181,7 @@ class Config(_Section):
     score: ScoreConfig = Field(default_factory=ScoreConfig)
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
     promote: PromoteConfig = Field(default_factory=PromoteConfig)
+    schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
 
 
 def deep_merge(base: dict, over: dict) -> dict:

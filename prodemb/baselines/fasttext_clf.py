@@ -8,8 +8,9 @@ deterministic with ``thread=1``). The score is fastText's P(__label__1).
 
 Edge cases: a training set with one class, or with no words at all (every title empty after
 normalization), is scored with the training prior, and so is one where fastText diverges
-("Encountered NaN", which it does on some tiny corpora) for ``MAX_ATTEMPTS`` seeds in a row; empty titles at prediction time get what the
-model says for an empty input (fastText's prior-like output).
+("Encountered NaN", which it does on some tiny corpora) for ``MAX_ATTEMPTS`` seeds in a row. At
+prediction time an empty title (or one made only of unseen words) gets one constant score: what the
+model outputs for an input with no known word.
 """
 from __future__ import annotations
 

@@ -19,7 +19,9 @@ left out, so a product seen only alone has no vector.
   vectors of its title's tokens (``w:<token>``) known to the model, plus its category token when the
   catalog knows its category. Rows with no known token stay uncovered.
 
-Uncovered rows: the paper's text available to us does not say how products without a session
+Uncovered rows: we could not find in the paper (ICLR 2021 submission "Constraining latent space to
+improve deep self-supervised e-commerce products embeddings for downstream tasks", OpenReview
+PcBVjfeLODY; only its abstract and introduction were reachable) how products without a session
 vector were scored, so we follow the project's rule: uncovered validation/test rows get the training
 prior (fraction of positives) as their score, uncovered training rows are left out of the KNN, and
 ``Scores.covered_test`` reports the fraction of test rows that had a vector. A task without a

@@ -319,7 +319,7 @@ def plot_learning_curves(results: pd.DataFrame, out_dir: str | Path) -> list[Pat
                 label = f"{method} (α={a[0]:g})" if method == "prodemb" and len(a) == 1 else method
             if not rm.empty:
                 _curve(ax, rm, label, lw=2.2 if method == "prodemb" else 1.4)
-        _finish(ax, f"{task}: frozen features + logistic regression")
+        _finish(ax, f"{task}: frozen features + logistic regression", r["train_size"])
         paths.append(_save(fig, out / f"{_slug(task)}_methods.png"))
         if len(alphas) > 1:
             fig, ax = plt.subplots(figsize=(6.4, 4.4))
@@ -331,13 +331,18 @@ def plot_learning_curves(results: pd.DataFrame, out_dir: str | Path) -> list[Pat
             rr = r[r["method"] == "random"]
             if not rr.empty:
                 _curve(ax, rr, "random encoder", color="grey", ls="--")
-            _finish(ax, f"{task}: α sweep (BYOL weight in Eq. 4)")
+            _finish(ax, f"{task}: α sweep (BYOL weight in Eq. 4)", r["train_size"])
             paths.append(_save(fig, out / f"{_slug(task)}_alpha.png"))
     return paths
 
 
-def _finish(ax, title: str) -> None:
+def _finish(ax, title: str, sizes) -> None:
+    from matplotlib.ticker import NullFormatter, ScalarFormatter
+
     ax.set_xscale("log")
+    ax.set_xticks(sorted(int(s) for s in set(sizes)))
+    ax.xaxis.set_major_formatter(ScalarFormatter())
+    ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel("training examples")
     ax.set_ylabel("test AUC-ROC")
     ax.set_title(title, fontsize=10)
@@ -468,10 +473,11 @@ def _write_text_atomic(path: Path, text: str) -> Path:
 
 
 def render_report(results: pd.DataFrame, loaded: Mapping[str, LoadedTask], *, model: str | None,
-                  failures: list[dict], plots: list[Path], out_dir: Path) -> str:
+                  failures: list[dict], plots: list[Path], out_dir: Path, notes: list[str] | None = None) -> str:
     lines = ["# Downstream evaluation", ""]
     if model:
         lines += [f"Model under test: `{model}`", ""]
+    lines += list(notes or [])
     lines += ["Test AUC-ROC (mean ± std over samples) at each task's largest training size; frozen features "
               "+ liblinear logistic regression (supervised baselines train on the same rows).", ""]
     table = summary_table(results)
@@ -503,7 +509,7 @@ def _metric_key(*parts: str) -> str:
 
 
 def log_to_mlflow(results: pd.DataFrame, out_dir: Path, *, tracking_uri: str, experiment: str,
-                  params: dict, run_name: str | None = None) -> str:
+                  params: dict, run_name: str | None = None, extra_metrics: dict[str, float] | None = None) -> str:
     """One MLflow run: params, mean test/val AUC per task × method at the largest size, artifacts."""
     import mlflow
 
@@ -525,6 +531,7 @@ def log_to_mlflow(results: pd.DataFrame, out_dir: Path, *, tracking_uri: str, ex
             if not prod.empty and prod["alpha"].nunique() <= 1:
                 metrics["mean_val_auc_prodemb"] = mean_validation_auc(results)
         metrics["rows"] = float(len(results))
+        metrics.update(extra_metrics or {})
         mlflow.log_metrics(metrics)
         for name in ("results.csv", "report.md", "summary.json"):
             if (out_dir / name).exists():
@@ -536,7 +543,7 @@ def log_to_mlflow(results: pd.DataFrame, out_dir: Path, *, tracking_uri: str, ex
 
 
 def write_outputs(results: pd.DataFrame, out: Path, loaded: Mapping[str, LoadedTask], *, model: str | None,
-                  failures: list[dict], plot: bool = True) -> dict[str, Any]:
+                  failures: list[dict], plot: bool = True, notes: list[str] | None = None) -> dict[str, Any]:
     """OUT/results.csv (atomic), OUT/quarantine/<task>.csv, OUT/plots/*.png, OUT/report.md."""
     out.mkdir(parents=True, exist_ok=True)
     written: dict[str, Any] = {"results": str(write_csv_atomic(results, out / "results.csv"))}
@@ -547,7 +554,7 @@ def write_outputs(results: pd.DataFrame, out: Path, loaded: Mapping[str, LoadedT
             write_csv_atomic(t.quarantine, qdir / f"{_slug(name)}.csv")
     plots = plot_learning_curves(results, out / "plots") if plot else []
     written["plots"] = [str(p) for p in plots]
-    report = render_report(results, loaded, model=model, failures=failures, plots=plots, out_dir=out)
+    report = render_report(results, loaded, model=model, failures=failures, plots=plots, out_dir=out, notes=notes)
     written["report"] = str(_write_text_atomic(out / "report.md", report))
     return written
 
@@ -605,4 +612,107 @@ def run_evaluate(cfg, *, output: str | Path | None = None, tasks: Mapping[str, A
                     "methods": names, "tasks": {k: t.source for k, t in taskset.loaded.items()},
                     "train_sizes": ecfg.train_sizes, "samples": ecfg.samples, "split": ecfg.split,
                     "seed": ecfg.seed, "lr_max_iter": ecfg.lr_max_iter})
+    return summary
+
+
+# --- the α sweep ---------------------------------------------------------------------------------
+
+def run_sweep(cfg, *, data_dir: str, tokenizer_path: str, output: str | Path | None = None,
+              tasks: Mapping[str, Any] | None = None, builtin: list[str] | str | None = None,
+              alphas: list[float] | None = None, tracking_uri: str | None = None, progress: bool = True,
+              log_mlflow: bool = True) -> dict[str, Any]:
+    """Train one encoder per α (``evaluate.alphas``), evaluate each with the random encoder as the floor,
+    and report the α with the best mean validation AUC (paper §5.1, Fig. 2).
+
+    The encoders are registered under ``evaluate.sweep_model_name`` (never ``mlflow.model_name``), so
+    the production aliases are untouched. An α whose embeddings collapse is reported and skipped.
+    Writes OUT/results.csv (with the ``alpha`` column), OUT/plots/<task>_alpha.png (Fig. 2) and
+    <task>_methods.png, OUT/report.md, OUT/summary.json, and logs an MLflow run.
+    """
+    import mlflow
+
+    from prodemb.baselines.encoder import PretrainedEncoder, RandomEncoder
+    from prodemb.train import CollapsedError, run_training
+
+    t0 = time.perf_counter()
+    ecfg = cfg.evaluate
+    out = Path(output or (Path(ecfg.output_dir) / "sweep_alpha"))
+    tracking_uri = tracking_uri or cfg.mlflow.tracking_uri
+    alphas = [float(a) for a in (alphas if alphas is not None else ecfg.alphas)]
+    if not alphas or any(not 0.0 <= a <= 1.0 for a in alphas):
+        raise EvaluateInputError(f"α values must lie in [0, 1], got {alphas}")
+    if tasks is None and builtin is None:
+        tasks, builtin = ecfg.tasks, ecfg.builtin_tasks
+    taskset = gather_tasks(tasks, builtin if builtin else None, ecfg.shared_data_dir)   # fail before training
+    if not taskset.tables:
+        raise EvaluateInputError("no tasks: give --task NAME=PATH, --builtin NAME or set evaluate.tasks")
+    train_sizes_for(10**9, ecfg.train_sizes)
+    sweep_name = ecfg.sweep_model_name
+    if sweep_name == cfg.mlflow.model_name:
+        raise EvaluateInputError(f"evaluate.sweep_model_name must differ from mlflow.model_name ({sweep_name!r})")
+
+    trained: list[dict] = []
+    skipped: list[dict] = []
+    for alpha in alphas:
+        cfg_a = cfg.model_copy(update={
+            "train": cfg.train.model_copy(update={"alpha": alpha}),
+            "mlflow": cfg.mlflow.model_copy(update={"model_name": sweep_name, "tracking_uri": tracking_uri})})
+        log.info("sweep: training α = %g", alpha)
+        try:
+            s = run_training(data_dir, tokenizer_path, cfg_a, progress=progress)
+        except CollapsedError as exc:
+            log.error("sweep: α = %g collapsed: %s", alpha, exc)
+            skipped.append({"alpha": alpha, "reason": str(exc)})
+            continue
+        if s.get("alpha") is not None and abs(float(s["alpha"]) - alpha) > 1e-9:
+            log.warning("sweep: α = %g trained with α = %g (the data has no categories)", alpha, s["alpha"])
+        trained.append({"alpha": alpha, "alpha_effective": s.get("alpha"), "run_id": s["run_id"],
+                        "model_uri": f"models:/{sweep_name}/{s['model_version']}", "version": s["model_version"]})
+    if not trained:
+        raise RuntimeError(f"every α collapsed: {skipped}")
+
+    failures: list[dict] = []
+    with tempfile.TemporaryDirectory(prefix="prodemb-sweep-") as work:
+        ctx = build_context(cfg, ["prodemb"], model_uri=trained[0]["model_uri"], tracking_uri=tracking_uri,
+                            workdir=work)
+        methods: list[Method] = []
+        for t in trained:
+            m = PretrainedEncoder(ctx, model_uri=t["model_uri"])
+            m.alpha = t["alpha"]                       # the requested α labels the curve
+            methods.append(m)
+        methods.append(RandomEncoder(ctx, model_uri=trained[0]["model_uri"]))
+        results = run_protocol(taskset.tables, methods, ecfg, progress=progress)
+        best, scores = best_alpha(results)
+        random_val = mean_validation_auc(results, "random")
+        notes = ["## α sweep", "", "Mean validation AUC over tasks (all sizes and samples) per α; the best α "
+                 "is the one to train production encoders with.", "", "| α | model version | mean validation AUC |",
+                 "|---|---|---|"]
+        notes += [f"| {t['alpha']:g}{' (best)' if t['alpha'] == best else ''} | {sweep_name}/{t['version']} | "
+                  f"{scores[t['alpha']]:.4f} |" for t in trained]
+        notes += [f"| random encoder | - | {random_val:.4f} |", ""]
+        notes += [f"α = {c['alpha']:g} collapsed and was skipped." for c in skipped] + ([""] if skipped else [])
+        written = write_outputs(results, out, taskset.loaded, model=f"{sweep_name} (one version per α)",
+                                failures=failures, notes=notes)
+    mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_registry_uri(tracking_uri)
+    client = mlflow.MlflowClient()
+    for t in trained:
+        t["mean_val_auc"] = round(scores[t["alpha"]], 6)
+        client.set_model_version_tag(sweep_name, t["version"], "sweep_mean_val_auc", str(t["mean_val_auc"]))
+    summary: dict[str, Any] = {
+        "output": str(out), **written, "rows": len(results), "alphas": alphas, "trained": trained,
+        "collapsed": skipped, "best_alpha": best, "mean_val_auc_by_alpha": {str(a): round(v, 6) for a, v in scores.items()},
+        "mean_val_auc_random": round(random_val, 6), "model_name": sweep_name,
+        "tasks": {k: t.counts for k, t in taskset.loaded.items()},
+        "test_auc_at_largest_size": largest_size_means(results), "seconds": round(time.perf_counter() - t0, 2)}
+    _write_text_atomic(out / "summary.json", json.dumps(summary, indent=2, default=str))
+    if log_mlflow:
+        summary["mlflow_run_id"] = log_to_mlflow(
+            results, out, tracking_uri=tracking_uri, experiment=ecfg.experiment or f"{cfg.mlflow.experiment}-eval",
+            run_name="sweep_alpha",
+            params={"alphas": alphas, "model_name": sweep_name, "versions": {str(t["alpha"]): t["version"] for t in trained},
+                    "tasks": {k: t.source for k, t in taskset.loaded.items()}, "train_sizes": ecfg.train_sizes,
+                    "samples": ecfg.samples, "split": ecfg.split, "seed": ecfg.seed, "best_alpha": best},
+            extra_metrics={"best_alpha": best, "mean_val_auc_random": random_val,
+                           **{_metric_key("mean_val_auc", f"alpha_{a:g}"): v for a, v in scores.items()}})
     return summary

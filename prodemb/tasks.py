@@ -395,6 +395,15 @@ def write_builtin_tasks(out_dir: str | Path, names: list[str] | None = None,
     return paths
 
 
+def load_tasks(specs: list[str] | None, default: dict[str, str] | None = None) -> dict[str, pd.DataFrame]:
+    """``["NAME=PATH", ...]`` (command-line ``--task`` values) or, when empty, ``default`` (NAME → PATH,
+    e.g. ``cfg.evaluate.tasks``) → {name: validated task table}."""
+    paths = dict(parse_task_arg(s) for s in specs) if specs else dict(default or {})
+    if specs and len(paths) != len(specs):
+        raise TaskError("a task name is given twice")
+    return gather_tasks(paths).tables
+
+
 @dataclass
 class TaskSet:
     """Tasks gathered from several places, ready for the protocol."""

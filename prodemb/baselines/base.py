@@ -58,6 +58,14 @@ class Method:
         raise NotImplementedError
 
 
+def prior_scores(train: pd.DataFrame, val: pd.DataFrame, test: pd.DataFrame,
+                 covered_test: float | None = None) -> Scores:
+    """Every row scored with the training prior P(label = 1): what a method without a model can say
+    (a training sample with one class, a product with no vector)."""
+    prior = float(np.mean(train["label"].to_numpy())) if len(train) else 0.5
+    return Scores(val=np.full(len(val), prior), test=np.full(len(test), prior), covered_test=covered_test)
+
+
 def logistic_regression(X: np.ndarray, y: np.ndarray, seed: int, max_iter: int = 1000):
     """The paper's linear probe (A.1): liblinear logistic regression on frozen features."""
     from sklearn.linear_model import LogisticRegression
@@ -96,5 +104,7 @@ class EmbeddingMethod(Method):
         return self._X[rows.index.to_numpy()]
 
     def fit_predict(self, train, val, test, seed) -> Scores:
+        if train["label"].nunique() < 2:   # liblinear needs two classes
+            return prior_scores(train, val, test)
         clf = logistic_regression(self.features(train), train["label"].to_numpy(), seed, self.ctx.eval_cfg.lr_max_iter)
         return Scores(val=positive_scores(clf, self.features(val)), test=positive_scores(clf, self.features(test)))

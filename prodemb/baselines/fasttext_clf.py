@@ -21,7 +21,7 @@ import tempfile
 import numpy as np
 
 from prodemb.baselines.base import Method, Scores
-from prodemb.baselines.tfidf import prior_scores
+from prodemb.baselines.base import prior_scores
 from prodemb.text import normalize_titles
 
 log = logging.getLogger(__name__)

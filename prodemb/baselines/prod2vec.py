@@ -39,7 +39,7 @@ import numpy as np
 import pandas as pd
 
 from prodemb.baselines.base import Method, Scores, positive_scores
-from prodemb.baselines.tfidf import prior_scores
+from prodemb.baselines.base import prior_scores
 from prodemb.text import normalize_title
 
 log = logging.getLogger(__name__)

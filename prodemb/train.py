@@ -19,6 +19,7 @@ import hashlib
 import logging
 import math
 import os
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Callable
@@ -378,11 +379,78 @@ def plot_history(history: list[dict], path) -> None:
     plt.close(fig)
 
 
-def run_training(data_dir: str, tokenizer_path: str, cfg, *, progress: bool = True) -> dict:
+RUN_KEY_TAG = "run_key"
+ALIASES_SET_TAG = "aliases_set"
+_RUN_KEY_CHARS = re.compile(r"^[A-Za-z0-9_.:/+=@-]{1,250}$")
+
+
+def check_run_key(run_key: str) -> str:
+    if not _RUN_KEY_CHARS.match(run_key):
+        raise ValueError(f"run key {run_key!r}: use 1-250 letters, digits and _ . : / + = @ -")
+    return run_key
+
+
+def find_run_key_version(model_name: str, run_key: str) -> str | None:
+    """The registered version trained under ``run_key``, if any (the tracking URI must be set).
+
+    Looks at the version tag first, then at the MLflow run tag, which is set before training starts:
+    a job killed between registering and tagging its version is still found.
+    """
+    import mlflow
+
+    client = mlflow.MlflowClient()
+    check_run_key(run_key)
+    try:
+        found = client.search_model_versions(f"name = '{model_name}' and tags.{RUN_KEY_TAG} = '{run_key}'")
+        if not found:
+            runs = mlflow.search_runs(search_all_experiments=True, output_format="list",
+                                      filter_string=f"tags.{RUN_KEY_TAG} = '{run_key}'")
+            found = [v for r in runs for v in
+                     client.search_model_versions(f"name = '{model_name}' and run_id = '{r.info.run_id}'")]
+    except mlflow.exceptions.MlflowException:   # no such registered model yet
+        return None
+    return str(min(int(v.version) for v in found)) if found else None
+
+
+def _reuse_version(model_name: str, version: str, run_key: str) -> dict:
+    """Summary for a run key that already has a version. Aliases stay as they are, unless the job that
+    registered the version died before setting them (no ``aliases_set`` tag): then they are set now."""
+    import mlflow
+
+    from prodemb import registry
+
+    client = mlflow.MlflowClient()
+    mv = client.get_model_version(model_name, version)
+    if mv.tags.get(ALIASES_SET_TAG) != "true":
+        registry.set_aliases_after_training(model_name, version)
+        client.set_model_version_tag(model_name, version, RUN_KEY_TAG, run_key)
+        client.set_model_version_tag(model_name, version, ALIASES_SET_TAG, "true")
+    aliases = {a: str(client.get_model_version_by_alias(model_name, a).version)
+               for a in ("candidate", "champion") if _has_alias(client, model_name, a)}
+    return {"reused": True, "run_key": run_key, "run_id": mv.run_id, "model_name": model_name,
+            "model_version": version, "aliases": aliases}
+
+
+def _has_alias(client, model_name: str, alias: str) -> bool:
+    import mlflow
+
+    try:
+        client.get_model_version_by_alias(model_name, alias)
+        return True
+    except mlflow.exceptions.MlflowException:
+        return False
+
+
+def run_training(data_dir: str, tokenizer_path: str, cfg, *, progress: bool = True,
+                 run_key: str | None = None) -> dict:
     """Load DIR/catalog + DIR/pairs, train, check health, log to MLflow and register the encoder.
 
     ``cfg`` is the full ``prodemb.config.Config``. Raises ``CollapsedError`` (and registers nothing)
     when the embeddings collapsed.
+
+    ``run_key`` (e.g. the scheduler's data interval) makes the job idempotent: when a registered version
+    already carries tag ``run_key=<key>`` nothing is trained, that version is returned with
+    ``reused: True`` and the aliases are left as they are.
     """
     import tempfile
     from pathlib import Path
@@ -392,6 +460,15 @@ def run_training(data_dir: str, tokenizer_path: str, cfg, *, progress: bool = Tr
     from prodemb import registry
     from prodemb.tables import read_table_arrow, table_format, table_version
     from prodemb.tokenizer import Tokenizer
+
+    if run_key is not None:
+        check_run_key(run_key)
+        registry.setup_tracking(cfg.mlflow.tracking_uri, cfg.mlflow.experiment)
+        existing = find_run_key_version(cfg.mlflow.model_name, run_key)
+        if existing is not None:
+            log.info("run key %s already registered as %s version %s: nothing trained", run_key,
+                     cfg.mlflow.model_name, existing)
+            return _reuse_version(cfg.mlflow.model_name, existing, run_key)
 
     tok = Tokenizer.load(tokenizer_path)
     catalog_path, pairs_path = f"{data_dir.rstrip('/')}/catalog", f"{data_dir.rstrip('/')}/pairs"
@@ -405,7 +482,8 @@ def run_training(data_dir: str, tokenizer_path: str, cfg, *, progress: bool = Tr
         "content_sha256": data.content_hash(), **{f"rows_{k}": v for k, v in data.stats.items()},
     }
     registry.setup_tracking(cfg.mlflow.tracking_uri, cfg.mlflow.experiment)
-    with mlflow.start_run() as run, tempfile.TemporaryDirectory() as tmp:
+    with mlflow.start_run(tags={RUN_KEY_TAG: run_key} if run_key else None) as run, \
+            tempfile.TemporaryDirectory() as tmp:
         mlflow.log_params(_flatten({k: v for k, v in cfg.model_dump().items() if k in
                                     ("model", "train", "tokenizer", "sessions")}))
         mlflow.log_params({f"data.{k}": str(v) for k, v in trained_on.items()})
@@ -437,10 +515,15 @@ def run_training(data_dir: str, tokenizer_path: str, cfg, *, progress: bool = Tr
         version = registry.log_encoder(result.model.encoder, tokenizer_path, max_len=cfg.model.max_len,
                                        language=cfg.sessions.language, model_name=cfg.mlflow.model_name,
                                        workdir=Path(tmp) / "model", example_titles=titles)
-        aliases = registry.set_aliases_after_training(cfg.mlflow.model_name, version)
         client = mlflow.MlflowClient()
-        for key, value in {"health": "ok", "dim_std_mean": health["dim_std_mean"],
-                           "content_sha256": trained_on["content_sha256"]}.items():
+        tags = {"health": "ok", "dim_std_mean": health["dim_std_mean"],
+                "content_sha256": trained_on["content_sha256"]}
+        if run_key:
+            tags[RUN_KEY_TAG] = run_key
+        for key, value in tags.items():
             client.set_model_version_tag(cfg.mlflow.model_name, version, key, str(value))
-        summary.update(model_name=cfg.mlflow.model_name, model_version=version, aliases=aliases)
+        aliases = registry.set_aliases_after_training(cfg.mlflow.model_name, version)
+        client.set_model_version_tag(cfg.mlflow.model_name, version, ALIASES_SET_TAG, "true")
+        summary.update(model_name=cfg.mlflow.model_name, model_version=version, aliases=aliases,
+                       reused=False, run_key=run_key)
     return summary

@@ -1,0 +1,66 @@
+"""Run a command that writes a folder, and publish that folder atomically only if the command succeeds.
+
+    python airflow_dags/apps/atomic_output.py TARGET -- COMMAND ... {output} ...
+
+``{output}`` in the command is replaced by a fresh staging folder ``<parent>/_versions/<name>/<id>``.
+When the command exits 0, ``TARGET`` (a symlink) is swapped to it with one ``rename``: readers see the
+previous folder or the new one, never a half-written one. When it fails, the staging folder is removed,
+``TARGET`` keeps pointing at the previous good output, and the command's exit code is returned. The
+newest ``--keep`` (2) versions are kept. Used by the DAG for per-interval evaluation reports.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+
+PLACEHOLDER = "{output}"
+DONE = ".complete"
+
+
+def publish(target: Path, command: list[str], keep: int = 2) -> int:
+    target = Path(os.path.abspath(target))
+    versions = target.parent / "_versions" / target.name
+    versions.mkdir(parents=True, exist_ok=True)
+    stage = versions / (datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%f") + "-" + uuid.uuid4().hex[:8])
+    stage.mkdir()
+    rc = subprocess.call([arg.replace(PLACEHOLDER, str(stage)) for arg in command])
+    if rc != 0:
+        shutil.rmtree(stage, ignore_errors=True)
+        print(f"atomic_output: command exited {rc}; {target} left as it was", file=sys.stderr)
+        return rc
+    (stage / DONE).touch()
+    if target.exists() and not target.is_symlink():   # a plain folder from a manual run: keep it aside
+        target.rename(versions / ("legacy-" + uuid.uuid4().hex[:8]))
+    tmp = target.parent / f".{target.name}.{uuid.uuid4().hex[:8]}.link"
+    os.symlink(os.path.relpath(stage, target.parent), tmp)
+    os.replace(tmp, target)   # atomic on POSIX
+    done = sorted(p for p in versions.iterdir() if (p / DONE).exists() and p != stage)
+    # Folders without the marker are stagings of killed runs (never published): drop them too.
+    killed = [p for p in versions.iterdir() if p.is_dir() and not (p / DONE).exists()
+              and p != stage and not p.name.startswith("legacy-")]
+    for old in done[: max(0, len(done) - (keep - 1))] + killed:
+        shutil.rmtree(old, ignore_errors=True)
+    print(f"atomic_output: {target} -> {stage}", file=sys.stderr)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("target", help="folder (symlink) to publish")
+    ap.add_argument("--keep", type=int, default=2, help="versions kept, the published one included")
+    ap.add_argument("command", nargs=argparse.REMAINDER, help="-- COMMAND ... {output} ...")
+    args = ap.parse_args(argv)
+    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    if not command or not any(PLACEHOLDER in a for a in command):
+        ap.error(f"give the command after --, with {PLACEHOLDER} where it takes its output folder")
+    return publish(Path(args.target), command, keep=max(1, args.keep))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,197 @@
+"""The ``prodemb`` DAG: one run per data interval (daily), every task a transaction for that interval.
+
+    sessionize ─▶ consolidate ─▶ retrain_due ─▶ train_tokenizer ─▶ train ─▶ evaluate ─▶ promote ─▶ score ─▶ publish
+                       └──────────────────────────────────────────────────────────────────────────────▶ ┘
+
+Settings come from the ``schedule:`` block (and ``paths``, ``mlflow``, ``spark``, ...) of the same
+``conf/`` profiles the jobs use: ``PRODEMB_PROFILE`` picks the profile when the file is parsed, and
+``PRODEMB_OVERRIDES`` (one ``section.key=value`` per line) adds overrides. Every job gets the same
+``--config-profile`` and ``--set`` flags, so the jobs see the configuration this file saw. Relative
+local paths are relative to the repository root.
+
+Interval semantics (``CronDataIntervalTimetable(schedule.cron)``, UTC; a run's data interval is
+[data_interval_start, data_interval_end)):
+
+* ``sessionize`` (Spark) processes exactly the run's interval into ``schedule.intervals_dir``
+  (``interval=YYYYMMDDTHHMMSS`` partitions); a rerun atomically replaces that partition only.
+* ``consolidate`` (Spark) rebuilds the full ``catalog``/``pairs``/``sessions`` tables of ``paths.data_dir``
+  from all intervals sessionized so far (atomic table swaps). Everything downstream reads those.
+* ``retrain_due`` lets the training branch run when the interval ends on ``schedule.retrain_cron``
+  (every day by default; the cluster profile retrains weekly), or when the run's conf says
+  ``{"retrain": true}``; otherwise ``train_tokenizer`` … ``promote`` are skipped and ``score``/``publish``
+  still run with the current champion (daily scoring, weekly retraining, one DAG).
+* ``train_tokenizer`` writes ``<work_dir>/tokenizers/<interval>/tokenizer.model`` atomically (seeded:
+  a rerun writes the same bytes).
+* ``train`` passes ``--run-key prodemb/<start>-<end>``: a rerun of the interval finds the version
+  already registered under that key and reuses it (no second version, aliases untouched).
+* ``evaluate`` scores ``@candidate`` into ``<work_dir>/eval/<interval>``, published atomically
+  (airflow_dags/apps/atomic_output.py): a failed evaluation leaves the previous report in place.
+* ``promote`` moves ``champion`` to ``candidate`` only if the candidate is as good (idempotent: a second
+  call finds them equal or refuses again).
+* ``score`` (Spark) rewrites the champion version's rows of ``embeddings`` (a rerun replaces them),
+  ``publish`` upserts the latest vector of every product into the Feast online store.
+
+Spark stages go through ``SparkSubmitOperator`` with connection ``schedule.spark_conn_id``
+(``spark_default``; e.g. ``AIRFLOW_CONN_SPARK_DEFAULT='{"conn_type": "spark", "host": "local[*]"}'``);
+``spark-submit`` must be on the worker's PATH, and PySpark runs ``schedule.python``. ``train`` runs on
+Celery queue ``schedule.train_queue`` (a GPU worker) in pool ``schedule.train_pool``. See
+airflow_dags/README.md for running it, the cluster profile and a KubernetesPodOperator variant.
+"""
+from __future__ import annotations
+
+import os
+import shlex
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+
+import pendulum  # noqa: E402
+from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator  # noqa: E402
+from airflow.providers.standard.operators.bash import BashOperator  # noqa: E402
+from airflow.providers.standard.operators.python import ShortCircuitOperator  # noqa: E402
+from airflow.sdk import DAG, CronDataIntervalTimetable  # noqa: E402
+
+from prodemb.config import load_config  # noqa: E402
+
+DAG_ID = "prodemb"
+TASK_IDS = ("sessionize", "consolidate", "retrain_due", "train_tokenizer", "train", "evaluate", "promote",
+            "score", "publish")
+
+
+def env_overrides(raw: str | None = None) -> list[str]:
+    """``PRODEMB_OVERRIDES``: one ``section.key=value`` per line (blank lines and ``#`` comments ignored)."""
+    raw = os.environ.get("PRODEMB_OVERRIDES", "") if raw is None else raw
+    return [s for s in (line.strip() for line in raw.splitlines()) if s and not s.startswith("#")]
+
+
+def local_path(path: str) -> str:
+    """Absolute path for a local path (relative ones are relative to the repository root); URIs as given."""
+    return path if "://" in path else os.path.normpath(os.path.join(REPO_ROOT, path))
+
+
+def tracking_uri(uri: str) -> str:
+    """``sqlite:///mlflow.db`` is relative to the working directory: anchor it at the repository root."""
+    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
+        return "sqlite:///" + local_path(uri.removeprefix("sqlite:///"))
+    return uri
+
+
+OVERRIDES = env_overrides()
+CFG = load_config(os.environ.get("PRODEMB_PROFILE") or None, OVERRIDES)
+S = CFG.schedule
+DATA = local_path(CFG.paths.data_dir)
+INTERVALS = local_path(S.intervals_dir or f"{CFG.paths.data_dir.rstrip('/')}/intervals")
+WORK = local_path(S.work_dir or CFG.paths.runs_dir)
+SOURCE = local_path(S.source_path or f"{CFG.paths.synth_dir.rstrip('/')}/clicks")
+MLFLOW_URI = tracking_uri(CFG.mlflow.tracking_uri)
+PYTHON = S.python or sys.executable
+CONFIG_ARGS = ["--config-profile", CFG.profile, *[x for o in OVERRIDES for x in ("--set", o)]]
+unknown = set(S.task_retries) - set(TASK_IDS)
+if unknown:
+    raise ValueError(f"schedule.task_retries names unknown tasks {sorted(unknown)} (tasks: {list(TASK_IDS)})")
+
+# Jinja: the run's interval. The label is sessionize's partition name (prodemb.sessions.interval_label).
+INTERVAL = "{{ data_interval_start.strftime('%Y%m%dT%H%M%S') }}"
+RUN_KEY = DAG_ID + "/" + INTERVAL + "-{{ data_interval_end.strftime('%Y%m%dT%H%M%S') }}"
+TEMPLATED_ENV = {"PRODEMB_INTERVAL": INTERVAL, "PRODEMB_RUN_KEY": RUN_KEY}
+
+
+class Raw(str):
+    """A shell fragment inserted as is (e.g. ``"$PRODEMB_INTERVAL"``); everything else is quoted."""
+
+
+def sh(*parts: str) -> str:
+    return " ".join(p if isinstance(p, Raw) else shlex.quote(str(p)) for p in parts)
+
+
+def word(*parts: str) -> Raw:
+    """One shell word from literal parts (quoted) and ``$NAME`` variables (expanded, in double quotes)."""
+    return Raw("".join(f'"{p}"' if p.startswith("$") else shlex.quote(p) for p in parts))
+
+
+def spark_env() -> dict[str, str]:
+    env = {"PYSPARK_PYTHON": PYTHON, "PYSPARK_DRIVER_PYTHON": PYTHON}
+    # Locally, the venv's own spark-submit (pip's pyspark) comes first on PATH when it sits next to Python.
+    if CFG.spark.master.startswith("local") and (Path(PYTHON).parent / "spark-submit").exists():
+        env["PATH"] = f"{Path(PYTHON).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    return env
+
+
+def spark_packages() -> str | None:
+    if CFG.sessions.format != "delta":
+        return None
+    from prodemb.spark import delta_maven_coordinates   # jars must be resolved by spark-submit itself
+
+    return ",".join(delta_maven_coordinates())
+
+
+def spark_job(task_id: str, application: str, *args: str, **kwargs) -> SparkSubmitOperator:
+    return SparkSubmitOperator(
+        task_id=task_id, conn_id=S.spark_conn_id, application=str(REPO_ROOT / application),
+        application_args=[*args, *CONFIG_ARGS], name=f"prodemb-{task_id}",
+        conf={str(k): str(v) for k, v in CFG.spark.conf.items()}, packages=spark_packages(),
+        env_vars=spark_env(), retries=S.task_retries.get(task_id, S.retries), **kwargs)
+
+
+def python_job(task_id: str, script: str, *args: str, **kwargs) -> BashOperator:
+    command = sh(PYTHON, str(REPO_ROOT / script), *args, *CONFIG_ARGS)
+    return BashOperator(task_id=task_id, bash_command=command, cwd=str(REPO_ROOT), env=TEMPLATED_ENV,
+                        append_env=True, retries=S.task_retries.get(task_id, S.retries), **kwargs)
+
+
+def retrain_due(cron: str, data_interval_end=None, dag_run=None, **_) -> bool:
+    """True when the interval ends on ``cron`` (or the run's conf says ``{"retrain": true|false}``)."""
+    conf = (getattr(dag_run, "conf", None) or {}) if dag_run is not None else {}
+    if "retrain" in conf:
+        return bool(conf["retrain"])
+    from croniter import croniter
+
+    return bool(croniter.match(cron, data_interval_end))
+
+
+with DAG(
+    dag_id=DAG_ID,
+    description="Sessionize click logs, train and promote the product encoder, score and publish vectors",
+    schedule=CronDataIntervalTimetable(S.cron, timezone="UTC"),
+    start_date=pendulum.parse(S.start_date, tz="UTC"),
+    catchup=S.catchup,
+    max_active_runs=S.max_active_runs,
+    default_args={"owner": "prodemb", "retries": S.retries,
+                  "retry_delay": timedelta(minutes=S.retry_delay_minutes),
+                  "execution_timeout": timedelta(hours=S.timeout_hours)},
+    tags=["prodemb"],
+    doc_md=__doc__,
+) as dag:
+    sessionize = spark_job(
+        "sessionize", "jobs/sessionize.py", "--input", SOURCE, "--input-format", S.source_format,
+        "--output", INTERVALS, "--start", "{{ data_interval_start.isoformat() }}",
+        "--end", "{{ data_interval_end.isoformat() }}")
+    consolidate = spark_job("consolidate", "airflow_dags/apps/consolidate.py", "--intervals", INTERVALS,
+                            "--output", DATA)
+    due = ShortCircuitOperator(task_id="retrain_due", python_callable=retrain_due,
+                               op_kwargs={"cron": S.retrain_cron}, ignore_downstream_trigger_rules=False,
+                               retries=S.task_retries.get("retrain_due", S.retries))
+    tokenizer = word(f"{WORK}/tokenizers/", "$PRODEMB_INTERVAL", "/tokenizer.model")
+    train_tokenizer = python_job("train_tokenizer", "jobs/train_tokenizer.py", "--data", DATA, "--output", tokenizer)
+    train = python_job("train", "jobs/train.py", "--data", DATA, "--tokenizer", tokenizer,
+                       "--mlflow-uri", MLFLOW_URI, "--run-key", word("$PRODEMB_RUN_KEY"), "--no-progress",
+                       queue=S.train_queue, **({"pool": S.train_pool} if S.train_pool else {}))
+    evaluate = BashOperator(
+        task_id="evaluate", cwd=str(REPO_ROOT), env=TEMPLATED_ENV, append_env=True,
+        retries=S.task_retries.get("evaluate", S.retries),
+        bash_command=sh(PYTHON, str(REPO_ROOT / "airflow_dags/apps/atomic_output.py"),
+                        word(f"{WORK}/eval/", "$PRODEMB_INTERVAL"), "--",
+                        PYTHON, str(REPO_ROOT / "jobs/evaluate.py"),
+                        "--model-uri", f"models:/{CFG.mlflow.model_name}@candidate", "--output", "{output}",
+                        "--data", DATA, "--mlflow-uri", MLFLOW_URI, *CONFIG_ARGS))
+    promote = python_job("promote", "jobs/promote.py", "--mlflow-uri", MLFLOW_URI)
+    score = spark_job("score", "jobs/score.py", "--data", DATA, "--mlflow-uri", MLFLOW_URI,
+                      trigger_rule="none_failed")
+    publish = python_job("publish", "jobs/publish.py", "--data", DATA, "--no-progress")
+
+    sessionize >> consolidate >> due >> train_tokenizer >> train >> evaluate >> promote >> score >> publish
+    consolidate >> score

@@ -244,6 +244,7 @@ def summary_table(results: pd.DataFrame, metric: str = "auc") -> pd.DataFrame:
     agg = top.groupby(["task", "label"])[metric].agg(["mean", "std", "count"]).reset_index()
     agg["text"] = [f"{m:.3f} ± {0.0 if pd.isna(s) else s:.3f}" for m, s in zip(agg["mean"], agg["std"])]
     table = agg.pivot(index="task", columns="label", values="text")
+    table = table[sorted(table.columns, key=_label_order)]
     sizes = top.groupby("task")["train_size"].first()
     table.insert(0, "train_size", sizes.reindex(table.index))
     return table
@@ -259,6 +260,13 @@ def largest_size_means(results: pd.DataFrame, metric: str = "auc") -> dict[str, 
     for (task, label), g in top.groupby(["task", "label"], sort=True):
         out.setdefault(str(task), {})[str(label)] = round(float(g[metric].mean()), 6)
     return out
+
+
+def _label_order(label: str) -> tuple:
+    """prodemb (by α), random, then the baselines in ``METHODS`` order, then anything else."""
+    name, _, alpha = label.partition(" α=")
+    order = list(METHODS)
+    return (order.index(name) if name in order else len(order), name, float(alpha) if alpha else -1.0)
 
 
 def _method_labels(results: pd.DataFrame) -> pd.Series:

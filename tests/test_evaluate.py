@@ -338,7 +338,7 @@ def test_evaluate_cli(tiny, tmp_path):
     # Bad input: exit 2 with a clear message, nothing written.
     bad = tmp_path / "bad.csv"
     pd.DataFrame({"title": ["a", "b"], "etiqueta": [0, 1]}).to_csv(bad, index=False)
-    for args, msg in (((f"--task", f"bad={bad}"), "lacks column"),
+    for args, msg in ((("--task", f"bad={bad}"), "lacks column"),
                       (("--task", f"condition={tasks['condition']}", "--methods", "prodemb,word2vec"), "unknown method"),
                       (("--task", f"condition={tasks['condition']}", "--model-uri", "models:/prodemb-encoder@nope"),
                        "cannot resolve model"),

@@ -187,7 +187,7 @@ with DAG(
                         word(f"{WORK}/eval/", "$PRODEMB_INTERVAL"), "--",
                         PYTHON, str(REPO_ROOT / "jobs/evaluate.py"),
                         "--model-uri", f"models:/{CFG.mlflow.model_name}@candidate", "--output", "{output}",
-                        "--data", DATA, "--mlflow-uri", MLFLOW_URI, *CONFIG_ARGS))
+                        "--data", DATA, "--mlflow-uri", MLFLOW_URI, "--no-progress", *CONFIG_ARGS))
     promote = python_job("promote", "jobs/promote.py", "--mlflow-uri", MLFLOW_URI)
     score = spark_job("score", "jobs/score.py", "--data", DATA, "--mlflow-uri", MLFLOW_URI,
                       trigger_rule="none_failed")

@@ -90,9 +90,9 @@ SOURCE = local_path(S.source_path or f"{CFG.paths.synth_dir.rstrip('/')}/clicks"
 MLFLOW_URI = tracking_uri(CFG.mlflow.tracking_uri)
 PYTHON = S.python or sys.executable
 CONFIG_ARGS = ["--config-profile", CFG.profile, *[x for o in OVERRIDES for x in ("--set", o)]]
-unknown = set(S.task_retries) - set(TASK_IDS)
-if unknown:
-    raise ValueError(f"schedule.task_retries names unknown tasks {sorted(unknown)} (tasks: {list(TASK_IDS)})")
+if set(S.task_retries) - set(TASK_IDS):
+    raise ValueError(f"schedule.task_retries names unknown tasks {sorted(set(S.task_retries) - set(TASK_IDS))} "
+                     f"(tasks: {list(TASK_IDS)})")
 
 # Jinja: the run's interval. The label is sessionize's partition name (prodemb.sessions.interval_label).
 INTERVAL = "{{ data_interval_start.strftime('%Y%m%dT%H%M%S') }}"
@@ -129,12 +129,27 @@ def spark_packages() -> str | None:
     return ",".join(delta_maven_coordinates())
 
 
+def require_spark_connection(context=None) -> None:
+    """Fail clearly when the Spark connection is not defined (the provider would silently use ``yarn``)."""
+    from airflow.sdk import BaseHook
+    from airflow.sdk.exceptions import AirflowNotFoundException
+
+    try:
+        BaseHook.get_connection(S.spark_conn_id)
+    except AirflowNotFoundException:
+        raise RuntimeError(
+            f"Airflow connection {S.spark_conn_id!r} is not defined; locally: export AIRFLOW_CONN_"
+            f"{S.spark_conn_id.upper()}='{{\"conn_type\": \"spark\", \"host\": \"local[*]\"}}' "
+            "(see airflow_dags/README.md)") from None
+
+
 def spark_job(task_id: str, application: str, *args: str, **kwargs) -> SparkSubmitOperator:
     return SparkSubmitOperator(
         task_id=task_id, conn_id=S.spark_conn_id, application=str(REPO_ROOT / application),
         application_args=[*args, *CONFIG_ARGS], name=f"prodemb-{task_id}",
         conf={str(k): str(v) for k, v in CFG.spark.conf.items()}, packages=spark_packages(),
-        env_vars=spark_env(), retries=S.task_retries.get(task_id, S.retries), **kwargs)
+        env_vars=spark_env(), retries=S.task_retries.get(task_id, S.retries),
+        pre_execute=require_spark_connection, **kwargs)
 
 
 def python_job(task_id: str, script: str, *args: str, **kwargs) -> BashOperator:

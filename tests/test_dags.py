@@ -62,6 +62,13 @@ if dag is not None:
               "forced": gate(cron, data_interval_end=datetime(2024, 1, 9, tzinfo=utc), dag_run=Run({"retrain": True})),
               "vetoed": gate(cron, data_interval_end=datetime(2024, 1, 8, tzinfo=utc), dag_run=Run({"retrain": False}))},
     )
+    import os
+    os.environ.pop("AIRFLOW_CONN_SPARK_DEFAULT", None)
+    try:
+        dag.get_task("sessionize")._pre_execute_hook({})
+        out["missing_connection"] = None
+    except Exception as exc:
+        out["missing_connection"] = f"{type(exc).__name__}: {exc}"
 print("PROBE " + json.dumps(out, default=str))
 """
 
@@ -168,6 +175,8 @@ def test_dagbag_loads_with_the_expected_graph(tmp_path):
     env = out["spark_env"]["sessionize"]
     assert env["PYSPARK_PYTHON"] == env["PYSPARK_DRIVER_PYTHON"] == sys.executable
     assert env["PATH"].split(os.pathsep)[0] == str(VENV_BIN)
+    # Without the connection the provider would submit to yarn: the Spark tasks stop with a clear message.
+    assert out["missing_connection"].startswith("RuntimeError: Airflow connection 'spark_default' is not defined")
 
 
 def test_cluster_profile_sends_train_to_the_gpu_queue_and_retrains_weekly(tmp_path):

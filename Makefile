@@ -14,7 +14,7 @@ CLICKS ?= 200000
 export SPARK_LOCAL_IP ?= 127.0.0.1
 export PYSPARK_PYTHON := $(abspath $(PY))
 
-.PHONY: venv test demo bench java clean
+.PHONY: venv test demo bench eval-real java clean
 
 venv: $(STAMP)
 
@@ -36,6 +36,18 @@ test: venv
 
 TOKENIZER ?= runs/tokenizer.model
 MLFLOW_URI ?= sqlite:///mlflow.db
+EVAL_OUT ?= runs/demo-eval
+# Downstream tasks for the demo's evaluation: the generator's labels, or built-in tasks of the chosen data.
+EVAL_METHODS ?= prodemb,random,tfidf,fasttext,prod2vec,meta_prod2vec,sbert
+ifeq ($(DATA),)
+EVAL_TASKS ?= --task condition=data/synth/tasks/condition.parquet --task free_shipping=data/synth/tasks/free_shipping.parquet
+else ifeq ($(FORMAT),movielens)
+EVAL_TASKS ?= --builtin movielens_drama,movielens_horror,movielens_well_rated
+else ifeq ($(FORMAT),online-retail)
+EVAL_TASKS ?= --builtin retail_premium,retail_returned,retail_bulk
+else
+EVAL_TASKS ?=
+endif
 
 demo: venv
 ifeq ($(DATA),)
@@ -46,14 +58,54 @@ else
 endif
 	$(PY) jobs/train_tokenizer.py --data $(OUT) --output $(TOKENIZER)
 	$(PY) jobs/train.py --data $(OUT) --tokenizer $(TOKENIZER) --profile small --mlflow-uri $(MLFLOW_URI)
+ifneq ($(strip $(EVAL_TASKS)),)
+	$(PY) jobs/promote.py $(EVAL_TASKS) --mlflow-uri $(MLFLOW_URI)
+endif
 	$(PY) jobs/score.py --data $(OUT) --mlflow-uri $(MLFLOW_URI)
 	$(PY) jobs/publish.py --data $(OUT) --no-progress
+ifneq ($(strip $(EVAL_TASKS)),)
+	$(PY) jobs/evaluate.py --model-uri models:/prodemb-encoder@champion $(EVAL_TASKS) --methods $(EVAL_METHODS) \
+		--samples 3 --data $(OUT) --mlflow-uri $(MLFLOW_URI) --output $(EVAL_OUT) --no-progress
+else
+	@echo "(no downstream tasks known for FORMAT=$(FORMAT): evaluation skipped; set EVAL_TASKS='--task NAME=PATH')"
+endif
 	@pid=$$($(PY) -c "import os, pyarrow.dataset as d; t = d.dataset(os.path.realpath('$(OUT)/catalog')).to_table(columns=['product_id','n_events']).to_pandas(); print(t.sort_values('n_events').product_id.iloc[-1])"); \
 	echo; echo "== Feast online lookup of product $$pid =="; $(PY) jobs/lookup.py --product-id $$pid; \
 	echo; echo "== Nearest neighbours =="; $(PY) jobs/similar.py --product-id $$pid --k 5 --recall
+	@if [ -f $(EVAL_OUT)/report.md ]; then echo; echo "== Downstream evaluation (test AUC at the largest training size) =="; \
+		sed -n '/^| task/,/^$$/p' $(EVAL_OUT)/report.md; fi
 	@echo
 	@echo "Demo done. Tables: $(OUT)/  tokenizer: $(TOKENIZER)  model: models:/prodemb-encoder@champion"
+	@echo "Evaluation: $(EVAL_OUT)/report.md, results.csv, learning curves in $(EVAL_OUT)/plots/*.png"
 	@echo "Browse runs and the registry:  $(VENV)/bin/mlflow ui --backend-store-uri $(MLFLOW_URI)"
+
+# Downstream evaluation on the real public data in ../shared/data (README "Evaluation"): an encoder per
+# dataset with sessions (MovieLens, Online Retail), all methods on its built-in tasks, and the α sweep.
+REAL_DATA ?= ../shared/data
+REAL ?= runs/real
+REAL_MLFLOW ?= sqlite:///$(REAL)/mlflow.db
+REAL_EPOCHS ?= 5
+ML_TASKS ?= movielens_drama,movielens_comedy,movielens_horror,movielens_well_rated
+RETAIL_TASKS ?= retail_premium,retail_returned,retail_bulk
+
+eval-real: venv
+	@test -d $(REAL_DATA)/movielens-latest-small || { echo "ERROR: real data not found under $(REAL_DATA)"; exit 1; }
+	$(PY) jobs/sessionize.py --input $(REAL_DATA)/movielens-latest-small --input-format movielens --output $(REAL)/movielens
+	$(PY) jobs/train_tokenizer.py --data $(REAL)/movielens --output $(REAL)/movielens-tokenizer.model
+	$(PY) jobs/train.py --data $(REAL)/movielens --tokenizer $(REAL)/movielens-tokenizer.model --profile small \
+		--epochs $(REAL_EPOCHS) --mlflow-uri $(REAL_MLFLOW) --set mlflow.model_name=prodemb-encoder-movielens --no-progress
+	$(PY) jobs/evaluate.py --model-uri models:/prodemb-encoder-movielens@candidate --mlflow-uri $(REAL_MLFLOW) \
+		--builtin $(ML_TASKS) --data $(REAL)/movielens --output $(REAL)/eval-movielens --no-progress
+	$(PY) jobs/sweep_alpha.py --data $(REAL)/movielens --tokenizer $(REAL)/movielens-tokenizer.model --profile small \
+		--epochs $(REAL_EPOCHS) --builtin $(ML_TASKS) --mlflow-uri $(REAL_MLFLOW) --output $(REAL)/sweep-movielens --no-progress
+	$(PY) jobs/sessionize.py --input $(REAL_DATA)/uci-online-retail/by-day --input-format online-retail --output $(REAL)/retail
+	$(PY) jobs/train_tokenizer.py --data $(REAL)/retail --output $(REAL)/retail-tokenizer.model
+	$(PY) jobs/train.py --data $(REAL)/retail --tokenizer $(REAL)/retail-tokenizer.model --profile small \
+		--epochs $(REAL_EPOCHS) --mlflow-uri $(REAL_MLFLOW) --set mlflow.model_name=prodemb-encoder-retail --no-progress
+	$(PY) jobs/evaluate.py --model-uri models:/prodemb-encoder-retail@candidate --mlflow-uri $(REAL_MLFLOW) \
+		--builtin $(RETAIL_TASKS) --data $(REAL)/retail --output $(REAL)/eval-retail --no-progress
+	@echo "Reports: $(REAL)/eval-movielens/report.md $(REAL)/sweep-movielens/report.md $(REAL)/eval-retail/report.md"
+	@echo "Browse:  $(VENV)/bin/mlflow ui --backend-store-uri $(REAL_MLFLOW)"
 
 bench: venv
 	$(PY) benchmarks/sessionize_bench.py
@@ -61,4 +113,4 @@ bench: venv
 	$(PY) benchmarks/feature_store_bench.py
 
 clean:
-	rm -rf data runs mlruns mlflow.db spark-warehouse
+	rm -rf data runs mlruns mlflow.db mlartifacts spark-warehouse

@@ -33,6 +33,7 @@ Interval semantics (``CronDataIntervalTimetable(schedule.cron)``, UTC; a run's d
 
 Spark stages go through ``SparkSubmitOperator`` with connection ``schedule.spark_conn_id``
 (``spark_default``; e.g. ``AIRFLOW_CONN_SPARK_DEFAULT='{"conn_type": "spark", "host": "local[*]"}'``);
+the tasks stop with a clear message when it is not defined (the provider would fall back to ``yarn``).
 ``spark-submit`` must be on the worker's PATH, and PySpark runs ``schedule.python``. ``train`` runs on
 Celery queue ``schedule.train_queue`` (a GPU worker) in pool ``schedule.train_pool``. See
 airflow_dags/README.md for running it, the cluster profile and a KubernetesPodOperator variant.

@@ -305,6 +305,8 @@ def snapshot(work: Path, interval: str) -> dict:
     with sqlite3.connect(work / "mlflow.db") as db:
         versions = db.execute("SELECT version FROM model_versions WHERE name = 'prodemb-encoder'").fetchall()
         keys = db.execute("SELECT version, value FROM model_version_tags WHERE key = 'run_key'").fetchall()
+        aliases = dict(db.execute("SELECT alias, version FROM registered_model_aliases "
+                                  "WHERE name = 'prodemb-encoder'").fetchall())
     with sqlite3.connect(work / "feature_repo" / "data" / "online_store.db") as db:
         table = db.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE '%embeddings%'").fetchone()[0]
         online = db.execute(f'SELECT COUNT(*), COUNT(DISTINCT entity_key) FROM "{table}"').fetchone()
@@ -317,7 +319,7 @@ def snapshot(work: Path, interval: str) -> dict:
         "pairs_partition": count(work / "data" / "intervals" / "pairs" / f"interval={interval}"),
         "catalog": count(work / "data" / "catalog"), "pairs": count(work / "data" / "pairs"),
         "intervals": json.loads((work / "data" / "_consolidated.json").read_text())["intervals"],
-        "model_versions": sorted(v for (v,) in versions), "run_keys": sorted(keys),
+        "model_versions": sorted(v for (v,) in versions), "run_keys": sorted(keys), "aliases": aliases,
         "embeddings": emb.num_rows, "embedding_versions": sorted(set(emb.column("model_version").to_pylist())),
         "online_rows": online[0], "online_products": online[1],
         "tokenizer_sha256": hashlib.sha256(tok.read_bytes()).hexdigest() if tok.exists() else None,
@@ -361,6 +363,7 @@ def test_dag_end_to_end_rerun_is_idempotent_and_next_day_scores_without_retraini
     assert len(a["session_ids"]) > 100 and a["pairs_partition"] > 0
     assert a["intervals"] == ["20240102T000000"]
     assert a["model_versions"] == [1] and a["run_keys"] == [(1, "prodemb/20240102T000000-20240103T000000")]
+    assert a["aliases"] == {"candidate": 1, "champion": 1}     # the first version is both
     assert a["embeddings"] == a["catalog"] > 100 and a["embedding_versions"] == ["1"]
     assert a["online_products"] == a["catalog"] and a["online_rows"] == 2 * a["catalog"]   # embedding + version
     assert a["tokenizer_sha256"] is not None

@@ -186,7 +186,7 @@ with DAG(
         "sessionize", "jobs/sessionize.py", "--input", SOURCE, "--input-format", S.source_format,
         "--output", INTERVALS, "--start", "{{ data_interval_start.isoformat() }}",
         "--end", "{{ data_interval_end.isoformat() }}")
-    consolidate = spark_job("consolidate", "airflow_dags/apps/consolidate.py", "--intervals", INTERVALS,
+    consolidate = spark_job("consolidate", "jobs/consolidate.py", "--intervals", INTERVALS,
                             "--output", DATA)
     due = ShortCircuitOperator(task_id="retrain_due", python_callable=retrain_due,
                                op_kwargs={"cron": S.retrain_cron}, ignore_downstream_trigger_rules=False,

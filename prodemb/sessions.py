@@ -375,3 +375,59 @@ def run_sessionize(spark, input_path: str, input_format: str, output_dir: str, c
         report["interval"] = partition[1]
     write_json(f"{out}/_runs/{partition[1]}.json" if partition else f"{out}/_run.json", report)
     return report
+
+
+# --- consolidation of interval runs (the scheduled pipeline) ---------------------------------------
+
+CONSOLIDATED_CATALOG_COLUMNS = ["site", "product_id", "title", "title_norm", "category", "n_events", "first_seen",
+                                "last_seen"]
+
+
+def merge_catalogs(catalog: DataFrame) -> DataFrame:
+    """Interval catalogs (one row per product and interval) → one row per (site, product_id): the title of
+    the latest-seen row (ties by title, as a full run), the category of the latest interval that had one,
+    n_events summed, first_seen min, last_seen max."""
+    merged = catalog.groupBy("site", "product_id").agg(
+        F.max_by(F.struct("title", "title_norm"), F.struct("last_seen", "title")).alias("_title"),
+        F.max_by("category", F.when(F.col("category").isNotNull(), F.col("last_seen"))).alias("category"),
+        F.sum("n_events").alias("n_events"),
+        F.min("first_seen").alias("first_seen"),
+        F.max("last_seen").alias("last_seen"),
+    )
+    return merged.select("site", "product_id", F.col("_title.title").alias("title"),
+                         F.col("_title.title_norm").alias("title_norm"), *CONSOLIDATED_CATALOG_COLUMNS[4:])
+
+
+def run_consolidate(spark, intervals_dir: str, output_dir: str, fmt: str = "parquet") -> dict:
+    """Rebuild ``output_dir/{catalog,pairs,sessions}`` from the interval-partitioned tables of
+    ``jobs/sessionize.py --start/--end`` runs. A session belongs to exactly one interval (that of its
+    first event), so pairs and sessions are plain unions; the catalog is merged (``merge_catalogs``).
+    Each table is replaced atomically, the catalog first: intervals only add products, so a run that
+    fails between tables leaves a catalog that covers the previous pairs."""
+    from pathlib import Path
+
+    from prodemb.tables import read_table, write_json, write_table
+
+    src, out = intervals_dir.rstrip("/"), output_dir.rstrip("/")
+    local = "://" not in src or src.startswith("file://")
+    missing = [t for t in ("catalog", "pairs", "sessions")
+               if local and not Path(src.removeprefix("file://"), t).exists()]
+    if missing:
+        raise FileNotFoundError(f"no interval tables {missing} under {src}: run jobs/sessionize.py with "
+                                "--start/--end first")
+    tables = {name: read_table(spark, f"{src}/{name}") for name in ("catalog", "pairs", "sessions")}
+    intervals = sorted(r[0] for r in tables["catalog"].select("interval").distinct().collect())
+    frames = {
+        "catalog": merge_catalogs(tables["catalog"]),
+        "pairs": tables["pairs"].drop("interval"),
+        "sessions": tables["sessions"].drop("interval"),
+    }
+    written = {}
+    for name in ("catalog", "pairs", "sessions"):   # catalog first (see the module docstring)
+        written[name] = write_table(frames[name], f"{out}/{name}", fmt)
+    counts = {name: read_table(spark, f"{out}/{name}").count() for name in frames}
+    report = {"intervals": intervals, "source": src, "output": out, "format": fmt,
+              "rows": counts, "tables": written, "finished_at": datetime.now(timezone.utc).isoformat()}
+    if local or out.startswith("file://"):
+        write_json(f"{out.removeprefix('file://')}/_consolidated.json", report)
+    return report

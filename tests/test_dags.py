@@ -203,10 +203,8 @@ def test_unknown_task_in_task_retries_is_an_import_error(tmp_path):
 # --- consolidation of interval tables ---------------------------------------------------------------
 
 def test_daily_intervals_consolidate_to_the_full_run(spark, tmp_path):
-    from consolidate import run_consolidate
-
     from prodemb.config import SessionsConfig
-    from prodemb.sessions import run_sessionize
+    from prodemb.sessions import run_consolidate, run_sessionize
     from prodemb.synth import SynthSpec, generate
     from prodemb.tables import read_table
 

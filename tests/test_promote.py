@@ -139,5 +139,5 @@ def test_job_reports_json_and_rejects_missing_tasks(registry):
     assert out.returncode == 0, out.stderr[-2000:]
     decision = json.loads(out.stdout[out.stdout.index("{"):])
     assert decision["promoted"] and decision["candidate_version"] == "2" and decision["champion_version"] == "1"
-    none = subprocess.run(base, capture_output=True, text=True, env=env, cwd=work)
+    none = subprocess.run(base + ["--config-profile", "base"], capture_output=True, text=True, env=env, cwd=work)
     assert none.returncode == 2 and "no evaluation tasks" in none.stderr

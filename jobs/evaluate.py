@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     from prodemb.evaluate import EvaluateInputError, run_evaluate
     from prodemb.score import ModelNotFoundError
-    from prodemb.tasks import TaskError, parse_task_arg
+    from prodemb.tasks import TaskError, task_sources
 
     def fail(msg: str) -> int:
         print(f"evaluate: error: {msg}", file=sys.stderr)
@@ -79,14 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError) as exc:   # bad --set / profile (pydantic errors are ValueErrors)
         return fail(f"config: {exc}")
     try:
-        tasks = dict(parse_task_arg(t) for t in args.task) if args.task else None
-        if args.task and len(tasks) != len(args.task):
-            return fail("a task name is given twice")
-        builtin = [b for b in args.builtin if b.strip()] or None
-        if tasks is not None and builtin is None:
-            builtin = []
-        if builtin is not None and tasks is None:
-            tasks = {}
+        tasks, builtin = task_sources(args.task, args.builtin)
         methods = [m for m in args.methods.split(",") if m.strip()] if args.methods is not None else None
         summary = run_evaluate(cfg, output=args.output, tasks=tasks, builtin=builtin, methods=methods,
                                model_uri=args.model_uri, data_dir=args.data, tokenizer_path=args.tokenizer,

@@ -1,10 +1,11 @@
 """Promotion gate: move alias `champion` to the `candidate` version of `prodemb-encoder` only if it is at least
 as good on the downstream tasks' validation AUC and passed the health check.
 
-    python jobs/promote.py [--task NAME=PATH ...] [--builtin NAME,...] [--tolerance 0.0] [--mlflow-uri URI]
+    python jobs/promote.py [--task NAME=PATH ...] [--builtin NAME[,NAME]] [--tolerance 0.0] [--mlflow-uri URI]
         [--train-size 1000] [--samples 3]
 
-Tasks default to the config's `evaluate.tasks`; `--builtin` adds tasks built from ../shared/data. The decision and both scores are printed as JSON and
+With no --task/--builtin the tasks are the config's `evaluate.tasks` and `evaluate.builtin_tasks` (the same
+ones `jobs/evaluate.py` uses); `--builtin` names tasks built from ../shared/data. The decision and both scores are printed as JSON and
 written as `promotion.*` tags on the candidate version. Exit codes: 0 decided (promoted or refused),
 2 bad input (no candidate, no tasks, unreadable task table).
 """
@@ -24,7 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--task", action="append", default=[], metavar="NAME=PATH",
                     help="task table (CSV/Parquet: title, label[, product_id]); repeatable (default evaluate.tasks)")
-    ap.add_argument("--builtin", default=None, metavar="NAME[,NAME]",
+    ap.add_argument("--builtin", action="append", default=[], metavar="NAME[,NAME]",
                     help="built-in tasks from the real data (prodemb.tasks.BUILTIN_TASKS)")
     ap.add_argument("--tolerance", type=float, default=None, help="candidate may trail the champion by this AUC")
     ap.add_argument("--mlflow-uri", default=None, help="tracking URI (default sqlite:///mlflow.db)")
@@ -38,13 +39,17 @@ def main(argv: list[str] | None = None) -> int:
                                     "promote.samples": args.samples})
 
     from prodemb.promote import GateError, run_promote
-    from prodemb.tasks import TaskError, gather_tasks, parse_task_arg
+    from prodemb.score import ModelNotFoundError
+    from prodemb.tasks import TaskError, configured_tasks, task_sources
 
+    if cfg.promote.samples < 1 or cfg.promote.train_size < 2 or cfg.promote.tolerance < 0:
+        print("promote: error: promote.samples must be >= 1, promote.train_size >= 2, promote.tolerance >= 0",
+              file=sys.stderr)
+        return 2
     try:
-        paths = dict(parse_task_arg(s) for s in args.task) if args.task or args.builtin else cfg.evaluate.tasks
-        tasks = gather_tasks(paths, args.builtin, cfg.evaluate.shared_data_dir).tables
+        tasks = configured_tasks(cfg.evaluate, *task_sources(args.task, args.builtin)).tables
         decision = run_promote(cfg, tasks)
-    except (GateError, TaskError, OSError) as exc:
+    except (GateError, TaskError, ModelNotFoundError, OSError) as exc:
         print(f"promote: error: {exc}", file=sys.stderr)
         return 2
     print(json.dumps(decision.as_dict(), indent=2))

@@ -76,13 +76,10 @@ def main(argv: list[str] | None = None) -> int:
             return fail(f"{what} not found at {path}")
 
     from prodemb.evaluate import EvaluateInputError, run_sweep
-    from prodemb.tasks import TaskError, parse_task_arg
+    from prodemb.tasks import TaskError, task_sources
 
     try:
-        tasks = dict(parse_task_arg(t) for t in args.task)
-        builtin = [b for b in args.builtin if b.strip()]
-        if not tasks and not builtin:
-            tasks, builtin = None, None
+        tasks, builtin = task_sources(args.task, args.builtin)
         summary = run_sweep(cfg, data_dir=args.data, tokenizer_path=args.tokenizer, output=args.output,
                             tasks=tasks, builtin=builtin, alphas=args.alphas, progress=not args.no_progress,
                             log_mlflow=not args.no_mlflow)

@@ -35,7 +35,7 @@ import pandas as pd
 
 from prodemb.baselines import METHODS, make_method
 from prodemb.baselines.base import EvalContext, Method
-from prodemb.tasks import LoadedTask, TaskError, TaskSet, gather_tasks
+from prodemb.tasks import LoadedTask, TaskError, TaskSet, configured_tasks, gather_tasks
 
 log = logging.getLogger(__name__)
 
@@ -583,9 +583,7 @@ def run_evaluate(cfg, *, output: str | Path | None = None, tasks: Mapping[str, A
     out = Path(output or ecfg.output_dir)
     tracking_uri = tracking_uri or cfg.mlflow.tracking_uri
     names = check_method_names(methods or ecfg.methods)
-    if tasks is None and builtin is None:
-        tasks, builtin = ecfg.tasks, ecfg.builtin_tasks
-    taskset = gather_tasks(tasks, builtin if builtin else None, ecfg.shared_data_dir)
+    taskset = configured_tasks(ecfg, tasks, builtin)
     if not taskset.tables:
         raise EvaluateInputError("no tasks: give --task NAME=PATH, --builtin NAME or set evaluate.tasks")
     train_sizes_for(10**9, ecfg.train_sizes)                 # validates the sizes before any work
@@ -649,9 +647,7 @@ def run_sweep(cfg, *, data_dir: str, tokenizer_path: str, output: str | Path | N
     alphas = [float(a) for a in (alphas if alphas is not None else ecfg.alphas)]
     if not alphas or any(not 0.0 <= a <= 1.0 for a in alphas):
         raise EvaluateInputError(f"α values must lie in [0, 1], got {alphas}")
-    if tasks is None and builtin is None:
-        tasks, builtin = ecfg.tasks, ecfg.builtin_tasks
-    taskset = gather_tasks(tasks, builtin if builtin else None, ecfg.shared_data_dir)   # fail before training
+    taskset = configured_tasks(ecfg, tasks, builtin)   # fail before training
     if not taskset.tables:
         raise EvaluateInputError("no tasks: give --task NAME=PATH, --builtin NAME or set evaluate.tasks")
     train_sizes_for(10**9, ecfg.train_sizes)

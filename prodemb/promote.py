@@ -63,7 +63,8 @@ def _mean(scores: dict[str, float]) -> float:
 def run_promote(cfg, tasks: dict, *, tolerance: float | None = None, tracking_uri: str | None = None,
                 score_fn: Callable[[str], dict[str, float]] | None = None) -> GateDecision:
     """Score candidate and champion of ``cfg.mlflow.model_name`` on ``tasks`` (name → task table), decide,
-    record, and move the alias when the candidate wins. ``score_fn(model_uri) → {task: mean val AUC}``
+    record, and move the alias when the candidate wins. Idempotent: once candidate is champion a rerun
+    changes nothing (no rescoring, the recorded decision is kept). ``score_fn(model_uri) → {task: mean val AUC}``
     defaults to ``prodemb.evaluate.validation_scores`` with the ``promote`` section's sizes."""
     import mlflow
 
@@ -86,10 +87,9 @@ def run_promote(cfg, tasks: dict, *, tolerance: float | None = None, tracking_ur
 
     now = datetime.now(timezone.utc).isoformat(timespec="seconds")
     if champion is not None and champion.version == candidate.version:
-        decision = GateDecision(name, str(candidate.version), str(champion.version), False,
-                                "candidate is already the champion", tolerance=tolerance, decided_at=now)
-        _record(client, decision)
-        return decision
+        # Nothing to decide; the tags of the decision that made it champion (if any) stay as they are.
+        return GateDecision(name, str(candidate.version), str(champion.version), False,
+                            "candidate is already the champion", tolerance=tolerance, decided_at=now)
 
     if score_fn is None:
         from prodemb.evaluate import validation_scores

@@ -395,13 +395,32 @@ def write_builtin_tasks(out_dir: str | Path, names: list[str] | None = None,
     return paths
 
 
+def task_sources(task_specs: list[str] | None, builtin_specs: list[str] | None
+                 ) -> tuple[dict[str, str] | None, list[str] | None]:
+    """Command-line ``--task NAME=PATH`` and ``--builtin A,B`` values → (paths, builtin names); both None
+    when neither was given (meaning: the config's ``evaluate.tasks`` / ``evaluate.builtin_tasks``)."""
+    task_specs = [s for s in task_specs or [] if s.strip()]
+    builtin = [b for b in builtin_specs or [] if b.strip()]
+    if not task_specs and not builtin:
+        return None, None
+    paths = dict(parse_task_arg(s) for s in task_specs)
+    if len(paths) != len(task_specs):
+        raise TaskError("a task name is given twice")
+    return paths, builtin
+
+
+def configured_tasks(ecfg, paths: dict[str, str] | None = None, builtin: list[str] | None = None) -> "TaskSet":
+    """The tasks a job runs on: the given ones, or (with neither) the ``evaluate`` config's."""
+    if paths is None and builtin is None:
+        paths, builtin = ecfg.tasks, ecfg.builtin_tasks
+    return gather_tasks(paths, builtin or None, ecfg.shared_data_dir)
+
+
 def load_tasks(specs: list[str] | None, default: dict[str, str] | None = None) -> dict[str, pd.DataFrame]:
     """``["NAME=PATH", ...]`` (command-line ``--task`` values) or, when empty, ``default`` (NAME → PATH,
     e.g. ``cfg.evaluate.tasks``) → {name: validated task table}."""
-    paths = dict(parse_task_arg(s) for s in specs) if specs else dict(default or {})
-    if specs and len(paths) != len(specs):
-        raise TaskError("a task name is given twice")
-    return gather_tasks(paths).tables
+    paths, _ = task_sources(specs, None)
+    return gather_tasks(paths if paths is not None else dict(default or {})).tables
 
 
 @dataclass

@@ -103,9 +103,10 @@ def test_gate_promotes_better_then_refuses_worse_and_unhealthy(registry):
     assert float(tags["promotion.champion_val_auc"]) == pytest.approx(0.5, abs=1e-6)
     assert set(json.loads(tags["promotion.per_task"])["candidate"]) == {"usado"}
 
-    # Same version in both aliases: nothing to do, recorded as such.
+    # Same version in both aliases (a rerun): nothing to do, the recorded decision stays.
     again = run_promote(cfg, tasks, tracking_uri=registry["uri"])
     assert not again.promoted and "already" in again.reason
+    assert client.get_model_version(NAME, "2").tags == tags
 
     # A worse candidate is refused and the champion stays.
     client.set_registered_model_alias(NAME, "candidate", "3")

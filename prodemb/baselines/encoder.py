@@ -80,7 +80,8 @@ def load_encoder_model(model_uri: str, tracking_uri: str | None, download_dir: s
     alpha = None
     if run_id:
         try:
-            raw = client.get_run(run_id).data.params.get("train.alpha")
+            params = client.get_run(run_id).data.params   # α actually used (1 when the data had no category)
+            raw = params.get("data.alpha_effective", params.get("train.alpha"))
             alpha = float(raw) if raw is not None else None
         except (mlflow.exceptions.MlflowException, ValueError) as exc:   # run deleted / other store
             log.warning("cannot read train.alpha of run %s for %s: %s", run_id, model_uri, exc)

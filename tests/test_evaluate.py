@@ -342,7 +342,7 @@ def test_evaluate_cli(tiny, tmp_path):
                       (("--task", f"condition={tasks['condition']}", "--methods", "prodemb,word2vec"), "unknown method"),
                       (("--task", f"condition={tasks['condition']}", "--model-uri", "models:/prodemb-encoder@nope"),
                        "cannot resolve model"),
-                      ((), "no tasks")):
+                      (("--config-profile", "base"), "no tasks")):   # base: no evaluate.tasks configured
         proc = _cli(*args, "--output", tmp_path / "bad_out", *common)
         assert proc.returncode == 2 and msg in proc.stderr, (args, proc.returncode, proc.stderr[-2000:])
     assert not (tmp_path / "bad_out").exists()

@@ -21,17 +21,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from prodemb.config import add_config_args, config_from_args  # noqa: E402
+from prodemb.config import add_config_args, comma_list, config_from_args  # noqa: E402
 
-
-def _int_list(text: str) -> list[int]:
-    try:
-        values = [int(x) for x in text.split(",") if x.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
-    if not values:
-        raise argparse.ArgumentTypeError("expected at least one integer")
-    return values
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -43,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--builtin", action="append", default=[], metavar="NAME[,NAME]",
                     help="built-in tasks from ../shared/data (see prodemb.tasks.BUILTIN_TASKS; 'all')")
     ap.add_argument("--methods", default=None, help="comma-separated (default: evaluate.methods)")
-    ap.add_argument("--train-sizes", type=_int_list, default=None, help="e.g. 100,500,1000 (capped per task)")
+    ap.add_argument("--train-sizes", type=comma_list(int), default=None, help="e.g. 100,500,1000 (capped per task)")
     ap.add_argument("--samples", type=int, default=None, help="random training subsamples per size (default 5)")
     ap.add_argument("--seed", type=int, default=None)
     ap.add_argument("--output", default=None, help="output folder (default: evaluate.output_dir)")

@@ -22,19 +22,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from prodemb.config import add_config_args, config_from_args  # noqa: E402
+from prodemb.config import add_config_args, comma_list, config_from_args  # noqa: E402
 
-
-def _list(kind):
-    def parse(text: str):
-        try:
-            values = [kind(x) for x in text.split(",") if x.strip()]
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a comma-separated list, got {text!r}") from None
-        if not values:
-            raise argparse.ArgumentTypeError("expected at least one value")
-        return values
-    return parse
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -44,12 +33,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--task", action="append", default=[], metavar="NAME=PATH", help="task table; repeatable")
     ap.add_argument("--builtin", action="append", default=[], metavar="NAME[,NAME]",
                     help="built-in tasks from ../shared/data")
-    ap.add_argument("--alphas", type=_list(float), default=None, help="default: evaluate.alphas (0,0.1,0.5,0.9,1)")
+    ap.add_argument("--alphas", type=comma_list(float), default=None, help="default: evaluate.alphas (0,0.1,0.5,0.9,1)")
     ap.add_argument("--profile", choices=["paper", "small"], default=None, help="model dimensions")
     ap.add_argument("--epochs", type=int, default=None)
     ap.add_argument("--max-steps", type=int, default=None)
     ap.add_argument("--batch-size", type=int, default=None)
-    ap.add_argument("--train-sizes", type=_list(int), default=None)
+    ap.add_argument("--train-sizes", type=comma_list(int), default=None)
     ap.add_argument("--samples", type=int, default=None)
     ap.add_argument("--output", default=None, help="default: <evaluate.output_dir>/sweep_alpha")
     ap.add_argument("--mlflow-uri", default=None)

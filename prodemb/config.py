@@ -251,6 +251,22 @@ def add_config_args(parser) -> None:
                         help="override any config key, e.g. --set sessions.gap_minutes=15 (repeatable)")
 
 
+def comma_list(kind=str):
+    """argparse ``type=`` for ``--flag 1,2,3`` → ``[kind(1), kind(2), kind(3)]`` (at least one value)."""
+    import argparse
+
+    def parse(text: str) -> list:
+        try:
+            values = [kind(x) for x in text.split(",") if x.strip()]
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected a comma-separated list of {kind.__name__}, got {text!r}") from None
+        if not values:
+            raise argparse.ArgumentTypeError("expected at least one value")
+        return values
+    return parse
+
+
 def config_from_args(args, **flag_overrides: Any) -> Config:
     """Config from ``--profile``/``--set`` plus explicit job flags (``section.key`` → value, None = unset)."""
     extra = [f"{k}={yaml.safe_dump(v, default_flow_style=True).strip().removesuffix('...').strip()}"

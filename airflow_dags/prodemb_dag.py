@@ -1,7 +1,8 @@
 """The ``prodemb`` DAG: one run per data interval (daily), every task a transaction for that interval.
 
-    sessionize ─▶ consolidate ─▶ retrain_due ─▶ train_tokenizer ─▶ train ─▶ evaluate ─▶ promote ─▶ score ─▶ publish
-                       └──────────────────────────────────────────────────────────────────────────────▶ ┘
+    sessionize ─▶ consolidate ─▶ retrain_due ─▶ train_tokenizer ─▶ train ─▶ promote ─▶ score ─▶ publish
+                      │                                              └──▶ evaluate       ▲
+                      └──────────────────────────────────────────────────────────────────┘
 
 Settings come from the ``schedule:`` block (and ``paths``, ``mlflow``, ``spark``, ...) of the same
 ``conf/`` profiles the jobs use: ``PRODEMB_PROFILE`` picks the profile when the file is parsed, and
@@ -15,21 +16,30 @@ Interval semantics (``CronDataIntervalTimetable(schedule.cron)``, UTC; a run's d
 * ``sessionize`` (Spark) processes exactly the run's interval into ``schedule.intervals_dir``
   (``interval=YYYYMMDDTHHMMSS`` partitions); a rerun atomically replaces that partition only.
 * ``consolidate`` (Spark) rebuilds the full ``catalog``/``pairs``/``sessions`` tables of ``paths.data_dir``
-  from all intervals sessionized so far (atomic table swaps). Everything downstream reads those.
+  from all intervals sessionized so far, one atomic table swap after the other, catalog first (a failure
+  between tables leaves a catalog that covers the previous pairs; a rerun finishes the job). Everything
+  downstream reads those.
 * ``retrain_due`` lets the training branch run when the interval ends on ``schedule.retrain_cron``
   (every day by default; the cluster profile retrains weekly), or when the run's conf says
-  ``{"retrain": true}``; otherwise ``train_tokenizer`` … ``promote`` are skipped and ``score``/``publish``
-  still run with the current champion (daily scoring, weekly retraining, one DAG).
+  ``{"retrain": true}`` (a JSON boolean, or true/false/1/0/yes/no as a string; anything else fails the
+  task); otherwise ``train_tokenizer``, ``train``, ``evaluate`` and ``promote`` are skipped and
+  ``score``/``publish`` still run with the current champion (daily scoring, weekly retraining, one DAG).
 * ``train_tokenizer`` writes ``<work_dir>/tokenizers/<interval>/tokenizer.model`` atomically (seeded:
   a rerun writes the same bytes).
 * ``train`` passes ``--run-key prodemb/<start>-<end>``: a rerun of the interval finds the version
   already registered under that key and reuses it (no second version, aliases untouched).
-* ``evaluate`` scores ``@candidate`` into ``<work_dir>/eval/<interval>``, published atomically
-  (airflow_dags/apps/atomic_output.py): a failed evaluation leaves the previous report in place.
-* ``promote`` moves ``champion`` to ``candidate`` only if the candidate is as good (idempotent: a second
-  call finds them equal or refuses again).
-* ``score`` (Spark) rewrites the champion version's rows of ``embeddings`` (a rerun replaces them),
-  ``publish`` upserts the latest vector of every product into the Feast online store.
+* ``evaluate`` (a reporting leaf after ``train``) scores ``@candidate`` on ``evaluate.tasks`` and
+  ``evaluate.builtin_tasks`` into ``<work_dir>/eval/<interval>``, published atomically
+  (airflow_dags/apps/atomic_output.py). With ``--keep-going`` a failing method is reported and the others'
+  results are still published (the task fails, exit 1); a failure before the report is complete leaves
+  the previous report in place. Its failure fails the DAG run but blocks neither ``promote`` nor ``score``:
+  the gate scores the candidate itself.
+* ``promote`` moves ``champion`` to ``candidate`` only if the candidate is healthy and as good (idempotent:
+  a second call finds candidate already champion and leaves the recorded decision alone, or refuses again).
+* ``score`` (Spark, trigger rule ``none_failed``) runs after ``consolidate`` and a ``promote`` that succeeded
+  or was skipped, not after a failed ``train`` or ``promote``; it rewrites the champion version's rows of
+  ``embeddings`` (a rerun replaces them).
+* ``publish`` upserts the latest vector of every product into the Feast online store.
 
 Spark stages go through ``SparkSubmitOperator`` with connection ``schedule.spark_conn_id``
 (``spark_default``; e.g. ``AIRFLOW_CONN_SPARK_DEFAULT='{"conn_type": "spark", "host": "local[*]"}'``);
@@ -159,11 +169,26 @@ def python_job(task_id: str, script: str, *args: str, **kwargs) -> BashOperator:
                         append_env=True, retries=S.task_retries.get(task_id, S.retries), **kwargs)
 
 
+_TRUE, _FALSE = ("true", "1", "yes"), ("false", "0", "no")
+
+
+def parse_bool(value, name: str = "value") -> bool:
+    """A JSON boolean, 0/1, or one of true/false/1/0/yes/no (any case); anything else is an error."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower() if isinstance(value, (str, int)) else None
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise ValueError(f"{name} must be a boolean (true/false, 1/0, yes/no), got {value!r}")
+
+
 def retrain_due(cron: str, data_interval_end=None, dag_run=None, **_) -> bool:
     """True when the interval ends on ``cron`` (or the run's conf says ``{"retrain": true|false}``)."""
     conf = (getattr(dag_run, "conf", None) or {}) if dag_run is not None else {}
     if "retrain" in conf:
-        return bool(conf["retrain"])
+        return parse_bool(conf["retrain"], 'run conf "retrain"')
     from croniter import croniter
 
     return bool(croniter.match(cron, data_interval_end))
@@ -199,15 +224,20 @@ with DAG(
     evaluate = BashOperator(
         task_id="evaluate", cwd=str(REPO_ROOT), env=TEMPLATED_ENV, append_env=True,
         retries=S.task_retries.get("evaluate", S.retries),
-        bash_command=sh(PYTHON, str(REPO_ROOT / "airflow_dags/apps/atomic_output.py"),
-                        word(f"{WORK}/eval/", "$PRODEMB_INTERVAL"), "--",
+        bash_command=sh(PYTHON, str(REPO_ROOT / "airflow_dags/apps/atomic_output.py"), "--partial-marker",
+                        "summary.json", word(f"{WORK}/eval/", "$PRODEMB_INTERVAL"), "--",
                         PYTHON, str(REPO_ROOT / "jobs/evaluate.py"),
                         "--model-uri", f"models:/{CFG.mlflow.model_name}@candidate", "--output", "{output}",
-                        "--data", DATA, "--mlflow-uri", MLFLOW_URI, "--no-progress", *CONFIG_ARGS))
+                        "--data", DATA, "--mlflow-uri", MLFLOW_URI, "--no-progress", "--keep-going",
+                        *CONFIG_ARGS))
     promote = python_job("promote", "jobs/promote.py", "--mlflow-uri", MLFLOW_URI)
     score = spark_job("score", "jobs/score.py", "--data", DATA, "--mlflow-uri", MLFLOW_URI,
                       trigger_rule="none_failed")
     publish = python_job("publish", "jobs/publish.py", "--data", DATA, "--no-progress")
 
-    sessionize >> consolidate >> due >> train_tokenizer >> train >> evaluate >> promote >> score >> publish
+    # evaluate is a reporting leaf: its failure fails the run but blocks neither promotion nor scoring
+    # (the gate scores the candidate itself). score (none_failed) runs after consolidate and a promote
+    # that succeeded or was skipped (retrain_due said no), not after a failed train or promote.
+    sessionize >> consolidate >> due >> train_tokenizer >> train >> promote >> score >> publish
+    train >> evaluate
     consolidate >> score

@@ -412,15 +412,32 @@ def find_run_key_version(model_name: str, run_key: str) -> str | None:
     return str(min(int(v.version) for v in found)) if found else None
 
 
+def _run_version_tags(client, run_id: str) -> dict[str, str]:
+    """The version tags ``run_training`` sets, as recorded on the training run (``health`` tag,
+    ``health_dim_std_mean`` metric, ``data.content_sha256`` param); those the run lacks are left out."""
+    data = client.get_run(run_id).data
+    found = {"health": data.tags.get("health"), "dim_std_mean": data.metrics.get("health_dim_std_mean"),
+             "content_sha256": data.params.get("data.content_sha256")}
+    return {k: str(v) for k, v in found.items() if v is not None}
+
+
 def _reuse_version(model_name: str, version: str, run_key: str) -> dict:
     """Summary for a run key that already has a version. Aliases stay as they are, unless the job that
-    registered the version died before setting them (no ``aliases_set`` tag): then they are set now."""
+    registered the version died before setting them (no ``aliases_set`` tag): then they are set now.
+    Version tags the job did not get to set (``health``, ``dim_std_mean``, ``content_sha256``) are
+    copied from the training run, which recorded them before registering (a version exists only if
+    its run passed the health check); without ``health=ok`` the promotion gate would refuse it."""
     import mlflow
 
     from prodemb import registry
 
     client = mlflow.MlflowClient()
     mv = client.get_model_version(model_name, version)
+    if mv.run_id:
+        for key, value in _run_version_tags(client, mv.run_id).items():
+            if key not in mv.tags:
+                log.info("run key %s: restoring tag %s=%s on version %s", run_key, key, value, version)
+                client.set_model_version_tag(model_name, version, key, value)
     if mv.tags.get(ALIASES_SET_TAG) != "true":
         registry.set_aliases_after_training(model_name, version)
         client.set_model_version_tag(model_name, version, RUN_KEY_TAG, run_key)

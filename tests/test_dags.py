@@ -60,8 +60,15 @@ if dag is not None:
               "monday": gate(cron, data_interval_end=datetime(2024, 1, 8, tzinfo=utc), dag_run=Run({})),
               "tuesday": gate(cron, data_interval_end=datetime(2024, 1, 9, tzinfo=utc), dag_run=Run({})),
               "forced": gate(cron, data_interval_end=datetime(2024, 1, 9, tzinfo=utc), dag_run=Run({"retrain": True})),
-              "vetoed": gate(cron, data_interval_end=datetime(2024, 1, 8, tzinfo=utc), dag_run=Run({"retrain": False}))},
+              "vetoed": gate(cron, data_interval_end=datetime(2024, 1, 8, tzinfo=utc), dag_run=Run({"retrain": False})),
+              "strings": [gate(cron, data_interval_end=datetime(2024, 1, 8, tzinfo=utc), dag_run=Run({"retrain": v}))
+                          for v in ("false", "FALSE", "0", "no", " No ", "true", "1", "Yes", 0, 1)]},
     )
+    try:
+        gate(cron, data_interval_end=datetime(2024, 1, 8, tzinfo=utc), dag_run=Run({"retrain": "nope"}))
+        out["bad_retrain"] = None
+    except Exception as exc:
+        out["bad_retrain"] = f"{type(exc).__name__}: {exc}"
     import os
     os.environ.pop("AIRFLOW_CONN_SPARK_DEFAULT", None)
     try:
@@ -85,6 +92,30 @@ run = dag.test(logical_date=datetime.fromisoformat(sys.argv[2]).replace(tzinfo=t
                run_conf=json.loads(sys.argv[3]))
 print("RESULT " + json.dumps({"state": str(run.state), "interval": [str(run.data_interval_start), str(run.data_interval_end)],
                               "tasks": {ti.task_id: str(ti.state) for ti in run.get_task_instances()}}))
+"""
+
+
+# The real DAG with every Bash/Spark task stubbed (succeeds, or fails when named in the run conf's "fail"):
+# how failures and the retrain_due skip propagate, in seconds. Prints one line per run.
+DAG_STUB_DRIVER = r"""
+import json, sys
+from datetime import datetime, timezone
+from airflow.dag_processing.dagbag import DagBag
+from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
+from airflow.providers.standard.operators.bash import BashOperator
+
+def execute(self, context):
+    if self.task_id in context["dag_run"].conf.get("fail", []):
+        raise RuntimeError("stub failure")
+
+BashOperator.execute = SparkSubmitOperator.execute = execute
+bag = DagBag(dag_folder=sys.argv[1])
+assert not bag.import_errors, bag.import_errors
+dag = bag.dags["prodemb"]
+for day, conf in enumerate(json.loads(sys.argv[2]), start=3):
+    run = dag.test(logical_date=datetime(2024, 1, day, tzinfo=timezone.utc), run_conf=conf)
+    print("STUB " + json.dumps({"state": str(run.state),
+                                "tasks": {ti.task_id: str(ti.state) for ti in run.get_task_instances()}}))
 """
 
 
@@ -135,8 +166,8 @@ EXPECTED_EDGES = {
     "consolidate": ["retrain_due", "score"],
     "retrain_due": ["train_tokenizer"],
     "train_tokenizer": ["train"],
-    "train": ["evaluate"],
-    "evaluate": ["promote"],
+    "train": ["evaluate", "promote"],     # evaluate is a reporting leaf: its failure blocks no scoring
+    "evaluate": [],
     "promote": ["score"],
     "score": ["publish"],
     "publish": [],
@@ -168,8 +199,14 @@ def test_dagbag_loads_with_the_expected_graph(tmp_path):
     assert '--run-key "$PRODEMB_RUN_KEY"' in out["commands"]["train"]
     assert "--config-profile local --set " in out["commands"]["train"]
     assert "models:/prodemb-encoder@candidate" in out["commands"]["evaluate"]
-    # Daily scoring, retraining on schedule.retrain_cron ("@daily" locally), forced or vetoed by run conf.
-    assert out["gate"] == {"cron": "@daily", "monday": True, "tuesday": True, "forced": True, "vetoed": False}
+    evaluate = out["commands"]["evaluate"]
+    assert "--keep-going" in evaluate and "--partial-marker summary.json" in evaluate
+    # Daily scoring, retraining on schedule.retrain_cron ("@daily" locally), forced or vetoed by run conf
+    # (JSON booleans, 0/1 or true/false/1/0/yes/no strings in any case; anything else fails the task).
+    assert out["gate"] == {"cron": "@daily", "monday": True, "tuesday": True, "forced": True, "vetoed": False,
+                           "strings": [False] * 5 + [True] * 3 + [False, True]}
+    assert out["bad_retrain"] == \
+        "ValueError: run conf \"retrain\" must be a boolean (true/false, 1/0, yes/no), got 'nope'"
     assert out["packages"]["sessionize"] is None and out["queues"]["train"] == "default"
     # PySpark runs this interpreter; the venv's spark-submit is first on PATH for local masters.
     env = out["spark_env"]["sessionize"]
@@ -177,6 +214,34 @@ def test_dagbag_loads_with_the_expected_graph(tmp_path):
     assert env["PATH"].split(os.pathsep)[0] == str(VENV_BIN)
     # Without the connection the provider would submit to yarn: the Spark tasks stop with a clear message.
     assert out["missing_connection"].startswith("RuntimeError: Airflow connection 'spark_default' is not defined")
+
+
+def test_evaluate_failure_blocks_neither_promotion_nor_scoring_and_a_skipped_branch_still_scores(tmp_path):
+    home = tmp_path / "airflow"
+    home.mkdir()
+    env = airflow_env(home, [f"paths.data_dir={tmp_path}/data", f"paths.runs_dir={tmp_path}/runs",
+                             "schedule.retries=0"])
+    run_logged([str(VENV_BIN / "airflow"), "db", "migrate"], env, tmp_path / "migrate.log", 300)
+    confs = [{"retrain": "no"}, {"fail": ["evaluate"]}, {"fail": ["train"]}, {"fail": ["promote"]}]
+    text = run_logged([sys.executable, "-c", DAG_STUB_DRIVER, str(DAGS), json.dumps(confs)], env,
+                      tmp_path / "stub.log", 600)
+    runs = [json.loads(line[5:]) for line in text.splitlines() if line.startswith("STUB ")]
+    assert len(runs) == 4, text[-6000:]
+
+    def not_success(run):
+        return {t: s for t, s in run["tasks"].items() if s != "success"}
+
+    skipped, eval_failed, train_failed, promote_failed = runs
+    # No retraining: the branch is skipped (evaluate, a leaf, included), score and publish run, the run succeeds.
+    assert skipped["state"] == "success"
+    assert not_success(skipped) == {t: "skipped" for t in ("train_tokenizer", "train", "evaluate", "promote")}
+    # evaluate fails: promote, score and publish still run; the run is marked failed.
+    assert eval_failed["state"] == "failed" and not_success(eval_failed) == {"evaluate": "failed"}
+    # train or promote fails: no scoring with a stale or unpromoted model.
+    assert train_failed["state"] == "failed" and not_success(train_failed) == {
+        "train": "failed", **{t: "upstream_failed" for t in ("evaluate", "promote", "score", "publish")}}
+    assert promote_failed["state"] == "failed" and not_success(promote_failed) == {
+        "promote": "failed", "score": "upstream_failed", "publish": "upstream_failed"}
 
 
 def test_cluster_profile_sends_train_to_the_gpu_queue_and_retrains_weekly(tmp_path):
@@ -192,6 +257,12 @@ def test_cluster_profile_sends_train_to_the_gpu_queue_and_retrains_weekly(tmp_pa
     assert args[args.index("--output") + 1] == "s3a://prodemb-lake/tables/intervals"
     assert out["spark_env"]["sessionize"] == {"PYSPARK_PYTHON": "/opt/prodemb/venv/bin/python",
                                               "PYSPARK_DRIVER_PYTHON": "/opt/prodemb/venv/bin/python"}
+    # evaluate and promote need tasks: the profile lists tables on the shared volume.
+    from prodemb.config import load_config
+
+    assert load_config("cluster").evaluate.tasks == {
+        "condition": "/mnt/prodemb/tasks/condition.parquet",
+        "free_shipping": "/mnt/prodemb/tasks/free_shipping.parquet"}
 
 
 def test_unknown_task_in_task_retries_is_an_import_error(tmp_path):
@@ -249,6 +320,14 @@ def test_atomic_output_publishes_on_success_and_keeps_the_previous_folder_on_fai
     assert (target / "results.csv").read_text() == "v3"
     kept = sorted(p.name for p in (tmp_path / "eval" / "_versions" / target.name).iterdir())
     assert len(kept) == 2 and os.path.basename(os.readlink(target)) == kept[-1]   # newest two kept, no stagings
+    # evaluate --keep-going: exit 1 after writing its complete output (summary.json last) is published with
+    # --partial-marker, and the exit code is kept; a failure before the marker still leaves the previous output.
+    assert publish(target, [*fail, "{output}"], partial_marker="summary.json") == 3
+    assert (target / "results.csv").read_text() == "v3"
+    partial = [sys.executable, "-c", "import sys, pathlib; out = pathlib.Path(sys.argv[1]); "
+               "(out / 'results.csv').write_text('others'); (out / 'summary.json').write_text('{}'); sys.exit(1)"]
+    assert publish(target, [*partial, "{output}"], partial_marker="summary.json") == 1
+    assert (target / "results.csv").read_text() == "others"
 
 
 # --- training is idempotent per run key ---------------------------------------------------------------
@@ -281,11 +360,23 @@ def test_train_run_key_reuses_the_registered_version(spark, tmp_path):
     assert run_training(*args, progress=False, run_key="prodemb/20240101T000000-20240102T000000")["model_version"] == "1"
     assert str(client.get_model_version_by_alias("prodemb-encoder", "candidate").version) == "2"
     assert len(client.search_model_versions("name = 'prodemb-encoder'")) == 2
-    # A job killed after registering version 2 but before its aliases: the rerun completes the aliases.
-    client.delete_model_version_tag("prodemb-encoder", "2", ALIASES_SET_TAG)
+    # A job killed after registering version 2 but before tagging it and setting its aliases: the rerun
+    # finds the version through its run, restores the tags from the run (health=ok, which the promotion
+    # gate needs) and completes the aliases.
+    tags = client.get_model_version("prodemb-encoder", "2").tags
+    assert tags["health"] == "ok" and float(tags["dim_std_mean"]) > 0 and len(tags["content_sha256"]) == 64
+    for key in ("health", "dim_std_mean", "content_sha256", "run_key", ALIASES_SET_TAG):
+        client.delete_model_version_tag("prodemb-encoder", "2", key)
     client.set_registered_model_alias("prodemb-encoder", "candidate", "1")
     assert run_training(*args, progress=False, run_key="prodemb/20240102T000000-20240103T000000")["reused"] is True
     assert str(client.get_model_version_by_alias("prodemb-encoder", "candidate").version) == "2"
+    assert client.get_model_version("prodemb-encoder", "2").tags == tags
+    # Only the health tag lost (aliases already set): it comes back too, the aliases stay.
+    client.delete_model_version_tag("prodemb-encoder", "2", "health")
+    client.set_registered_model_alias("prodemb-encoder", "candidate", "1")
+    assert run_training(*args, progress=False, run_key="prodemb/20240102T000000-20240103T000000")["reused"] is True
+    assert client.get_model_version("prodemb-encoder", "2").tags == tags
+    assert str(client.get_model_version_by_alias("prodemb-encoder", "candidate").version) == "1"
     proc = subprocess.run([sys.executable, str(REPO_ROOT / "jobs" / "train.py"), "--data", args[0], "--tokenizer",
                            args[1], "--mlflow-uri", uri, "--run-key", "bad key'"], capture_output=True, text=True)
     assert proc.returncode == 2 and "run key" in proc.stderr

@@ -1,12 +1,16 @@
 """Run a command that writes a folder, and publish that folder atomically only if the command succeeds.
 
-    python airflow_dags/apps/atomic_output.py TARGET -- COMMAND ... {output} ...
+    python airflow_dags/apps/atomic_output.py [--keep N] [--partial-marker NAME] TARGET -- COMMAND ... {output} ...
 
 ``{output}`` in the command is replaced by a fresh staging folder ``<parent>/_versions/<name>/<id>``.
 When the command exits 0, ``TARGET`` (a symlink) is swapped to it with one ``rename``: readers see the
 previous folder or the new one, never a half-written one. When it fails, the staging folder is removed,
-``TARGET`` keeps pointing at the previous good output, and the command's exit code is returned. The
-newest ``--keep`` (2) versions are kept. Used by the DAG for per-interval evaluation reports.
+``TARGET`` keeps pointing at the previous good output, and the command's exit code is returned. With
+``--partial-marker NAME``, a failed command whose staging folder holds ``NAME`` (a file the command
+writes only once its output is complete, e.g. ``summary.json`` of ``evaluate --keep-going``, which
+reports a failing method and still writes the others' results) is published all the same; its exit
+code is still returned. The newest ``--keep`` (2) versions are kept. Used by the DAG for per-interval
+evaluation reports.
 """
 from __future__ import annotations
 
@@ -23,14 +27,15 @@ PLACEHOLDER = "{output}"
 DONE = ".complete"
 
 
-def publish(target: Path, command: list[str], keep: int = 2) -> int:
+def publish(target: Path, command: list[str], keep: int = 2, partial_marker: str | None = None) -> int:
     target = Path(os.path.abspath(target))
     versions = target.parent / "_versions" / target.name
     versions.mkdir(parents=True, exist_ok=True)
     stage = versions / (datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%f") + "-" + uuid.uuid4().hex[:8])
     stage.mkdir()
     rc = subprocess.call([arg.replace(PLACEHOLDER, str(stage)) for arg in command])
-    if rc != 0:
+    partial = rc != 0 and partial_marker is not None and (stage / partial_marker).is_file()
+    if rc != 0 and not partial:
         shutil.rmtree(stage, ignore_errors=True)
         print(f"atomic_output: command exited {rc}; {target} left as it was", file=sys.stderr)
         return rc
@@ -46,20 +51,24 @@ def publish(target: Path, command: list[str], keep: int = 2) -> int:
               and p != stage and not p.name.startswith("legacy-")]
     for old in done[: max(0, len(done) - (keep - 1))] + killed:
         shutil.rmtree(old, ignore_errors=True)
+    if partial:
+        print(f"atomic_output: command exited {rc} but wrote {partial_marker}: published", file=sys.stderr)
     print(f"atomic_output: {target} -> {stage}", file=sys.stderr)
-    return 0
+    return rc
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("target", help="folder (symlink) to publish")
     ap.add_argument("--keep", type=int, default=2, help="versions kept, the published one included")
+    ap.add_argument("--partial-marker", default=None, metavar="NAME",
+                    help="publish a failed command's output too when it wrote NAME (exit code kept)")
     ap.add_argument("command", nargs=argparse.REMAINDER, help="-- COMMAND ... {output} ...")
     args = ap.parse_args(argv)
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
     if not command or not any(PLACEHOLDER in a for a in command):
         ap.error(f"give the command after --, with {PLACEHOLDER} where it takes its output folder")
-    return publish(Path(args.target), command, keep=max(1, args.keep))
+    return publish(Path(args.target), command, keep=max(1, args.keep), partial_marker=args.partial_marker)
 
 
 if __name__ == "__main__":

@@ -95,30 +95,6 @@ print("RESULT " + json.dumps({"state": str(run.state), "interval": [str(run.data
 """
 
 
-# The real DAG with every Bash/Spark task stubbed (succeeds, or fails when named in the run conf's "fail"):
-# how failures and the retrain_due skip propagate, in seconds. Prints one line per run.
-DAG_STUB_DRIVER = r"""
-import json, sys
-from datetime import datetime, timezone
-from airflow.dag_processing.dagbag import DagBag
-from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
-from airflow.providers.standard.operators.bash import BashOperator
-
-def execute(self, context):
-    if self.task_id in context["dag_run"].conf.get("fail", []):
-        raise RuntimeError("stub failure")
-
-BashOperator.execute = SparkSubmitOperator.execute = execute
-bag = DagBag(dag_folder=sys.argv[1])
-assert not bag.import_errors, bag.import_errors
-dag = bag.dags["prodemb"]
-for day, conf in enumerate(json.loads(sys.argv[2]), start=3):
-    run = dag.test(logical_date=datetime(2024, 1, day, tzinfo=timezone.utc), run_conf=conf)
-    print("STUB " + json.dumps({"state": str(run.state),
-                                "tasks": {ti.task_id: str(ti.state) for ti in run.get_task_instances()}}))
-"""
-
-
 def airflow_env(home: Path, overrides: list[str], profile: str = "local") -> dict[str, str]:
     env = dict(os.environ)
     env.update({
@@ -214,34 +190,6 @@ def test_dagbag_loads_with_the_expected_graph(tmp_path):
     assert env["PATH"].split(os.pathsep)[0] == str(VENV_BIN)
     # Without the connection the provider would submit to yarn: the Spark tasks stop with a clear message.
     assert out["missing_connection"].startswith("RuntimeError: Airflow connection 'spark_default' is not defined")
-
-
-def test_evaluate_failure_blocks_neither_promotion_nor_scoring_and_a_skipped_branch_still_scores(tmp_path):
-    home = tmp_path / "airflow"
-    home.mkdir()
-    env = airflow_env(home, [f"paths.data_dir={tmp_path}/data", f"paths.runs_dir={tmp_path}/runs",
-                             "schedule.retries=0"])
-    run_logged([str(VENV_BIN / "airflow"), "db", "migrate"], env, tmp_path / "migrate.log", 300)
-    confs = [{"retrain": "no"}, {"fail": ["evaluate"]}, {"fail": ["train"]}, {"fail": ["promote"]}]
-    text = run_logged([sys.executable, "-c", DAG_STUB_DRIVER, str(DAGS), json.dumps(confs)], env,
-                      tmp_path / "stub.log", 600)
-    runs = [json.loads(line[5:]) for line in text.splitlines() if line.startswith("STUB ")]
-    assert len(runs) == 4, text[-6000:]
-
-    def not_success(run):
-        return {t: s for t, s in run["tasks"].items() if s != "success"}
-
-    skipped, eval_failed, train_failed, promote_failed = runs
-    # No retraining: the branch is skipped (evaluate, a leaf, included), score and publish run, the run succeeds.
-    assert skipped["state"] == "success"
-    assert not_success(skipped) == {t: "skipped" for t in ("train_tokenizer", "train", "evaluate", "promote")}
-    # evaluate fails: promote, score and publish still run; the run is marked failed.
-    assert eval_failed["state"] == "failed" and not_success(eval_failed) == {"evaluate": "failed"}
-    # train or promote fails: no scoring with a stale or unpromoted model.
-    assert train_failed["state"] == "failed" and not_success(train_failed) == {
-        "train": "failed", **{t: "upstream_failed" for t in ("evaluate", "promote", "score", "publish")}}
-    assert promote_failed["state"] == "failed" and not_success(promote_failed) == {
-        "promote": "failed", "score": "upstream_failed", "publish": "upstream_failed"}
 
 
 def test_cluster_profile_sends_train_to_the_gpu_queue_and_retrains_weekly(tmp_path):

@@ -53,6 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    for noisy in ("gensim", "sentence_transformers", "httpx"):   # per-epoch chatter of the baselines' libraries
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     from prodemb.evaluate import EvaluateInputError, run_evaluate
     from prodemb.score import ModelNotFoundError
     from prodemb.tasks import TaskError, task_sources

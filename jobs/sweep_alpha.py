@@ -47,6 +47,8 @@ def main(argv: list[str] | None = None) -> int:
     add_config_args(ap)
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    for noisy in ("gensim", "sentence_transformers", "httpx"):   # per-epoch chatter of the baselines' libraries
+        logging.getLogger(noisy).setLevel(logging.WARNING)
 
     def fail(msg: str, code: int = 2) -> int:
         print(f"sweep_alpha: error: {msg}", file=sys.stderr)

@@ -73,7 +73,7 @@ endif
 	echo; echo "== Feast online lookup of product $$pid =="; $(PY) jobs/lookup.py --product-id $$pid; \
 	echo; echo "== Nearest neighbours =="; $(PY) jobs/similar.py --product-id $$pid --k 5 --recall
 	@if [ -f $(EVAL_OUT)/report.md ]; then echo; echo "== Downstream evaluation (test AUC at the largest training size) =="; \
-		sed -n '/^| task/,/^$$/p' $(EVAL_OUT)/report.md; fi
+		awk '/^\| task/{p=1} p && /^$$/{exit} p' $(EVAL_OUT)/report.md; fi
 	@echo
 	@echo "Demo done. Tables: $(OUT)/  tokenizer: $(TOKENIZER)  model: models:/prodemb-encoder@champion"
 	@echo "Evaluation: $(EVAL_OUT)/report.md, results.csv, learning curves in $(EVAL_OUT)/plots/*.png"

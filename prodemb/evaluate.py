@@ -388,8 +388,8 @@ def build_context(cfg, method_names: Iterable[str] | None = None, *, model_uri: 
 
     The model under test (``model_uri``, else ``evaluate.model_uri``, else ``score.model_uri``) is
     resolved and loaded once when an encoder method needs it, or when the supervised Text-CNN needs a
-    tokenizer and none was given: ``ctx.tokenizer_path`` is then the model's own SentencePiece file, and
-    ``ctx.language`` its normalization language. Raises ``prodemb.score.ModelNotFoundError`` for a bad URI.
+    tokenizer and none was given: ``ctx.tokenizer_path`` is then the model's own SentencePiece file,
+    ``ctx.language`` its normalization language and ``ctx.model_cfg`` its encoder dimensions and max_len. Raises ``prodemb.score.ModelNotFoundError`` for a bad URI.
     """
     from prodemb.baselines.encoder import encoder_model
 
@@ -404,6 +404,10 @@ def build_context(cfg, method_names: Iterable[str] | None = None, *, model_uri: 
         model = encoder_model(ctx)
         ctx.tokenizer_path = tokenizer_path or model.tokenizer_path
         ctx.language = model.meta.get("language", ctx.language)
+        # The supervised Text-CNN gets the architecture of the model under test, whatever cfg.model says.
+        dims, max_len = model.meta.get("encoder", {}), model.meta.get("max_len")
+        ctx.model_cfg = cfg.model.model_copy(update={k: v for k, v in {**dims, "max_len": max_len}.items()
+                                                     if k in type(cfg.model).model_fields and v is not None})
     return ctx
 
 

@@ -258,6 +258,10 @@ def test_encoder_methods_embed_like_the_registered_model(tiny):
     # The Text-CNN baseline gets the model's own tokenizer, and the model's normalization language.
     assert open(ctx.tokenizer_path, "rb").read() == (tiny["work"] / "tok.model").read_bytes()
     assert ctx.language == "es" and ctx.tracking_uri == tiny["uri"]
+    # ... and the model's architecture, even when the config names another profile (small: 64-d, 32 filters).
+    other = build_context(load_config("local", overrides=[f"mlflow.tracking_uri={tiny['uri']}"]), ["textcnn"],
+                          model_uri="models:/prodemb-encoder@champion")
+    assert (other.model_cfg.embed_dim, other.model_cfg.n_filters, other.model_cfg.max_len) == (16, 8, 12)
     prod, rand = make_method("prodemb", ctx), make_method("random", ctx)
     assert prod.alpha == 0.9 and prod.model_ref == "prodemb-encoder/1" and rand.alpha is None
     table = pd.read_parquet(tiny["tasks"]["condition"]).head(50)

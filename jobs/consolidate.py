@@ -14,13 +14,12 @@ Exit code 2: no interval tables under ``--intervals``.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from prodemb.config import add_config_args, config_from_args  # noqa: E402
+from prodemb.config import add_config_args, config_from_args, finish_job  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,17 +32,12 @@ def main(argv: list[str] | None = None) -> int:
     cfg = config_from_args(args, **{"sessions.format": args.format})
 
     from prodemb.sessions import run_consolidate
-    from prodemb.spark import get_spark
+    from prodemb.spark import spark_for
 
-    spark = get_spark(cfg.spark.master, delta=cfg.sessions.format == "delta", app_name="prodemb-consolidate",
-                      extra=cfg.spark.conf)
-    try:
-        report = run_consolidate(spark, args.intervals, args.output or cfg.paths.data_dir, cfg.sessions.format)
-    except (FileNotFoundError, ValueError) as exc:
-        print(f"consolidate: error: {exc}", file=sys.stderr)
-        return 2
-    print(json.dumps({"intervals": len(report["intervals"]), **report["rows"]}))
-    return 0
+    spark = spark_for(cfg, "consolidate")
+    return finish_job("consolidate", lambda: run_consolidate(spark, args.intervals, args.output or cfg.paths.data_dir,
+                                                             cfg.sessions.format),
+                      show=lambda report: {"intervals": len(report["intervals"]), **report["rows"]})
 
 
 if __name__ == "__main__":

@@ -5,8 +5,8 @@ as good on the downstream tasks' validation AUC and passed the health check.
         [--train-size 1000] [--samples 3]
 
 With no --task/--builtin the tasks are the config's `evaluate.tasks` and `evaluate.builtin_tasks` (the same
-ones `jobs/evaluate.py` uses); `--builtin` names tasks built from ../shared/data. The decision and both scores are printed as JSON and
-written as `promotion.*` tags on the candidate version. Exit codes: 0 decided (promoted or refused),
+ones `jobs/evaluate.py` uses); `--builtin` names tasks built from ../shared/data. The decision and both
+scores are printed as JSON and written as `promotion.*` tags on the candidate version. Exit codes: 0 decided (promoted or refused),
 2 bad input (no candidate, no tasks, unreadable task table).
 """
 from __future__ import annotations

@@ -8,13 +8,12 @@ through the Feast SDK. `cd feature_repo && feast materialize ...` remains the st
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from prodemb.config import add_config_args, config_from_args  # noqa: E402
+from prodemb.config import add_config_args, config_from_args, finish_job  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -28,15 +27,10 @@ def main(argv: list[str] | None = None) -> int:
 
     from prodemb.features import run_publish
 
-    try:
-        report = run_publish(args.data or cfg.paths.data_dir, repo_dir=cfg.feast.repo_dir,
-                             yaml_file=cfg.feast.yaml_file, embeddings=args.embeddings,
-                             progress=not args.no_progress)
-    except FileNotFoundError as exc:
-        print(f"publish: error: {exc}", file=sys.stderr)
-        return 2
-    print(json.dumps(report, default=str))
-    return 0
+    return finish_job("publish", lambda: run_publish(args.data or cfg.paths.data_dir, repo_dir=cfg.feast.repo_dir,
+                                                     yaml_file=cfg.feast.yaml_file, embeddings=args.embeddings,
+                                                     progress=not args.no_progress),
+                      bad_input=(FileNotFoundError,))
 
 
 if __name__ == "__main__":

@@ -8,13 +8,12 @@ A bad model URI fails before anything is written: the previous embeddings stay a
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from prodemb.config import add_config_args, config_from_args  # noqa: E402
+from prodemb.config import add_config_args, config_from_args, finish_job  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -30,22 +29,17 @@ def main(argv: list[str] | None = None) -> int:
                                     "sessions.format": args.format})
 
     from prodemb.score import ModelNotFoundError, run_score
-    from prodemb.spark import get_spark
+    from prodemb.spark import spark_for
 
     data = args.data or cfg.paths.data_dir
     if not (Path(data) / "catalog").exists():
         print(f"score: error: no catalog under {data}: run jobs/sessionize.py first", file=sys.stderr)
         return 2
-    spark = get_spark(cfg.spark.master, delta=cfg.sessions.format == "delta", app_name="prodemb-score",
-                      extra=cfg.spark.conf)
-    try:
-        report = run_score(spark, data, cfg.score.model_uri, args.output, tracking_uri=cfg.mlflow.tracking_uri,
-                           fmt=cfg.sessions.format, keep_model_versions=cfg.score.keep_model_versions)
-    except ModelNotFoundError as exc:
-        print(f"score: error: {exc}", file=sys.stderr)
-        return 2
-    print(json.dumps(report, default=str))
-    return 0
+    spark = spark_for(cfg, "score")
+    return finish_job("score", lambda: run_score(spark, data, cfg.score.model_uri, args.output,
+                                                 tracking_uri=cfg.mlflow.tracking_uri, fmt=cfg.sessions.format,
+                                                 keep_model_versions=cfg.score.keep_model_versions),
+                      bad_input=(ModelNotFoundError,))
 
 
 if __name__ == "__main__":

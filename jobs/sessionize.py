@@ -8,14 +8,13 @@ Also runs as ``python jobs/sessionize.py ...`` (Spark local[*]).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # spark-submit without an install
 
-from prodemb.config import add_config_args, config_from_args  # noqa: E402
+from prodemb.config import add_config_args, config_from_args, finish_job  # noqa: E402
 from prodemb.sources import FORMATS  # noqa: E402
 
 
@@ -42,20 +41,15 @@ def main(argv: list[str] | None = None) -> int:
                                     "sessions.format": args.format})
 
     from prodemb.sessions import run_sessionize
-    from prodemb.spark import get_spark
+    from prodemb.spark import spark_for
 
-    spark = get_spark(cfg.spark.master, delta=cfg.sessions.format == "delta",
-                      app_name="prodemb-sessionize", extra=cfg.spark.conf)
-    try:
-        report = run_sessionize(spark, args.input, args.input_format, args.output or cfg.paths.data_dir,
-                                cfg.sessions, start=args.start, end=args.end)
-    except (FileNotFoundError, ValueError) as exc:   # bad arguments or input layout: say it plainly
-        print(f"sessionize: error: {exc}", file=sys.stderr)
-        return 2
+    spark = spark_for(cfg, "sessionize")
     keys = ["rows_in", "rows_valid", "rows_filtered", "rows_quarantined", "sessions", "pairs", "products",
             "seconds"]
-    print(json.dumps({k: report[k] for k in keys}))
-    return 0
+    return finish_job("sessionize", lambda: run_sessionize(spark, args.input, args.input_format,
+                                                           args.output or cfg.paths.data_dir, cfg.sessions,
+                                                           start=args.start, end=args.end),
+                      show=lambda report: {k: report[k] for k in keys})
 
 
 if __name__ == "__main__":

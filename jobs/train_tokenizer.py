@@ -9,7 +9,6 @@ usable titles. Other settings: ``--set tokenizer.seed=1``, ``--set tokenizer.inp
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import sys
@@ -17,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # spark-submit without an install
 
-from prodemb.config import add_config_args, config_from_args  # noqa: E402
+from prodemb.config import add_config_args, config_from_args, finish_job  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -39,13 +38,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from prodemb.tokenizer import train_from_catalog
 
-    try:
-        info = train_from_catalog(data, output, cfg.tokenizer)
-    except (FileNotFoundError, ValueError) as exc:   # bad arguments or input layout: say it plainly
-        print(f"train_tokenizer: error: {exc}", file=sys.stderr)
-        return 2
-    print(json.dumps(info, default=str))
-    return 0
+    return finish_job("train_tokenizer", lambda: train_from_catalog(data, output, cfg.tokenizer))
 
 
 if __name__ == "__main__":

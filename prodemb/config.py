@@ -251,6 +251,22 @@ def add_config_args(parser) -> None:
                         help="override any config key, e.g. --set sessions.gap_minutes=15 (repeatable)")
 
 
+def finish_job(name: str, call, *, bad_input: tuple[type[BaseException], ...] = (FileNotFoundError, ValueError),
+               show=None) -> int:
+    """The common tail of a job: run ``call()``; bad input → ``name: error: …`` on stderr and exit code 2;
+    otherwise print the result (or ``show(result)``) as one JSON line and return 0."""
+    import json
+    import sys
+
+    try:
+        result = call()
+    except bad_input as exc:
+        print(f"{name}: error: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(show(result) if show else result, default=str))
+    return 0
+
+
 def comma_list(kind=str):
     """argparse ``type=`` for ``--flag 1,2,3`` → ``[kind(1), kind(2), kind(3)]`` (at least one value)."""
     import argparse

@@ -104,3 +104,10 @@ def get_spark(
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
     return spark
+
+
+def spark_for(cfg, stage: str):
+    """The session a job of ``stage`` uses, from the typed config (master, Delta when the tables are Delta,
+    the profile's ``spark.conf``)."""
+    return get_spark(cfg.spark.master, delta=cfg.sessions.format == "delta", app_name=f"prodemb-{stage}",
+                     extra=cfg.spark.conf)

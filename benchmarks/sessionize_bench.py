@@ -6,7 +6,8 @@ Generates N clicks with prodemb.synth (not timed), then times, end to end (read 
 normalize titles → catalog / sessions / pairs / quarantine written as Parquet):
   * prodemb's Spark job (``run_sessionize``, local[cores]; Spark start-up excluded), twice in one JVM:
     "cold" includes JIT warm-up and Python worker start, "warm" is the steady state
-  * DuckDB (threads = cores) running the same semantics in SQL
+  * DuckDB (threads = cores) running the same session rules in SQL (simpler title normalization and
+    quarantine checks; the session and pair counts are checked equal)
 and prints clicks/s/core for both and their ratio. Results go to benchmarks/RESULTS.md by hand.
 """
 from __future__ import annotations
@@ -42,7 +43,7 @@ def run_spark(clicks_dir: Path, out: Path, cores: int) -> list[tuple[float, dict
 
 
 def run_duckdb(clicks_dir: Path, out: Path, cores: int, gap_minutes: float = 30, max_items: int = 10) -> tuple[float, dict]:
-    """The same rules in DuckDB SQL (validation, normalization with the same stopwords, outputs)."""
+    """The session rules in DuckDB SQL (basic validation, accent-strip + stopword normalization, outputs)."""
     import duckdb
 
     out.mkdir(parents=True, exist_ok=True)

@@ -236,9 +236,7 @@ def load_config(profile: str | None = None, overrides: list[str] | None = None,
     # A model profile sets `model:` dimensions and may set `train:` defaults suited to its size.
     prof = _read_yaml(model_file)
     data["model"] = deep_merge(deep_merge(prof.get("model", {}), data.get("model") or {}), {"profile": model_profile})
-    data["train"] = deep_merge(prof.get("train", {}), data.get("train") or {})
-    for over in cli:  # CLI overrides beat the model profile too
-        data = deep_merge(data, over)
+    data["train"] = deep_merge(prof.get("train", {}), data.get("train") or {})   # data holds the CLI overrides
     data["profile"] = profile
     return Config.model_validate(data)
 

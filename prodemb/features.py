@@ -53,11 +53,12 @@ def feature_store(repo_dir: str | Path = FEATURE_REPO, yaml_file: str = "feature
 
 def repo_objects(embeddings_path: str | Path, repo_dir: str | Path = FEATURE_REPO) -> list:
     """Entity, feature view and service from ``feature_repo/features.py``, pointed at ``embeddings_path``."""
-    os.environ["PRODEMB_EMBEDDINGS"] = str(Path(embeddings_path).resolve())
+    # absolute(), not resolve(): the table path is a symlink swapped on every write; resolving it would pin
+    # the registry to one version folder, which a later scoring prunes.
+    os.environ["PRODEMB_EMBEDDINGS"] = str(Path(embeddings_path).absolute())
     path = Path(repo_dir) / "features.py"
     spec = importlib.util.spec_from_file_location("prodemb_feature_repo", path)
     module = importlib.util.module_from_spec(spec)
-    sys.modules.pop("prodemb_feature_repo", None)
     spec.loader.exec_module(module)
     return [module.product, module.product_embeddings, module.product_embeddings_service]
 

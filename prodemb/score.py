@@ -132,18 +132,25 @@ def merge_versions(previous: DataFrame | None, new: DataFrame, version: str, kee
 
 def run_score(spark, data_dir: str, model_uri: str, output: str | None, *, tracking_uri: str | None,
               fmt: str = "parquet", keep_model_versions: int = 3, scored_at: datetime | None = None) -> dict:
-    """Embed DIR/catalog into ``output`` (default DIR/embeddings). Returns a report dict."""
+    """Embed DIR/catalog into ``output`` (default DIR/embeddings). Returns a report dict. The model is
+    downloaded into a temporary folder that is removed when scoring ends."""
     import tempfile
-
-    from pyspark import StorageLevel
-
-    from prodemb.tables import read_table, write_table
 
     t0 = time.perf_counter()
     data_dir = data_dir.rstrip("/")
     output = output or f"{data_dir}/embeddings"
-    download = tempfile.mkdtemp(prefix="prodemb-model-")
-    model = resolve_model(model_uri, tracking_uri, download)        # fails before touching the table
+    with tempfile.TemporaryDirectory(prefix="prodemb-model-") as download:
+        model = resolve_model(model_uri, tracking_uri, download)    # fails before touching the table
+        return _score_with(spark, model, data_dir, output, fmt=fmt, keep_model_versions=keep_model_versions,
+                           scored_at=scored_at, t0=t0)
+
+
+def _score_with(spark, model: ResolvedModel, data_dir: str, output: str, *, fmt: str, keep_model_versions: int,
+                scored_at: datetime | None, t0: float) -> dict:
+    from pyspark import StorageLevel
+
+    from prodemb.tables import read_table, write_table
+
     if not spark.sparkContext.master.startswith("local"):
         spark.sparkContext.addFile(model.local_dir, recursive=True)   # executors on other machines
     scored_at = scored_at or datetime.now(timezone.utc)
@@ -159,7 +166,7 @@ def run_score(spark, data_dir: str, model_uri: str, output: str | None, *, track
         new.unpersist()
     stored = read_table(spark, output)
     versions = {r["model_version"]: r["count"] for r in stored.groupBy("model_version").count().collect()}
-    return {"model_uri": model_uri, "model_name": model.name, "model_version": model.version, "dim": model.dim,
+    return {"model_uri": model.uri, "model_name": model.name, "model_version": model.version, "dim": model.dim,
             "products_scored": n_new, "rows_in": catalog.count(), "rows_out": n_new, "rows_quarantined": 0,
             "rows_by_model_version": versions, "scored_at": scored_at.isoformat(), "output": output,
             "table": written, "seconds": round(time.perf_counter() - t0, 2)}

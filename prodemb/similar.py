@@ -1,8 +1,8 @@
 """Nearest products by cosine over the current embeddings (exact, chunked matrix products).
 
 Feast 0.67's SQLite vector search needs the sqlite-vec extension and stores vectors a second time;
-an exact scan of L2-normalized float32 vectors is a single matrix product per chunk and is fast
-enough for catalogs of millions on one machine (see benchmarks/RESULTS.md).
+an exact scan of L2-normalized float32 vectors is a single matrix product per chunk, with memory
+bounded by the chunk (corpus) and query-block sizes.
 """
 from __future__ import annotations
 
@@ -41,7 +41,7 @@ def top_k(queries: np.ndarray, corpus: np.ndarray, k: int, exclude: np.ndarray |
 
 
 def recall_at_k(vectors: np.ndarray, pair_a: np.ndarray, pair_b: np.ndarray, k: int = 10,
-                max_pairs: int = 20_000, seed: int = 0) -> float:
+                max_pairs: int = 20_000, seed: int = 0, query_block: int = 1024) -> float:
     """Share of held-out session pairs (a, b) whose b is among a's k nearest products (both directions)."""
     rng = np.random.default_rng(seed)
     if len(pair_a) > max_pairs:
@@ -49,13 +49,19 @@ def recall_at_k(vectors: np.ndarray, pair_a: np.ndarray, pair_b: np.ndarray, k: 
         pair_a, pair_b = pair_a[pick], pair_b[pick]
     a = np.concatenate([pair_a, pair_b])
     b = np.concatenate([pair_b, pair_a])
-    idx, _ = top_k(vectors[a], vectors, k, exclude=a)
-    return float((idx == b[:, None]).any(axis=1).mean()) if len(a) else float("nan")
+    if not len(a):
+        return float("nan")
+    # Each distinct query product once, in blocks (a block's score matrix is block × catalog floats).
+    queries, inverse = np.unique(a, return_inverse=True)
+    idx = np.concatenate([top_k(vectors[queries[i:i + query_block]], vectors, k,
+                                exclude=queries[i:i + query_block])[0]
+                          for i in range(0, len(queries), query_block)])
+    return float((idx[inverse] == b[:, None]).any(axis=1).mean())
 
 
 def current_vectors(embeddings):
-    """embeddings DataFrame (several model versions) → (product ids, titles-free normalized matrix,
-    model_version) of the newest scoring per product."""
+    """embeddings DataFrame (several model versions) → (product ids, L2-normalized matrix,
+    rows) of the newest scoring per product."""
     from prodemb.features import latest_rows
 
     rows = latest_rows(embeddings)

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from prodemb.config import TrainConfig
 from prodemb.model import BYOLCategoryModel, ProductEncoder, tau_schedule
 
 log = logging.getLogger(__name__)
@@ -305,7 +306,7 @@ def embed(encoder: ProductEncoder, tokens: torch.Tensor, batch_size: int = 4096)
 
 
 def embedding_health(encoder: ProductEncoder, data: TrainingData, sample: int = 5000, seed: int = 0,
-                     min_dim_std_ratio: float = 0.2) -> dict:
+                     min_dim_std_ratio: float = TrainConfig().min_dim_std_ratio) -> dict:
     """Spread and alignment/uniformity (Wang & Isola, 2020) of L2-normalized embeddings.
 
     * ``dim_std_mean``: mean over dimensions of the per-dimension std across a product sample. Uniformly

@@ -49,3 +49,16 @@ def online_retail_days(folder: Path, n_days: int) -> tuple[Path, list[Path]]:
     for f in files:
         (folder / f.name).symlink_to(f)
     return folder, files
+
+
+def assert_rows_add_up(spark, out: str | Path, report: dict) -> None:
+    """rows_in = valid + filtered + quarantined, with valid and quarantined counted from the written tables
+    (events in sessions, quarantine rows), not from the report's own arithmetic."""
+    from pyspark.sql import functions as F
+
+    from prodemb.tables import read_table
+
+    in_sessions = read_table(spark, f"{out}/sessions").agg(F.sum("n_events")).first()[0] or 0
+    quarantined = read_table(spark, f"{out}/quarantine").count()
+    assert (in_sessions, quarantined) == (report["rows_valid"], report["rows_quarantined"])
+    assert report["rows_in"] == in_sessions + report["rows_filtered"] + quarantined

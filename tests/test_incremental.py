@@ -37,7 +37,6 @@ def test_daily_runs_equal_one_full_run_on_online_retail(spark, tmp_path):
     # would count in every interval; this log has none).
     assert sum(r["rows_in"] for r in reports) == full["rows_in"]
     assert sum(r["rows_quarantined"] for r in reports) == full["rows_quarantined"]
-    assert all(r["rows_in"] == r["rows_valid"] + r["rows_filtered"] + r["rows_quarantined"] for r in reports)
     # Per-reason counts describe this interval's rows only, and add up to the full run's.
     assert all(sum(r["rows_filtered_by_reason"].values()) == r["rows_filtered"] for r in reports)
     assert sum(r["rows_filtered_by_reason"].get("cancellation", 0) for r in reports) == \

@@ -14,7 +14,7 @@ from prodemb.sessions import run_sessionize
 from prodemb.sources import RAW_COLUMNS, read_source
 from prodemb.tables import read_table
 from prodemb.text import normalize_title
-from tests.conftest import FIXTURES, online_retail_days, shared_data
+from tests.conftest import FIXTURES, assert_rows_add_up, online_retail_days, shared_data
 from tests.reference import reference_pair_count, reference_sessions
 
 
@@ -53,7 +53,7 @@ def test_movielens_matches_reference(spark, tmp_path):
     ratings = pd.read_csv(root / "ratings.csv")
     movies = pd.read_csv(root / "movies.csv")
     assert report["rows_in"] == len(ratings)
-    assert report["rows_in"] == report["rows_valid"] + report["rows_filtered"] + report["rows_quarantined"]
+    assert_rows_add_up(spark, tmp_path, report)
     assert report["rows_filtered"] == 0
 
     good = ratings.merge(movies, on="movieId")
@@ -84,7 +84,7 @@ def test_online_retail_filters_and_quarantines(spark, tmp_path):
     assert report["rows_filtered_by_reason"].get("non_positive_quantity", 0) == int(nonpos.sum())
     kept = raw[~cancelled & ~nonpos]
     assert report["rows_quarantined_by_reason"]["missing_user_id"] == int(kept["CustomerID"].isna().sum())
-    assert report["rows_in"] == report["rows_valid"] + report["rows_filtered"] + report["rows_quarantined"]
+    assert_rows_add_up(spark, tmp_path / "out", report)
 
     good = kept[kept["CustomerID"].notna() & kept["Description"].notna()]
     empty = good["Description"].map(lambda t: normalize_title(t, "es") == "")

@@ -63,8 +63,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"evaluate: error: {msg}", file=sys.stderr)
         return 2
 
-    if args.samples is not None and args.samples < 1:
-        return fail("--samples must be ≥ 1")
     try:
         cfg = config_from_args(args, **{
             "evaluate.train_sizes": args.train_sizes, "evaluate.samples": args.samples,

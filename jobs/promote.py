@@ -6,8 +6,8 @@ as good on the downstream tasks' validation AUC and passed the health check.
 
 With no --task/--builtin the tasks are the config's `evaluate.tasks` and `evaluate.builtin_tasks` (the same
 ones `jobs/evaluate.py` uses); `--builtin` names tasks built from ../shared/data. The decision and both
-scores are printed as JSON and written as `promotion.*` tags on the candidate version. Exit codes: 0 decided (promoted or refused),
-2 bad input (no candidate, no tasks, unreadable task table).
+scores are printed as JSON and written as `promotion.*` tags on the candidate version. Exit codes:
+0 decided (promoted or refused), 2 bad input (no candidate, no tasks, unreadable task table, bad settings).
 """
 from __future__ import annotations
 
@@ -34,22 +34,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--samples", type=int, default=None, help="random training samples per task")
     add_config_args(ap)
     args = ap.parse_args(argv)
-    cfg = config_from_args(args, **{"mlflow.tracking_uri": args.mlflow_uri, "mlflow.model_name": args.model_name,
-                                    "promote.tolerance": args.tolerance, "promote.train_size": args.train_size,
-                                    "promote.samples": args.samples})
-
     from prodemb.promote import GateError, run_promote
     from prodemb.score import ModelNotFoundError
     from prodemb.tasks import TaskError, configured_tasks, task_sources
 
-    if cfg.promote.samples < 1 or cfg.promote.train_size < 2 or cfg.promote.tolerance < 0:
-        print("promote: error: promote.samples must be >= 1, promote.train_size >= 2, promote.tolerance >= 0",
-              file=sys.stderr)
-        return 2
-    try:
+    try:   # settings are validated by the config (promote.samples >= 1, train_size >= 2, tolerance >= 0)
+        cfg = config_from_args(args, **{"mlflow.tracking_uri": args.mlflow_uri, "mlflow.model_name": args.model_name,
+                                        "promote.tolerance": args.tolerance, "promote.train_size": args.train_size,
+                                        "promote.samples": args.samples})
         tasks = configured_tasks(cfg.evaluate, *task_sources(args.task, args.builtin)).tables
         decision = run_promote(cfg, tasks)
-    except (GateError, TaskError, ModelNotFoundError, OSError) as exc:
+    except (GateError, TaskError, ModelNotFoundError, OSError, ValueError) as exc:
         print(f"promote: error: {exc}", file=sys.stderr)
         return 2
     print(json.dumps(decision.as_dict(), indent=2))

@@ -68,6 +68,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from prodemb.evaluate import EvaluateInputError, run_sweep
     from prodemb.tasks import TaskError, task_sources
+    from prodemb.train import CollapsedError
 
     try:
         tasks, builtin = task_sources(args.task, args.builtin)
@@ -76,10 +77,8 @@ def main(argv: list[str] | None = None) -> int:
                             log_mlflow=not args.no_mlflow)
     except (TaskError, EvaluateInputError, FileNotFoundError) as exc:
         return fail(str(exc))
-    except RuntimeError as exc:
-        if "collapsed" in str(exc):
-            return fail(str(exc), 3)
-        raise
+    except CollapsedError as exc:
+        return fail(str(exc), 3)
     print(json.dumps(summary, default=str))
     return 0
 

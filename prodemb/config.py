@@ -119,7 +119,7 @@ class EvaluateConfig(_Section):
     methods: list[str] = Field(default_factory=lambda: [
         "prodemb", "random", "tfidf", "fasttext", "prod2vec", "meta_prod2vec", "textcnn", "sbert"])
     train_sizes: list[int] = Field(default_factory=lambda: [100, 500, 1000, 5000, 10000, 50000, 100000])
-    samples: int = 5                      # random training subsamples per size
+    samples: int = Field(5, ge=1)         # random training subsamples per size
     split: list[float] = Field(default_factory=lambda: [0.6, 0.2, 0.2])   # train / validation / test
     seed: int = 0
     lr_max_iter: int = 1000               # LogisticRegression(solver="liblinear", max_iter=...)
@@ -140,9 +140,9 @@ class EvaluateConfig(_Section):
 
 class PromoteConfig(_Section):
     """The gate that moves ``champion`` to ``candidate``."""
-    tolerance: float = 0.0                # promote if candidate AUC >= champion AUC - tolerance
-    train_size: int = 1000                # LR training rows per task for the gate's validation AUC
-    samples: int = 3
+    tolerance: float = Field(0.0, ge=0)   # promote if candidate AUC >= champion AUC - tolerance
+    train_size: int = Field(1000, ge=2)   # LR training rows per task for the gate's validation AUC
+    samples: int = Field(3, ge=1)
 
 
 class ScheduleConfig(_Section):

@@ -532,11 +532,10 @@ def log_to_mlflow(results: pd.DataFrame, out_dir: Path, *, tracking_uri: str, ex
         mlflow.log_params({k: (json.dumps(v) if not isinstance(v, str) else v)[:6000] for k, v in params.items()})
         metrics = {}
         if not results.empty:
+            for metric in ("auc", "val_auc"):
+                for task, by_label in largest_size_means(results, metric).items():
+                    metrics.update({_metric_key(metric, task, label): v for label, v in by_label.items()})
             r = results.assign(label=_method_labels(results))
-            largest = r.groupby("task")["train_size"].transform("max")
-            for (task, label), g in r[r["train_size"] == largest].groupby(["task", "label"]):
-                metrics[_metric_key("auc", task, label)] = float(g["auc"].mean())
-                metrics[_metric_key("val_auc", task, label)] = float(g["val_auc"].mean())
             for (task, label, size), g in r.groupby(["task", "label", "train_size"]):
                 mlflow.log_metric(_metric_key("auc_curve", task, label), float(g["auc"].mean()), step=int(size))
             prod = results[results["method"] == "prodemb"]
@@ -677,7 +676,7 @@ def run_sweep(cfg, *, data_dir: str, tokenizer_path: str, output: str | Path | N
         trained.append({"alpha": alpha, "alpha_effective": s.get("alpha"), "run_id": s["run_id"],
                         "model_uri": f"models:/{sweep_name}/{s['model_version']}", "version": s["model_version"]})
     if not trained:
-        raise RuntimeError(f"every α collapsed: {skipped}")
+        raise CollapsedError(f"every α collapsed: {skipped}")
 
     failures: list[dict] = []
     with tempfile.TemporaryDirectory(prefix="prodemb-sweep-") as work:

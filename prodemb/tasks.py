@@ -132,7 +132,7 @@ def validate_task(raw: pd.DataFrame, name: str = "task", source: str = "") -> Lo
     table = pd.DataFrame({"title": title[~bad].astype(str), "label": label[~bad].astype("int64")})
     if "product_id" in raw.columns:
         pid = raw.loc[~bad, "product_id"]
-        table["product_id"] = pid.map(_product_id_str).astype(object)
+        table["product_id"] = pid.map(product_id_str).astype(object)
     table = table.reset_index(drop=True)
     if len(quarantine):
         log.warning("%s: %d of %d rows quarantined (%s)", name, len(quarantine), len(raw),
@@ -150,7 +150,8 @@ def _raw_str(v) -> str | None:
     return None if v is None or v is pd.NA or (isinstance(v, float) and np.isnan(v)) else str(v)
 
 
-def _product_id_str(v) -> str | None:
+def product_id_str(v) -> str | None:
+    """A task's product id as the tables' string id (ints read from CSV as "123", not "123.0")."""
     if v is None or (isinstance(v, float) and np.isnan(v)) or v is pd.NA:
         return None
     if isinstance(v, (float, np.floating)) and float(v).is_integer():

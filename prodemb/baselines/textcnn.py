@@ -80,12 +80,9 @@ class SupervisedTextCNN(Method):
         return self._encode(rows["title"])            # not prepared: tokenize these rows now
 
     def device(self):
-        import torch
+        from prodemb.train import pick_device
 
-        want = self.ctx.eval_cfg.device
-        if want == "auto":
-            want = "cuda" if torch.cuda.is_available() else "cpu"
-        return torch.device(want)
+        return pick_device(self.ctx.eval_cfg.device)
 
     # --- the model --------------------------------------------------------------------------------
 

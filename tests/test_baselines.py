@@ -151,6 +151,15 @@ def test_one_class_training_set_scores_the_prior(name, prepared, task):
         assert (scores.val == label).all() and (scores.test == label).all()
 
 
+@pytest.mark.parametrize("name", ["tfidf", "fasttext"])
+def test_titles_normalized_in_prepare_give_the_same_scores_as_normalizing_per_fit(name, ctx, prepared, task):
+    train, val, test = split(task)
+    cached = prepared(name).fit_predict(train, val, test.drop(columns=["label"]), seed=3)
+    fresh = make_method(name, ctx).fit_predict(train, val, test.drop(columns=["label"]), seed=3)
+    np.testing.assert_array_equal(cached.test, fresh.test)
+    np.testing.assert_array_equal(cached.val, fresh.val)
+
+
 def test_tfidf_with_only_empty_training_titles_scores_the_prior(ctx, task):
     train, val, test = split(task)
     train = train.assign(title=["", None] * (len(train) // 2))

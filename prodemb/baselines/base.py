@@ -58,6 +58,24 @@ class Method:
         raise NotImplementedError
 
 
+class NormalizedTitles:
+    """Mixin for methods that learn from normalized title text: titles are normalized once per task in
+    ``prepare`` and looked up by row index in every fit (not renormalized per size × sample)."""
+    _norm: np.ndarray | None = None
+
+    def prepare(self, task_name: str, table: pd.DataFrame) -> None:
+        from prodemb.text import normalize_titles
+
+        self._norm = np.asarray(normalize_titles(table["title"], self.ctx.language), dtype=object)
+
+    def normalized(self, rows: pd.DataFrame) -> list[str]:
+        if self._norm is None:                     # used without prepare(): normalize these rows now
+            from prodemb.text import normalize_titles
+
+            return normalize_titles(rows["title"], self.ctx.language)
+        return self._norm[rows.index.to_numpy()].tolist()
+
+
 def prior_scores(train: pd.DataFrame, val: pd.DataFrame, test: pd.DataFrame,
                  covered_test: float | None = None) -> Scores:
     """Every row scored with the training prior P(label = 1): what a method without a model can say

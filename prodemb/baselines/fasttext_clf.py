@@ -20,9 +20,7 @@ import tempfile
 
 import numpy as np
 
-from prodemb.baselines.base import Method, Scores
-from prodemb.baselines.base import prior_scores
-from prodemb.text import normalize_titles
+from prodemb.baselines.base import Method, NormalizedTitles, Scores, prior_scores
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +28,7 @@ LABEL = "__label__"
 MAX_ATTEMPTS = 5
 
 
-class FastTextClassifier(Method):
+class FastTextClassifier(NormalizedTitles, Method):
     name = "fasttext"
 
     def __init__(self, ctx, epoch: int = 25, lr: float = 0.5, dim: int = 100, word_ngrams: int = 2,
@@ -38,16 +36,13 @@ class FastTextClassifier(Method):
         super().__init__(ctx)
         self.params = dict(epoch=epoch, lr=lr, dim=dim, wordNgrams=word_ngrams, minCount=min_count)
 
-    def _texts(self, titles) -> list[str]:
-        # fastText splits on whitespace and treats "\n" as end of example; normalized titles have
-        # neither newlines nor tabs, only single spaces.
-        return normalize_titles(titles, self.ctx.language)
-
     def fit_predict(self, train, val, test, seed) -> Scores:
         import fasttext
 
         y = train["label"].to_numpy().astype(int)
-        texts = self._texts(train["title"])
+        # fastText splits on whitespace and treats "\n" as end of example; normalized titles have
+        # neither newlines nor tabs, only single spaces.
+        texts = self.normalized(train)
         if len(np.unique(y)) < 2 or not any(texts):
             return prior_scores(train, val, test)
         with tempfile.TemporaryDirectory(prefix="prodemb-fasttext-") as tmp:
@@ -58,7 +53,7 @@ class FastTextClassifier(Method):
             model = self._train(fasttext, path, int(seed))
         if model is None:
             return prior_scores(train, val, test)
-        return Scores(val=self._positive(model, val["title"]), test=self._positive(model, test["title"]))
+        return Scores(val=self._positive(model, val), test=self._positive(model, test))
 
     def _train(self, fasttext, path: str, seed: int):
         """train_supervised, retried with other seeds when fastText aborts with "Encountered NaN".
@@ -76,9 +71,9 @@ class FastTextClassifier(Method):
                 log.warning("fastText diverged (seed %d): %s; retrying with another seed", seed + 7919 * attempt, exc)
         return None
 
-    def _positive(self, model, titles) -> np.ndarray:
-        """P(__label__1) per title; ``predict(k=2)`` returns both labels in descending probability."""
-        texts = self._texts(titles)
+    def _positive(self, model, rows) -> np.ndarray:
+        """P(__label__1) per row; ``predict(k=2)`` returns both labels in descending probability."""
+        texts = self.normalized(rows)
         if not texts:
             return np.zeros(0)
         labels, probs = model.predict(texts, k=2)

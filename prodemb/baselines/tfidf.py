@@ -13,15 +13,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from prodemb.baselines.base import Method, Scores, logistic_regression, positive_scores, prior_scores
-from prodemb.text import normalize_titles
+from prodemb.baselines.base import (Method, NormalizedTitles, Scores, logistic_regression, positive_scores,
+                                    prior_scores)
 
 # Below this many training rows every n-gram is kept; above it, n-grams seen in one title only are
 # dropped (they cannot generalize and only grow the vocabulary).
 MIN_DF_ROWS = 1000
 
 
-class TfidfLogReg(Method):
+class TfidfLogReg(NormalizedTitles, Method):
     name = "tfidf"
 
     def __init__(self, ctx, ngram_range: tuple[int, int] = (1, 2), min_df: int | None = None):
@@ -42,12 +42,11 @@ class TfidfLogReg(Method):
         y = train["label"].to_numpy()
         if len(np.unique(y)) < 2:
             return prior_scores(train, val, test)
-        lang = self.ctx.language
         vec = self._vectorizer(len(train))
         try:
-            X_train = vec.fit_transform(normalize_titles(train["title"], lang))
+            X_train = vec.fit_transform(self.normalized(train))
         except ValueError:  # empty vocabulary: every training title is empty after normalization
             return prior_scores(train, val, test)
         clf = logistic_regression(X_train, y, seed, self.ctx.eval_cfg.lr_max_iter)
-        return Scores(val=positive_scores(clf, vec.transform(normalize_titles(val["title"], lang))),
-                      test=positive_scores(clf, vec.transform(normalize_titles(test["title"], lang))))
+        return Scores(val=positive_scores(clf, vec.transform(self.normalized(val))),
+                      test=positive_scores(clf, vec.transform(self.normalized(test))))

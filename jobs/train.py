@@ -50,26 +50,15 @@ def main(argv: list[str] | None = None) -> int:
         "train.device": args.device, "train.compile": args.compile, "train.seed": args.seed})
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
-    from prodemb.train import CollapsedError, check_run_key, run_training
+    from prodemb.train import CollapsedError, run_training
 
-    if args.run_key is not None:
-        try:
-            check_run_key(args.run_key)
-        except ValueError as exc:
-            print(f"train: error: {exc}", file=sys.stderr)
-            return 2
-    for path, what in ((Path(args.data) / "catalog", "catalog"), (Path(args.data) / "pairs", "pairs"),
-                       (Path(args.tokenizer), "tokenizer")):
-        if not path.exists():
-            print(f"train: error: {what} not found at {path}", file=sys.stderr)
-            return 2
-    try:
+    try:   # bad run key, missing catalog/pairs/tokenizer: ValueError / FileNotFoundError → exit 2
         summary = run_training(args.data, args.tokenizer, cfg, progress=not args.no_progress,
                                run_key=args.run_key)
     except CollapsedError as exc:
         print(f"train: {exc}", file=sys.stderr)
         return 3
-    except ValueError as exc:
+    except (ValueError, FileNotFoundError) as exc:
         print(f"train: error: {exc}", file=sys.stderr)
         return 2
     if summary.get("reused"):

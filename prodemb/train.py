@@ -488,8 +488,11 @@ def run_training(data_dir: str, tokenizer_path: str, cfg, *, progress: bool = Tr
                      cfg.mlflow.model_name, existing)
             return _reuse_version(cfg.mlflow.model_name, existing, run_key)
 
-    tok = Tokenizer.load(tokenizer_path)
     catalog_path, pairs_path = f"{data_dir.rstrip('/')}/catalog", f"{data_dir.rstrip('/')}/pairs"
+    for path, what in ((catalog_path, "catalog"), (pairs_path, "pairs"), (tokenizer_path, "tokenizer")):
+        if not Path(path).exists():
+            raise FileNotFoundError(f"{what} not found at {path}")
+    tok = Tokenizer.load(tokenizer_path)
     catalog = read_table_arrow(catalog_path, ["site", "product_id", "title_norm", "category"]).to_pandas()
     pairs = read_table_arrow(pairs_path, ["site", "session_id", "product_a", "product_b"]).to_pandas()
     data = build_training_data(catalog, pairs, tok, cfg.model.max_len, cfg.sessions.language)

@@ -253,3 +253,10 @@ def test_alpha_one_vs_alpha_point_nine(movielens_run):
         assert not embedding_health(result.model.encoder, data, 1000)["collapsed"]
     assert ce[1.0] > 0.95 * chance, ce
     assert ce[0.9] < 0.8 * chance, ce
+
+
+def test_run_training_names_a_missing_input_before_any_work(tmp_path):
+    cfg = load_config("local", overrides=[f"mlflow.tracking_uri=sqlite:///{tmp_path}/mlflow.db"])
+    with pytest.raises(FileNotFoundError, match="catalog not found"):
+        run_training(str(tmp_path / "nothing"), str(tmp_path / "tok.model"), cfg, progress=False)
+    assert not (tmp_path / "mlflow.db").exists()          # failed before touching the tracking store

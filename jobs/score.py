@@ -28,11 +28,12 @@ def main(argv: list[str] | None = None) -> int:
     cfg = config_from_args(args, **{"mlflow.tracking_uri": args.mlflow_uri, "score.model_uri": args.model_uri,
                                     "sessions.format": args.format})
 
+    from prodemb import fs
     from prodemb.score import ModelNotFoundError, run_score
     from prodemb.spark import spark_for
 
     data = args.data or cfg.paths.data_dir
-    if not (Path(data) / "catalog").exists():
+    if not fs.exists(fs.join(data, "catalog")):
         print(f"score: error: no catalog under {data}: run jobs/sessionize.py first", file=sys.stderr)
         return 2
     spark = spark_for(cfg, "score")

@@ -31,11 +31,12 @@ def main(argv: list[str] | None = None) -> int:
 
     import numpy as np
 
+    from prodemb import fs
     from prodemb.similar import current_vectors, recall_at_k, top_k
     from prodemb.tables import read_table_arrow
     from prodemb.train import holdout_sessions
 
-    if not Path(f"{data}/embeddings").exists():
+    if not fs.exists(f"{data}/embeddings"):
         print(f"similar: error: no embeddings under {data}: run jobs/score.py first", file=sys.stderr)
         return 2
     read = lambda name, cols: read_table_arrow(f"{data}/{name}", cols).to_pandas()  # noqa: E731

@@ -206,10 +206,11 @@ def historical_features(store, entity_df: pd.DataFrame) -> pd.DataFrame:
 def run_publish(data_dir: str, *, repo_dir: str | Path = FEATURE_REPO, yaml_file: str = "feature_store.yaml",
                 embeddings: str | None = None, progress: bool = True) -> dict:
     """Apply the feature repo over DIR/embeddings and load the latest vector of every product online."""
+    from prodemb import fs
     from prodemb.tables import read_table_arrow
 
     path = embeddings or f"{data_dir.rstrip('/')}/embeddings"
-    if not Path(path).exists():
+    if not fs.exists(path):
         raise FileNotFoundError(f"no embeddings table at {path}: run jobs/score.py first")
     store = feature_store(repo_dir, yaml_file)
     apply_repo(store, path, repo_dir)

@@ -83,12 +83,14 @@ def _load_cached(local_dir: str):
     return model
 
 
-def embed_batches(model_dir: str, dim: int):
-    """mapInArrow function: (site, product_id, title) batches → (site, product_id, embedding)."""
+def embed_batches(model_dir: str, dim: int, shipped: bool = False):
+    """mapInArrow function: (site, product_id, title) batches → (site, product_id, embedding).
+    ``shipped``: the model folder reached the executors through ``SparkContext.addFile`` (a cluster),
+    so each worker loads its own copy rather than a path on the driver's disk."""
     import pandas as pd
 
     def run(batches):
-        model = _load_cached(_worker_path(model_dir))
+        model = _load_cached(_worker_path(model_dir) if shipped else model_dir)
         for batch in batches:
             titles = pd.DataFrame({"title": batch.column("title").to_pylist()})
             vectors = np.ascontiguousarray(model.predict(titles), dtype=np.float32)   # [n, dim]
@@ -101,18 +103,17 @@ def embed_batches(model_dir: str, dim: int):
 
 
 def _worker_path(model_dir: str) -> str:
-    """The model folder on this executor: shipped with SparkContext.addFile, or the driver's path."""
-    if os.path.isdir(model_dir):
-        return model_dir
+    """The executor's copy of a model folder shipped with SparkContext.addFile."""
     from pyspark import SparkFiles
 
     return SparkFiles.get(os.path.basename(model_dir))
 
 
-def score_catalog(catalog: DataFrame, model: ResolvedModel, scored_at: datetime) -> DataFrame:
+def score_catalog(catalog: DataFrame, model: ResolvedModel, scored_at: datetime,
+                  shipped: bool = False) -> DataFrame:
     """catalog → embeddings rows for ``model`` (pure DataFrame → DataFrame; the model runs in workers)."""
     vectors = catalog.select("site", "product_id", F.coalesce("title", F.lit("")).alias("title")) \
-        .mapInArrow(embed_batches(model.local_dir, model.dim),
+        .mapInArrow(embed_batches(model.local_dir, model.dim, shipped),
                     "site string, product_id string, embedding array<float>")
     return vectors.select(
         "site", "product_id", "embedding",
@@ -149,17 +150,23 @@ def _score_with(spark, model: ResolvedModel, data_dir: str, output: str, *, fmt:
                 scored_at: datetime | None, t0: float) -> dict:
     from pyspark import StorageLevel
 
+    from prodemb import fs
+    from prodemb.spark import ship_package
     from prodemb.tables import read_table, write_table
 
-    if not spark.sparkContext.master.startswith("local"):
-        spark.sparkContext.addFile(model.local_dir, recursive=True)   # executors on other machines
+    # Executors are other processes, maybe on other machines: they get the model folder and this
+    # package from the driver, never from a path on the driver's disk.
+    shipped = not spark.sparkContext.master.startswith("local")
+    if shipped:
+        spark.sparkContext.addFile(model.local_dir, recursive=True)
+        ship_package(spark)
     scored_at = scored_at or datetime.now(timezone.utc)
     catalog = read_table(spark, f"{data_dir}/catalog")
-    new = score_catalog(catalog, model, scored_at).persist(StorageLevel.MEMORY_AND_DISK)
+    new = score_catalog(catalog, model, scored_at, shipped).persist(StorageLevel.MEMORY_AND_DISK)
     try:
         n_new = new.count()
         # The previous version's files stay on disk until after the swap (tables.keep_versions).
-        previous = read_table(spark, output) if os.path.exists(output) else None
+        previous = read_table(spark, output) if fs.exists(output) else None
         table = merge_versions(previous, new, model.version, keep_model_versions)
         written = write_table(table, output, fmt)
     finally:

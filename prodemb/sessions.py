@@ -262,7 +262,8 @@ def run_sessionize(spark, input_path: str, input_format: str, output_dir: str, c
     from pyspark.sql import Observation
 
     from prodemb.sources import read_source
-    from prodemb.tables import read_table, write_json, write_table
+    from prodemb import fs
+    from prodemb.tables import read_table, write_table
 
     t0 = time.perf_counter()
     steps: dict[str, float] = {}
@@ -373,7 +374,7 @@ def run_sessionize(spark, input_path: str, input_format: str, output_dir: str, c
         report["delta_versions"] = {name: w["version"] for name, w in written.items()}
     if partition:
         report["interval"] = partition[1]
-    write_json(f"{out}/_runs/{partition[1]}.json" if partition else f"{out}/_run.json", report)
+    fs.write_json(f"{out}/_runs/{partition[1]}.json" if partition else f"{out}/_run.json", report)
     return report
 
 
@@ -404,14 +405,11 @@ def run_consolidate(spark, intervals_dir: str, output_dir: str, fmt: str = "parq
     first event), so pairs and sessions are plain unions; the catalog is merged (``merge_catalogs``).
     Each table is replaced atomically, the catalog first: intervals only add products, so a run that
     fails between tables leaves a catalog that covers the previous pairs."""
-    from pathlib import Path
-
-    from prodemb.tables import read_table, write_json, write_table
+    from prodemb import fs
+    from prodemb.tables import read_table, write_table
 
     src, out = intervals_dir.rstrip("/"), output_dir.rstrip("/")
-    local = "://" not in src or src.startswith("file://")
-    missing = [t for t in ("catalog", "pairs", "sessions")
-               if local and not Path(src.removeprefix("file://"), t).exists()]
+    missing = [t for t in ("catalog", "pairs", "sessions") if not fs.exists(fs.join(src, t))]
     if missing:
         raise FileNotFoundError(f"no interval tables {missing} under {src}: run jobs/sessionize.py with "
                                 "--start/--end first")
@@ -428,6 +426,5 @@ def run_consolidate(spark, intervals_dir: str, output_dir: str, fmt: str = "parq
     counts = {name: read_table(spark, f"{out}/{name}").count() for name in frames}
     report = {"intervals": intervals, "source": src, "output": out, "format": fmt,
               "rows": counts, "tables": written, "finished_at": datetime.now(timezone.utc).isoformat()}
-    if local or out.startswith("file://"):
-        write_json(f"{out.removeprefix('file://')}/_consolidated.json", report)
+    fs.write_json(fs.join(out, "_consolidated.json"), report)
     return report

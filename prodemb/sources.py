@@ -13,11 +13,13 @@ format gets the same rules. Adapters only map columns and parse timestamps.
 """
 from __future__ import annotations
 
-from pathlib import Path
+from pathlib import PurePosixPath
 
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
+
+from prodemb import fs
 
 FORMATS = ("clicks", "online-retail", "movielens", "meli2020")
 RAW_COLUMNS = ["site", "user_id", "ts_raw", "product_id", "title", "category", "ts", "ts_missing",
@@ -87,17 +89,17 @@ def _canonical(df: DataFrame, *, site: Column, user_id: Column, ts_col: str, pro
 
 
 def _read_table(spark: SparkSession, path: str, **csv_options) -> DataFrame:
-    """CSV, Parquet, JSON lines or Delta by extension/contents; a folder is read as one table."""
-    p = Path(path)
-    probe = p
-    if p.is_dir():
-        if (p / "_delta_log").is_dir():
+    """CSV, Parquet, JSON lines or Delta by extension/contents; a folder is read as one table.
+    Local paths and URIs alike (prodemb.fs)."""
+    probe = path
+    if fs.is_dir(path):
+        if fs.is_dir(fs.join(path, "_delta_log")):
             return spark.read.format("delta").load(path)
-        files = sorted(f for f in p.rglob("*") if f.is_file() and not f.name.startswith(("_", ".")))
+        files = fs.list_files(path)
         if not files:
             raise FileNotFoundError(f"no input files under {path}")
         probe = files[0]
-    suffix = "".join(probe.suffixes[-2:]).lower()
+    suffix = "".join(PurePosixPath(probe).suffixes[-2:]).lower()
     if ".parquet" in suffix:
         return spark.read.parquet(path)
     if ".json" in suffix:
@@ -138,9 +140,8 @@ def read_online_retail(spark: SparkSession, path: str, default_site: str = "defa
 
 def read_movielens(spark: SparkSession, path: str, default_site: str = "default") -> DataFrame:
     """``movielens``: a folder with ratings.csv and movies.csv; one rating is one click."""
-    root = Path(path)
-    ratings = _read_table(spark, str(root / "ratings.csv"))
-    movies = _read_table(spark, str(root / "movies.csv")).select(
+    ratings = _read_table(spark, fs.join(path, "ratings.csv"))
+    movies = _read_table(spark, fs.join(path, "movies.csv")).select(
         F.col("movieId").alias("_movie"), F.col("title").alias("_title"),
         # category = first genre; "(no genres listed)" means none
         F.when(F.col("genres") != "(no genres listed)", F.split(F.col("genres"), r"\|")[0]).alias("_genre"))
@@ -168,12 +169,12 @@ def read_meli2020(spark: SparkSession, path: str, default_site: str = "default",
     (no user id in the data): the user id is a hash of the line, so it is stable across runs and
     partitionings. Only ``view`` events are clicks; searches are filtered and counted.
     """
-    root = Path(path)
-    if root.is_dir():
-        train = sorted(str(p) for p in root.iterdir() if "train" in p.name)
-        items = items_path or next((str(p) for p in root.iterdir() if "item" in p.name), None)
+    if fs.is_dir(path):
+        names = fs.list_dir(path)
+        train = [fs.join(path, n) for n in names if "train" in n]
+        items = items_path or next((fs.join(path, n) for n in names if "item" in n), None)
     else:
-        train, items = [str(root)], items_path
+        train, items = [path], items_path
     if not train or not items:
         raise FileNotFoundError(f"{path}: need a *train*.jl file and an item_data.jl file")
     lines = spark.read.text(train).select(F.col("value"))
@@ -207,6 +208,6 @@ def read_source(spark: SparkSession, path: str, input_format: str, default_site:
     """Dispatch on ``--input-format``; returns the canonical frame described in the module docstring."""
     if input_format not in _READERS:
         raise ValueError(f"unknown input format {input_format!r}; choose one of {', '.join(FORMATS)}")
-    if not Path(path).exists() and "://" not in path:
+    if not fs.exists(path):
         raise FileNotFoundError(f"input not found: {path}")
     return _READERS[input_format](spark, path, default_site=default_site)

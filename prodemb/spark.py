@@ -106,6 +106,30 @@ def get_spark(
     return spark
 
 
+_SHIPPED: set[int] = set()
+
+
+def ship_package(spark) -> str:
+    """Send this package to the executors (``SparkContext.addPyFile`` of a zip built once per driver), so
+    functions of ``prodemb`` that run in Python workers import the driver's code, not whatever a
+    worker machine has installed. Returns the zip's path."""
+    import tempfile
+    import zipfile
+    from pathlib import Path
+
+    sc = spark.sparkContext
+    package = Path(__file__).resolve().parent
+    zip_path = Path(tempfile.gettempdir()) / f"prodemb-{os.getpid()}-{id(sc)}.zip"
+    if id(sc) not in _SHIPPED:
+        with zipfile.ZipFile(zip_path, "w", zipfile.ZIP_DEFLATED) as zf:
+            for f in sorted(package.rglob("*")):
+                if f.is_file() and "__pycache__" not in f.parts and f.suffix != ".pyc":
+                    zf.write(f, Path(package.name) / f.relative_to(package))
+        sc.addPyFile(str(zip_path))
+        _SHIPPED.add(id(sc))
+    return str(zip_path)
+
+
 def spark_for(cfg, stage: str):
     """The session a job of ``stage`` uses, from the typed config (master, Delta when the tables are Delta,
     the profile's ``spark.conf``)."""

@@ -34,7 +34,6 @@ import json
 import logging
 import os
 import re
-import uuid
 from dataclasses import dataclass, field
 from functools import lru_cache, partial
 from pathlib import Path
@@ -43,6 +42,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
+from prodemb import fs
 from prodemb.config import REPO_ROOT
 
 log = logging.getLogger(__name__)
@@ -389,9 +389,8 @@ def write_builtin_tasks(out_dir: str | Path, names: list[str] | None = None,
     for name in builtin_names(names) if names is not None else list(BUILTIN_TASKS):
         task = build_builtin(name, data_dir)
         path = out / f"{name}.parquet"
-        tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
-        task.table.to_parquet(tmp, index=False)
-        os.replace(tmp, path)
+        with fs.atomic_local_file(path) as tmp:
+            task.table.to_parquet(tmp, index=False)
         paths[name] = path
     return paths
 

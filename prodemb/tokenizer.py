@@ -26,12 +26,13 @@ import logging
 import os
 import re
 import time
-import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 import numpy as np
 import sentencepiece as spm
+
+from prodemb import fs
 
 if TYPE_CHECKING:  # pyspark (via prodemb.tables) stays out of the inference-time import path
     from prodemb.config import TokenizerConfig
@@ -47,21 +48,10 @@ _TOO_LOW = re.compile(r"Vocabulary size is smaller than required_chars\. (\d+) v
 _MAX_ATTEMPTS = 4
 
 
-def vocab_path_for(model_path: str | Path) -> Path:
+def vocab_path_for(model_path: str | Path) -> str:
     """``runs/tokenizer.model`` -> ``runs/tokenizer.vocab`` (SentencePiece's prefix convention)."""
-    p = Path(model_path)
-    return p.with_suffix(".vocab") if p.suffix == ".model" else p.with_name(p.name + ".vocab")
-
-
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)  # atomic on POSIX
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    p = str(model_path)
+    return p.removesuffix(".model") + ".vocab"
 
 
 def _select_titles(titles_norm: Any, input_sentence_size: int, seed: int) -> tuple[list[str], int]:
@@ -144,7 +134,7 @@ def train_tokenizer(titles_norm: Iterable[str], output_path: str | Path, vocab_s
         raise ValueError(f"vocab_size must be at least 3 (<pad>, <unk> and one piece), got {vocab_size}")
     if input_sentence_size < 0:
         raise ValueError(f"input_sentence_size must be >= 0 (0 = all titles), got {input_sentence_size}")
-    output_path = Path(output_path)
+    output_path = str(output_path)
     titles, n_titles = _select_titles(titles_norm, input_sentence_size, seed)
     if not titles:
         raise ValueError("no non-empty titles to train the tokenizer on")
@@ -175,8 +165,8 @@ def train_tokenizer(titles_norm: Iterable[str], output_path: str | Path, vocab_s
     sp = spm.SentencePieceProcessor(model_proto=model)
     vocab_path = vocab_path_for(output_path)
     vocab_lines = "".join(f"{sp.id_to_piece(i)}\t{sp.get_score(i):g}\n" for i in range(sp.get_piece_size()))
-    _atomic_write_bytes(vocab_path, vocab_lines.encode("utf-8"))
-    _atomic_write_bytes(output_path, model)
+    fs.write_bytes(vocab_path, vocab_lines.encode("utf-8"))
+    fs.write_bytes(output_path, model)
     return {
         "vocab_size_requested": vocab_size,
         "vocab_size": sp.get_piece_size(),
@@ -197,12 +187,11 @@ def train_from_catalog(data_dir: str, output_path: str | Path, cfg: "TokenizerCo
     """Train on ``DIR/catalog`` ``title_norm`` (the sessionize job's catalog table)."""
     from prodemb.tables import read_table_arrow, table_version
 
-    catalog = os.path.join(str(data_dir), "catalog")
-    if "://" not in catalog or catalog.startswith("file://"):  # local: check first, for a clear message
-        if not os.path.isdir(str(data_dir).removeprefix("file://")):
-            raise FileNotFoundError(f"data folder {data_dir} does not exist (run jobs/sessionize.py first)")
-        if not os.path.exists(catalog.removeprefix("file://")):
-            raise FileNotFoundError(f"catalog table {catalog} not found (run jobs/sessionize.py first)")
+    catalog = fs.join(data_dir, "catalog")
+    if not fs.is_dir(data_dir):
+        raise FileNotFoundError(f"data folder {data_dir} does not exist (run jobs/sessionize.py first)")
+    if not fs.exists(catalog):
+        raise FileNotFoundError(f"catalog table {catalog} not found (run jobs/sessionize.py first)")
     table = read_table_arrow(catalog, ["title_norm"])
     info = train_tokenizer(table.column("title_norm"), output_path, vocab_size=cfg.vocab_size,
                            model_type=cfg.model_type, input_sentence_size=cfg.input_sentence_size,
@@ -224,7 +213,7 @@ class Tokenizer:
 
     @classmethod
     def load(cls, path: str | Path) -> "Tokenizer":
-        return cls(Path(path).read_bytes())
+        return cls(fs.read_bytes(path))
 
     @classmethod
     def from_bytes(cls, model_proto: bytes) -> "Tokenizer":

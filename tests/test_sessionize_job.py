@@ -8,7 +8,8 @@ import sys
 
 from prodemb.config import SessionsConfig
 from prodemb.sessions import run_sessionize
-from prodemb.tables import read_json, read_table
+from prodemb.fs import read_json
+from prodemb.tables import read_table
 from tests.conftest import REPO_ROOT, assert_rows_add_up
 
 HEADER = b"user_id,ts,product_id,title,category\n"

@@ -6,7 +6,7 @@ import os
 import pytest
 from pyspark.sql import functions as F
 
-from prodemb.tables import read_json, read_table, table_format, write_json, write_table
+from prodemb.tables import read_table, read_table_arrow, table_format, write_table
 
 
 def test_parquet_rerun_replaces_atomically_and_keeps_previous_version(spark, tmp_path):
@@ -62,8 +62,15 @@ def test_parquet_has_no_versions_to_travel(spark, tmp_path):
         read_table(spark, path, version=0)
 
 
-def test_json_is_written_atomically(tmp_path):
-    write_json(tmp_path / "r.json", {"a": 1})
-    write_json(tmp_path / "r.json", {"a": 2})
-    assert read_json(tmp_path / "r.json") == {"a": 2}
-    assert os.listdir(tmp_path) == ["r.json"]
+def test_parquet_on_a_non_local_uri_is_refused_before_anything_runs(spark):
+    with pytest.raises(ValueError, match="use Delta"):
+        write_table(spark.range(2), "s3a://lake/tables/t")
+
+
+def test_file_uris_work_like_paths(spark, tmp_path):
+    uri = (tmp_path / "d").as_uri()                     # file:///…/d
+    write_table(spark.range(3), uri, fmt="delta")
+    assert table_format(uri) == "delta" and read_table(spark, uri).count() == 3
+    write_table(spark.range(4), f"file://{tmp_path}/p")
+    assert table_format(f"file://{tmp_path}/p") == "parquet"
+    assert read_table_arrow(f"file://{tmp_path}/p").num_rows == 4

@@ -19,9 +19,11 @@ import os
 import shutil
 import subprocess
 import sys
-import uuid
-from datetime import datetime, timezone
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent.parent))
+
+from prodemb import fs  # noqa: E402
 
 PLACEHOLDER = "{output}"
 DONE = ".complete"
@@ -30,8 +32,7 @@ DONE = ".complete"
 def publish(target: Path, command: list[str], keep: int = 2, partial_marker: str | None = None) -> int:
     target = Path(os.path.abspath(target))
     versions = target.parent / "_versions" / target.name
-    versions.mkdir(parents=True, exist_ok=True)
-    stage = versions / (datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%f") + "-" + uuid.uuid4().hex[:8])
+    stage = fs.new_version_dir(versions)
     stage.mkdir()
     rc = subprocess.call([arg.replace(PLACEHOLDER, str(stage)) for arg in command])
     partial = rc != 0 and partial_marker is not None and (stage / partial_marker).is_file()
@@ -40,17 +41,8 @@ def publish(target: Path, command: list[str], keep: int = 2, partial_marker: str
         print(f"atomic_output: command exited {rc}; {target} left as it was", file=sys.stderr)
         return rc
     (stage / DONE).touch()
-    if target.exists() and not target.is_symlink():   # a plain folder from a manual run: keep it aside
-        target.rename(versions / ("legacy-" + uuid.uuid4().hex[:8]))
-    tmp = target.parent / f".{target.name}.{uuid.uuid4().hex[:8]}.link"
-    os.symlink(os.path.relpath(stage, target.parent), tmp)
-    os.replace(tmp, target)   # atomic on POSIX
-    done = sorted(p for p in versions.iterdir() if (p / DONE).exists() and p != stage)
-    # Folders without the marker are stagings of killed runs (never published): drop them too.
-    killed = [p for p in versions.iterdir() if p.is_dir() and not (p / DONE).exists()
-              and p != stage and not p.name.startswith("legacy-")]
-    for old in done[: max(0, len(done) - (keep - 1))] + killed:
-        shutil.rmtree(old, ignore_errors=True)
+    fs.swap_link(target, stage, aside=versions)   # a plain folder from a manual run is kept aside
+    fs.prune_versions(versions, keep=keep, current=stage, done_marker=DONE)
     if partial:
         print(f"atomic_output: command exited {rc} but wrote {partial_marker}: published", file=sys.stderr)
     print(f"atomic_output: {target} -> {stage}", file=sys.stderr)

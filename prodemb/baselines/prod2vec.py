@@ -33,11 +33,11 @@ no site), so the same id on two sites is one product here.
 from __future__ import annotations
 
 import logging
-import os
 
 import numpy as np
 import pandas as pd
 
+from prodemb import fs
 from prodemb.baselines.base import Method, Scores, positive_scores, prior_scores
 from prodemb.tasks import product_id_str
 from prodemb.text import normalize_title
@@ -46,10 +46,6 @@ log = logging.getLogger(__name__)
 
 CAT = "cat:"     # category tokens
 WORD = "w:"      # title tokens (Meta-Prod2Vec)
-
-
-def _local_path(path: str) -> str | None:
-    return path.removeprefix("file://") if "://" not in path or path.startswith("file://") else None
 
 
 class Prod2Vec(Method):
@@ -77,9 +73,8 @@ class Prod2Vec(Method):
         if not data_dir:
             raise ValueError(f"{self.name} needs EvalContext.data_dir: the sessionize output folder "
                              f"with sessions/ and catalog/ (run jobs/sessionize.py)")
-        path = os.path.join(str(data_dir), name)
-        local = _local_path(path)
-        if local is not None and not os.path.exists(local):
+        path = fs.join(data_dir, name)
+        if not fs.exists(path):
             raise FileNotFoundError(f"{self.name} needs the {name} table: {path} not found "
                                     f"(run jobs/sessionize.py to write {data_dir})")
         return path

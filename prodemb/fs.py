@@ -1,0 +1,270 @@
+"""The one filesystem layer: every exists / list / read / write / atomic replace of the library.
+
+Paths are local (``data/demo``, ``/abs/path``), ``file://`` URIs, or object-store / cluster URIs
+(``s3a://`` and ``s3://``, ``gs://``, ``hdfs://``), all served through ``pyarrow.fs``:
+
+    fs.exists("s3a://lake/tables/catalog/_delta_log")      # same call for every scheme
+    fs.write_json("s3a://lake/tables/_run.json", report)   # one PUT on a store, temp + rename locally
+
+Atomicity differs by kind of filesystem, and the rules live here:
+* a single file is replaced atomically everywhere (``rename`` locally, one object PUT on a store);
+* a folder swap (``swap_link``: a symlink renamed over the old one) needs a POSIX filesystem, so
+  Parquet tables on non-local URIs are refused (``require_local``); use Delta there, whose commits are
+  atomic on any store.
+
+S3 endpoints and credentials come from the standard AWS variables (``AWS_ENDPOINT_URL_S3`` or
+``AWS_ENDPOINT_URL``, ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, ``AWS_REGION``), the same ones the
+Spark side gets through ``spark.hadoop.fs.s3a.*`` (prodemb.spark).
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+import uuid
+from datetime import datetime, timezone
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Iterator
+from urllib.parse import urlparse
+
+LOCAL_SCHEMES = ("", "file")
+REMOTE_SCHEMES = ("s3a", "s3", "s3n", "gs", "gcs", "hdfs", "viewfs", "abfs", "abfss")
+
+
+def scheme(path: str | os.PathLike) -> str:
+    """``"s3a"`` for ``s3a://b/k``, ``""`` for a plain path (Windows drive letters are not schemes)."""
+    text = str(path)
+    return text.split("://", 1)[0].lower() if "://" in text else ""
+
+
+def is_local(path: str | os.PathLike) -> bool:
+    """True for plain paths and ``file://`` URIs: the one "is this local" rule of the project."""
+    return scheme(path) in LOCAL_SCHEMES
+
+
+def local_path(path: str | os.PathLike) -> str:
+    """The OS path of a local path or ``file://`` URI (``file:///a/b`` → ``/a/b``)."""
+    if not is_local(path):
+        raise ValueError(f"{path} is not a local path")
+    text = str(path)
+    return urlparse(text).path if text.startswith("file://") else text
+
+
+def absolute(path: str | os.PathLike) -> str:
+    """Local paths made absolute (what Spark executors and Feast need); URIs as given."""
+    return os.path.abspath(local_path(path)) if is_local(path) else str(path)
+
+
+def join(base: str | os.PathLike, *parts: str) -> str:
+    """``base/part/...`` for paths and URIs alike (no OS-specific separators in URIs)."""
+    out = str(base).rstrip("/")
+    for part in parts:
+        out = f"{out}/{str(part).strip('/')}"
+    return out
+
+
+def require_local(path: str, what: str) -> str:
+    """``path`` as an OS path, or a clear ValueError naming ``what`` needs a local filesystem."""
+    if not is_local(path):
+        raise ValueError(f"{path}: {what} needs a local (POSIX) filesystem; on object stores and "
+                         "cluster filesystems use Delta (--format delta)")
+    return local_path(path)
+
+
+# --- the pyarrow filesystem behind a path ---------------------------------------------------------
+
+def _s3_options() -> dict[str, Any]:
+    options: dict[str, Any] = {}
+    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+    if endpoint:
+        parsed = urlparse(endpoint if "://" in endpoint else f"https://{endpoint}")
+        options.update(endpoint_override=parsed.netloc, scheme=parsed.scheme)
+    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+    if region:
+        options["region"] = region
+    return options
+
+
+@lru_cache(maxsize=None)
+def _remote_fs(kind: str, authority: str):
+    from pyarrow import fs as pafs
+
+    if kind in ("s3", "s3a", "s3n"):
+        return pafs.S3FileSystem(**_s3_options())
+    if kind in ("gs", "gcs"):
+        return pafs.GcsFileSystem()
+    # hdfs:// and the other Hadoop schemes: libhdfs through pyarrow (needs HADOOP_HOME / CLASSPATH).
+    return pafs.FileSystem.from_uri(f"{kind}://{authority}/")[0]
+
+
+def filesystem(path: str | os.PathLike):
+    """``(pyarrow FileSystem, path inside it)`` for any supported path or URI."""
+    from pyarrow import fs as pafs
+
+    if is_local(path):
+        return pafs.LocalFileSystem(), os.path.abspath(local_path(path))
+    kind = scheme(path)
+    if kind not in REMOTE_SCHEMES:
+        raise ValueError(f"{path}: unsupported filesystem scheme {kind!r} (local paths, file://, "
+                         f"{', '.join(s + '://' for s in REMOTE_SCHEMES[:6])})")
+    parsed = urlparse(str(path))
+    inner = parsed.path.rstrip("/")
+    if kind in ("s3", "s3a", "s3n", "gs", "gcs"):   # bucket/key
+        return _remote_fs(kind, parsed.netloc), f"{parsed.netloc}{inner}"
+    return _remote_fs(kind, parsed.netloc), inner or "/"
+
+
+def _info(path: str | os.PathLike):
+    fs_, inner = filesystem(path)
+    return fs_.get_file_info(inner)
+
+
+def exists(path: str | os.PathLike) -> bool:
+    from pyarrow import fs as pafs
+
+    return _info(path).type != pafs.FileType.NotFound
+
+
+def is_dir(path: str | os.PathLike) -> bool:
+    from pyarrow import fs as pafs
+
+    return _info(path).type == pafs.FileType.Directory
+
+
+def is_file(path: str | os.PathLike) -> bool:
+    from pyarrow import fs as pafs
+
+    return _info(path).type == pafs.FileType.File
+
+
+def list_files(path: str | os.PathLike, recursive: bool = True) -> list[str]:
+    """Files under a folder (full paths, in the folder's own scheme), sorted; hidden and ``_``-prefixed
+    names (``_SUCCESS``, ``_delta_log``, ``.crc``) and everything under them are left out."""
+    from pyarrow import fs as pafs
+
+    fs_, inner = filesystem(path)
+    selector = pafs.FileSelector(inner, recursive=recursive, allow_not_found=True)
+    base = str(path).rstrip("/")
+    found = []
+    for info in fs_.get_file_info(selector):
+        rel = info.path[len(inner.rstrip("/")) + 1:]
+        if info.type == pafs.FileType.File and not any(p.startswith(("_", ".")) for p in rel.split("/")):
+            found.append(f"{base}/{rel}")
+    return sorted(found)
+
+
+def list_dir(path: str | os.PathLike) -> list[str]:
+    """Names directly inside a folder (files and folders), sorted; [] when it does not exist."""
+    from pyarrow import fs as pafs
+
+    fs_, inner = filesystem(path)
+    infos = fs_.get_file_info(pafs.FileSelector(inner, recursive=False, allow_not_found=True))
+    return sorted(i.base_name for i in infos)
+
+
+def read_bytes(path: str | os.PathLike) -> bytes:
+    fs_, inner = filesystem(path)
+    with fs_.open_input_stream(inner) as fh:
+        return fh.read()
+
+
+def read_text(path: str | os.PathLike) -> str:
+    return read_bytes(path).decode("utf-8")
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    return json.loads(read_text(path))
+
+
+def write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Replace the file at ``path`` atomically: readers see the old or the new bytes, never a part."""
+    if is_local(path):
+        with atomic_local_file(path) as tmp:
+            Path(tmp).write_bytes(data)
+        return
+    fs_, inner = filesystem(path)
+    with fs_.open_output_stream(inner) as fh:   # one object PUT: atomic on object stores
+        fh.write(data)
+
+
+def write_text(path: str | os.PathLike, text: str) -> None:
+    write_bytes(path, text.encode("utf-8"))
+
+
+def write_json(path: str | os.PathLike, data: Any) -> None:
+    write_text(path, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+
+
+@contextlib.contextmanager
+def atomic_local_file(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
+    """Yield a temporary path to write ``path``'s new content into (with any tool: SentencePiece,
+    matplotlib, pandas); on success it replaces ``path`` in one step, on error it is removed.
+
+    Local targets: the temporary file sits next to the target and is renamed over it. Remote targets:
+    it is written locally and uploaded in one PUT."""
+    if not is_local(path):
+        with tempfile.TemporaryDirectory(prefix="prodemb-upload-") as tmpdir:
+            tmp = Path(tmpdir) / (Path(str(path)).name + suffix)
+            yield tmp
+            write_bytes(path, tmp.read_bytes())
+        return
+    target = Path(local_path(path))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.tmp{suffix}")
+    try:
+        yield tmp
+        os.replace(tmp, target)   # atomic on POSIX
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def makedirs(path: str | os.PathLike) -> None:
+    fs_, inner = filesystem(path)
+    fs_.create_dir(inner, recursive=True)
+
+
+def remove(path: str | os.PathLike) -> None:
+    """Delete a file or a folder tree; nothing if it does not exist."""
+    from pyarrow import fs as pafs
+
+    fs_, inner = filesystem(path)
+    info = fs_.get_file_info(inner)
+    if info.type == pafs.FileType.Directory:
+        fs_.delete_dir(inner)
+    elif info.type != pafs.FileType.NotFound:
+        fs_.delete_file(inner)
+
+
+# --- folder versions: write aside, swap a symlink, prune (local filesystems only) -------------------
+
+def new_version_dir(versions: Path) -> Path:
+    """A fresh, time-ordered version folder name under ``versions`` (not created)."""
+    versions.mkdir(parents=True, exist_ok=True)
+    return versions / (datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%f") + "-" + uuid.uuid4().hex[:8])
+
+
+def swap_link(link: Path, target: Path, aside: Path | None = None) -> None:
+    """Point the symlink ``link`` at ``target`` with one atomic rename. A real folder in the way (an
+    older layout, a manual run) is first moved into ``aside`` as ``legacy-<id>``."""
+    if link.exists() and not link.is_symlink():
+        link.rename((aside or target.parent) / ("legacy-" + uuid.uuid4().hex[:8]))
+    tmp = link.parent / f".{link.name}.{uuid.uuid4().hex[:8]}.link"
+    os.symlink(os.path.relpath(target, link.parent), tmp)
+    os.replace(tmp, link)   # atomic on POSIX
+
+
+def prune_versions(versions: Path, keep: int, current: Path, done_marker: str) -> None:
+    """Keep the ``keep`` newest finished versions (those holding ``done_marker``), ``current`` always;
+    unfinished folders are writes that were killed before their swap: drop them too. ``legacy-*``
+    folders (whatever ``swap_link`` found in the way) are never deleted."""
+    done = sorted((p for p in versions.iterdir() if p.is_dir() and (p / done_marker).exists()
+                   and not p.name.startswith("legacy-")), key=lambda p: p.name)
+    stale = [p for p in done if p != current][: max(0, len(done) - keep)]
+    broken = [p for p in versions.iterdir() if p.is_dir() and not (p / done_marker).exists()
+              and p != current and not p.name.startswith("legacy-")]
+    for p in stale + broken:
+        shutil.rmtree(p, ignore_errors=True)

@@ -1,0 +1,90 @@
+"""The filesystem layer: one set of calls for local paths and file:// URIs (object stores: tests/e2e)."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from prodemb import fs
+
+
+def test_local_rule_and_paths(tmp_path):
+    assert fs.is_local("data/demo") and fs.is_local("file:///tmp/x") and fs.is_local(tmp_path)
+    assert not fs.is_local("s3a://lake/t") and not fs.is_local("hdfs://nn:8020/t")
+    assert fs.local_path("file:///tmp/x/y") == "/tmp/x/y" and fs.local_path("rel/x") == "rel/x"
+    assert fs.absolute("rel/x") == os.path.abspath("rel/x")
+    assert fs.absolute("s3a://lake/t") == "s3a://lake/t"
+    assert fs.join("s3a://lake/", "tables", "/catalog/") == "s3a://lake/tables/catalog"
+    with pytest.raises(ValueError, match="not a local path"):
+        fs.local_path("s3a://lake/t")
+
+
+def test_require_local_names_the_remedy():
+    assert fs.require_local("file:///tmp/t", "x") == "/tmp/t"
+    with pytest.raises(ValueError, match="use Delta"):
+        fs.require_local("gs://bucket/t", "an atomic Parquet table replace")
+
+
+def test_unknown_scheme_is_a_clear_error():
+    with pytest.raises(ValueError, match="unsupported filesystem scheme 'ftp'"):
+        fs.exists("ftp://host/x")
+
+
+@pytest.mark.parametrize("as_uri", [False, True])
+def test_read_write_list_exists(tmp_path, as_uri):
+    base = tmp_path.as_uri() if as_uri else str(tmp_path)
+    fs.write_json(fs.join(base, "a", "r.json"), {"a": 1})
+    fs.write_text(fs.join(base, "a", "b", "x.csv"), "h\n1\n")
+    fs.write_text(fs.join(base, "a", "_SUCCESS"), "")
+    fs.write_text(fs.join(base, "a", "_delta_log", "0.json"), "{}")
+    fs.write_text(fs.join(base, "a", ".hidden"), "")
+    assert fs.read_json(fs.join(base, "a", "r.json")) == {"a": 1}
+    assert fs.exists(fs.join(base, "a")) and fs.is_dir(fs.join(base, "a"))
+    assert fs.is_file(fs.join(base, "a", "r.json")) and not fs.exists(fs.join(base, "nope"))
+    # Spark's markers, Delta logs and hidden files are not data files.
+    assert fs.list_files(fs.join(base, "a")) == [fs.join(base, "a", "b", "x.csv"), fs.join(base, "a", "r.json")]
+    assert fs.list_dir(fs.join(base, "a")) == [".hidden", "_SUCCESS", "_delta_log", "b", "r.json"]
+    assert fs.list_dir(fs.join(base, "missing")) == []
+    fs.remove(fs.join(base, "a", "b"))
+    assert not fs.exists(fs.join(base, "a", "b"))
+
+
+def test_files_follow_symlinks(tmp_path):
+    (tmp_path / "real.csv").write_text("h\n")
+    (tmp_path / "dir").mkdir()
+    (tmp_path / "dir" / "link.csv").symlink_to(tmp_path / "real.csv")
+    assert fs.list_files(tmp_path / "dir") == [f"{tmp_path}/dir/link.csv"]
+
+
+def test_atomic_write_replaces_and_leaves_no_temp_files(tmp_path):
+    fs.write_json(tmp_path / "r.json", {"a": 1})
+    fs.write_json(tmp_path / "r.json", {"a": 2})
+    assert fs.read_json(tmp_path / "r.json") == {"a": 2}
+    with pytest.raises(RuntimeError), fs.atomic_local_file(tmp_path / "r.json") as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("killed")
+    assert fs.read_json(tmp_path / "r.json") == {"a": 2}      # the failed write changed nothing
+    assert os.listdir(tmp_path) == ["r.json"]
+
+
+def test_swap_link_and_prune_versions(tmp_path):
+    link, versions = tmp_path / "t", tmp_path / "_versions" / "t"
+    link.mkdir()
+    (link / "old.txt").write_text("manual")                  # a real folder in the way
+    made = []
+    for i in range(4):
+        v = fs.new_version_dir(versions)
+        v.mkdir()
+        (v / "_SUCCESS").touch()
+        made.append(v)
+        fs.swap_link(link, v, aside=versions)
+        fs.prune_versions(versions, keep=2, current=v, done_marker="_SUCCESS")
+    killed = fs.new_version_dir(versions)
+    killed.mkdir()                                           # a write killed before its swap
+    fs.prune_versions(versions, keep=2, current=made[-1], done_marker="_SUCCESS")
+    assert Path(os.path.realpath(link)) == made[-1]
+    left = sorted(p.name for p in versions.iterdir())
+    assert [n for n in left if not n.startswith("legacy-")] == [made[-2].name, made[-1].name]
+    legacy = [versions / n for n in left if n.startswith("legacy-")]
+    assert len(legacy) == 1 and (legacy[0] / "old.txt").read_text() == "manual"

@@ -3,12 +3,15 @@
     cfg = load_config("local", overrides=["sessions.gap_minutes=15"])
 
 Profiles are YAML files in ``conf/`` deep-merged over ``base.yaml``; ``PRODEMB_PROFILE`` picks the
-default profile and ``PRODEMB_CONF_DIR`` the folder. Overrides are ``dotted.key=value`` strings whose
+default profile and ``PRODEMB_CONF_DIR`` the folder. Precedence: CLI flags and ``--set`` > standard
+environment variables (``MLFLOW_TRACKING_URI``) > profile > base. String values may hold
+``${NAME:-default}`` references to the environment (``PRODEMB_ROOT`` = the repository root). Overrides are ``dotted.key=value`` strings whose
 values are parsed as YAML scalars (``15`` → int, ``true`` → bool, ``[a, b]`` → list).
 """
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -199,6 +202,37 @@ def _read_yaml(path: Path) -> dict:
     return data
 
 
+# Standard environment variables that set a config key: a profile's value gives way to them, a job's
+# flag or --set still wins.
+ENV_KEYS = {"MLFLOW_TRACKING_URI": ("mlflow", "tracking_uri")}
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^${}]*))?\}")
+
+
+def expand_vars(value: Any) -> Any:
+    """``${NAME}`` / ``${NAME:-default}`` in string values, from the environment, innermost first (so
+    defaults may nest). ``PRODEMB_ROOT`` is the repository root unless set. An unset name without a
+    default is an error, not an empty string."""
+    if isinstance(value, dict):
+        return {k: expand_vars(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [expand_vars(v) for v in value]
+    if not isinstance(value, str) or "${" not in value:
+        return value
+    env = {"PRODEMB_ROOT": str(REPO_ROOT), **os.environ}
+
+    def sub(m: re.Match) -> str:
+        if m.group(1) in env:
+            return env[m.group(1)]
+        if m.group(2) is None:
+            raise ValueError(f"config value {value!r}: environment variable {m.group(1)} is not set")
+        return m.group(2)
+    while True:
+        new = _VAR.sub(sub, value)
+        if new == value:
+            return new
+        value = new
+
+
 def parse_override(item: str) -> dict:
     """``"a.b.c=1"`` → ``{"a": {"b": {"c": 1}}}``."""
     if "=" not in item:
@@ -224,6 +258,9 @@ def load_config(profile: str | None = None, overrides: list[str] | None = None,
             known = sorted(p.stem for p in conf_dir.glob("*.yaml"))
             raise FileNotFoundError(f"config profile {profile!r} not found in {conf_dir} (have: {known})")
         data = deep_merge(data, _read_yaml(overlay))
+    for var, (section, key) in ENV_KEYS.items():
+        if os.environ.get(var):
+            data = deep_merge(data, {section: {key: os.environ[var]}})
     cli = [parse_override(item) for item in overrides or []]
     for over in cli:
         data = deep_merge(data, over)
@@ -238,7 +275,7 @@ def load_config(profile: str | None = None, overrides: list[str] | None = None,
     data["model"] = deep_merge(deep_merge(prof.get("model", {}), data.get("model") or {}), {"profile": model_profile})
     data["train"] = deep_merge(prof.get("train", {}), data.get("train") or {})   # data holds the CLI overrides
     data["profile"] = profile
-    return Config.model_validate(data)
+    return Config.model_validate(expand_vars(data))
 
 
 def add_config_args(parser) -> None:

@@ -1,0 +1,40 @@
+"""Config layering: base < profile < standard environment variables < flags; ${VAR} references."""
+from __future__ import annotations
+
+import pytest
+
+from prodemb.config import REPO_ROOT, expand_vars, load_config
+
+
+def test_expand_vars_nested_defaults_and_repo_root(monkeypatch):
+    monkeypatch.delenv("PRODEMB_LAKE", raising=False)
+    assert expand_vars("${PRODEMB_LAKE:-file://${PRODEMB_ROOT}/lake}/t") == f"file://{REPO_ROOT}/lake/t"
+    monkeypatch.setenv("PRODEMB_LAKE", "s3a://lake")
+    assert expand_vars({"a": ["${PRODEMB_LAKE:-x}/t"]}) == {"a": ["s3a://lake/t"]}
+    assert expand_vars("no refs") == "no refs" and expand_vars(3) == 3
+
+
+def test_an_unset_variable_without_default_is_an_error(monkeypatch):
+    monkeypatch.delenv("PRODEMB_NOT_SET", raising=False)
+    with pytest.raises(ValueError, match="PRODEMB_NOT_SET is not set"):
+        expand_vars("${PRODEMB_NOT_SET}/x")
+
+
+def test_mlflow_tracking_uri_env_sits_between_profile_and_flags(monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    assert load_config("local").mlflow.tracking_uri == "sqlite:///mlflow.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5999")
+    assert load_config("local").mlflow.tracking_uri == "http://127.0.0.1:5999"
+    assert load_config("cluster-local").mlflow.tracking_uri == "http://127.0.0.1:5999"
+    flagged = load_config("local", ["mlflow.tracking_uri=sqlite:///x.db"])
+    assert flagged.mlflow.tracking_uri == "sqlite:///x.db"
+
+
+def test_cluster_local_profile_points_at_the_local_services(monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("PRODEMB_LAKE", raising=False)
+    cfg = load_config("cluster-local")
+    assert cfg.spark.master == "spark://127.0.0.1:7077"
+    assert cfg.mlflow.tracking_uri == "http://127.0.0.1:5000"
+    assert cfg.sessions.format == "delta"
+    assert cfg.paths.data_dir.startswith("file:///") and cfg.feast.yaml_file == "feature_store.cluster-local.yaml"

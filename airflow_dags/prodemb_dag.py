@@ -66,6 +66,7 @@ from airflow.providers.standard.operators.bash import BashOperator  # noqa: E402
 from airflow.providers.standard.operators.python import ShortCircuitOperator  # noqa: E402
 from airflow.sdk import DAG, CronDataIntervalTimetable  # noqa: E402
 
+from prodemb import fs  # noqa: E402
 from prodemb.config import load_config  # noqa: E402
 
 DAG_ID = "prodemb"
@@ -81,7 +82,7 @@ def env_overrides(raw: str | None = None) -> list[str]:
 
 def local_path(path: str) -> str:
     """Absolute path for a local path (relative ones are relative to the repository root); URIs as given."""
-    return path if "://" in path else os.path.normpath(os.path.join(REPO_ROOT, path))
+    return os.path.normpath(os.path.join(REPO_ROOT, path)) if fs.scheme(path) == "" else path
 
 
 def tracking_uri(uri: str) -> str:
@@ -126,8 +127,9 @@ def word(*parts: str) -> Raw:
 
 def spark_env() -> dict[str, str]:
     env = {"PYSPARK_PYTHON": PYTHON, "PYSPARK_DRIVER_PYTHON": PYTHON}
-    # Locally, the venv's own spark-submit (pip's pyspark) comes first on PATH when it sits next to Python.
-    if CFG.spark.master.startswith("local") and (Path(PYTHON).parent / "spark-submit").exists():
+    # The venv's own spark-submit (pip's pyspark) comes first on PATH when it sits next to Python: it finds
+    # SPARK_HOME through the `python3` on PATH, whatever the master.
+    if (Path(PYTHON).parent / "spark-submit").exists():
         env["PATH"] = f"{Path(PYTHON).parent}{os.pathsep}{os.environ.get('PATH', '')}"
     return env
 

@@ -24,9 +24,12 @@ import time
 from datetime import datetime, timezone
 from functools import lru_cache
 from pathlib import Path
+from typing import Iterable, Iterator
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 log = logging.getLogger(__name__)
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -55,7 +58,9 @@ def repo_objects(embeddings_path: str | Path, repo_dir: str | Path = FEATURE_REP
     """Entity, feature view and service from ``feature_repo/features.py``, pointed at ``embeddings_path``."""
     # absolute(), not resolve(): the table path is a symlink swapped on every write; resolving it would pin
     # the registry to one version folder, which a later scoring prunes.
-    os.environ["PRODEMB_EMBEDDINGS"] = str(Path(embeddings_path).absolute())
+    from prodemb import fs
+
+    os.environ["PRODEMB_EMBEDDINGS"] = fs.absolute(embeddings_path)
     path = Path(repo_dir) / "features.py"
     spec = importlib.util.spec_from_file_location("prodemb_feature_repo", path)
     module = importlib.util.module_from_spec(spec)
@@ -138,22 +143,59 @@ def latest_rows(embeddings: pd.DataFrame) -> pd.DataFrame:
     return newest.reset_index(drop=True)
 
 
-def publish_online(store, rows: pd.DataFrame, batch_rows: int = 20_000, progress: bool = True) -> dict:
-    """Write ``rows`` (product_id, embedding, model_version, event_timestamp) to the online store."""
+def latest_row_mask(dataset) -> tuple[np.ndarray, pa.Table]:
+    """For a pyarrow dataset of the embeddings table: a bool per row, in scan order (``use_threads=False``),
+    true for the newest scoring of its product (``latest_rows`` without reading a single vector), and
+    the (product_id, event_timestamp, model_version) columns it was computed from."""
+    keys = dataset.to_table(columns=["product_id", "event_timestamp", "model_version"], use_threads=False)
+    keys = keys.append_column("row", pa.array(np.arange(keys.num_rows, dtype=np.int64)))
+    newest = pa.TableGroupBy(keys.sort_by("event_timestamp"), "product_id", use_threads=False) \
+        .aggregate([("row", "last")])      # sort_by is stable: ties go to the later row, as latest_rows
+    mask = np.zeros(keys.num_rows, dtype=bool)
+    mask[newest.column("row_last").to_numpy()] = True
+    return mask, keys
+
+
+def iter_latest_rows(dataset, mask: np.ndarray, batch_rows: int = 20_000) -> Iterator[pd.DataFrame]:
+    """The rows ``mask`` selects, streamed as pandas chunks of at most ``batch_rows`` rows: memory is one
+    batch of vectors, whatever the table's size."""
+    offset = 0
+    for batch in dataset.to_batches(columns=["product_id", *FEATURES, "event_timestamp"], batch_size=batch_rows,
+                                    use_threads=False):
+        keep = mask[offset:offset + batch.num_rows]
+        offset += batch.num_rows
+        if keep.any():
+            yield batch.filter(pa.array(keep)).to_pandas()
+    if offset != len(mask):
+        raise RuntimeError(f"the embeddings table changed while publishing ({offset} rows read, {len(mask)} expected)")
+
+
+def _chunks(rows: pd.DataFrame, batch_rows: int) -> Iterator[pd.DataFrame]:
+    for start in range(0, len(rows), batch_rows):
+        yield rows.iloc[start:start + batch_rows]
+
+
+def publish_online(store, rows: pd.DataFrame | Iterable[pd.DataFrame], batch_rows: int = 20_000,
+                   progress: bool = True, total: int | None = None) -> dict:
+    """Write rows (product_id, embedding, model_version, event_timestamp) to the online store: one
+    DataFrame, or an iterable of chunks (``total`` rows in all, for the progress bar)."""
     from tqdm.auto import tqdm
 
     t0 = time.perf_counter()
     target = _sqlite_target(store)
-    n = len(rows)
-    bar = tqdm(total=n, desc="publish", unit="row", disable=not progress,
+    if isinstance(rows, pd.DataFrame):
+        total, rows = len(rows), _chunks(rows, batch_rows)
+    n = 0
+    bar = tqdm(total=total, desc="publish", unit="row", disable=not progress,
                mininterval=0.1 if sys.stderr.isatty() else 15.0)
-    if target is None:   # any other online store: the SDK path
-        for start in range(0, n, batch_rows):
-            chunk = rows.iloc[start:start + batch_rows]
+    if target is None:   # any other online store (Redis, ...): the SDK path, chunk by chunk
+        for chunk in rows:
             store.write_to_online_store(FEATURE_VIEW, chunk[["product_id", *FEATURES, "event_timestamp"]])
+            n += len(chunk)
             bar.update(len(chunk))
         bar.close()
-        return {"rows": n, "seconds": time.perf_counter() - t0, "path": "feast-sdk"}
+        seconds = time.perf_counter() - t0
+        return {"rows": n, "seconds": seconds, "rows_per_second": n / max(seconds, 1e-9), "path": "feast-sdk"}
     db, table = target
     version = store.config.entity_key_serialization_version
     conn = sqlite3.connect(db)
@@ -167,8 +209,7 @@ def publish_online(store, rows: pd.DataFrame, batch_rows: int = 20_000, progress
                "created_ts = excluded.created_ts")
         created = _feast_epochs(pd.Series([datetime.now(timezone.utc)]))[0]
         with conn:   # one transaction: readers see all of it or none of it
-            for start in range(0, n, batch_rows):
-                chunk = rows.iloc[start:start + batch_rows]
+            for chunk in rows:
                 keys = encode_entity_keys(chunk["product_id"], version)
                 vectors = encode_float_lists(np.stack(chunk["embedding"].to_numpy()))
                 ts = _feast_epochs(chunk["event_timestamp"])
@@ -177,6 +218,7 @@ def publish_online(store, rows: pd.DataFrame, batch_rows: int = 20_000, progress
                                           [created] * len(keys)))
                 conn.executemany(sql, zip(keys, ["model_version"] * len(keys), map(encode_string, versions),
                                           versions, ts, [created] * len(keys)))
+                n += len(chunk)
                 bar.update(len(chunk))
     finally:
         conn.close()
@@ -207,18 +249,20 @@ def run_publish(data_dir: str, *, repo_dir: str | Path = FEATURE_REPO, yaml_file
                 embeddings: str | None = None, progress: bool = True) -> dict:
     """Apply the feature repo over DIR/embeddings and load the latest vector of every product online."""
     from prodemb import fs
-    from prodemb.tables import read_table_arrow
+    from prodemb.tables import arrow_dataset
 
     path = embeddings or f"{data_dir.rstrip('/')}/embeddings"
     if not fs.exists(path):
         raise FileNotFoundError(f"no embeddings table at {path}: run jobs/score.py first")
     store = feature_store(repo_dir, yaml_file)
     apply_repo(store, path, repo_dir)
-    table = read_table_arrow(path, ["product_id", "embedding", "model_version", "event_timestamp"]).to_pandas()
-    rows = latest_rows(table)
-    report = publish_online(store, rows, progress=progress)
-    report.update(rows_in=len(table), rows_out=len(rows), rows_quarantined=0,
-                  model_versions=sorted(rows["model_version"].unique().tolist()))
+    dataset = arrow_dataset(path)          # streamed: one batch of vectors in memory at a time
+    mask, keys = latest_row_mask(dataset)
+    report = publish_online(store, iter_latest_rows(dataset, mask), progress=progress, total=int(mask.sum()))
+    versions = pc.unique(keys.column("model_version").filter(pa.array(mask))).to_pylist()
+    # rows_in = rows_out (newest per product) + rows_superseded (older model versions, kept offline).
+    report.update(rows_in=keys.num_rows, rows_out=report["rows"], rows_superseded=keys.num_rows - report["rows"],
+                  rows_quarantined=0, model_versions=sorted(versions))
     return report
 
 

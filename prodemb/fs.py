@@ -28,7 +28,7 @@ from datetime import datetime, timezone
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterator
-from urllib.parse import urlparse
+from urllib.parse import unquote, urlparse
 
 LOCAL_SCHEMES = ("", "file")
 REMOTE_SCHEMES = ("s3a", "s3", "s3n", "gs", "gcs", "hdfs", "viewfs", "abfs", "abfss")
@@ -37,6 +37,8 @@ REMOTE_SCHEMES = ("s3a", "s3", "s3n", "gs", "gcs", "hdfs", "viewfs", "abfs", "ab
 def scheme(path: str | os.PathLike) -> str:
     """``"s3a"`` for ``s3a://b/k``, ``""`` for a plain path (Windows drive letters are not schemes)."""
     text = str(path)
+    if text.startswith("file:"):   # file:///a and Hadoop's file:/a
+        return "file"
     return text.split("://", 1)[0].lower() if "://" in text else ""
 
 
@@ -46,11 +48,11 @@ def is_local(path: str | os.PathLike) -> bool:
 
 
 def local_path(path: str | os.PathLike) -> str:
-    """The OS path of a local path or ``file://`` URI (``file:///a/b`` → ``/a/b``)."""
+    """The OS path of a local path or ``file:`` URI (``file:///a/b`` and Hadoop's ``file:/a/b`` → ``/a/b``)."""
     if not is_local(path):
         raise ValueError(f"{path} is not a local path")
     text = str(path)
-    return urlparse(text).path if text.startswith("file://") else text
+    return unquote(urlparse(text).path) if text.startswith("file:") else text
 
 
 def absolute(path: str | os.PathLike) -> str:

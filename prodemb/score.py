@@ -157,9 +157,13 @@ def _score_with(spark, model: ResolvedModel, data_dir: str, output: str, *, fmt:
     # Executors are other processes, maybe on other machines: they get the model folder and this
     # package from the driver, never from a path on the driver's disk.
     shipped = not spark.sparkContext.master.startswith("local")
+    executor_package = None
     if shipped:
         spark.sparkContext.addFile(model.local_dir, recursive=True)
         ship_package(spark)
+        # Where a Python worker imports this package from: the shipped zip, not the driver's folder.
+        executor_package = spark.sparkContext.parallelize([0], 1).map(
+            lambda _: __import__("prodemb").__path__[0]).first()
     scored_at = scored_at or datetime.now(timezone.utc)
     catalog = read_table(spark, f"{data_dir}/catalog")
     new = score_catalog(catalog, model, scored_at, shipped).persist(StorageLevel.MEMORY_AND_DISK)
@@ -176,4 +180,5 @@ def _score_with(spark, model: ResolvedModel, data_dir: str, output: str, *, fmt:
     return {"model_uri": model.uri, "model_name": model.name, "model_version": model.version, "dim": model.dim,
             "products_scored": n_new, "rows_in": catalog.count(), "rows_out": n_new, "rows_quarantined": 0,
             "rows_by_model_version": versions, "scored_at": scored_at.isoformat(), "output": output,
-            "table": written, "seconds": round(time.perf_counter() - t0, 2)}
+            "table": written, "executor_package": executor_package,
+            "seconds": round(time.perf_counter() - t0, 2)}

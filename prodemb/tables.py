@@ -116,6 +116,30 @@ def read_table_arrow(path: str, columns: list[str] | None = None, version: int |
     return parquet_dataset(path).to_table(columns=columns)
 
 
+def arrow_dataset(path: str):
+    """A pyarrow dataset over the current version of a table, Parquet or Delta, on any filesystem, for
+    streaming reads (``to_batches``) without Spark collecting anything. For Delta the files of the
+    current snapshot come from the table's log (through Spark, which only reads the log); tables with
+    partition columns are not supported here (their values live in the log, not the files)."""
+    if table_format(path) != "delta":
+        return parquet_dataset(path)
+    import pyarrow.dataset as ds
+
+    from prodemb.spark import get_spark
+
+    spark = get_spark(delta=True)
+    from delta.tables import DeltaTable
+
+    detail = DeltaTable.forPath(spark, path).detail().select("partitionColumns").first()[0]
+    if detail:
+        raise ValueError(f"{path}: a Delta table partitioned by {detail} cannot be streamed file by file")
+    files = spark.read.format("delta").load(path).inputFiles()
+    if not files:
+        return ds.dataset([], schema=spark.read.format("delta").load(path).limit(0).toArrow().schema)
+    filesystem, _ = fs.filesystem(files[0])
+    return ds.dataset([fs.filesystem(f)[1] for f in files], filesystem=filesystem, format="parquet")
+
+
 def parquet_dataset(path: str):
     """A pyarrow dataset over a Parquet table on any filesystem. A local table's symlink is resolved
     first, so every file comes from one version even if a rerun swaps it meanwhile."""

@@ -184,7 +184,7 @@ def test_dagbag_loads_with_the_expected_graph(tmp_path):
     assert out["bad_retrain"] == \
         "ValueError: run conf \"retrain\" must be a boolean (true/false, 1/0, yes/no), got 'nope'"
     assert out["packages"]["sessionize"] is None and out["queues"]["train"] == "default"
-    # PySpark runs this interpreter; the venv's spark-submit is first on PATH for local masters.
+    # PySpark runs this interpreter; the venv's spark-submit is first on PATH.
     env = out["spark_env"]["sessionize"]
     assert env["PYSPARK_PYTHON"] == env["PYSPARK_DRIVER_PYTHON"] == sys.executable
     assert env["PATH"].split(os.pathsep)[0] == str(VENV_BIN)

@@ -35,6 +35,40 @@ def test_bulk_encodings_equal_feast_serializers():
     assert encode_string("7") == Value(string_val="7").SerializeToString()
 
 
+# --- streaming the newest row per product --------------------------------------------------------
+
+def test_streamed_latest_rows_equal_latest_rows(tmp_path):
+    """publish streams batches selected by a mask computed without vectors; the rows equal latest_rows."""
+    import pyarrow as pa
+    import pyarrow.dataset as ds
+    import pyarrow.parquet as pq
+
+    from prodemb.features import iter_latest_rows, latest_row_mask, latest_rows
+
+    rng = np.random.default_rng(0)
+    t0 = pd.Timestamp("2024-01-01", tz="UTC")
+    parts = []
+    for v, n in ((1, 500), (2, 420), (3, 300)):          # later versions cover fewer products
+        ids = rng.permutation(500)[:n]
+        parts.append(pd.DataFrame({"product_id": [f"p{i}" for i in ids],
+                                   "embedding": list(rng.normal(size=(n, 4)).astype(np.float32)),
+                                   "model_version": str(v), "event_timestamp": t0 + pd.Timedelta(days=v)}))
+    frame = pd.concat(parts).sample(frac=1, random_state=1).reset_index(drop=True)
+    for i in range(3):                                   # several files, rows of every version in each
+        part = frame.iloc[i * 410:(i + 1) * 410]
+        pq.write_table(pa.Table.from_pandas(part, preserve_index=False), tmp_path / f"part-{i}.parquet")
+    dataset = ds.dataset(str(tmp_path), format="parquet")
+    mask, keys = latest_row_mask(dataset)
+    streamed = pd.concat(list(iter_latest_rows(dataset, mask, batch_rows=97)))
+    expected = latest_rows(frame)
+    assert keys.num_rows == len(frame) and mask.sum() == len(expected) == 500
+    key = lambda df: df.sort_values("product_id").reset_index(drop=True)  # noqa: E731
+    got, want = key(streamed), key(expected)
+    assert got["product_id"].tolist() == want["product_id"].tolist()
+    assert got["model_version"].tolist() == want["model_version"].tolist()
+    assert np.array_equal(np.stack(got["embedding"]), np.stack(want["embedding"]))
+
+
 # --- a real registered model, two versions ---------------------------------------------------------
 
 @pytest.fixture(scope="module")

@@ -13,6 +13,7 @@ def test_local_rule_and_paths(tmp_path):
     assert fs.is_local("data/demo") and fs.is_local("file:///tmp/x") and fs.is_local(tmp_path)
     assert not fs.is_local("s3a://lake/t") and not fs.is_local("hdfs://nn:8020/t")
     assert fs.local_path("file:///tmp/x/y") == "/tmp/x/y" and fs.local_path("rel/x") == "rel/x"
+    assert fs.local_path("file:/tmp/a%20b") == "/tmp/a b"       # Hadoop's form, as Spark lists files
     assert fs.absolute("rel/x") == os.path.abspath("rel/x")
     assert fs.absolute("s3a://lake/t") == "s3a://lake/t"
     assert fs.join("s3a://lake/", "tables", "/catalog/") == "s3a://lake/tables/catalog"

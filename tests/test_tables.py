@@ -74,3 +74,23 @@ def test_file_uris_work_like_paths(spark, tmp_path):
     write_table(spark.range(4), f"file://{tmp_path}/p")
     assert table_format(f"file://{tmp_path}/p") == "parquet"
     assert read_table_arrow(f"file://{tmp_path}/p").num_rows == 4
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "delta"])
+def test_arrow_dataset_streams_the_current_version(spark, tmp_path, fmt):
+    from prodemb.tables import arrow_dataset
+
+    path = (tmp_path / "t").as_uri() if fmt == "delta" else str(tmp_path / "t")
+    write_table(spark.range(5).repartition(2), path, fmt=fmt)
+    write_table(spark.range(10, 17).repartition(3), path, fmt=fmt)     # the old files stay on disk
+    rows = sorted(x for b in arrow_dataset(path).to_batches(batch_size=2) for x in b.column("id").to_pylist())
+    assert rows == list(range(10, 17))
+
+
+def test_arrow_dataset_refuses_partitioned_delta(spark, tmp_path):
+    from prodemb.tables import arrow_dataset
+
+    write_table(spark.range(4).selectExpr("id", "'a' as interval"), str(tmp_path / "p"), fmt="delta",
+                partition_by=["interval"])
+    with pytest.raises(ValueError, match="partitioned by"):
+        arrow_dataset(str(tmp_path / "p"))

@@ -14,7 +14,7 @@ CLICKS ?= 200000
 export SPARK_LOCAL_IP ?= 127.0.0.1
 export PYSPARK_PYTHON := $(abspath $(PY))
 
-.PHONY: venv test demo bench eval-real java clean
+.PHONY: venv test demo bench eval-real java clean cluster-up cluster-down
 
 venv: $(STAMP)
 
@@ -111,6 +111,14 @@ bench: venv
 	$(PY) benchmarks/sessionize_bench.py
 	$(PY) benchmarks/train_bench.py
 	$(PY) benchmarks/feature_store_bench.py
+
+# The real cluster on this machine (prodemb/cluster.py; profile conf/cluster-local.yaml): Spark standalone
+# master :7077 + 2 workers, Redis :6379, MLflow server :5000, all on 127.0.0.1. Idempotent.
+cluster-up: venv
+	$(PY) -m prodemb.cluster up
+
+cluster-down: venv
+	$(PY) -m prodemb.cluster down
 
 clean:
 	rm -rf data runs mlruns mlflow.db mlartifacts spark-warehouse

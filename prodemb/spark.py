@@ -95,8 +95,9 @@ def get_spark(
         or os.environ.get("SPARK_ENV_LOADED")
     if (master or "").startswith("local"):
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
-        # Python workers must run this interpreter (the venv with numpy/pyarrow), not `python3`.
-        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    # Python workers, local or on executors, run this interpreter (the venv with numpy/pyarrow), not
+    # whatever `python3` a worker finds; PYSPARK_PYTHON still wins (clusters with their own Python path).
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     conf = spark_conf(None if submitted else master, delta=delta, extra=extra)
     builder = SparkSession.builder.appName(app_name)
     for k, v in conf.items():

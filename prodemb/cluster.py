@@ -1,0 +1,340 @@
+"""A real cluster on this machine, on 127.0.0.1 only: Spark standalone, Redis, an MLflow tracking server.
+
+    python -m prodemb.cluster up        # make cluster-up: starts what is not running, prints where it listens
+    python -m prodemb.cluster status
+    python -m prodemb.cluster down      # make cluster-down
+
+| service | listens on | how |
+|---|---|---|
+| Spark master | spark://127.0.0.1:7077 (UI 8080, REST 6066) | ``spark-class org.apache.spark.deploy.master.Master`` of the pip pyspark |
+| 2 Spark workers | 127.0.0.1, 1 core each (UIs 8081, 8082) | ``spark-class org.apache.spark.deploy.worker.Worker`` |
+| Redis | 127.0.0.1:6379 | Debian's ``redis-server`` (installed with apt-get when missing), no persistence |
+| MLflow | http://127.0.0.1:5000 | ``mlflow server``, SQLite backend, artifacts proxied over HTTP (``--serve-artifacts``) |
+
+Each service is a detached process with its pid in ``<state>/pids/`` and its log in ``<state>/logs/``
+(state: ``.cluster/`` in the repository). ``up`` is idempotent: a service whose process is alive and whose
+port answers is left alone; a port answered by a process that is not ours is an error, never killed. The
+Spark daemons and their web UIs bind to 127.0.0.1 through ``SPARK_LOCAL_IP``; executors run this
+interpreter (``PYSPARK_PYTHON``), so their Python workers have the same packages as the driver.
+``up`` also puts Delta Lake into this Spark install's ``spark-defaults.conf`` (``install_delta_defaults``),
+so ``spark-submit --master spark://127.0.0.1:7077 jobs/...`` reads and writes Delta tables with no
+``--packages`` flag, as on a cluster whose admins installed Delta.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_STATE_DIR = REPO_ROOT / ".cluster"
+HOST = "127.0.0.1"
+SPARK_MASTER_URL = f"spark://{HOST}:7077"
+REDIS_URL = f"redis://{HOST}:6379"
+MLFLOW_URL = f"http://{HOST}:5000"
+WORKER_CORES = 1
+WORKER_MEMORY = "3g"
+
+
+@dataclass(frozen=True)
+class Service:
+    name: str
+    port: int
+    url: str
+    ui_port: int | None = None
+    needs: tuple[str, ...] = field(default_factory=tuple)   # started after these
+
+
+SERVICES = (
+    Service("spark-master", 7077, SPARK_MASTER_URL, ui_port=8080),
+    Service("spark-worker-1", 7078, f"{HOST}:7078", ui_port=8081, needs=("spark-master",)),
+    Service("spark-worker-2", 7079, f"{HOST}:7079", ui_port=8082, needs=("spark-master",)),
+    Service("redis", 6379, REDIS_URL),
+    Service("mlflow", 5000, MLFLOW_URL),
+)
+BY_NAME = {s.name: s for s in SERVICES}
+
+
+class ClusterError(RuntimeError):
+    """A service could not be started, or its port belongs to someone else."""
+
+
+def spark_home() -> Path:
+    """``SPARK_HOME`` if set, else the pip pyspark package (which ships ``bin/spark-class`` and the jars)."""
+    if os.environ.get("SPARK_HOME"):
+        return Path(os.environ["SPARK_HOME"])
+    import pyspark
+
+    return Path(pyspark.__file__).resolve().parent
+
+
+def port_open(port: int, host: str = HOST, timeout: float = 0.5) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.settimeout(timeout)
+        return s.connect_ex((host, port)) == 0
+
+
+def _pid_file(state: Path, name: str) -> Path:
+    return state / "pids" / f"{name}.pid"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:   # a zombie (our own exited child) is not alive
+        return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def _our_pid(state: Path, name: str) -> int | None:
+    f = _pid_file(state, name)
+    try:
+        pid = int(f.read_text().strip())
+    except (OSError, ValueError):
+        return None
+    return pid if _alive(pid) else None
+
+
+def _spark_env(state: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update({
+        "SPARK_HOME": str(spark_home()),
+        "SPARK_LOCAL_IP": HOST,          # RPC and web UIs bind here, not on 0.0.0.0
+        "SPARK_MASTER_HOST": HOST,
+        "PYSPARK_PYTHON": sys.executable,
+        "SPARK_LOG_DIR": str(state / "logs"),
+    })
+    return env
+
+
+def _redis_binary() -> str:
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    print("redis-server not found: installing Debian's redis-server (apt-get)", file=sys.stderr)
+    for cmd in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "redis-server"]):
+        proc = subprocess.run(cmd, capture_output=True, text=True,
+                              env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+        if proc.returncode != 0:
+            raise ClusterError(f"could not install redis-server ({' '.join(cmd)} exited {proc.returncode}: "
+                               f"{(proc.stderr or proc.stdout).strip().splitlines()[-1:]})")
+    found = shutil.which("redis-server") or ("/usr/bin/redis-server" if Path("/usr/bin/redis-server").exists()
+                                              else None)
+    if not found:
+        raise ClusterError("apt-get installed redis-server but it is not on PATH")
+    # Debian's package starts its own daemon on 6379 where systemd runs; here nothing does, but be sure.
+    subprocess.run(["service", "redis-server", "stop"], capture_output=True)
+    return found
+
+
+def _command(service: Service, state: Path) -> tuple[list[str], dict[str, str]]:
+    spark_class = str(spark_home() / "bin" / "spark-class")
+    if service.name == "spark-master":
+        return ([spark_class, "org.apache.spark.deploy.master.Master", "--host", HOST, "--port", str(service.port),
+                 "--webui-port", str(service.ui_port)], _spark_env(state))
+    if service.name.startswith("spark-worker"):
+        work = state / "spark-work" / service.name
+        work.mkdir(parents=True, exist_ok=True)
+        return ([spark_class, "org.apache.spark.deploy.worker.Worker", SPARK_MASTER_URL, "--host", HOST,
+                 "--port", str(service.port), "--webui-port", str(service.ui_port), "--cores", str(WORKER_CORES),
+                 "--memory", WORKER_MEMORY, "--work-dir", str(work)], _spark_env(state))
+    if service.name == "redis":
+        return ([_redis_binary(), "--bind", HOST, "--port", str(service.port), "--save", "", "--appendonly", "no",
+                 "--protected-mode", "yes", "--dir", str(state)], dict(os.environ))
+    if service.name == "mlflow":
+        root = state / "mlflow"
+        (root / "artifacts").mkdir(parents=True, exist_ok=True)
+        return ([sys.executable, "-m", "mlflow", "server", "--host", HOST, "--port", str(service.port),
+                 "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
+                 "--artifacts-destination", str(root / "artifacts"), "--serve-artifacts", "--workers", "1"],
+                {**os.environ, "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"})
+    raise ValueError(service.name)
+
+
+def _ready(service: Service) -> bool:
+    if not port_open(service.port):
+        return False
+    if service.name == "mlflow":   # the port opens before the app answers
+        import urllib.request
+
+        try:
+            with urllib.request.urlopen(f"{MLFLOW_URL}/health", timeout=2) as r:
+                return r.status == 200
+        except OSError:
+            return False
+    if service.name.startswith("spark-worker"):   # registered with the master, not just listening
+        return _workers_alive() >= int(service.name.rsplit("-", 1)[1])
+    return True
+
+
+def _workers_alive() -> int:
+    import json
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"http://{HOST}:{BY_NAME['spark-master'].ui_port}/json/", timeout=2) as r:
+            return sum(w.get("state") == "ALIVE" for w in json.load(r).get("workers", []))
+    except (OSError, ValueError):
+        return 0
+
+
+def _log_tail(path: Path, lines: int = 5) -> str:
+    try:
+        return " | ".join(path.read_text(errors="replace").strip().splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def _start(service: Service, state: Path, timeout: float) -> int:
+    cmd, env = _command(service, state)
+    log = state / "logs" / f"{service.name}.log"
+    with open(log, "ab") as fh:
+        proc = subprocess.Popen(cmd, env=env, cwd=state, stdout=fh, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True)
+    _pid_file(state, service.name).write_text(str(proc.pid))
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise ClusterError(f"{service.name} exited with {proc.returncode} on start; log {log}: {_log_tail(log)}")
+        if _ready(service):
+            return proc.pid
+        time.sleep(0.3)
+    raise ClusterError(f"{service.name} did not answer on {HOST}:{service.port} within {timeout:.0f} s; "
+                       f"log {log}: {_log_tail(log)}")
+
+
+DEFAULTS_MARKER = "# prodemb cluster-up:"
+
+
+def install_delta_defaults() -> Path | None:
+    """Make ``spark-submit`` of this Spark install load Delta Lake, as a cluster's ``spark-defaults.conf``
+    does: the jar must be on the driver's classpath when its JVM starts, which a session built later in
+    Python cannot change. Writes ``spark.jars.packages`` into ``$SPARK_CONF_DIR`` (or ``$SPARK_HOME/conf``)
+    ``/spark-defaults.conf``; a file that already sets other packages is left alone (returns None)."""
+    from prodemb.spark import delta_maven_coordinates
+
+    conf_dir = Path(os.environ.get("SPARK_CONF_DIR") or spark_home() / "conf")
+    path = conf_dir / "spark-defaults.conf"
+    coords = ",".join(delta_maven_coordinates())
+    line = f"spark.jars.packages {coords}"
+    text = path.read_text() if path.exists() else ""
+    if line in text:
+        return path
+    if any(ln.split(None, 1)[:1] == ["spark.jars.packages"] for ln in text.splitlines()):
+        print(f"note: {path} already sets spark.jars.packages; add {coords} there for Delta", file=sys.stderr)
+        return None
+    conf_dir.mkdir(parents=True, exist_ok=True)
+    path.write_text(text + ("" if not text or text.endswith("\n") else "\n")
+                    + f"{DEFAULTS_MARKER} Delta Lake for every spark-submit of this install\n{line}\n")
+    return path
+
+
+def _selected(services) -> list[Service]:
+    names = list(services) if services else [s.name for s in SERVICES]
+    unknown = [n for n in names if n not in BY_NAME]
+    if unknown:
+        raise ValueError(f"unknown services {unknown} (have {list(BY_NAME)})")
+    chosen = {n for n in names}
+    for n in list(chosen):   # workers need their master
+        chosen.update(BY_NAME[n].needs)
+    return [s for s in SERVICES if s.name in chosen]
+
+
+def up(state_dir: str | Path = DEFAULT_STATE_DIR, services=None, timeout: float = 90.0) -> dict[str, dict]:
+    """Start every service (or ``services``) that is not running; returns {name: {url, pid, started}}."""
+    state = Path(state_dir).absolute()
+    for sub in ("pids", "logs"):
+        (state / sub).mkdir(parents=True, exist_ok=True)
+    out: dict[str, dict] = {}
+    chosen = _selected(services)
+    if any(s.name == "spark-master" for s in chosen):
+        install_delta_defaults()
+    for service in chosen:
+        pid = _our_pid(state, service.name)
+        if pid is not None and _ready(service):
+            out[service.name] = {"url": service.url, "pid": pid, "started": False}
+            continue
+        if pid is not None:   # ours but not answering: restart it
+            _stop_pid(pid)
+        if port_open(service.port) or (service.ui_port and port_open(service.ui_port)):
+            raise ClusterError(f"port {service.port if port_open(service.port) else service.ui_port} "
+                               f"({service.name}) is in use by a process not started from {state}; "
+                               "stop it or run `python -m prodemb.cluster down` with its state dir")
+        out[service.name] = {"url": service.url, "pid": _start(service, state, timeout), "started": True}
+    return out
+
+
+def _stop_pid(pid: int, timeout: float = 20.0) -> None:
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and _alive(pid):
+        time.sleep(0.2)
+    if _alive(pid):
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def down(state_dir: str | Path = DEFAULT_STATE_DIR, services=None) -> dict[str, dict]:
+    """Stop our services (workers before the master); returns {name: {stopped: bool}}."""
+    state = Path(state_dir).absolute()
+    out: dict[str, dict] = {}
+    for service in reversed(_selected(services)):
+        pid = _our_pid(state, service.name)
+        if pid is not None:
+            _stop_pid(pid)
+        _pid_file(state, service.name).unlink(missing_ok=True)
+        out[service.name] = {"url": service.url, "stopped": pid is not None}
+    return out
+
+
+def status(state_dir: str | Path = DEFAULT_STATE_DIR) -> dict[str, dict]:
+    state = Path(state_dir).absolute()
+    return {s.name: {"url": s.url, "pid": _our_pid(state, s.name), "answering": _ready(s)} for s in SERVICES}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("action", choices=["up", "down", "status"])
+    ap.add_argument("--state-dir", default=str(DEFAULT_STATE_DIR), help="pids, logs, data (default .cluster/)")
+    ap.add_argument("--service", action="append", default=None, choices=list(BY_NAME),
+                    help="only this service (repeatable)")
+    args = ap.parse_args(argv)
+    try:
+        if args.action == "up":
+            for name, info in up(args.state_dir, args.service).items():
+                how = f"started, pid {info['pid']}" if info["started"] else f"already running, pid {info['pid']}"
+                ui = f"  UI http://{HOST}:{BY_NAME[name].ui_port}" if BY_NAME[name].ui_port else ""
+                print(f"{name:15s} {info['url']:28s} ({how}){ui}")
+            print(f"logs: {Path(args.state_dir).absolute() / 'logs'}   stop: make cluster-down")
+        elif args.action == "down":
+            for name, info in down(args.state_dir, args.service).items():
+                print(f"{name:15s} {'stopped' if info['stopped'] else 'not running'}")
+        else:
+            for name, info in status(args.state_dir).items():
+                state = "up" if info["answering"] and info["pid"] else ("not ours" if info["answering"] else "down")
+                print(f"{name:15s} {info['url']:28s} {state}" + (f" (pid {info['pid']})" if info["pid"] else ""))
+    except (ClusterError, ValueError, OSError) as exc:
+        print(f"cluster: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

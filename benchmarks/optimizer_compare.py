@@ -20,7 +20,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from prodemb.config import load_config  # noqa: E402
 from prodemb.tables import read_table_arrow  # noqa: E402
 from prodemb.tokenizer import Tokenizer  # noqa: E402
-from prodemb.train import build_training_data, embedding_health, train  # noqa: E402
+from prodemb.health import embedding_health  # noqa: E402
+from prodemb.train import train  # noqa: E402
+from prodemb.train_data import build_training_data  # noqa: E402
 
 SETTINGS = [  # (alpha, optimizer, base lr)
     (0.9, "lars", 0.45), (1.0, "lars", 0.45), (0.9, "lars", 5.0), (1.0, "lars", 5.0),

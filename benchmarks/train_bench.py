@@ -107,7 +107,7 @@ def random_titles(n: int, gen: torch.Generator) -> torch.Tensor:
 
 
 def random_training_data(n_products: int, n_pairs: int, seed: int = 0):
-    from prodemb.train import TrainingData
+    from prodemb.train_data import TrainingData
 
     g = torch.Generator().manual_seed(seed)
     cats = torch.randint(0, N_CATEGORIES, (n_products,), generator=g)
@@ -221,7 +221,7 @@ def _ms(fn, reps: int = 5) -> float:
 def run_parts(model_cfg, n_titles: int) -> None:
     """Time the alternatives measured while optimizing, on n_titles random titles (2 per pair)."""
     from prodemb.model import ProductEncoder, _embed_conv_max, _text_cnn_cpu
-    from prodemb.train import LARS
+    from prodemb.optim import LARS
 
     torch.manual_seed(0)
     m, N, L = model_cfg, n_titles, SEQ_LEN

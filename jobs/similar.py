@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     from prodemb import fs
     from prodemb.similar import current_vectors, recall_at_k, top_k
     from prodemb.tables import read_table_arrow
-    from prodemb.train import holdout_sessions
+    from prodemb.train_data import holdout_sessions
 
     if not fs.exists(f"{data}/embeddings"):
         print(f"similar: error: no embeddings under {data}: run jobs/score.py first", file=sys.stderr)

@@ -2,7 +2,11 @@
 
     python jobs/train.py --data DIR --tokenizer PATH [--profile paper|small] [--alpha 0.9] [--epochs 1]
         [--max-steps N] [--batch-size 4096] [--mlflow-uri URI] [--optimizer lars|sgd] [--device auto]
-    torchrun --nproc_per_node 4 jobs/train.py ...      # multi-GPU (DDP), rank 0 logs and registers
+    torchrun --nproc_per_node 4 jobs/train.py ...      # DDP: NCCL on GPUs, gloo on the CPU
+
+Under torchrun every rank trains on its shard of the pairs; rank 0 alone talks to MLflow and registers the
+one version (its summary is the usual one plus ``rank``, ``world_size``, ``shard_pairs``, ``sync_checks``);
+the other ranks print a short summary (``rank``, ``steps``, ``shard_pairs``, ``sync_checks``, ``final_loss``).
 
 ``--run-key KEY`` (the scheduler passes its data interval) makes a rerun a no-op: when a registered version
 already carries tag ``run_key=KEY`` nothing is trained and that version is reported (``"reused": true``),
@@ -61,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError) as exc:
         print(f"train: error: {exc}", file=sys.stderr)
         return 2
-    if summary.get("reused"):
+    if summary.get("reused") and summary.get("rank", 0) == 0:
         print(f"train: run key {args.run_key} already registered as {summary['model_name']} version "
               f"{summary['model_version']}: nothing trained, aliases unchanged", file=sys.stderr)
     print(json.dumps(summary, default=str))

@@ -1,4 +1,5 @@
-"""MLflow: tracking setup, the ``prodemb-encoder`` pyfunc (raw titles → vectors), registration, aliases.
+"""MLflow: tracking setup, the ``prodemb-encoder`` pyfunc (raw titles → vectors), registration, aliases,
+and the training job's run keys (idempotent reruns).
 
 The registered model is self-contained: the tokenizer, the encoder weights, the normalization
 settings and this package's code travel inside it, so
@@ -7,11 +8,17 @@ settings and this package's code travel inside it, so
 
 works in a fresh process. Aliases (MLflow 3, no stages): the training job sets ``candidate`` on the
 new version and ``champion`` when none exists yet; promotion by evaluation moves ``champion`` later.
+
+Run keys: a training job started with ``run_key=KEY`` (the scheduler's data interval) tags its MLflow run
+and its version ``run_key=KEY``; a rerun with the same key finds that version and trains nothing
+(``find_run_key_version``, ``reuse_version``). ``aliases_set=true`` marks a version whose job got as far
+as setting its aliases, so a rerun completes what a killed job left undone.
 """
 from __future__ import annotations
 
 import json
 import logging
+import re
 from pathlib import Path
 
 import mlflow
@@ -131,3 +138,92 @@ def set_aliases_after_training(model_name: str, version: str) -> dict[str, str]:
         client.set_registered_model_alias(model_name, "champion", version)
         aliases["champion"] = version
     return aliases
+
+
+def tag_trained_version(model_name: str, version: str, *, dim_std_mean: float, content_sha256: str,
+                        run_key: str | None = None) -> dict[str, str]:
+    """What the training job sets on the version it registered: tags ``health=ok``, ``dim_std_mean``,
+    ``content_sha256`` (and ``run_key``), then the aliases (``set_aliases_after_training``), then
+    ``aliases_set=true`` last, so a job killed in between is completed by its rerun. Returns the aliases."""
+    client = mlflow.MlflowClient()
+    tags = {"health": "ok", "dim_std_mean": dim_std_mean, "content_sha256": content_sha256}
+    if run_key:
+        tags[RUN_KEY_TAG] = run_key
+    for key, value in tags.items():
+        client.set_model_version_tag(model_name, version, key, str(value))
+    aliases = set_aliases_after_training(model_name, version)
+    client.set_model_version_tag(model_name, version, ALIASES_SET_TAG, "true")
+    return aliases
+
+
+# --- run keys: one registered version per training run key ---------------------------------------
+
+RUN_KEY_TAG = "run_key"
+ALIASES_SET_TAG = "aliases_set"
+_RUN_KEY_CHARS = re.compile(r"^[A-Za-z0-9_.:/+=@-]{1,250}$")
+
+
+def check_run_key(run_key: str) -> str:
+    if not _RUN_KEY_CHARS.match(run_key):
+        raise ValueError(f"run key {run_key!r}: use 1-250 letters, digits and _ . : / + = @ -")
+    return run_key
+
+
+def find_run_key_version(model_name: str, run_key: str) -> str | None:
+    """The registered version trained under ``run_key``, if any (the tracking URI must be set).
+
+    Looks at the version tag first, then at the MLflow run tag, which is set before training starts:
+    a job killed between registering and tagging its version is still found.
+    """
+    client = mlflow.MlflowClient()
+    check_run_key(run_key)
+    try:
+        found = client.search_model_versions(f"name = '{model_name}' and tags.{RUN_KEY_TAG} = '{run_key}'")
+        if not found:
+            runs = mlflow.search_runs(search_all_experiments=True, output_format="list",
+                                      filter_string=f"tags.{RUN_KEY_TAG} = '{run_key}'")
+            found = [v for r in runs for v in
+                     client.search_model_versions(f"name = '{model_name}' and run_id = '{r.info.run_id}'")]
+    except mlflow.exceptions.MlflowException:   # no such registered model yet
+        return None
+    return str(min(int(v.version) for v in found)) if found else None
+
+
+def _run_version_tags(client, run_id: str) -> dict[str, str]:
+    """The version tags the training job sets, as recorded on the training run (``health`` tag,
+    ``health_dim_std_mean`` metric, ``data.content_sha256`` param); those the run lacks are left out."""
+    data = client.get_run(run_id).data
+    found = {"health": data.tags.get("health"), "dim_std_mean": data.metrics.get("health_dim_std_mean"),
+             "content_sha256": data.params.get("data.content_sha256")}
+    return {k: str(v) for k, v in found.items() if v is not None}
+
+
+def reuse_version(model_name: str, version: str, run_key: str) -> dict:
+    """Summary for a run key that already has a version. Aliases stay as they are, unless the job that
+    registered the version died before setting them (no ``aliases_set`` tag): then they are set now.
+    Version tags the job did not get to set (``health``, ``dim_std_mean``, ``content_sha256``) are
+    copied from the training run, which recorded them before registering (a version exists only if
+    its run passed the health check); without ``health=ok`` the promotion gate would refuse it."""
+    client = mlflow.MlflowClient()
+    mv = client.get_model_version(model_name, version)
+    if mv.run_id:
+        for key, value in _run_version_tags(client, mv.run_id).items():
+            if key not in mv.tags:
+                log.info("run key %s: restoring tag %s=%s on version %s", run_key, key, value, version)
+                client.set_model_version_tag(model_name, version, key, value)
+    if mv.tags.get(ALIASES_SET_TAG) != "true":
+        set_aliases_after_training(model_name, version)
+        client.set_model_version_tag(model_name, version, RUN_KEY_TAG, run_key)
+        client.set_model_version_tag(model_name, version, ALIASES_SET_TAG, "true")
+    aliases = {a: str(client.get_model_version_by_alias(model_name, a).version)
+               for a in ("candidate", "champion") if _has_alias(client, model_name, a)}
+    return {"reused": True, "run_key": run_key, "run_id": mv.run_id, "model_name": model_name,
+            "model_version": version, "aliases": aliases}
+
+
+def _has_alias(client, model_name: str, alias: str) -> bool:
+    try:
+        client.get_model_version_by_alias(model_name, alias)
+        return True
+    except mlflow.exceptions.MlflowException:
+        return False

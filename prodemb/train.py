@@ -1,188 +1,86 @@
-"""Training: data once into tensors, the BYOL + category loop, LARS, schedules, embedding health.
+"""Training: the BYOL + category loop (one process or torchrun), and the job around it (``run_training``).
 
-Input pipeline (no per-step Python tokenization, no DataLoader copies of titles):
-    catalog ──tokenize once──▶ tokens [n_products, max_len] int64, categories [n_products] (−1 = none)
-    pairs   ──index once────▶ pair_a, pair_b [n_pairs] int64 indices into the catalog
-    step k: idx = perm[k·B:(k+1)·B];  tokens[pair_a[idx]], tokens[pair_b[idx]]  (a gather, on the device)
+The inputs (``prodemb.train_data``), optimizer and schedules (``prodemb.optim``), the health check
+(``prodemb.health``) and the MLflow run keys and aliases (``prodemb.registry``) live in their own modules.
 
-Optimizer (paper A.1, from the BYOL recipe): lr = base_lr · batch/256, momentum 0.9, weight decay
-1e-5, linear warm-up then cosine annealing; LARS by default (biases and BatchNorm parameters are
-excluded from the trust-ratio adaptation and from weight decay), plain SGD as the alternative.
+    step k: idx = perm[k·b:(k+1)·b];  tokens[pair_a[idx]], tokens[pair_b[idx]]  (a gather, on the device)
 
-Distributed: when WORLD_SIZE > 1 (``torchrun --nproc_per_node N jobs/train.py ...``) each rank
-trains on its slice of every epoch's permutation under DistributedDataParallel (gradients
-all-reduced, so every rank applies the same EMA update to its target network); rank 0 logs.
+Distributed: with WORLD_SIZE > 1 (``torchrun --nproc_per_node N jobs/train.py ...``; gloo on the CPU,
+NCCL on GPUs) each rank keeps only its shard of the pair index (every N-th pair), shuffles it with its
+own seeded permutation every epoch and takes b = batch_size / N pairs a step; all ranks run the same
+number of steps (from the smallest shard). The model runs under DistributedDataParallel with every
+BatchNorm synchronized (statistics of the global batch), so gradients, the optimizer step and the EMA
+target update are the same on every rank; ``train.check_sync_every`` verifies that the weights are
+identical. Rank 0 alone talks to MLflow and registers; the other ranks train and return a summary.
 """
 from __future__ import annotations
 
 import hashlib
+import inspect
 import logging
 import math
 import os
-import re
 import time
-from dataclasses import dataclass, field
-from typing import Callable
+from dataclasses import dataclass
+from typing import Any, Callable
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 
-from prodemb.config import TrainConfig
-from prodemb.model import BYOLCategoryModel, ProductEncoder, tau_schedule
+from prodemb.device import pick_device
+from prodemb.model import BYOLCategoryModel, convert_sync_batchnorm
+from prodemb.optim import lr_at, make_optimizer, peak_lr, tau_schedule
+from prodemb.train_data import TrainingData
 
 log = logging.getLogger(__name__)
 
 
-# --- data --------------------------------------------------------------------------------------
-
-@dataclass
-class TrainingData:
-    tokens: torch.Tensor                 # [n_products, max_len] int64, 0 = padding
-    categories: torch.Tensor             # [n_products] int64, −1 = unknown
-    pair_a: torch.Tensor                 # [n_pairs] int64
-    pair_b: torch.Tensor                 # [n_pairs] int64
-    holdout_a: torch.Tensor              # held-out pairs (sessions never trained on), for health metrics
-    holdout_b: torch.Tensor
-    product_keys: list[str]              # "site/product_id", aligned with tokens
-    category_names: list[str]
-    stats: dict = field(default_factory=dict)
-
-    @property
-    def n_categories(self) -> int:
-        return len(self.category_names)
-
-    def content_hash(self) -> str:
-        """sha256 over the exact tensors trained on (tokens, categories, pairs)."""
-        h = hashlib.sha256()
-        for t in (self.tokens, self.categories, self.pair_a, self.pair_b):
-            h.update(t.numpy().tobytes())
-        return h.hexdigest()
-
-
-def holdout_sessions(session_ids: np.ndarray, fraction: float = 0.02) -> np.ndarray:
-    """Deterministic ~``fraction`` of sessions kept out of training (by a hash of the session id).
-
-    Shared by training (health metrics) and similar-product recall, so both see the same sessions.
-    """
-    session = np.asarray(session_ids, dtype=np.int64).view(np.uint64)
-    with np.errstate(over="ignore"):   # Fibonacci hashing: wrap-around multiply mixes sequential ids
-        mixed = (session * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(32)
-    return mixed % np.uint64(10_000) < np.uint64(int(fraction * 10_000))
-
-
-def build_training_data(catalog, pairs, tokenizer, max_len: int, language: str = "es",
-                        holdout_fraction: float = 0.02, max_holdout: int = 20_000) -> TrainingData:
-    """catalog: DataFrame(site, product_id, title_norm, category); pairs: DataFrame(site, session_id,
-    product_a, product_b). Pairs from a deterministic ~``holdout_fraction`` of sessions are held out."""
-    import pandas as pd
-
-    keys = catalog["site"].astype(str) + "/" + catalog["product_id"].astype(str)
-    index = pd.Index(keys)
-    if not index.is_unique:
-        raise ValueError("catalog has duplicate (site, product_id) rows")
-    a = index.get_indexer(pairs["site"].astype(str) + "/" + pairs["product_a"].astype(str))
-    b = index.get_indexer(pairs["site"].astype(str) + "/" + pairs["product_b"].astype(str))
-    known = (a >= 0) & (b >= 0)
-    if not known.all():
-        log.warning("%d pairs reference products missing from the catalog; they are skipped", (~known).sum())
-    codes, names = pd.factorize(catalog["category"], sort=True)   # NaN/None → −1
-    tokens = tokenizer.encode(catalog["title_norm"].fillna("").tolist(), max_len)
-    # Hold out whole sessions (by id hash) so health metrics see pairs the model never trained on.
-    held = holdout_sessions(pairs["session_id"].to_numpy(dtype=np.int64), holdout_fraction) & known
-    if held.sum() > max_holdout:
-        held &= np.cumsum(held) <= max_holdout
-    train = known & ~held
-    as_t = lambda x: torch.from_numpy(np.ascontiguousarray(x, dtype=np.int64))  # noqa: E731
-    return TrainingData(
-        tokens=as_t(tokens), categories=as_t(codes),
-        pair_a=as_t(a[train]), pair_b=as_t(b[train]), holdout_a=as_t(a[held]), holdout_b=as_t(b[held]),
-        product_keys=keys.tolist(), category_names=[str(n) for n in names],
-        stats={"products": len(catalog), "pairs_in": len(pairs), "pairs_train": int(train.sum()),
-               "pairs_holdout": int(held.sum()), "pairs_unknown_product": int((~known).sum()),
-               "products_with_category": int((codes >= 0).sum()), "categories": len(names)},
-    )
-
-
-# --- optimization ------------------------------------------------------------------------------
-
-class LARS(torch.optim.Optimizer):
-    """SGD with momentum and layer-wise trust ratio (You et al. 2017), as used by BYOL.
-
-    update = lr · η·‖w‖/‖g + wd·w‖ · (g + wd·w), accumulated with momentum. Parameter groups with
-    ``lars_exclude=True`` (biases, BatchNorm) get plain momentum SGD without weight decay.
-    """
-
-    def __init__(self, params, lr: float, momentum: float = 0.9, weight_decay: float = 0.0, eta: float = 0.001):
-        super().__init__(params, dict(lr=lr, momentum=momentum, weight_decay=weight_decay, eta=eta,
-                                      lars_exclude=False))
-
-    @torch.no_grad()
-    def step(self, closure=None):
-        for group in self.param_groups:
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                g = p.grad
-                if not group["lars_exclude"]:
-                    g = g.add(p, alpha=group["weight_decay"])
-                    w_norm, g_norm = torch.linalg.vector_norm(p), torch.linalg.vector_norm(g)
-                    trust = torch.where((w_norm > 0) & (g_norm > 0), group["eta"] * w_norm / g_norm,
-                                        torch.ones_like(w_norm))
-                    g = g.mul(trust)
-                buf = self.state[p].get("momentum_buffer")
-                if buf is None:
-                    buf = self.state[p]["momentum_buffer"] = torch.clone(g).detach()
-                else:
-                    buf.mul_(group["momentum"]).add_(g)
-                p.add_(buf, alpha=-group["lr"])
-
-
-def param_groups(model: BYOLCategoryModel, weight_decay: float) -> list[dict]:
-    """Weights (ndim > 1) get decay and LARS; biases and BatchNorm affine parameters do not."""
-    decay = [p for p in model.online_parameters() if p.ndim > 1]
-    plain = [p for p in model.online_parameters() if p.ndim <= 1]
-    return [{"params": decay, "weight_decay": weight_decay},
-            {"params": plain, "weight_decay": 0.0, "lars_exclude": True}]
-
-
-def make_optimizer(model: BYOLCategoryModel, cfg) -> torch.optim.Optimizer:
-    groups = param_groups(model, cfg.weight_decay)
-    lr = peak_lr(cfg)
-    if cfg.optimizer == "lars":
-        return LARS(groups, lr=lr, momentum=cfg.momentum, eta=cfg.lars_eta)
-    for g in groups:
-        g.pop("lars_exclude", None)
-    return torch.optim.SGD(groups, lr=lr, momentum=cfg.momentum)
-
-
-def peak_lr(cfg) -> float:
-    return cfg.base_lr * cfg.batch_size / 256          # A.1: linear scaling rule
-
-
-def lr_at(step: int, total_steps: int, peak: float, warmup_steps: int) -> float:
-    """Linear warm-up to ``peak`` over ``warmup_steps``, then cosine annealing to 0 at ``total_steps``."""
-    if step < warmup_steps:
-        return peak * (step + 1) / warmup_steps
-    progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
-    return peak * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
-
-
 # --- device / distributed ----------------------------------------------------------------------
-
-def pick_device(name: str = "auto") -> torch.device:
-    if name == "auto":
-        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0))) if torch.cuda.is_available() \
-            else torch.device("cpu")
-    dev = torch.device(name)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        log.warning("CUDA requested but not available: falling back to CPU")
-        return torch.device("cpu")
-    return dev
-
 
 def _dist_info() -> tuple[int, int]:
     return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+
+
+def init_distributed(device_name: str = "auto") -> tuple[int, int, torch.device, bool]:
+    """(rank, world size, this rank's device, whether this call created the process group).
+
+    With WORLD_SIZE > 1: the GPU of LOCAL_RANK becomes the current device and the default process group
+    is initialized (NCCL on CUDA, gloo on the CPU) unless it already is. One process: nothing to set up.
+    """
+    rank, world = _dist_info()
+    device = pick_device(device_name)
+    if world == 1:
+        return rank, world, device, False
+    import torch.distributed as dist
+
+    if device.type == "cuda":
+        if device.index is None:
+            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+        torch.cuda.set_device(device)
+    if dist.is_initialized():
+        return rank, world, device, False
+    dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return rank, world, device, True
+
+
+def _state_checksum(model: torch.nn.Module) -> int:
+    """64 bits of a sha256 over every parameter and buffer (online and target networks, BN statistics)."""
+    h = hashlib.sha256()
+    for name, t in model.state_dict().items():
+        h.update(name.encode())
+        h.update(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return int.from_bytes(h.digest()[:8], "little", signed=True)
+
+
+def check_in_sync(model: torch.nn.Module, step: int, device: torch.device) -> None:
+    """All-gather the ranks' weight checksums; every rank raises if any two differ (so none hangs)."""
+    import torch.distributed as dist
+
+    mine = torch.tensor([_state_checksum(model)], dtype=torch.int64, device=device)
+    found = [torch.zeros_like(mine) for _ in range(dist.get_world_size())]
+    dist.all_gather(found, mine)
+    values = [int(t.item()) for t in found]
+    if len(set(values)) > 1:
+        raise RuntimeError(f"ranks out of sync after step {step}: weight checksums {values}")
 
 
 # --- the loop ----------------------------------------------------------------------------------
@@ -196,33 +94,53 @@ class TrainResult:
     seconds: float
     alpha: float
     device: str
+    rank: int = 0
+    world_size: int = 1
+    sync_checks: int = 0                 # weight-identity checks passed (train.check_sync_every)
 
 
 def train(data: TrainingData, model_cfg, cfg, vocab_size: int, *,
           log_fn: Callable[[int, dict], None] | None = None, progress: bool = True) -> TrainResult:
     """Train BYOL + category head on ``data``; ``cfg`` is a TrainConfig, ``model_cfg`` a ModelConfig,
-    ``vocab_size`` the tokenizer's."""
-    rank, world = _dist_info()
-    device = pick_device(cfg.device)
-    if world > 1:
-        import torch.distributed as dist
+    ``vocab_size`` the tokenizer's. Under torchrun ``data`` may be the full data or this rank's shard
+    (``TrainingData.sharded``); the logged losses are the means over all ranks, i.e. of the global batch."""
+    rank, world, device, created = init_distributed(cfg.device)
+    try:
+        return _train(data, model_cfg, cfg, vocab_size, rank, world, device, log_fn, progress)
+    finally:
+        if created:
+            import torch.distributed as dist
 
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-        if device.type == "cuda":
-            torch.cuda.set_device(device)
-    torch.manual_seed(cfg.seed)
+            dist.destroy_process_group()
+
+
+def _train(data: TrainingData, model_cfg, cfg, vocab_size: int, rank: int, world: int, device: torch.device,
+           log_fn: Callable[[int, dict], None] | None, progress: bool) -> TrainResult:
+    if cfg.batch_size % world:
+        raise ValueError(f"train.batch_size {cfg.batch_size} is not divisible by the {world} processes")
+    if world > 1 and data.shard == (0, 1):
+        data = data.sharded(rank, world)
+    elif data.shard[1] != world or (world > 1 and data.shard[0] != rank):
+        raise ValueError(f"data is shard {data.shard}, this is rank {rank} of {world}")
+    torch.manual_seed(cfg.seed)          # the same initial weights on every rank
     alpha = cfg.alpha
     if data.n_categories == 0 and alpha != 1.0:
         log.warning("the data has no categories at all: training with alpha = 1 (BYOL term only)")
         alpha = 1.0
     model = BYOLCategoryModel.from_config(model_cfg, vocab_size=vocab_size,
                                           n_categories=data.n_categories).to(device)
+    if world > 1:   # BN statistics of the global batch, in the target network's forward too
+        model = convert_sync_batchnorm(model, device)
     optimizer = make_optimizer(model, cfg)
-    step_model = model
+    step_model: Any = model
     if world > 1:
         from torch.nn.parallel import DistributedDataParallel as DDP
 
-        step_model = DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
+        # Buffers are not re-broadcast from rank 0 before every forward: synchronized BN keeps them equal,
+        # and the sync check would otherwise never see a divergence.
+        no_buffer_sync: dict[str, Any] = {"forward_sync_buffers": False} \
+            if "forward_sync_buffers" in inspect.signature(DDP.__init__).parameters else {"broadcast_buffers": False}
+        step_model = DDP(model, device_ids=[device.index] if device.type == "cuda" else None, **no_buffer_sync)
     if cfg.compile:
         step_model = torch.compile(step_model)
 
@@ -230,27 +148,36 @@ def train(data: TrainingData, model_cfg, cfg, vocab_size: int, *,
     tokens, cats = data.tokens.to(device), data.categories.to(device)
     pair_a, pair_b = data.pair_a.to(device), data.pair_b.to(device)
     n_pairs = len(pair_a)
-    if n_pairs == 0:
-        raise ValueError("no training pairs: sessionize produced no sessions with two or more products")
     per_rank = cfg.batch_size // world
-    steps_per_epoch = max(1, n_pairs // cfg.batch_size)   # drop the ragged last batch (BatchNorm)
+    if world > 1:   # every rank runs as many steps as the smallest shard allows
+        import torch.distributed as dist
+
+        smallest = torch.tensor([n_pairs], dtype=torch.int64, device=device)
+        dist.all_reduce(smallest, op=dist.ReduceOp.MIN)
+        n_min = int(smallest.item())
+    else:
+        n_min = n_pairs
+    if n_min == 0:
+        raise ValueError("no training pairs: sessionize produced no sessions with two or more products"
+                         + (f" (or a rank's shard is empty: {world} processes)" if world > 1 else ""))
+    steps_per_epoch = max(1, n_min // per_rank)   # drop the ragged last batch (BatchNorm)
     total = steps_per_epoch * cfg.epochs if cfg.max_steps is None else cfg.max_steps
     warmup = max(1, int(cfg.warmup_fraction * total))
     peak = peak_lr(cfg)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" \
         else torch.autocast("cpu", enabled=False)
-    gen = torch.Generator().manual_seed(cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed + 1_000_003 * rank)   # rank 0: the one-process stream
 
     bar = _progress(total, enabled=progress and rank == 0)
     history: list[dict] = []
-    step, t0, window_t, window_pairs = 0, time.perf_counter(), time.perf_counter(), 0
+    step, sync_checks, t0, window_t, window_pairs = 0, 0, time.perf_counter(), time.perf_counter(), 0
     model.train()
     while step < total:
         perm = torch.randperm(n_pairs, generator=gen).to(device)   # seeded shuffle per epoch
         for k in range(steps_per_epoch):
             if step >= total:
                 break
-            idx = perm[k * cfg.batch_size:(k + 1) * cfg.batch_size][rank * per_rank:(rank + 1) * per_rank]
+            idx = perm[k * per_rank:(k + 1) * per_rank]
             a, b = pair_a[idx], pair_b[idx]
             lr = lr_at(step, total, peak, warmup)
             for g in optimizer.param_groups:
@@ -264,11 +191,15 @@ def train(data: TrainingData, model_cfg, cfg, vocab_size: int, *,
             model.update_target(tau)
             step += 1
             window_pairs += len(idx) * world
+            if world > 1 and cfg.check_sync_every > 0 and step % cfg.check_sync_every == 0:
+                check_in_sync(model, step, device)
+                sync_checks += 1
             if step % cfg.log_every == 0 or step == total:
                 now = time.perf_counter()
-                rec = {"loss": out["loss"].item(), "loss_byol": out["byol"].item(), "loss_ce": out["ce"].item(),
+                loss, byol, ce = _global_mean([out["loss"], out["byol"], out["ce"]], world)
+                rec = {"loss": loss, "loss_byol": byol, "loss_ce": ce,
                        "lr": lr, "tau": tau, "pairs_per_second": window_pairs / max(now - window_t, 1e-9)}
-                if not math.isfinite(rec["loss"]):
+                if not math.isfinite(rec["loss"]):   # the same value on every rank: all stop together
                     raise FloatingPointError(f"loss is {rec['loss']} at step {step}: lower the learning rate")
                 history.append({"step": step, **rec})
                 if log_fn and rank == 0:
@@ -277,9 +208,26 @@ def train(data: TrainingData, model_cfg, cfg, vocab_size: int, *,
                 window_t, window_pairs = now, 0
             bar.update(1)
     bar.close()
+    if world > 1:
+        import torch.distributed as dist
+
+        dist.barrier()
     seconds = time.perf_counter() - t0
     return TrainResult(model=model, history=history, steps=step, pairs_seen=step * cfg.batch_size,
-                       seconds=seconds, alpha=alpha, device=str(device))
+                       seconds=seconds, alpha=alpha, device=str(device), rank=rank, world_size=world,
+                       sync_checks=sync_checks)
+
+
+def _global_mean(values: list[torch.Tensor], world: int) -> list[float]:
+    """The scalars as floats; with several ranks their mean over ranks (equal per-rank batches: the
+    global batch's value)."""
+    if world == 1:
+        return [v.item() for v in values]
+    import torch.distributed as dist
+
+    t = torch.stack([v.detach().float() for v in values])
+    dist.all_reduce(t)
+    return (t / world).tolist()
 
 
 def _progress(total: int, enabled: bool):
@@ -290,73 +238,6 @@ def _progress(total: int, enabled: bool):
     # In a log file (no terminal) redraw rarely instead of hundreds of carriage-return updates.
     return tqdm(total=total, desc="train", unit="step", disable=not enabled, dynamic_ncols=True,
                 mininterval=0.1 if sys.stderr.isatty() else 15.0)
-
-
-# --- embeddings and their health ---------------------------------------------------------------
-
-@torch.no_grad()
-def embed(encoder: ProductEncoder, tokens: torch.Tensor, batch_size: int = 4096) -> torch.Tensor:
-    """y = f(t(tokens)) in eval mode, batched; returns float32 [n, dim] on the CPU."""
-    was_training = encoder.training
-    encoder.eval()
-    device = next(encoder.parameters()).device
-    out = [encoder(tokens[i:i + batch_size].to(device)).float().cpu() for i in range(0, len(tokens), batch_size)]
-    encoder.train(was_training)
-    return torch.cat(out) if out else torch.empty(0, encoder.out_dim)
-
-
-def embedding_health(encoder: ProductEncoder, data: TrainingData, sample: int = 5000, seed: int = 0,
-                     min_dim_std_ratio: float = TrainConfig().min_dim_std_ratio) -> dict:
-    """Spread and alignment/uniformity (Wang & Isola, 2020) of L2-normalized embeddings.
-
-    * ``dim_std_mean``: mean over dimensions of the per-dimension std across a product sample. Uniformly
-      spread unit vectors in d dimensions have ≈ 1/√d; a collapsed encoder (every product the same
-      vector) has ≈ 0. ``collapsed`` when it falls below ``min_dim_std_ratio / √d``.
-    * ``alignment_holdout`` = E‖u − v‖² over held-out session pairs, ``alignment_random`` the same over
-      random product pairs (lower than random ⇒ sessions are captured), ``uniformity`` =
-      log E exp(−2‖u − v‖²) over random pairs (more negative ⇒ more uniform).
-    """
-    g = torch.Generator().manual_seed(seed)
-    n = len(data.tokens)
-    idx = torch.randperm(n, generator=g)[:sample]
-    u = F.normalize(embed(encoder, data.tokens[idx]), dim=1)
-    d = u.shape[1]
-    dim_std = u.std(dim=0)
-    rnd_a, rnd_b = torch.randint(0, n, (sample,), generator=g), torch.randint(0, n, (sample,), generator=g)
-    ra, rb = (F.normalize(embed(encoder, data.tokens[x]), dim=1) for x in (rnd_a, rnd_b))
-    random_sq = (ra - rb).pow(2).sum(1)
-    health = {
-        "dim_std_mean": dim_std.mean().item(),
-        "dim_std_min": dim_std.min().item(),
-        "dim_std_uniform_reference": 1 / math.sqrt(d),
-        "alignment_random": random_sq.mean().item(),
-        "uniformity": torch.log(torch.exp(-2 * random_sq).mean()).item(),
-        "holdout_pairs": len(data.holdout_a),
-    }
-    if len(data.holdout_a):
-        k = torch.randperm(len(data.holdout_a), generator=g)[:sample]
-        ha, hb = (F.normalize(embed(encoder, data.tokens[x[k]]), dim=1) for x in (data.holdout_a, data.holdout_b))
-        health["alignment_holdout"] = (ha - hb).pow(2).sum(1).mean().item()
-    health["collapsed"] = bool(health["dim_std_mean"] < min_dim_std_ratio / math.sqrt(d)
-                               or not math.isfinite(health["dim_std_mean"]))
-    return health
-
-
-# --- the job: I/O at the edge ------------------------------------------------------------------
-
-class CollapsedError(RuntimeError):
-    """The trained embeddings have (near) zero spread: nothing is registered."""
-
-
-def _flatten(d: dict, prefix: str = "") -> dict[str, str]:
-    out: dict[str, str] = {}
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict):
-            out.update(_flatten(v, key + "."))
-        else:
-            out[key] = str(v)[:500]
-    return out
 
 
 def plot_history(history: list[dict], path) -> None:
@@ -380,139 +261,135 @@ def plot_history(history: list[dict], path) -> None:
     plt.close(fig)
 
 
-RUN_KEY_TAG = "run_key"
-ALIASES_SET_TAG = "aliases_set"
-_RUN_KEY_CHARS = re.compile(r"^[A-Za-z0-9_.:/+=@-]{1,250}$")
+# --- the job: I/O at the edge ------------------------------------------------------------------
+
+class CollapsedError(RuntimeError):
+    """The trained embeddings have (near) zero spread: nothing is registered."""
 
 
-def check_run_key(run_key: str) -> str:
-    if not _RUN_KEY_CHARS.match(run_key):
-        raise ValueError(f"run key {run_key!r}: use 1-250 letters, digits and _ . : / + = @ -")
-    return run_key
+def _flatten(d: dict, prefix: str = "") -> dict[str, str]:
+    out: dict[str, str] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(_flatten(v, key + "."))
+        else:
+            out[key] = str(v)[:500]
+    return out
 
 
-def find_run_key_version(model_name: str, run_key: str) -> str | None:
-    """The registered version trained under ``run_key``, if any (the tracking URI must be set).
+def _broadcast(value: Any, world: int) -> Any:
+    """Rank 0's ``value`` on every rank."""
+    if world == 1:
+        return value
+    import torch.distributed as dist
 
-    Looks at the version tag first, then at the MLflow run tag, which is set before training starts:
-    a job killed between registering and tagging its version is still found.
-    """
-    import mlflow
-
-    client = mlflow.MlflowClient()
-    check_run_key(run_key)
-    try:
-        found = client.search_model_versions(f"name = '{model_name}' and tags.{RUN_KEY_TAG} = '{run_key}'")
-        if not found:
-            runs = mlflow.search_runs(search_all_experiments=True, output_format="list",
-                                      filter_string=f"tags.{RUN_KEY_TAG} = '{run_key}'")
-            found = [v for r in runs for v in
-                     client.search_model_versions(f"name = '{model_name}' and run_id = '{r.info.run_id}'")]
-    except mlflow.exceptions.MlflowException:   # no such registered model yet
-        return None
-    return str(min(int(v.version) for v in found)) if found else None
-
-
-def _run_version_tags(client, run_id: str) -> dict[str, str]:
-    """The version tags ``run_training`` sets, as recorded on the training run (``health`` tag,
-    ``health_dim_std_mean`` metric, ``data.content_sha256`` param); those the run lacks are left out."""
-    data = client.get_run(run_id).data
-    found = {"health": data.tags.get("health"), "dim_std_mean": data.metrics.get("health_dim_std_mean"),
-             "content_sha256": data.params.get("data.content_sha256")}
-    return {k: str(v) for k, v in found.items() if v is not None}
-
-
-def _reuse_version(model_name: str, version: str, run_key: str) -> dict:
-    """Summary for a run key that already has a version. Aliases stay as they are, unless the job that
-    registered the version died before setting them (no ``aliases_set`` tag): then they are set now.
-    Version tags the job did not get to set (``health``, ``dim_std_mean``, ``content_sha256``) are
-    copied from the training run, which recorded them before registering (a version exists only if
-    its run passed the health check); without ``health=ok`` the promotion gate would refuse it."""
-    import mlflow
-
-    from prodemb import registry
-
-    client = mlflow.MlflowClient()
-    mv = client.get_model_version(model_name, version)
-    if mv.run_id:
-        for key, value in _run_version_tags(client, mv.run_id).items():
-            if key not in mv.tags:
-                log.info("run key %s: restoring tag %s=%s on version %s", run_key, key, value, version)
-                client.set_model_version_tag(model_name, version, key, value)
-    if mv.tags.get(ALIASES_SET_TAG) != "true":
-        registry.set_aliases_after_training(model_name, version)
-        client.set_model_version_tag(model_name, version, RUN_KEY_TAG, run_key)
-        client.set_model_version_tag(model_name, version, ALIASES_SET_TAG, "true")
-    aliases = {a: str(client.get_model_version_by_alias(model_name, a).version)
-               for a in ("candidate", "champion") if _has_alias(client, model_name, a)}
-    return {"reused": True, "run_key": run_key, "run_id": mv.run_id, "model_name": model_name,
-            "model_version": version, "aliases": aliases}
-
-
-def _has_alias(client, model_name: str, alias: str) -> bool:
-    import mlflow
-
-    try:
-        client.get_model_version_by_alias(model_name, alias)
-        return True
-    except mlflow.exceptions.MlflowException:
-        return False
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
 
 
 def run_training(data_dir: str, tokenizer_path: str, cfg, *, progress: bool = True,
                  run_key: str | None = None) -> dict:
     """Load DIR/catalog + DIR/pairs, train, check health, log to MLflow and register the encoder.
 
-    ``cfg`` is the full ``prodemb.config.Config``. Raises ``CollapsedError`` (and registers nothing)
-    when the embeddings collapsed.
+    ``cfg`` is the full ``prodemb.config.Config``; ``data_dir`` and ``tokenizer_path`` may be local
+    paths or URIs (``prodemb.fs``). Raises ``CollapsedError`` (and registers nothing) when the
+    embeddings collapsed.
 
     ``run_key`` (e.g. the scheduler's data interval) makes the job idempotent: when a registered version
     already carries tag ``run_key=<key>`` nothing is trained, that version is returned with
     ``reused: True`` and the aliases are left as they are.
+
+    Under torchrun only rank 0 uses MLflow (run-key lookup, run, metrics, artifacts, health, the one
+    registered version, aliases); every other rank trains on its shard and returns a short summary.
     """
+    rank, world, _, created = init_distributed(cfg.train.device)
+    try:
+        return _run_training(data_dir, tokenizer_path, cfg, progress, run_key, rank, world)
+    finally:
+        if created:
+            import torch.distributed as dist
+
+            dist.destroy_process_group()   # a failed rank 0 must not leave the others waiting
+
+
+def _run_training(data_dir: str, tokenizer_path: str, cfg, progress: bool, run_key: str | None,
+                  rank: int, world: int) -> dict:
+    from prodemb import fs, registry
+    from prodemb.tokenizer import Tokenizer
+    from prodemb.train_data import load_training_data
+
+    main = rank == 0
+    if cfg.train.batch_size % world:   # before any MLflow run exists
+        raise ValueError(f"train.batch_size {cfg.train.batch_size} is not divisible by the {world} processes")
+    if run_key is not None:
+        registry.check_run_key(run_key)
+        existing = None
+        if main:
+            registry.setup_tracking(cfg.mlflow.tracking_uri, cfg.mlflow.experiment)
+            existing = registry.find_run_key_version(cfg.mlflow.model_name, run_key)
+        existing = _broadcast(existing, world)
+        if existing is not None:
+            if not main:
+                return {"rank": rank, "world_size": world, "reused": True, "run_key": run_key,
+                        "model_name": cfg.mlflow.model_name, "model_version": existing}
+            log.info("run key %s already registered as %s version %s: nothing trained", run_key,
+                     cfg.mlflow.model_name, existing)
+            return registry.reuse_version(cfg.mlflow.model_name, existing, run_key)
+
+    catalog_path, pairs_path = fs.join(data_dir, "catalog"), fs.join(data_dir, "pairs")
+    for path, what in ((catalog_path, "catalog"), (pairs_path, "pairs"), (tokenizer_path, "tokenizer")):
+        if not fs.exists(path):
+            raise FileNotFoundError(f"{what} not found at {path}")
+    tok = Tokenizer.load(tokenizer_path)
+    data = load_training_data(catalog_path, pairs_path, tok, cfg.model.max_len, cfg.sessions.language)
+    if not main:
+        data = data.sharded(rank, world)
+        result = train(data, cfg.model, cfg.train, tok.vocab_size, progress=False)
+        return {"rank": rank, "world_size": world, "steps": result.steps, "seconds": round(result.seconds, 2),
+                "device": result.device, "shard_pairs": len(data.pair_a), "sync_checks": result.sync_checks,
+                "final_loss": result.history[-1]["loss"] if result.history else None}
+    return _train_and_register(data, tok, tokenizer_path, data_dir, catalog_path, pairs_path, cfg, progress,
+                               run_key, world)
+
+
+def _train_and_register(data: TrainingData, tok, tokenizer_path: str, data_dir: str, catalog_path: str,
+                        pairs_path: str, cfg, progress: bool, run_key: str | None, world: int) -> dict:
+    """Rank 0 (or the only process): the MLflow run around ``train``, the health gate, registration."""
     import tempfile
     from pathlib import Path
 
     import mlflow
 
-    from prodemb import registry
-    from prodemb.tables import read_table_arrow, table_format, table_version
-    from prodemb.tokenizer import Tokenizer
+    from prodemb import fs, registry
+    from prodemb.health import embedding_health
+    from prodemb.tables import table_format, table_version
 
-    if run_key is not None:
-        check_run_key(run_key)
-        registry.setup_tracking(cfg.mlflow.tracking_uri, cfg.mlflow.experiment)
-        existing = find_run_key_version(cfg.mlflow.model_name, run_key)
-        if existing is not None:
-            log.info("run key %s already registered as %s version %s: nothing trained", run_key,
-                     cfg.mlflow.model_name, existing)
-            return _reuse_version(cfg.mlflow.model_name, existing, run_key)
-
-    catalog_path, pairs_path = f"{data_dir.rstrip('/')}/catalog", f"{data_dir.rstrip('/')}/pairs"
-    for path, what in ((catalog_path, "catalog"), (pairs_path, "pairs"), (tokenizer_path, "tokenizer")):
-        if not Path(path).exists():
-            raise FileNotFoundError(f"{what} not found at {path}")
-    tok = Tokenizer.load(tokenizer_path)
-    catalog = read_table_arrow(catalog_path, ["site", "product_id", "title_norm", "category"]).to_pandas()
-    pairs = read_table_arrow(pairs_path, ["site", "session_id", "product_a", "product_b"]).to_pandas()
-    data = build_training_data(catalog, pairs, tok, cfg.model.max_len, cfg.sessions.language)
     trained_on = {
-        "data_dir": str(Path(data_dir).resolve()), "tokenizer": str(Path(tokenizer_path).resolve()),
+        "data_dir": fs.absolute(data_dir), "tokenizer": fs.absolute(tokenizer_path),
         "table_format": table_format(catalog_path),
         "catalog_version": table_version(catalog_path), "pairs_version": table_version(pairs_path),
         "content_sha256": data.content_hash(), **{f"rows_{k}": v for k, v in data.stats.items()},
     }
+    data = data.sharded(0, world)   # the hash covers all pairs; rank 0 trains on its shard only
     registry.setup_tracking(cfg.mlflow.tracking_uri, cfg.mlflow.experiment)
-    with mlflow.start_run(tags={RUN_KEY_TAG: run_key} if run_key else None) as run, \
+    with mlflow.start_run(tags={registry.RUN_KEY_TAG: run_key} if run_key else None) as run, \
             tempfile.TemporaryDirectory() as tmp:
+        local_tokenizer = tokenizer_path
+        if not fs.is_local(tokenizer_path):   # MLflow logs local files: bring a remote tokenizer here
+            local_tokenizer = str(Path(tmp) / Path(tokenizer_path).name)
+            Path(local_tokenizer).write_bytes(fs.read_bytes(tokenizer_path))
         mlflow.log_params(_flatten({k: v for k, v in cfg.model_dump().items() if k in
                                     ("model", "train", "tokenizer", "sessions")}))
         mlflow.log_params({f"data.{k}": str(v) for k, v in trained_on.items()})
         mlflow.log_params({"data.vocab_size": tok.vocab_size, "data.alpha_effective":
                            1.0 if data.n_categories == 0 else cfg.train.alpha})
+        if world > 1:
+            mlflow.log_params({"dist.world_size": world})
         mlflow.log_dict(cfg.model_dump(), "config.json")
         mlflow.log_dict(trained_on, "trained_on.json")
-        mlflow.log_artifact(tokenizer_path, "tokenizer")
+        mlflow.log_artifact(fs.local_path(local_tokenizer), "tokenizer")
         result = train(data, cfg.model, cfg.train, tok.vocab_size,
                        log_fn=lambda step, m: mlflow.log_metrics(m, step=step), progress=progress)
         health = embedding_health(result.model.encoder, data, cfg.train.health_sample, cfg.train.seed,
@@ -526,25 +403,21 @@ def run_training(data_dir: str, tokenizer_path: str, cfg, *, progress: bool = Tr
         summary = {"run_id": run.info.run_id, "steps": result.steps, "seconds": round(result.seconds, 2),
                    "alpha": result.alpha, "device": result.device, "final_loss": result.history[-1]["loss"]
                    if result.history else None, "health": health, "trained_on": trained_on}
+        if world > 1:
+            summary.update(rank=0, world_size=world, shard_pairs=len(data.pair_a), sync_checks=result.sync_checks)
         if health["collapsed"]:
             mlflow.set_tag("health", "collapsed")
             raise CollapsedError(
                 f"embeddings collapsed: mean per-dimension std {health['dim_std_mean']:.2e} < "
                 f"{cfg.train.min_dim_std_ratio} / sqrt(dim); nothing registered (run {run.info.run_id})")
         mlflow.set_tag("health", "ok")
-        titles = catalog["title_norm"].dropna().head(3).tolist() or ["producto"]
-        version = registry.log_encoder(result.model.encoder, tokenizer_path, max_len=cfg.model.max_len,
-                                       language=cfg.sessions.language, model_name=cfg.mlflow.model_name,
-                                       workdir=Path(tmp) / "model", example_titles=titles)
-        client = mlflow.MlflowClient()
-        tags = {"health": "ok", "dim_std_mean": health["dim_std_mean"],
-                "content_sha256": trained_on["content_sha256"]}
-        if run_key:
-            tags[RUN_KEY_TAG] = run_key
-        for key, value in tags.items():
-            client.set_model_version_tag(cfg.mlflow.model_name, version, key, str(value))
-        aliases = registry.set_aliases_after_training(cfg.mlflow.model_name, version)
-        client.set_model_version_tag(cfg.mlflow.model_name, version, ALIASES_SET_TAG, "true")
+        version = registry.log_encoder(result.model.encoder, fs.local_path(local_tokenizer),
+                                       max_len=cfg.model.max_len, language=cfg.sessions.language,
+                                       model_name=cfg.mlflow.model_name, workdir=Path(tmp) / "model",
+                                       example_titles=data.example_titles or ["producto"])
+        aliases = registry.tag_trained_version(cfg.mlflow.model_name, version,
+                                               dim_std_mean=health["dim_std_mean"],
+                                               content_sha256=trained_on["content_sha256"], run_key=run_key)
         summary.update(model_name=cfg.mlflow.model_name, model_version=version, aliases=aliases,
                        reused=False, run_key=run_key)
     return summary

@@ -287,7 +287,8 @@ def test_train_run_key_reuses_the_registered_version(spark, tmp_path):
     from prodemb.sessions import run_sessionize
     from prodemb.synth import SynthSpec, generate
     from prodemb.tokenizer import train_from_catalog
-    from prodemb.train import ALIASES_SET_TAG, run_training
+    from prodemb.registry import ALIASES_SET_TAG
+    from prodemb.train import run_training
 
     generate(SynthSpec(n_clicks=8000, n_products=300, seed=2), tmp_path / "synth")
     run_sessionize(spark, str(tmp_path / "synth" / "clicks"), "clicks", str(tmp_path / "data"), SessionsConfig())

@@ -1,4 +1,4 @@
-"""prodemb.model: shapes, Eq. 1/2/4 by hand, stop-gradient, EMA target, τ schedule, FLOPs."""
+"""prodemb.model: shapes, Eq. 1/2/4 by hand, stop-gradient, EMA target, FLOPs (the τ schedule: tests/test_optim.py)."""
 from __future__ import annotations
 
 import math
@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from prodemb.model import (MLP, BYOLCategoryModel, ProductEncoder, byol_loss, category_loss,
-                           flops_per_pair, tau_schedule, total_loss)
+                           flops_per_pair, total_loss)
+from prodemb.optim import tau_schedule
 
 TINY = dict(embed_dim=16, n_filters=8, kernel_sizes=(2, 3, 4, 5), hidden_dim=32, proj_dim=8)
 
@@ -191,14 +192,6 @@ def test_update_target_is_ema_and_copies_bn_buffers():
     bn_o, bn_t = m.projector.net[1], m.target_projector.net[1]
     assert torch.equal(bn_o.running_mean, bn_t.running_mean) and torch.equal(bn_o.running_var, bn_t.running_var)
     assert bn_o.running_mean.abs().sum() > 0
-
-
-def test_tau_schedule():
-    assert tau_schedule(0, 100) == pytest.approx(0.996)
-    assert tau_schedule(100, 100) == pytest.approx(1.0)
-    assert tau_schedule(50, 100) == pytest.approx(1 - 0.004 / 2)
-    assert tau_schedule(25, 100, tau_base=0.9) == pytest.approx(1 - 0.1 * (math.cos(math.pi / 4) + 1) / 2)
-    assert tau_schedule(10, 100) < tau_schedule(60, 100)
 
 
 # ---------------------------------------------------------------- no categories

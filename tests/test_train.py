@@ -1,4 +1,7 @@
-"""Training loop, optimizer, schedules, health check, MLflow registration and the pyfunc round trip."""
+"""The training loop and the job: MLflow registration and the pyfunc round trip.
+
+Optimizer and schedules: tests/test_optim.py; inputs: tests/test_train_data.py; health: tests/test_health.py;
+torchrun: tests/test_train_distributed.py."""
 from __future__ import annotations
 
 import json
@@ -13,89 +16,11 @@ import pytest
 import torch
 
 from prodemb.config import SessionsConfig, load_config
-from prodemb.train import (LARS, build_training_data, embed, embedding_health, lr_at,
-                           run_training, train)
+from prodemb.health import embedding_health
+from prodemb.train import run_training, train
+from prodemb.train_data import build_training_data
 from tests.conftest import REPO_ROOT, shared_data
-
-
-# --- optimizer and schedules -------------------------------------------------------------------
-
-def test_lars_scales_by_trust_ratio_and_skips_excluded_groups():
-    w = torch.nn.Parameter(torch.tensor([3.0, 4.0]))          # ‖w‖ = 5
-    b = torch.nn.Parameter(torch.tensor([1.0]))
-    opt = LARS([{"params": [w], "weight_decay": 0.0}, {"params": [b], "weight_decay": 0.0, "lars_exclude": True}],
-               lr=0.1, momentum=0.9, eta=0.01)
-    w.grad = torch.tensor([0.0, 2.0])                          # ‖g‖ = 2 → trust = 0.01·5/2 = 0.025
-    b.grad = torch.tensor([2.0])
-    opt.step()
-    assert torch.allclose(w.detach(), torch.tensor([3.0, 4.0 - 0.1 * 0.025 * 2.0]))
-    assert torch.allclose(b.detach(), torch.tensor([1.0 - 0.1 * 2.0]))   # plain SGD
-    w.grad, b.grad = torch.tensor([0.0, 2.0]), torch.tensor([2.0])
-    before = w.detach().clone()
-    opt.step()                                                  # momentum: 0.9·u + u
-    trust = 0.01 * torch.linalg.vector_norm(before) / 2.0
-    assert torch.allclose(w.detach()[1], before[1] - 0.1 * (0.9 * 0.025 * 2.0 + trust * 2.0))
-
-
-def test_lars_weight_decay_enters_the_update():
-    w = torch.nn.Parameter(torch.tensor([1.0, 0.0]))
-    opt = LARS([{"params": [w], "weight_decay": 0.5}], lr=1.0, momentum=0.0, eta=1.0)
-    w.grad = torch.tensor([0.0, 1.0])
-    opt.step()                                                  # g' = g + 0.5 w = [0.5, 1]; trust = 1/‖g'‖
-    g = torch.tensor([0.5, 1.0])
-    assert torch.allclose(w.detach(), torch.tensor([1.0, 0.0]) - g / torch.linalg.vector_norm(g))
-
-
-def test_lr_warmup_then_cosine():
-    peak, total, warm = 7.2, 100, 10
-    assert lr_at(0, total, peak, warm) == pytest.approx(peak / 10)
-    assert lr_at(9, total, peak, warm) == pytest.approx(peak)
-    assert lr_at(10, total, peak, warm) == pytest.approx(peak)
-    assert lr_at(55, total, peak, warm) == pytest.approx(peak / 2)
-    assert lr_at(100, total, peak, warm) == pytest.approx(0.0, abs=1e-12)
-    assert all(lr_at(s, total, peak, warm) >= lr_at(s + 1, total, peak, warm) for s in range(10, 99))
-
-
-# --- data ----------------------------------------------------------------------------------------
-
-class _ToyTokenizer:
-    vocab_size = 50
-
-    def encode(self, titles, max_len):
-        out = np.zeros((len(titles), max_len), dtype=np.int32)
-        for i, t in enumerate(titles):
-            ids = [2 + (sum(map(ord, w)) % 48) for w in t.split()][:max_len]
-            out[i, :len(ids)] = ids
-        return out
-
-
-def toy_data(n_products=60, n_sessions=400, n_cat=3, seed=0, categories=True):
-    """Products in n_cat groups with group-specific words; sessions stay within a group."""
-    rng = np.random.default_rng(seed)
-    words = [[f"w{c}x{k}" for k in range(6)] for c in range(n_cat)]
-    cat = np.arange(n_products) % n_cat
-    titles = [" ".join(rng.choice(words[c], 4)) for c in cat]
-    catalog = pd.DataFrame({"site": "s", "product_id": [f"p{i}" for i in range(n_products)], "title_norm": titles,
-                            "category": [f"c{c}" for c in cat] if categories else None})
-    rows = []
-    for s in range(n_sessions):
-        c = rng.integers(n_cat)
-        a, b = sorted(rng.choice(np.flatnonzero(cat == c), 2, replace=False))
-        rows.append(("s", s, f"p{a}", f"p{b}"))
-    pairs = pd.DataFrame(rows, columns=["site", "session_id", "product_a", "product_b"])
-    return build_training_data(catalog, pairs, _ToyTokenizer(), max_len=6, holdout_fraction=0.1)
-
-
-def test_build_training_data_indexes_pairs_and_holds_out_whole_sessions():
-    data = toy_data()
-    assert data.tokens.shape == (60, 6) and data.tokens.dtype == torch.int64
-    assert data.n_categories == 3 and data.categories.min() >= 0
-    assert data.stats["pairs_train"] + data.stats["pairs_holdout"] == 400
-    assert 10 <= data.stats["pairs_holdout"] <= 80
-    assert int(data.pair_a.max()) < 60 and bool((data.pair_a != data.pair_b).all())
-    nocat = toy_data(categories=False)
-    assert nocat.n_categories == 0 and bool((nocat.categories == -1).all())
-    assert len(data.content_hash()) == 64 and data.content_hash() != toy_data(seed=1).content_hash()
+from tests.test_train_data import toy_data
 
 
 def small_cfg(**train):
@@ -125,32 +50,6 @@ def test_no_categories_trains_with_alpha_one():
     result = train(data, model_cfg, cfg, vocab_size=50, progress=False)
     assert result.alpha == 1.0 and result.model.category_head is None
     assert all(h["loss_ce"] == 0 for h in result.history)
-
-
-def test_health_flags_a_collapsed_encoder_and_passes_a_spread_one():
-    data = toy_data()
-    model_cfg, cfg = small_cfg(epochs=10, base_lr=20.0)   # LARS at batch 64 needs a large base lr
-    good = train(data, model_cfg, cfg, vocab_size=50, progress=False).model.encoder
-    h = embedding_health(good, data, sample=200)
-    assert not h["collapsed"] and h["dim_std_mean"] > 0
-    assert h["alignment_holdout"] < h["alignment_random"]   # session pairs closer than random pairs
-    collapsed = train(data, model_cfg, cfg.model_copy(update={"max_steps": 1}), vocab_size=50,
-                      progress=False).model.encoder
-    with torch.no_grad():   # every product maps to the same vector: the failure BYOL can fall into
-        for p in collapsed.parameters():
-            p.zero_()
-        next(p for n, p in collapsed.named_parameters() if n.endswith("bias")).fill_(1.0)
-    hc = embedding_health(collapsed, data, sample=200)
-    assert hc["collapsed"] and hc["dim_std_mean"] < 1e-6
-
-
-def test_embed_is_batched_eval_mode():
-    data = toy_data()
-    model_cfg, cfg = small_cfg(max_steps=2)
-    enc = train(data, model_cfg, cfg, vocab_size=50, progress=False).model.encoder
-    full = embed(enc, data.tokens, batch_size=1000)
-    assert torch.allclose(full, embed(enc, data.tokens, batch_size=7), atol=1e-6)
-    assert enc.training   # restored
 
 
 # --- real sessions, MLflow, registry, pyfunc ------------------------------------------------------

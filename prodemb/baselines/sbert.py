@@ -53,7 +53,7 @@ class SentenceEncoder(EmbeddingMethod):
             os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
             from sentence_transformers import SentenceTransformer
 
-            from prodemb.train import pick_device
+            from prodemb.device import pick_device
 
             self._model = SentenceTransformer(model_path(), device=str(pick_device(self.ctx.eval_cfg.device)),
                                               local_files_only=True)

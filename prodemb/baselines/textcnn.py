@@ -80,7 +80,7 @@ class SupervisedTextCNN(Method):
         return self._encode(rows["title"])            # not prepared: tokenize these rows now
 
     def device(self):
-        from prodemb.train import pick_device
+        from prodemb.device import pick_device
 
         return pick_device(self.ctx.eval_cfg.device)
 

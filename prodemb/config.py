@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CONF_DIR = Path(os.environ.get("PRODEMB_CONF_DIR", REPO_ROOT / "conf"))
@@ -99,6 +99,7 @@ class TrainConfig(_Section):
     health_sample: int = 5000             # products embedded for the collapse check
     min_dim_std_ratio: float = 0.05       # collapsed if mean per-dim std < ratio / sqrt(dim) (healthy ≈ 0.5)
     log_every: int = 10
+    check_sync_every: int = 0             # torchrun: every N steps check that all ranks hold identical weights
 
 
 class MlflowConfig(_Section):
@@ -114,7 +115,7 @@ class FeastConfig(_Section):
 
 class ScoreConfig(_Section):
     keep_model_versions: int = 3          # model versions kept in the embeddings table (history)
-    model_uri: str = "models:/prodemb-encoder@champion"
+    model_uri: str | None = None          # None: models:/<mlflow.model_name>@champion
 
 
 class EvaluateConfig(_Section):
@@ -185,6 +186,13 @@ class Config(_Section):
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
     promote: PromoteConfig = Field(default_factory=PromoteConfig)
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
+
+    @model_validator(mode="after")
+    def _champion_of_this_model(self) -> "Config":
+        # Scoring follows mlflow.model_name unless a URI is given: a renamed model scores its own champion.
+        if self.score.model_uri is None:
+            self.score.model_uri = f"models:/{self.mlflow.model_name}@champion"
+        return self
 
 
 def deep_merge(base: dict, over: dict) -> dict:

@@ -38,3 +38,10 @@ def test_cluster_local_profile_points_at_the_local_services(monkeypatch):
     assert cfg.mlflow.tracking_uri == "http://127.0.0.1:5000"
     assert cfg.sessions.format == "delta"
     assert cfg.paths.data_dir.startswith("file:///") and cfg.feast.yaml_file == "feature_store.cluster-local.yaml"
+
+
+def test_scoring_follows_the_model_name_unless_a_uri_is_given():
+    assert load_config("local").score.model_uri == "models:/prodemb-encoder@champion"
+    assert load_config("local", ["mlflow.model_name=other"]).score.model_uri == "models:/other@champion"
+    assert load_config("local", ["mlflow.model_name=other", "score.model_uri=models:/x/3"]).score.model_uri \
+        == "models:/x/3"

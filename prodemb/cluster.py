@@ -50,14 +50,17 @@ class Service:
     url: str
     ui_port: int | None = None
     needs: tuple[str, ...] = field(default_factory=tuple)   # started after these
+    marker: str = ""   # in the process's command line: a recycled pid in a stale pid file is never "ours"
 
 
 SERVICES = (
-    Service("spark-master", 7077, SPARK_MASTER_URL, ui_port=8080),
-    Service("spark-worker-1", 7078, f"{HOST}:7078", ui_port=8081, needs=("spark-master",)),
-    Service("spark-worker-2", 7079, f"{HOST}:7079", ui_port=8082, needs=("spark-master",)),
-    Service("redis", 6379, REDIS_URL),
-    Service("mlflow", 5000, MLFLOW_URL),
+    Service("spark-master", 7077, SPARK_MASTER_URL, ui_port=8080, marker="org.apache.spark.deploy.master.Master"),
+    Service("spark-worker-1", 7078, f"{HOST}:7078", ui_port=8081, needs=("spark-master",),
+            marker="org.apache.spark.deploy.worker.Worker"),
+    Service("spark-worker-2", 7079, f"{HOST}:7079", ui_port=8082, needs=("spark-master",),
+            marker="org.apache.spark.deploy.worker.Worker"),
+    Service("redis", 6379, REDIS_URL, marker="redis-server"),
+    Service("mlflow", 5000, MLFLOW_URL, marker="mlflow"),
 )
 BY_NAME = {s.name: s for s in SERVICES}
 
@@ -99,12 +102,21 @@ def _alive(pid: int) -> bool:
 
 
 def _our_pid(state: Path, name: str) -> int | None:
+    """The pid in the service's pid file if that process is alive and still runs the service: pids are
+    recycled (after a reboot a stale ``.cluster/pids`` may name anyone), and ``down`` must never signal a
+    process group it did not start."""
     f = _pid_file(state, name)
     try:
         pid = int(f.read_text().strip())
     except (OSError, ValueError):
         return None
-    return pid if _alive(pid) else None
+    if not _alive(pid):
+        return None
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return pid   # no /proc: trust the pid file
+    return pid if BY_NAME[name].marker in cmdline else None
 
 
 def _spark_env(state: Path) -> dict[str, str]:
@@ -159,7 +171,11 @@ def _command(service: Service, state: Path) -> tuple[list[str], dict[str, str]]:
         return ([sys.executable, "-m", "mlflow", "server", "--host", HOST, "--port", str(service.port),
                  "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
                  "--artifacts-destination", str(root / "artifacts"), "--serve-artifacts", "--workers", "1"],
-                {**os.environ, "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"})
+                {**os.environ, "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+                 # The job runner (on by default in MLflow 3) forks 7 huey consumers, ~1.8 GB and a minute of
+                 # CPU on 2 cores, for GenAI jobs this pipeline never submits.
+                 "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": os.environ.get("MLFLOW_SERVER_ENABLE_JOB_EXECUTION",
+                                                                      "false")})
     raise ValueError(service.name)
 
 
@@ -175,19 +191,20 @@ def _ready(service: Service) -> bool:
         except OSError:
             return False
     if service.name.startswith("spark-worker"):   # registered with the master, not just listening
-        return _workers_alive() >= int(service.name.rsplit("-", 1)[1])
+        return service.port in _workers_alive()
     return True
 
 
-def _workers_alive() -> int:
+def _workers_alive() -> set[int]:
+    """RPC ports of the workers the master's UI lists as ALIVE (empty when the master does not answer)."""
     import json
     import urllib.request
 
     try:
         with urllib.request.urlopen(f"http://{HOST}:{BY_NAME['spark-master'].ui_port}/json/", timeout=2) as r:
-            return sum(w.get("state") == "ALIVE" for w in json.load(r).get("workers", []))
+            return {w.get("port") for w in json.load(r).get("workers", []) if w.get("state") == "ALIVE"}
     except (OSError, ValueError):
-        return 0
+        return set()
 
 
 def _log_tail(path: Path, lines: int = 5) -> str:
@@ -207,10 +224,13 @@ def _start(service: Service, state: Path, timeout: float) -> int:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
+            _pid_file(state, service.name).unlink(missing_ok=True)
             raise ClusterError(f"{service.name} exited with {proc.returncode} on start; log {log}: {_log_tail(log)}")
         if _ready(service):
             return proc.pid
         time.sleep(0.3)
+    _stop_pids({proc.pid: service})   # half started: leave nothing behind that a later `up` would trust
+    _pid_file(state, service.name).unlink(missing_ok=True)
     raise ClusterError(f"{service.name} did not answer on {HOST}:{service.port} within {timeout:.0f} s; "
                        f"log {log}: {_log_tail(log)}")
 
@@ -267,7 +287,7 @@ def up(state_dir: str | Path = DEFAULT_STATE_DIR, services=None, timeout: float 
             out[service.name] = {"url": service.url, "pid": pid, "started": False}
             continue
         if pid is not None:   # ours but not answering: restart it
-            _stop_pid(pid)
+            _stop_pids({pid: service})
         if port_open(service.port) or (service.ui_port and port_open(service.ui_port)):
             raise ClusterError(f"port {service.port if port_open(service.port) else service.ui_port} "
                                f"({service.name}) is in use by a process not started from {state}; "
@@ -276,32 +296,41 @@ def up(state_dir: str | Path = DEFAULT_STATE_DIR, services=None, timeout: float 
     return out
 
 
-def _stop_pid(pid: int, timeout: float = 20.0) -> None:
+def _signal_group(pid: int, sig: signal.Signals) -> None:
     try:
-        os.killpg(pid, signal.SIGTERM)
+        os.killpg(pid, sig)   # each service leads its own session: its children (uvicorn, executors) go too
     except ProcessLookupError:
-        return
+        pass
+
+
+def _stop_pids(pids: dict[int, Service], timeout: float = 20.0) -> None:
+    """SIGTERM every group at once, wait until each leader is gone and its ports are closed (a child such as
+    uvicorn may outlive its leader by a moment), SIGKILL what is left after ``timeout``."""
+    for pid in pids:
+        _signal_group(pid, signal.SIGTERM)
+
+    def running(pid: int, service: Service) -> bool:
+        return _alive(pid) or any(port_open(p) for p in (service.port, service.ui_port) if p)
+
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and _alive(pid):
+    while time.monotonic() < deadline and any(running(p, s) for p, s in pids.items()):
         time.sleep(0.2)
-    if _alive(pid):
-        try:
-            os.killpg(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+    for pid, service in pids.items():
+        if running(pid, service):
+            _signal_group(pid, signal.SIGKILL)
 
 
 def down(state_dir: str | Path = DEFAULT_STATE_DIR, services=None) -> dict[str, dict]:
     """Stop our services (workers before the master); returns {name: {stopped: bool}}."""
     state = Path(state_dir).absolute()
-    out: dict[str, dict] = {}
-    for service in reversed(_selected(services)):
-        pid = _our_pid(state, service.name)
-        if pid is not None:
-            _stop_pid(pid)
+    chosen = list(reversed(_selected(services)))
+    pids = {s.name: _our_pid(state, s.name) for s in chosen}
+    workers = {p: s for s in chosen if (p := pids[s.name]) and s.name.startswith("spark-worker")}
+    _stop_pids(workers)   # first, so that they do not try to reconnect to a master going away
+    _stop_pids({p: s for s in chosen if (p := pids[s.name]) and p not in workers})
+    for service in chosen:
         _pid_file(state, service.name).unlink(missing_ok=True)
-        out[service.name] = {"url": service.url, "stopped": pid is not None}
-    return out
+    return {s.name: {"url": s.url, "stopped": pids[s.name] is not None} for s in chosen}
 
 
 def status(state_dir: str | Path = DEFAULT_STATE_DIR) -> dict[str, dict]:
@@ -309,8 +338,15 @@ def status(state_dir: str | Path = DEFAULT_STATE_DIR) -> dict[str, dict]:
     return {s.name: {"url": s.url, "pid": _our_pid(state, s.name), "answering": _ready(s)} for s in SERVICES}
 
 
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):   # one line, like every other failure of this CLI
+        print(f"cluster: error: {message}", file=sys.stderr)
+        sys.exit(2)
+
+
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = _Parser(prog="python -m prodemb.cluster", description=__doc__,
+                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("action", choices=["up", "down", "status"])
     ap.add_argument("--state-dir", default=str(DEFAULT_STATE_DIR), help="pids, logs, data (default .cluster/)")
     ap.add_argument("--service", action="append", default=None, choices=list(BY_NAME),
@@ -331,7 +367,7 @@ def main(argv: list[str] | None = None) -> int:
                 state = "up" if info["answering"] and info["pid"] else ("not ours" if info["answering"] else "down")
                 print(f"{name:15s} {info['url']:28s} {state}" + (f" (pid {info['pid']})" if info["pid"] else ""))
     except (ClusterError, ValueError, OSError) as exc:
-        print(f"cluster: error: {exc}", file=sys.stderr)
+        print(f"cluster: error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2
     return 0
 

@@ -50,6 +50,8 @@ def feature_store(repo_dir: str | Path = FEATURE_REPO, yaml_file: str = "feature
     if key not in _STORES:
         from feast import FeatureStore
 
+        os.environ["PRODEMB_FEATURE_REPO"] = key[0]   # ${PRODEMB_FEATURE_REPO} in the yaml files
+        (Path(key[0]) / "data").mkdir(exist_ok=True)    # registry and SQLite files live there
         _STORES[key] = FeatureStore(repo_path=key[0], fs_yaml_file=Path(key[0]) / yaml_file)
     return _STORES[key]
 
@@ -70,6 +72,8 @@ def repo_objects(embeddings_path: str | Path, repo_dir: str | Path = FEATURE_REP
 
 def apply_repo(store, embeddings_path: str | Path, repo_dir: str | Path = FEATURE_REPO) -> None:
     """``feast apply`` from Python: registry entries and online tables for our objects."""
+    # features.py picks the source that this store's offline store reads (FileSource or SparkSource).
+    os.environ["PRODEMB_FEAST_OFFLINE"] = "spark" if store.config.offline_store.type == "spark" else "file"
     store.apply(repo_objects(embeddings_path, repo_dir))
 
 

@@ -83,14 +83,14 @@ def _load_cached(local_dir: str):
     return model
 
 
-def embed_batches(model_dir: str, dim: int, shipped: bool = False):
+def embed_batches(model_dir: str, dim: int, shipped: str | None = None):
     """mapInArrow function: (site, product_id, title) batches → (site, product_id, embedding).
-    ``shipped``: the model folder reached the executors through ``SparkContext.addFile`` (a cluster),
-    so each worker loads its own copy rather than a path on the driver's disk."""
+    ``shipped``: the name of the model's archive sent to the executors with ``SparkContext.addArchive``
+    (a cluster): each worker loads its unpacked copy, not a path on the driver's disk."""
     import pandas as pd
 
     def run(batches):
-        model = _load_cached(_worker_path(model_dir) if shipped else model_dir)
+        model = _load_cached(_worker_path(shipped) if shipped else model_dir)
         for batch in batches:
             titles = pd.DataFrame({"title": batch.column("title").to_pylist()})
             vectors = np.ascontiguousarray(model.predict(titles), dtype=np.float32)   # [n, dim]
@@ -102,15 +102,27 @@ def embed_batches(model_dir: str, dim: int, shipped: bool = False):
     return run
 
 
-def _worker_path(model_dir: str) -> str:
-    """The executor's copy of a model folder shipped with SparkContext.addFile."""
+def _worker_path(archive_name: str) -> str:
+    """The executor's unpacked copy of a model archive shipped with SparkContext.addArchive."""
     from pyspark import SparkFiles
 
-    return SparkFiles.get(os.path.basename(model_dir))
+    return SparkFiles.get(archive_name)
+
+
+def ship_model(spark, model: ResolvedModel) -> str:
+    """Zip the downloaded model folder next to it and send it to every executor (Spark ships files and
+    archives, not local folders, to a cluster). Returns the archive's name, the executors' key to it."""
+    import shutil
+    from pathlib import Path
+
+    base = Path(model.local_dir).resolve()
+    archive = shutil.make_archive(str(base.parent / f"prodemb-model-{model.version}"), "zip", root_dir=base)
+    spark.sparkContext.addArchive(archive)
+    return os.path.basename(archive)
 
 
 def score_catalog(catalog: DataFrame, model: ResolvedModel, scored_at: datetime,
-                  shipped: bool = False) -> DataFrame:
+                  shipped: str | None = None) -> DataFrame:
     """catalog → embeddings rows for ``model`` (pure DataFrame → DataFrame; the model runs in workers)."""
     vectors = catalog.select("site", "product_id", F.coalesce("title", F.lit("")).alias("title")) \
         .mapInArrow(embed_batches(model.local_dir, model.dim, shipped),
@@ -154,12 +166,11 @@ def _score_with(spark, model: ResolvedModel, data_dir: str, output: str, *, fmt:
     from prodemb.spark import ship_package
     from prodemb.tables import read_table, write_table
 
-    # Executors are other processes, maybe on other machines: they get the model folder and this
-    # package from the driver, never from a path on the driver's disk.
-    shipped = not spark.sparkContext.master.startswith("local")
-    executor_package = None
-    if shipped:
-        spark.sparkContext.addFile(model.local_dir, recursive=True)
+    # Executors are other processes, maybe on other machines: they get the model and this package from
+    # the driver, never from a path on the driver's disk.
+    shipped, executor_package = None, None
+    if not spark.sparkContext.master.startswith("local"):
+        shipped = ship_model(spark, model)
         ship_package(spark)
         # Where a Python worker imports this package from: the shipped zip, not the driver's folder.
         executor_package = spark.sparkContext.parallelize([0], 1).map(

@@ -254,13 +254,12 @@ def load_training_data(catalog_path: str, pairs_path: str, tokenizer, max_len: i
                        batch_rows: int = BATCH_ROWS) -> TrainingData:
     """``build_training_data`` from the sessionize job's tables on any filesystem (``prodemb.fs``).
 
-    Parquet pairs are scanned in record batches straight from the files; Delta tables are read through
-    Spark (``prodemb.tables.read_table_arrow``) and then indexed batch by batch.
+    Pairs are scanned in record batches straight from the files, Parquet or the files of a Delta table's
+    current snapshot (``prodemb.tables.arrow_dataset``), and indexed batch by batch.
     """
-    from prodemb.tables import parquet_dataset, read_table_arrow, table_format
+    from prodemb.tables import arrow_dataset, read_table_arrow
 
     catalog = read_table_arrow(catalog_path, CATALOG_COLUMNS)
-    pairs: Any = parquet_dataset(pairs_path) if table_format(pairs_path) == "parquet" \
-        else read_table_arrow(pairs_path, PAIR_COLUMNS)
+    pairs: Any = arrow_dataset(pairs_path)
     return build_training_data(catalog, pairs, tokenizer, max_len, language, batch_rows=batch_rows)
 

@@ -1,0 +1,182 @@
+"""The pipeline on a real cluster on this machine (profile ``cluster-local``, prodemb/cluster.py): a Spark
+standalone master and 2 workers, Redis, an MLflow tracking server, Delta tables on ``file://`` URIs.
+
+* ``spark-submit --master spark://127.0.0.1:7077 jobs/sessionize.py --config-profile cluster-local
+  --input URI --input-format clicks --output URI --format delta`` (the cluster contract);
+* the ``prodemb`` DAG with ``dag.test()`` under that profile: sessionize, consolidate and score through
+  ``SparkSubmitOperator`` on the master (executors are separate JVMs and Python workers, which get the
+  model and the package shipped), training logged and registered over HTTP, publish into Redis;
+* a consumer with nothing but the Feast SDK: ``get_online_features`` from Redis equals the registered
+  model's vectors for the products' titles, and historical retrieval goes through the Spark offline store.
+
+Services are started by the test (or an already running ``make cluster-up`` is used) and stopped after.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+from prodemb import cluster, fs
+from tests.conftest import REPO_ROOT
+from tests.test_dags import DAG_TEST_DRIVER, DAGS, VENV_BIN, airflow_env, run_logged, tagged_json
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def services(tmp_path_factory):
+    """The cluster of `make cluster-up` if it is running, else one started (and stopped) here."""
+    running = cluster.status(cluster.DEFAULT_STATE_DIR)
+    if all(s["pid"] and s["answering"] for s in running.values()):
+        yield {"state": cluster.DEFAULT_STATE_DIR, "started_here": False}
+        return
+    state = tmp_path_factory.mktemp("cluster")
+    cluster.up(state)
+    try:
+        yield {"state": state, "started_here": True}
+    finally:
+        cluster.down(state)
+
+
+def listening() -> dict[int, set[str]]:
+    out: dict[int, set[str]] = {}
+    for line in subprocess.run(["ss", "-ltnH"], capture_output=True, text=True, check=True).stdout.splitlines():
+        local = line.split()[3]
+        host, port = local.rsplit(":", 1)
+        out.setdefault(int(port), set()).add(host)
+    return out
+
+
+def test_services_listen_on_loopback_only_and_up_is_idempotent(services):
+    again = cluster.up(services["state"])
+    assert not any(s["started"] for s in again.values())          # nothing started twice
+    ports = listening()
+    for svc in cluster.SERVICES:
+        for port in (svc.port, svc.ui_port):
+            if port:
+                assert ports.get(port), f"{svc.name} does not listen on {port}"
+                assert ports[port] <= {"127.0.0.1", "[::ffff:127.0.0.1]"}, (svc.name, port, ports[port])
+    assert all(s["answering"] for s in cluster.status(services["state"]).values())
+
+
+CONSUMER = r"""
+import json, sys
+import numpy as np, pandas as pd
+from feast import FeatureStore
+import mlflow
+
+repo, yaml_file, ids, titles, model = sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), json.loads(sys.argv[4]), sys.argv[5]
+store = FeatureStore(repo_path=repo, fs_yaml_file=f"{repo}/{yaml_file}")
+online = store.get_online_features(features=["product_embeddings:embedding", "product_embeddings:model_version"],
+                                   entity_rows=[{"product_id": p} for p in ids]).to_dict()
+# "now" (the feature view's TTL is ten years: a timestamp far in the future would find nothing).
+entity = pd.DataFrame({"product_id": ids * 2,
+                       "event_timestamp": [pd.Timestamp.now(tz="UTC") + pd.Timedelta(hours=1)] * len(ids)
+                       + [pd.Timestamp("2000-01-01", tz="UTC")] * len(ids)})
+hist = store.get_historical_features(entity_df=entity, features=["product_embeddings:embedding"]).to_df()
+mlflow.set_tracking_uri("http://127.0.0.1:5000")
+vectors = mlflow.pyfunc.load_model(model).predict(pd.DataFrame({"title": titles}))
+out = {"offline_store": type(store._get_provider().offline_store).__name__,
+       "online": {p: (None if e is None else list(map(float, e))) for p, e in zip(online["product_id"], online["embedding"])},
+       "online_versions": online["model_version"],
+       "historical": [{"product_id": r.product_id, "ts": str(r.event_timestamp),
+                       "embedding": None if r.embedding is None or (isinstance(r.embedding, float)) else list(map(float, r.embedding))}
+                      for r in hist.itertuples()],
+       "model": vectors.tolist()}
+print("CONSUMER " + json.dumps(out))
+"""
+
+
+def test_pipeline_on_the_cluster(services, tmp_path):
+    import mlflow
+    import numpy as np
+    import redis
+
+    from prodemb.synth import SynthSpec, generate
+
+    lake = (tmp_path / "lake").as_uri()
+    generate(SynthSpec(n_clicks=6000, n_products=300, seed=5, start="2024-01-01", days=3), tmp_path / "raw")
+    clicks = (tmp_path / "raw" / "clicks").as_uri()
+    repo = tmp_path / "feature_repo"
+    shutil.copytree(REPO_ROOT / "feature_repo", repo, ignore=shutil.ignore_patterns("data"))
+    model_name = f"prodemb-encoder-e2e-{uuid.uuid4().hex[:8]}"   # the server outlives this test
+    env = {**os.environ, "PRODEMB_LAKE": lake, "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+           "SPARK_LOCAL_IP": "127.0.0.1", "PYSPARK_PYTHON": sys.executable, "TZ": "UTC"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+
+    # 1. The cluster contract of sessionize, as a user types it.
+    run_logged([str(VENV_BIN / "spark-submit"), "--master", cluster.SPARK_MASTER_URL, "jobs/sessionize.py",
+                "--config-profile", "cluster-local", "--input", clicks, "--input-format", "clicks",
+                "--output", f"{lake}/full", "--format", "delta"], env, tmp_path / "sessionize.log", 600)
+    report = fs.read_json(f"{lake}/full/_run.json")
+    assert report["rows_in"] == 6000 == report["rows_valid"] + report["rows_filtered"] + report["rows_quarantined"]
+    assert set(report["delta_versions"]) == {"quarantine", "catalog", "sessions", "pairs"}
+    assert fs.is_dir(f"{lake}/full/pairs/_delta_log") and report["pairs"] > 0
+
+    # 2. The DAG under the cluster-local profile, Spark stages on the standalone master.
+    tasks = tmp_path / "raw" / "tasks"
+    overrides = [
+        f"schedule.source_path={clicks}", f"feast.repo_dir={repo}", f"mlflow.model_name={model_name}",
+        f"paths.runs_dir={tmp_path}/runs", f"schedule.work_dir={tmp_path}/runs",
+        "schedule.retries=0", "tokenizer.vocab_size=500",
+        "train.max_steps=10", "train.batch_size=128", "train.health_sample=300",
+        "evaluate.methods=[prodemb, random, tfidf]", "evaluate.train_sizes=[40]", "evaluate.samples=1",
+        f"evaluate.tasks={{condition: {tasks}/condition.parquet, free_shipping: {tasks}/free_shipping.parquet}}",
+        "promote.train_size=40", "promote.samples=1",
+    ]
+    home = tmp_path / "airflow"
+    home.mkdir()
+    aenv = {**airflow_env(home, overrides, profile="cluster-local"), "PRODEMB_LAKE": lake,
+            "AIRFLOW_CONN_SPARK_DEFAULT": json.dumps({"conn_type": "spark", "host": cluster.SPARK_MASTER_URL})}
+    aenv.pop("MLFLOW_TRACKING_URI", None)
+    run_logged([str(VENV_BIN / "airflow"), "db", "migrate"], aenv, tmp_path / "migrate.log", 300)
+    text = run_logged([sys.executable, "-c", DAG_TEST_DRIVER, str(DAGS), "2024-01-03", "{}"], aenv,
+                      tmp_path / "dag.log", 900)
+    result = tagged_json(text, "RESULT")
+    assert result["state"] == "success" and set(result["tasks"].values()) == {"success"}, result
+    # The executors imported this package from what the driver shipped, not from the repository.
+    shipped = re.findall(r'"executor_package": "([^"]+)"', text)
+    assert shipped and all(not p.startswith(str(REPO_ROOT)) and ".zip" in p for p in shipped), shipped
+
+    # Training talked to the tracking server over HTTP and registered exactly one version.
+    client = mlflow.MlflowClient("http://127.0.0.1:5000")
+    versions = client.search_model_versions(f"name = '{model_name}'")
+    assert [v.version for v in versions] == ["1"]
+    assert client.get_model_version(model_name, "1").tags["health"] == "ok"
+    assert client.get_model_version_by_alias(model_name, "champion").version == "1"
+
+    # Scoring wrote the Delta embeddings table on the lake; publish filled Redis.
+    tables = f"{lake}/tables"
+    assert fs.is_dir(f"{tables}/embeddings/_delta_log")
+    from prodemb.tables import arrow_dataset
+
+    catalog = arrow_dataset(f"{tables}/catalog").to_table(columns=["product_id", "title"]).to_pandas()
+    emb = arrow_dataset(f"{tables}/embeddings").to_table(columns=["product_id", "model_version"])
+    assert emb.num_rows == len(catalog) > 50 and set(emb.column("model_version").to_pylist()) == {"1"}
+    assert redis.Redis(host="127.0.0.1", port=6379).dbsize() > 0
+
+    # 3. A consumer with the Feast SDK only: online from Redis, point in time through Spark.
+    sample = catalog.sort_values("product_id").head(4)
+    ids, titles = sample["product_id"].tolist(), sample["title"].tolist()
+    cenv = {**env, "PRODEMB_FEATURE_REPO": str(repo), "PRODEMB_FEAST_OFFLINE": "spark",
+            "PRODEMB_EMBEDDINGS": f"{tables}/embeddings"}
+    out = tagged_json(run_logged([sys.executable, "-c", CONSUMER, str(repo), "feature_store.cluster-local.yaml",
+                                  json.dumps(ids), json.dumps(titles), f"models:/{model_name}@champion"],
+                                 cenv, tmp_path / "consumer.log", 600), "CONSUMER")
+    assert out["offline_store"] == "SparkOfflineStore"
+    expected = np.asarray(out["model"], dtype=np.float32)
+    online = np.asarray([out["online"][p] for p in ids], dtype=np.float32)
+    np.testing.assert_allclose(online, expected, rtol=1e-5, atol=1e-6)
+    assert out["online_versions"] == ["1"] * len(ids)
+    now = {r["product_id"]: r["embedding"] for r in out["historical"] if not r["ts"].startswith("2000")}
+    before = [r["embedding"] for r in out["historical"] if r["ts"].startswith("2000")]
+    np.testing.assert_allclose(np.asarray([now[p] for p in ids], dtype=np.float32), expected, rtol=1e-5, atol=1e-6)
+    assert before == [None] * len(ids)        # nothing had been scored in 2000

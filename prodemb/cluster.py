@@ -214,13 +214,21 @@ def _log_tail(path: Path, lines: int = 5) -> str:
         return "(no log)"
 
 
-def _start(service: Service, state: Path, timeout: float) -> int:
+def _launch(service: Service, state: Path) -> subprocess.Popen:
+    """Start the service detached (its own session, so it outlives this process and ``down`` can signal
+    its whole group) and record its pid."""
     cmd, env = _command(service, state)
     log = state / "logs" / f"{service.name}.log"
     with open(log, "ab") as fh:
         proc = subprocess.Popen(cmd, env=env, cwd=state, stdout=fh, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, start_new_session=True)
     _pid_file(state, service.name).write_text(str(proc.pid))
+    return proc
+
+
+def _await(service: Service, state: Path, proc: subprocess.Popen, timeout: float) -> int:
+    """Wait until the launched service answers; on failure stop it and raise with its log's last lines."""
+    log = state / "logs" / f"{service.name}.log"
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -281,7 +289,8 @@ def up(state_dir: str | Path = DEFAULT_STATE_DIR, services=None, timeout: float 
     chosen = _selected(services)
     if any(s.name == "spark-master" for s in chosen):
         install_delta_defaults()
-    for service in chosen:
+    todo: list[Service] = []
+    for service in chosen:   # every check before any start: a foreign port fails the call up front
         pid = _our_pid(state, service.name)
         if pid is not None and _ready(service):
             out[service.name] = {"url": service.url, "pid": pid, "started": False}
@@ -292,8 +301,27 @@ def up(state_dir: str | Path = DEFAULT_STATE_DIR, services=None, timeout: float 
             raise ClusterError(f"port {service.port if port_open(service.port) else service.ui_port} "
                                f"({service.name}) is in use by a process not started from {state}; "
                                "stop it or run `python -m prodemb.cluster down` with its state dir")
-        out[service.name] = {"url": service.url, "pid": _start(service, state, timeout), "started": True}
-    return out
+        todo.append(service)
+    # Independent services start together (a cold start is mostly JVM and import time, ~2x faster so);
+    # a worker is launched once its master answers, since a worker that misses it retries only every ~10 s.
+    procs: dict[str, subprocess.Popen] = {}
+    try:
+        for service in sorted(todo, key=lambda s: bool(s.needs)):
+            for need in service.needs:
+                if need in procs and need not in out:
+                    out[need] = {"url": BY_NAME[need].url, "started": True,
+                                 "pid": _await(BY_NAME[need], state, procs[need], timeout)}
+            procs[service.name] = _launch(service, state)
+        for service in todo:
+            if service.name not in out:
+                out[service.name] = {"url": service.url, "started": True,
+                                     "pid": _await(service, state, procs[service.name], timeout)}
+    except BaseException:   # all or nothing: what this call launched is stopped again
+        _stop_pids({proc.pid: BY_NAME[name] for name, proc in procs.items() if proc.poll() is None})
+        for name in procs:
+            _pid_file(state, name).unlink(missing_ok=True)
+        raise
+    return {s.name: out[s.name] for s in chosen}
 
 
 def _signal_group(pid: int, sig: signal.Signals) -> None:
@@ -364,7 +392,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{name:15s} {'stopped' if info['stopped'] else 'not running'}")
         else:
             for name, info in status(args.state_dir).items():
-                state = "up" if info["answering"] and info["pid"] else ("not ours" if info["answering"] else "down")
+                busy = info["answering"] or port_open(BY_NAME[name].port)
+                state = "up" if info["answering"] and info["pid"] else ("port in use, not ours" if busy else "down")
                 print(f"{name:15s} {info['url']:28s} {state}" + (f" (pid {info['pid']})" if info["pid"] else ""))
     except (ClusterError, ValueError, OSError) as exc:
         print(f"cluster: error: {' '.join(str(exc).split())}", file=sys.stderr)

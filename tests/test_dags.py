@@ -113,6 +113,18 @@ def airflow_env(home: Path, overrides: list[str], profile: str = "local") -> dic
     return env
 
 
+def tiny_run_overrides(tasks: Path, *, vocab: int, steps: int, batch: int, health: int, labels: int) -> list[str]:
+    """Overrides that make one DAG run small: no retries, a tiny tokenizer and training, three fast
+    evaluation methods and the gate on the generator's task tables under ``tasks``."""
+    return [
+        "schedule.retries=0", f"tokenizer.vocab_size={vocab}",
+        f"train.max_steps={steps}", f"train.batch_size={batch}", f"train.health_sample={health}",
+        "evaluate.methods=[prodemb, random, tfidf]", f"evaluate.train_sizes=[{labels}]", "evaluate.samples=1",
+        f"evaluate.tasks={{condition: {tasks}/condition.parquet, free_shipping: {tasks}/free_shipping.parquet}}",
+        f"promote.train_size={labels}", "promote.samples=1",
+    ]
+
+
 def run_logged(cmd: list[str], env: dict, log: Path, timeout: int) -> str:
     with open(log, "w") as fh:
         proc = subprocess.run(cmd, env=env, cwd=REPO_ROOT, stdout=fh, stderr=subprocess.STDOUT, timeout=timeout)
@@ -375,11 +387,7 @@ def test_dag_end_to_end_rerun_is_idempotent_and_next_day_scores_without_retraini
     overrides = [
         f"paths.data_dir={work}/data", f"paths.runs_dir={work}/runs", f"paths.synth_dir={work}/synth",
         f"mlflow.tracking_uri=sqlite:///{work}/mlflow.db", f"feast.repo_dir={work}/feature_repo",
-        "schedule.retries=0", "tokenizer.vocab_size=800",
-        "train.max_steps=20", "train.batch_size=256", "train.health_sample=500",
-        "evaluate.methods=[prodemb, random, tfidf]", "evaluate.train_sizes=[50]", "evaluate.samples=1",
-        f"evaluate.tasks={{condition: {tasks}/condition.parquet, free_shipping: {tasks}/free_shipping.parquet}}",
-        "promote.train_size=50", "promote.samples=1",
+        *tiny_run_overrides(tasks, vocab=800, steps=20, batch=256, health=500, labels=50),
         "spark.conf.spark.sql.shuffle.partitions=4", "spark.conf.spark.driver.memory=1g",
     ]
     home = tmp_path / "airflow"

@@ -26,7 +26,8 @@ import pytest
 
 from prodemb import cluster, fs
 from tests.conftest import REPO_ROOT
-from tests.test_dags import DAG_TEST_DRIVER, DAGS, VENV_BIN, airflow_env, run_logged, tagged_json
+from tests.test_dags import (DAG_TEST_DRIVER, DAGS, VENV_BIN, airflow_env, run_logged, tagged_json,
+                              tiny_run_overrides)
 
 pytestmark = pytest.mark.slow
 
@@ -126,11 +127,7 @@ def test_pipeline_on_the_cluster(services, tmp_path):
     overrides = [
         f"schedule.source_path={clicks}", f"feast.repo_dir={repo}", f"mlflow.model_name={model_name}",
         f"paths.runs_dir={tmp_path}/runs", f"schedule.work_dir={tmp_path}/runs",
-        "schedule.retries=0", "tokenizer.vocab_size=500",
-        "train.max_steps=10", "train.batch_size=128", "train.health_sample=300",
-        "evaluate.methods=[prodemb, random, tfidf]", "evaluate.train_sizes=[40]", "evaluate.samples=1",
-        f"evaluate.tasks={{condition: {tasks}/condition.parquet, free_shipping: {tasks}/free_shipping.parquet}}",
-        "promote.train_size=40", "promote.samples=1",
+        *tiny_run_overrides(tasks, vocab=500, steps=10, batch=128, health=300, labels=40),
     ]
     home = tmp_path / "airflow"
     home.mkdir()

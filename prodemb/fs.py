@@ -136,12 +136,6 @@ def is_dir(path: str | os.PathLike) -> bool:
     return _info(path).type == pafs.FileType.Directory
 
 
-def is_file(path: str | os.PathLike) -> bool:
-    from pyarrow import fs as pafs
-
-    return _info(path).type == pafs.FileType.File
-
-
 def list_files(path: str | os.PathLike, recursive: bool = True) -> list[str]:
     """Files under a folder (full paths, in the folder's own scheme), sorted; hidden and ``_``-prefixed
     names (``_SUCCESS``, ``_delta_log``, ``.crc``) and everything under them are left out."""
@@ -222,23 +216,6 @@ def atomic_local_file(path: str | os.PathLike, suffix: str = "") -> Iterator[Pat
     finally:
         if tmp.exists():
             tmp.unlink()
-
-
-def makedirs(path: str | os.PathLike) -> None:
-    fs_, inner = filesystem(path)
-    fs_.create_dir(inner, recursive=True)
-
-
-def remove(path: str | os.PathLike) -> None:
-    """Delete a file or a folder tree; nothing if it does not exist."""
-    from pyarrow import fs as pafs
-
-    fs_, inner = filesystem(path)
-    info = fs_.get_file_info(inner)
-    if info.type == pafs.FileType.Directory:
-        fs_.delete_dir(inner)
-    elif info.type != pafs.FileType.NotFound:
-        fs_.delete_file(inner)
 
 
 # --- folder versions: write aside, swap a symlink, prune (local filesystems only) -------------------

@@ -148,7 +148,7 @@ def latest_rows(embeddings: pd.DataFrame) -> pd.DataFrame:
 
 
 def latest_row_mask(dataset) -> tuple[np.ndarray, pa.Table]:
-    """For a pyarrow dataset of the embeddings table: a bool per row, in scan order (``use_threads=False``),
+    """For a pyarrow dataset of the embeddings table: a bool per row, in file order (``use_threads=False``),
     true for the newest scoring of its product (``latest_rows`` without reading a single vector), and
     the (product_id, event_timestamp, model_version) columns it was computed from."""
     keys = dataset.to_table(columns=["product_id", "event_timestamp", "model_version"], use_threads=False)
@@ -163,9 +163,10 @@ def latest_row_mask(dataset) -> tuple[np.ndarray, pa.Table]:
 def iter_latest_rows(dataset, mask: np.ndarray, batch_rows: int = 20_000) -> Iterator[pd.DataFrame]:
     """The rows ``mask`` selects, streamed as pandas chunks of at most ``batch_rows`` rows: memory is one
     batch of vectors, whatever the table's size."""
+    from prodemb.tables import iter_batches
+
     offset = 0
-    for batch in dataset.to_batches(columns=["product_id", *FEATURES, "event_timestamp"], batch_size=batch_rows,
-                                    use_threads=False):
+    for batch in iter_batches(dataset, ["product_id", *FEATURES, "event_timestamp"], batch_rows):
         keep = mask[offset:offset + batch.num_rows]
         offset += batch.num_rows
         if keep.any():

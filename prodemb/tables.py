@@ -140,6 +140,14 @@ def arrow_dataset(path: str):
     return ds.dataset([fs.filesystem(f)[1] for f in files], filesystem=filesystem, format="parquet")
 
 
+def iter_batches(dataset, columns: list[str], batch_size: int):
+    """Record batches of a pyarrow dataset, file by file in the dataset's order. A dataset scanner decodes
+    files ahead without bound (measured: all of them); one fragment at a time keeps memory at about a
+    row group, whatever the table's size."""
+    for fragment in dataset.get_fragments():
+        yield from fragment.to_batches(columns=columns, batch_size=batch_size, batch_readahead=1)
+
+
 def parquet_dataset(path: str):
     """A pyarrow dataset over a Parquet table on any filesystem. A local table's symlink is resolved
     first, so every file comes from one version even if a rerun swaps it meanwhile."""

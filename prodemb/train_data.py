@@ -123,10 +123,9 @@ def _pair_batches(pairs, batch_rows: int) -> Iterator:
     import pyarrow.dataset as ds
 
     if isinstance(pairs, ds.Dataset):
-        # File by file, in the table's order: a dataset scanner decodes files ahead without bound (all of
-        # them, measured), one fragment at a time keeps memory at about a row group whatever N is.
-        for fragment in pairs.get_fragments():
-            yield from fragment.to_batches(columns=PAIR_COLUMNS, batch_size=batch_rows, batch_readahead=1)
+        from prodemb.tables import iter_batches
+
+        yield from iter_batches(pairs, PAIR_COLUMNS, batch_rows)
     elif isinstance(pairs, ds.Scanner):
         yield from pairs.to_batches()
     elif isinstance(pairs, (pa.Table, pa.RecordBatchReader)) or hasattr(pairs, "columns"):

@@ -68,6 +68,7 @@ from airflow.sdk import DAG, CronDataIntervalTimetable  # noqa: E402
 
 from prodemb import fs  # noqa: E402
 from prodemb.config import load_config  # noqa: E402
+from prodemb.spark import DELTA_EXCLUDES, resolve_conf  # noqa: E402
 
 DAG_ID = "prodemb"
 TASK_IDS = ("sessionize", "consolidate", "retrain_due", "train_tokenizer", "train", "evaluate", "promote",
@@ -160,7 +161,8 @@ def spark_job(task_id: str, application: str, *args: str, **kwargs) -> SparkSubm
     return SparkSubmitOperator(
         task_id=task_id, conn_id=S.spark_conn_id, application=str(REPO_ROOT / application),
         application_args=[*args, *CONFIG_ARGS], name=f"prodemb-{task_id}",
-        conf={str(k): str(v) for k, v in CFG.spark.conf.items()}, packages=spark_packages(),
+        conf=resolve_conf(CFG.spark.conf), packages=spark_packages(),
+        exclude_packages=",".join(DELTA_EXCLUDES) if spark_packages() else None,
         env_vars=spark_env(), retries=S.task_retries.get(task_id, S.retries),
         pre_execute=require_spark_connection, **kwargs)
 
@@ -211,7 +213,7 @@ with DAG(
 ) as dag:
     sessionize = spark_job(
         "sessionize", "jobs/sessionize.py", "--input", SOURCE, "--input-format", S.source_format,
-        "--output", INTERVALS, "--start", "{{ data_interval_start.isoformat() }}",
+        "--output", INTERVALS, "--format", CFG.sessions.format, "--start", "{{ data_interval_start.isoformat() }}",
         "--end", "{{ data_interval_end.isoformat() }}")
     consolidate = spark_job("consolidate", "jobs/consolidate.py", "--intervals", INTERVALS,
                             "--output", DATA)

@@ -6,9 +6,12 @@
 Stages, each one process started the way users start it (``spark-submit`` for the Spark jobs, with the
 driver given 8g of the machine: the local-mode default of 1g is too small at this size):
   generate (prodemb.synth) → sessionize → train_tokenizer → train (``small`` profile, --max-steps) →
-  score → publish (Feast SQLite online store), then the training data loader alone on a generated pairs
-  table of ``--loader-pairs`` rows (10^8 by default), next to its peer: a plain pyarrow scan of the same
-  columns (the I/O floor; the ratio is what mapping ids to catalog indices costs on top).
+  score → publish (Feast SQLite online store) → publish_redis (the same rows into a redis-server on a
+  free loopback port, through the Feast SDK: rows/s and Redis memory per row), then the training data
+  loader alone on a generated pairs table of ``--loader-pairs`` rows (10^8 by default), next to its
+  peer: a plain pyarrow scan of the same columns (the I/O floor; the ratio is what mapping ids to
+  catalog indices costs on top). Sessionize writes a Spark event log: its input, shuffle and output
+  bytes are summed from it (the executor and shuffle sizing of the README).
 
 Peak RSS is the child's own (``os.wait4``: the process and the descendants it waited for, e.g. the
 JVM that spark-submit starts). Sizing in the README scales these per-unit figures.
@@ -47,9 +50,15 @@ def run(name: str, cmd: list[str], env: dict, log: Path) -> dict:
 
 
 def last_json(log: Path) -> dict:
-    for line in reversed(log.read_text(errors="replace").splitlines()):
-        if line.startswith("{"):
-            return json.loads(line)
+    """The last JSON object a stage printed (one line or pretty-printed up to the end of its log)."""
+    lines = log.read_text(errors="replace").splitlines()
+    for i in range(len(lines) - 1, -1, -1):
+        if lines[i].startswith("{"):
+            for text in (lines[i], "\n".join(lines[i:])):
+                try:
+                    return json.loads(text)
+                except json.JSONDecodeError:
+                    pass
     return {}
 
 
@@ -62,6 +71,35 @@ data = load_training_data(sys.argv[1], sys.argv[2], Tokenizer.load(sys.argv[3]),
 print(json.dumps({"seconds": time.perf_counter() - t0, "pairs": int(len(data.pair_a) + len(data.holdout_a)),
                   "index_bytes": int(data.pair_a.nbytes + data.pair_b.nbytes + data.holdout_a.nbytes + data.holdout_b.nbytes)}))
 """
+
+def spark_metrics(event_dir: Path) -> dict:
+    """Input, shuffle-write and output bytes of one application, summed over its tasks (Spark event log)."""
+    totals = {"input_bytes": 0, "shuffle_write_bytes": 0, "output_bytes": 0, "tasks": 0}
+    for log in event_dir.iterdir():
+        for line in log.read_text(errors="replace").splitlines():
+            if '"SparkListenerTaskEnd"' not in line:
+                continue
+            m = json.loads(line).get("Task Metrics") or {}
+            totals["tasks"] += 1
+            totals["input_bytes"] += (m.get("Input Metrics") or {}).get("Bytes Read", 0)
+            totals["shuffle_write_bytes"] += (m.get("Shuffle Write Metrics") or {}).get("Shuffle Bytes Written", 0)
+            totals["output_bytes"] += (m.get("Output Metrics") or {}).get("Bytes Written", 0)
+    return totals
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def redis_memory(port: int) -> int:
+    import redis
+
+    return int(redis.Redis(host="127.0.0.1", port=port).info("memory")["used_memory"])
+
 
 SCAN = r"""
 import json, sys, time
@@ -117,13 +155,16 @@ def main(argv: list[str] | None = None) -> int:
                     dirs_exist_ok=True)
     mlflow = f"sqlite:///{work}/mlflow.db"
     submit = [str(BIN / "spark-submit"), "--master", "local[2]", "--driver-memory", "8g"]
+    events = work / "events"
+    events.mkdir(exist_ok=True)
+    event_log = ["--conf", "spark.eventLog.enabled=true", "--conf", f"spark.eventLog.dir={events.as_uri()}"]
     data = str(work / "data")
     print(f"scale bench: {args.clicks:,} clicks, {args.products:,} products, loader {args.loader_pairs:,} pairs; "
           f"work {work}")
     stages = [
         ("generate", [PY, "-m", "prodemb.synth", "--out", str(work / "synth"), "--clicks", str(args.clicks),
                       "--products", str(args.products)]),
-        ("sessionize", [*submit, "jobs/sessionize.py", "--input", str(work / "synth" / "clicks"),
+        ("sessionize", [*submit, *event_log, "jobs/sessionize.py", "--input", str(work / "synth" / "clicks"),
                         "--input-format", "clicks", "--output", data]),
         ("train_tokenizer", [PY, "jobs/train_tokenizer.py", "--data", data, "--output", str(work / "tok.model")]),
         ("train", [PY, "jobs/train.py", "--data", data, "--tokenizer", str(work / "tok.model"), "--profile", "small",
@@ -136,6 +177,37 @@ def main(argv: list[str] | None = None) -> int:
     for name, cmd in stages:
         results.append(run(name, cmd, env, logs / f"{name}.log"))
         results[-1]["report"] = last_json(logs / f"{name}.log")
+        if name == "sessionize":
+            results[-1]["spark"] = spark_metrics(events)
+
+    # The same vectors into Redis through the Feast SDK (the cluster profiles' online store).
+    port = free_port()
+    redis_dir = work / "redis"
+    redis_dir.mkdir(exist_ok=True)
+    server = subprocess.Popen(["redis-server", "--bind", "127.0.0.1", "--port", str(port), "--save", "",
+                               "--appendonly", "no", "--dir", str(redis_dir)], stdout=subprocess.DEVNULL)
+    try:
+        for _ in range(100):
+            try:
+                empty = redis_memory(port)
+                break
+            except Exception:
+                time.sleep(0.1)
+        import yaml
+
+        store_conf = yaml.safe_load((work / "feature_repo" / "feature_store.yaml").read_text())
+        store_conf["online_store"] = {"type": "redis", "redis_type": "redis",
+                                      "connection_string": f"127.0.0.1:{port},db=0"}
+        (work / "feature_repo" / "feature_store.redis.yaml").write_text(yaml.safe_dump(store_conf))
+        results.append(run("publish_redis", [PY, "jobs/publish.py", "--data", data, "--no-progress", "--set",
+                                             f"feast.repo_dir={work / 'feature_repo'}", "--set",
+                                             "feast.yaml_file=feature_store.redis.yaml"], env,
+                           logs / "publish_redis.log"))
+        results[-1]["report"] = last_json(logs / "publish_redis.log")
+        results[-1]["redis_used_memory_bytes"] = redis_memory(port) - empty
+    finally:
+        server.terminate()
+        server.wait(30)
     by = {r["stage"]: r for r in results}
     sess = by["sessionize"]["report"]
     products = sess.get("products") or args.products
@@ -152,7 +224,14 @@ def main(argv: list[str] | None = None) -> int:
           f"{sess.get('sessions', 0):,} sessions, {sess.get('pairs', 0):,} pairs, {products:,} products")
     print(f"train: {by['train']['seconds']:.1f} s for {args.train_steps} steps, data load included")
     print(f"score: {products / by['score']['seconds']:,.0f} products/s whole process")
-    print(f"publish: {products / by['publish']['seconds']:,.0f} rows/s whole process")
+    print(f"publish: {products / by['publish']['seconds']:,.0f} rows/s whole process (SQLite bulk); Redis "
+          f"(Feast SDK): {products / by['publish_redis']['seconds']:,.0f} rows/s whole process, "
+          f"{by['publish_redis']['redis_used_memory_bytes'] / products:,.0f} bytes/row of Redis memory at "
+          f"dim {by['score']['report'].get('dim')}")
+    spark = by["sessionize"]["spark"]
+    print(f"sessionize Spark I/O: input {spark['input_bytes'] / 2**20:,.0f} MiB, shuffle write "
+          f"{spark['shuffle_write_bytes'] / 2**20:,.0f} MiB, output {spark['output_bytes'] / 2**20:,.0f} MiB "
+          f"({spark['shuffle_write_bytes'] / args.clicks:.1f} shuffle bytes/click), {spark['tasks']} tasks")
     print(f"train loader: {loaded['pairs'] / loaded['seconds']:,.0f} pairs/s, index {loaded['index_bytes'] / 2**30:.2f} GiB, "
           f"peak RSS {loader['peak_rss_gib']:.2f} GiB; peer pyarrow scan {scanned['pairs'] / scanned['seconds']:,.0f} "
           f"pairs/s (loader/scan time ratio {loaded['seconds'] / scanned['seconds']:.2f}x)")

@@ -249,23 +249,33 @@ DEFAULTS_MARKER = "# prodemb cluster-up:"
 def install_delta_defaults() -> Path | None:
     """Make ``spark-submit`` of this Spark install load Delta Lake, as a cluster's ``spark-defaults.conf``
     does: the jar must be on the driver's classpath when its JVM starts, which a session built later in
-    Python cannot change. Writes ``spark.jars.packages`` into ``$SPARK_CONF_DIR`` (or ``$SPARK_HOME/conf``)
-    ``/spark-defaults.conf``; a file that already sets other packages is left alone (returns None)."""
-    from prodemb.spark import delta_maven_coordinates
+    Python cannot change. Writes ``spark.jars.packages`` (and the excludes of prodemb.spark) into
+    ``$SPARK_CONF_DIR`` (or ``$SPARK_HOME/conf``) ``/spark-defaults.conf``, replacing what an earlier
+    cluster-up wrote; a file whose own settings name other packages is left alone (returns None)."""
+    from prodemb.spark import delta_package_conf
 
     conf_dir = Path(os.environ.get("SPARK_CONF_DIR") or spark_home() / "conf")
     path = conf_dir / "spark-defaults.conf"
-    coords = ",".join(delta_maven_coordinates())
-    line = f"spark.jars.packages {coords}"
-    text = path.read_text() if path.exists() else ""
-    if line in text:
-        return path
-    if any(ln.split(None, 1)[:1] == ["spark.jars.packages"] for ln in text.splitlines()):
-        print(f"note: {path} already sets spark.jars.packages; add {coords} there for Delta", file=sys.stderr)
+    wanted = delta_package_conf()
+    ours = [f"{DEFAULTS_MARKER} Delta Lake for every spark-submit of this install",
+            *(f"{k} {v}" for k, v in wanted.items())]
+    lines = path.read_text().splitlines() if path.exists() else []
+    kept, in_block = [], False
+    for ln in lines:     # drop the block an earlier cluster-up wrote (marker + the lines right after it)
+        if ln.startswith(DEFAULTS_MARKER):
+            in_block = True
+            continue
+        if in_block and ln.split(None, 1)[:1] and ln.split(None, 1)[0] in wanted:
+            continue
+        in_block = False
+        kept.append(ln)
+    if any(ln.split(None, 1)[:1] and ln.split(None, 1)[0] in wanted for ln in kept):
+        print(f"note: {path} already sets {', '.join(wanted)}; add {wanted['spark.jars.packages']} there "
+              "for Delta", file=sys.stderr)
         return None
-    conf_dir.mkdir(parents=True, exist_ok=True)
-    path.write_text(text + ("" if not text or text.endswith("\n") else "\n")
-                    + f"{DEFAULTS_MARKER} Delta Lake for every spark-submit of this install\n{line}\n")
+    if kept + ours != lines:
+        conf_dir.mkdir(parents=True, exist_ok=True)
+        path.write_text("\n".join(kept + ours) + "\n")
     return path
 
 

@@ -102,6 +102,24 @@ def _remote_fs(kind: str, authority: str):
     return pafs.FileSystem.from_uri(f"{kind}://{authority}/")[0]
 
 
+def delta_location(path: str | os.PathLike) -> tuple[str, dict[str, str]]:
+    """``(table URI, storage options)`` for delta-rs, the in-process Delta reader (prodemb.tables): local
+    paths absolute, ``s3a://``/``s3n://`` as ``s3://``, and the S3 endpoint of the same AWS variables
+    (plain-HTTP endpoints, e.g. a store on loopback, allowed explicitly as delta-rs requires)."""
+    if is_local(path):
+        return os.path.abspath(local_path(path)), {}
+    kind, text = scheme(path), str(path)
+    if kind in ("s3a", "s3n"):
+        text = "s3" + text[len(kind):]
+    options: dict[str, str] = {}
+    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+    if kind in ("s3", "s3a", "s3n") and endpoint:
+        options["AWS_ENDPOINT_URL"] = endpoint
+        if endpoint.startswith("http://"):
+            options["AWS_ALLOW_HTTP"] = "true"
+    return text, options
+
+
 def filesystem(path: str | os.PathLike):
     """``(pyarrow FileSystem, path inside it)`` for any supported path or URI."""
     from pyarrow import fs as pafs

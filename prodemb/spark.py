@@ -35,6 +35,28 @@ DELTA_CONF: dict[str, str] = {
 }
 
 
+# Delta's transitive dependencies that pyspark already ships, in newer versions: excluded, so a driver
+# and every executor neither fetch nor load a second copy (~35 jars, 60 MB: hadoop-client, parquet,
+# jackson, log4j, compression codecs). Spark's own classes win either way (parent-first class loading).
+DELTA_EXCLUDES: tuple[str, ...] = (
+    "org.apache.hadoop:hadoop-client-api", "org.apache.hadoop:hadoop-client-runtime",
+    *(f"org.apache.parquet:parquet-{m}" for m in ("hadoop", "column", "common", "encoding",
+                                                  "format-structures", "jackson")),
+    *(f"com.fasterxml.jackson.core:jackson-{m}" for m in ("core", "databind", "annotations")),
+    "org.apache.logging.log4j:log4j-api", "org.apache.logging.log4j:log4j-core",
+    "org.apache.logging.log4j:log4j-slf4j2-impl", "org.slf4j:slf4j-api",
+    "org.xerial.snappy:snappy-java", "com.github.luben:zstd-jni", "io.airlift:aircompressor",
+    "commons-pool:commons-pool", "org.locationtech.jts:jts-core", "com.google.code.findbugs:jsr305",
+    "org.roaringbitmap:RoaringBitmap",
+)
+
+
+def delta_package_conf() -> dict[str, str]:
+    """The Spark settings that put Delta Lake on a session's classpath (resolved by Ivy, cached)."""
+    return {"spark.jars.packages": ",".join(delta_maven_coordinates()),
+            "spark.jars.excludes": ",".join(DELTA_EXCLUDES)}
+
+
 def delta_maven_coordinates(jar_version: str = DELTA_JAR_VERSION) -> list[str]:
     """Maven coordinates of the Delta jar built for the installed pyspark's minor version."""
     from importlib.metadata import version
@@ -52,6 +74,26 @@ def _local_cores(master: str | None) -> int | None:
     return (os.cpu_count() or 1) if inside == "*" else int(inside)
 
 
+AUTO = "auto"
+
+
+def local_driver_memory(total_bytes: int | None = None) -> str:
+    """Half of this machine's memory (at least 1g): in local mode the driver JVM is also the executor, and
+    Spark's 1g default starves it (10^7 clicks: 91.8 s at 1g, 74.4 s at 8g); the rest is left to the Python
+    workers and the OS cache."""
+    if total_bytes is None:
+        total_bytes = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    return f"{max(1, total_bytes // 2**31)}g"
+
+
+def resolve_conf(conf: Mapping[str, Any]) -> dict[str, str]:
+    """Profile settings as strings, ``spark.driver.memory: auto`` replaced by ``local_driver_memory()``."""
+    out = {str(k): str(v) for k, v in conf.items()}
+    if out.get("spark.driver.memory") == AUTO:
+        out["spark.driver.memory"] = local_driver_memory()
+    return out
+
+
 def spark_conf(
     master: str | None = None,
     delta: bool = False,
@@ -61,13 +103,12 @@ def spark_conf(
     conf = dict(DEFAULTS)
     if delta:
         conf.update(DELTA_CONF)
-        conf["spark.jars.packages"] = ",".join(delta_maven_coordinates())
+        conf.update(delta_package_conf())
     cores = _local_cores(master)
     if cores:
         # Split input into >= 4 tasks per core: a few big files otherwise leave cores idle.
         conf["spark.sql.files.minPartitionNum"] = str(4 * cores)
-    for k, v in (extra or {}).items():
-        conf[str(k)] = str(v)
+    conf.update(resolve_conf(extra or {}))
     if master:
         conf["spark.master"] = master
     return conf
@@ -104,6 +145,10 @@ def get_spark(
         builder = builder.config(k, v)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
+    sc = spark.sparkContext
+    if submitted and sc.master.startswith("local") and not sc.getConf().contains("spark.driver.memory"):
+        print(f"note: the local driver has Spark's 1g default heap; spark-submit --driver-memory "
+              f"{local_driver_memory()} gives it half this machine", file=sys.stderr)
     return spark
 
 

@@ -103,14 +103,20 @@ def read_table(spark: SparkSession, path: str, version: int | None = None) -> Da
     return spark.read.parquet(path)
 
 
-def read_table_arrow(path: str, columns: list[str] | None = None, version: int | None = None):
-    """Read a stage table into a pyarrow Table without Spark (Parquet), or through Spark (Delta)."""
-    if table_format(path) == "delta":
-        from prodemb.spark import get_spark
+def _delta_table(path: str, version: int | None = None):
+    """The Delta table at ``path`` as delta-rs reads it: the log is replayed in this process, so a
+    Python-side read (tokenizer, training, publishing) starts no JVM and gets exactly the files of the
+    snapshot (removed files are never read)."""
+    from deltalake import DeltaTable
 
-        df = read_table(get_spark(delta=True), path, version)
-        df = df.select(*columns) if columns else df
-        return df.toArrow()
+    uri, options = fs.delta_location(path)
+    return DeltaTable(uri, version=version, storage_options=options or None)
+
+
+def read_table_arrow(path: str, columns: list[str] | None = None, version: int | None = None):
+    """Read a stage table into a pyarrow Table without Spark (Parquet, or Delta through delta-rs)."""
+    if table_format(path) == "delta":
+        return _delta_table(path, version).to_pyarrow_table(columns=columns)
     if version is not None:
         raise ValueError(f"{path} is Parquet: versions are only kept for Delta tables")
     return parquet_dataset(path).to_table(columns=columns)
@@ -118,26 +124,11 @@ def read_table_arrow(path: str, columns: list[str] | None = None, version: int |
 
 def arrow_dataset(path: str):
     """A pyarrow dataset over the current version of a table, Parquet or Delta, on any filesystem, for
-    streaming reads (``to_batches``) without Spark collecting anything. For Delta the files of the
-    current snapshot come from the table's log (through Spark, which only reads the log); tables with
-    partition columns are not supported here (their values live in the log, not the files)."""
+    streaming reads (``iter_batches``) without Spark collecting anything. For Delta the files are those
+    of the current snapshot (delta-rs reads the log); partition columns come back as columns."""
     if table_format(path) != "delta":
         return parquet_dataset(path)
-    import pyarrow.dataset as ds
-
-    from prodemb.spark import get_spark
-
-    spark = get_spark(delta=True)
-    from delta.tables import DeltaTable
-
-    detail = DeltaTable.forPath(spark, path).detail().select("partitionColumns").first()[0]
-    if detail:
-        raise ValueError(f"{path}: a Delta table partitioned by {detail} cannot be streamed file by file")
-    files = spark.read.format("delta").load(path).inputFiles()
-    if not files:
-        return ds.dataset([], schema=spark.read.format("delta").load(path).limit(0).toArrow().schema)
-    filesystem, _ = fs.filesystem(files[0])
-    return ds.dataset([fs.filesystem(f)[1] for f in files], filesystem=filesystem, format="parquet")
+    return _delta_table(path).to_pyarrow_dataset()
 
 
 def iter_batches(dataset, columns: list[str], batch_size: int):
@@ -162,9 +153,6 @@ def parquet_dataset(path: str):
 def table_version(path: str) -> str | int | None:
     """The version a table path points at now: Delta version number or Parquet version folder."""
     if table_format(path) == "delta":
-        from prodemb.spark import get_spark
-        from delta.tables import DeltaTable
-
-        return int(DeltaTable.forPath(get_spark(delta=True), path).history(1).select("version").first()[0])
+        return int(_delta_table(path).version())
     p = Path(fs.local_path(path)) if fs.is_local(path) else None
     return os.path.basename(os.path.realpath(p)) if p is not None and p.is_symlink() else None

@@ -5,7 +5,7 @@ import subprocess
 import sys
 
 from prodemb import cluster
-from prodemb.spark import delta_maven_coordinates
+from prodemb.spark import delta_package_conf
 from tests.conftest import REPO_ROOT
 
 
@@ -17,7 +17,12 @@ def test_delta_defaults_are_added_once_and_foreign_packages_are_left_alone(tmp_p
     assert cluster.install_delta_defaults() == defaults                       # idempotent
     lines = defaults.read_text().splitlines()
     assert lines[0] == "spark.driver.memory 2g"                                # the admin's settings stay
-    assert lines.count(f"spark.jars.packages {','.join(delta_maven_coordinates())}") == 1
+    for key, value in delta_package_conf().items():
+        assert lines.count(f"{key} {value}") == 1
+    # An older cluster-up's block (packages only) is replaced, not duplicated.
+    defaults.write_text(f"{cluster.DEFAULTS_MARKER} old\nspark.jars.packages io.delta:delta-spark_4.2_2.13:4.3.0\n")
+    cluster.install_delta_defaults()
+    assert [ln.split()[0] for ln in defaults.read_text().splitlines()[1:]] == list(delta_package_conf())
     defaults.write_text("spark.jars.packages org.example:other:1.0\n")
     assert cluster.install_delta_defaults() is None
     assert defaults.read_text() == "spark.jars.packages org.example:other:1.0\n"
@@ -52,3 +57,11 @@ def test_cli_errors_are_one_line():
     proc = subprocess.run([sys.executable, "-m", "prodemb.cluster", "restart"], cwd=REPO_ROOT,
                           capture_output=True, text=True)
     assert proc.returncode == 2 and proc.stderr.startswith("cluster: error: ") and proc.stderr.count("\n") == 1
+
+
+def test_the_feast_spark_offline_store_loads_delta_as_the_jobs_do():
+    import yaml
+
+    conf = yaml.safe_load((REPO_ROOT / "feature_repo" / "feature_store.cluster-local.yaml").read_text())
+    spark_conf = conf["offline_store"]["spark_conf"]
+    assert {k: spark_conf[k] for k in delta_package_conf()} == delta_package_conf()

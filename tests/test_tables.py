@@ -87,10 +87,13 @@ def test_arrow_dataset_streams_the_current_version(spark, tmp_path, fmt):
     assert rows == list(range(10, 17))
 
 
-def test_arrow_dataset_refuses_partitioned_delta(spark, tmp_path):
-    from prodemb.tables import arrow_dataset
+def test_arrow_dataset_reads_a_partitioned_delta_table_with_its_partition_column(spark, tmp_path):
+    from prodemb.tables import arrow_dataset, table_version
 
-    write_table(spark.range(4).selectExpr("id", "'a' as interval"), str(tmp_path / "p"), fmt="delta",
-                partition_by=["interval"])
-    with pytest.raises(ValueError, match="partitioned by"):
-        arrow_dataset(str(tmp_path / "p"))
+    path = str(tmp_path / "p")
+    for value, n in (("a", 4), ("b", 3)):
+        write_table(spark.range(n), path, fmt="delta", partition=("interval", value))
+    write_table(spark.range(100, 102), path, fmt="delta", partition=("interval", "a"))   # replaces a only
+    got = sorted((r["interval"], r["id"]) for r in arrow_dataset(path).to_table().to_pylist())
+    assert got == [("a", 100), ("a", 101), ("b", 0), ("b", 1), ("b", 2)]
+    assert table_version(path) == 2

@@ -1,0 +1,21 @@
+"""prodemb.spark's settings, without starting a JVM."""
+from __future__ import annotations
+
+from prodemb.spark import DELTA_EXCLUDES, local_driver_memory, resolve_conf, spark_conf
+
+
+def test_the_local_driver_gets_half_the_machine_and_at_least_a_gig():
+    assert local_driver_memory(24 * 2**30) == "12g"
+    assert local_driver_memory(3 * 2**30) == "1g" == local_driver_memory(2**29)
+    assert resolve_conf({"spark.driver.memory": "auto"})["spark.driver.memory"] == local_driver_memory()
+    assert resolve_conf({"spark.driver.memory": "6g", "spark.sql.shuffle.partitions": 8}) == \
+        {"spark.driver.memory": "6g", "spark.sql.shuffle.partitions": "8"}
+
+
+def test_delta_sessions_exclude_the_jars_pyspark_already_ships():
+    conf = spark_conf("local[2]", delta=True, extra={"spark.driver.memory": "auto"})
+    assert conf["spark.jars.packages"].startswith("io.delta:delta-spark_")
+    excluded = conf["spark.jars.excludes"].split(",")
+    assert excluded == list(DELTA_EXCLUDES) and not any(e.startswith("io.delta:") for e in excluded)
+    assert conf["spark.driver.memory"] == local_driver_memory() and conf["spark.master"] == "local[2]"
+    assert "spark.jars.packages" not in spark_conf("local[2]")

@@ -68,7 +68,7 @@ from airflow.sdk import DAG, CronDataIntervalTimetable  # noqa: E402
 
 from prodemb import fs  # noqa: E402
 from prodemb.config import load_config  # noqa: E402
-from prodemb.spark import DELTA_EXCLUDES, resolve_conf  # noqa: E402
+from prodemb.spark import delta_package_conf, resolve_conf, uses_s3a  # noqa: E402
 
 DAG_ID = "prodemb"
 TASK_IDS = ("sessionize", "consolidate", "retrain_due", "train_tokenizer", "train", "evaluate", "promote",
@@ -135,12 +135,13 @@ def spark_env() -> dict[str, str]:
     return env
 
 
-def spark_packages() -> str | None:
+def spark_packages() -> dict[str, str]:
+    """``--packages`` / ``--exclude-packages`` for Delta (and s3a when the profile configures it): jars must
+    be resolved by spark-submit itself, before the driver's JVM starts."""
     if CFG.sessions.format != "delta":
-        return None
-    from prodemb.spark import delta_maven_coordinates   # jars must be resolved by spark-submit itself
-
-    return ",".join(delta_maven_coordinates())
+        return {}
+    conf = delta_package_conf(s3a=uses_s3a(CFG.spark.conf))
+    return {"packages": conf["spark.jars.packages"], "exclude_packages": conf["spark.jars.excludes"]}
 
 
 def require_spark_connection(context=None) -> None:
@@ -161,8 +162,7 @@ def spark_job(task_id: str, application: str, *args: str, **kwargs) -> SparkSubm
     return SparkSubmitOperator(
         task_id=task_id, conn_id=S.spark_conn_id, application=str(REPO_ROOT / application),
         application_args=[*args, *CONFIG_ARGS], name=f"prodemb-{task_id}",
-        conf=resolve_conf(CFG.spark.conf), packages=spark_packages(),
-        exclude_packages=",".join(DELTA_EXCLUDES) if spark_packages() else None,
+        conf=resolve_conf(CFG.spark.conf), **spark_packages(),
         env_vars=spark_env(), retries=S.task_retries.get(task_id, S.retries),
         pre_execute=require_spark_connection, **kwargs)
 

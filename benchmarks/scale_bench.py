@@ -75,7 +75,7 @@ print(json.dumps({"seconds": time.perf_counter() - t0, "pairs": int(len(data.pai
 def spark_metrics(event_dir: Path) -> dict:
     """Input, shuffle-write and output bytes of one application, summed over its tasks (Spark event log)."""
     totals = {"input_bytes": 0, "shuffle_write_bytes": 0, "output_bytes": 0, "tasks": 0}
-    for log in event_dir.iterdir():
+    for log in (p for p in event_dir.rglob("*") if p.is_file()):
         for line in log.read_text(errors="replace").splitlines():
             if '"SparkListenerTaskEnd"' not in line:
                 continue
@@ -157,7 +157,8 @@ def main(argv: list[str] | None = None) -> int:
     submit = [str(BIN / "spark-submit"), "--master", "local[2]", "--driver-memory", "8g"]
     events = work / "events"
     events.mkdir(exist_ok=True)
-    event_log = ["--conf", "spark.eventLog.enabled=true", "--conf", f"spark.eventLog.dir={events.as_uri()}"]
+    event_log = ["--conf", "spark.eventLog.enabled=true", "--conf", f"spark.eventLog.dir={events.as_uri()}",
+                 "--conf", "spark.eventLog.compress=false", "--conf", "spark.eventLog.rolling.enabled=false"]
     data = str(work / "data")
     print(f"scale bench: {args.clicks:,} clicks, {args.products:,} products, loader {args.loader_pairs:,} pairs; "
           f"work {work}")

@@ -1,8 +1,10 @@
-"""A real cluster on this machine, on 127.0.0.1 only: Spark standalone, Redis, an MLflow tracking server.
+"""A real cluster on this machine, on 127.0.0.1 only: Spark standalone, Redis, an MLflow tracking server and
+an S3-compatible object store.
 
     python -m prodemb.cluster up        # make cluster-up: starts what is not running, prints where it listens
     python -m prodemb.cluster status
     python -m prodemb.cluster down      # make cluster-down
+    eval "$(python -m prodemb.cluster env)"   # the standard AWS variables of the local object store
 
 | service | listens on | how |
 |---|---|---|
@@ -10,6 +12,7 @@
 | 2 Spark workers | 127.0.0.1, 1 core each (UIs 8081, 8082) | ``spark-class org.apache.spark.deploy.worker.Worker`` |
 | Redis | 127.0.0.1:6379 | Debian's ``redis-server`` (installed with apt-get when missing), no persistence |
 | MLflow | http://127.0.0.1:5000 | ``mlflow server``, SQLite backend, artifacts proxied over HTTP (``--serve-artifacts``) |
+| S3 | http://127.0.0.1:9000, bucket ``prodemb-lake`` | moto's server mode (``python -m moto.server``), in memory |
 
 Each service is a detached process with its pid in ``<state>/pids/`` and its log in ``<state>/logs/``
 (state: ``.cluster/`` in the repository). ``up`` is idempotent: a service whose process is alive and whose
@@ -17,8 +20,9 @@ port answers is left alone; a port answered by a process that is not ours is an 
 Spark daemons and their web UIs bind to 127.0.0.1 through ``SPARK_LOCAL_IP``; executors run this
 interpreter (``PYSPARK_PYTHON``), so their Python workers have the same packages as the driver.
 ``up`` also puts Delta Lake into this Spark install's ``spark-defaults.conf`` (``install_delta_defaults``),
-so ``spark-submit --master spark://127.0.0.1:7077 jobs/...`` reads and writes Delta tables with no
-``--packages`` flag, as on a cluster whose admins installed Delta.
+with Hadoop's S3 connector, so ``spark-submit --master spark://127.0.0.1:7077 jobs/...`` reads and writes
+Delta tables on ``s3a://`` with no ``--packages`` flag, as on a cluster whose admins installed them. The object
+store keeps its objects in memory: ``down`` (or a crash) empties the lake, as ``up`` expects nothing of it.
 """
 from __future__ import annotations
 
@@ -39,6 +43,12 @@ HOST = "127.0.0.1"
 SPARK_MASTER_URL = f"spark://{HOST}:7077"
 REDIS_URL = f"redis://{HOST}:6379"
 MLFLOW_URL = f"http://{HOST}:5000"
+S3_URL = f"http://{HOST}:9000"
+LAKE_BUCKET = "prodemb-lake"
+# The standard variables that every S3 client of the pipeline reads (pyarrow, delta-rs, the profile's
+# spark.hadoop.fs.s3a.* keys): the local store accepts any key pair.
+S3_ENV = {"AWS_ENDPOINT_URL": S3_URL, "AWS_ACCESS_KEY_ID": "prodemb", "AWS_SECRET_ACCESS_KEY": "prodemb-local",
+          "AWS_REGION": "us-east-1"}
 WORKER_CORES = 1
 WORKER_MEMORY = "3g"
 
@@ -61,6 +71,7 @@ SERVICES = (
             marker="org.apache.spark.deploy.worker.Worker"),
     Service("redis", 6379, REDIS_URL, marker="redis-server"),
     Service("mlflow", 5000, MLFLOW_URL, marker="mlflow"),
+    Service("s3", 9000, S3_URL, marker="moto.server"),
 )
 BY_NAME = {s.name: s for s in SERVICES}
 
@@ -176,7 +187,20 @@ def _command(service: Service, state: Path) -> tuple[list[str], dict[str, str]]:
                  # CPU on 2 cores, for GenAI jobs this pipeline never submits.
                  "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": os.environ.get("MLFLOW_SERVER_ENABLE_JOB_EXECUTION",
                                                                       "false")})
+    if service.name == "s3":
+        return ([sys.executable, "-m", "moto.server", "-H", HOST, "-p", str(service.port)], dict(os.environ))
     raise ValueError(service.name)
+
+
+def ensure_bucket(bucket: str = LAKE_BUCKET) -> None:
+    """Create the lake's bucket in the local store if it is not there (S3 has no implicit buckets)."""
+    from pyarrow import fs as pafs
+
+    store = pafs.S3FileSystem(endpoint_override=S3_URL.split("://", 1)[1], scheme="http",
+                              access_key=S3_ENV["AWS_ACCESS_KEY_ID"], secret_key=S3_ENV["AWS_SECRET_ACCESS_KEY"],
+                              region=S3_ENV["AWS_REGION"], allow_bucket_creation=True)
+    if store.get_file_info(bucket).type == pafs.FileType.NotFound:
+        store.create_dir(bucket)
 
 
 def _ready(service: Service) -> bool:
@@ -192,6 +216,14 @@ def _ready(service: Service) -> bool:
             return False
     if service.name.startswith("spark-worker"):   # registered with the master, not just listening
         return service.port in _workers_alive()
+    if service.name == "s3":
+        import urllib.request
+
+        try:
+            with urllib.request.urlopen(f"{S3_URL}/moto-api/", timeout=2) as r:
+                return r.status == 200
+        except OSError:
+            return False
     return True
 
 
@@ -249,15 +281,15 @@ DEFAULTS_MARKER = "# prodemb cluster-up:"
 def install_delta_defaults() -> Path | None:
     """Make ``spark-submit`` of this Spark install load Delta Lake, as a cluster's ``spark-defaults.conf``
     does: the jar must be on the driver's classpath when its JVM starts, which a session built later in
-    Python cannot change. Writes ``spark.jars.packages`` (and the excludes of prodemb.spark) into
-    ``$SPARK_CONF_DIR`` (or ``$SPARK_HOME/conf``) ``/spark-defaults.conf``, replacing what an earlier
+    Python cannot change. Writes ``spark.jars.packages`` for Delta and s3a (and the excludes of
+    prodemb.spark) into ``$SPARK_CONF_DIR`` (or ``$SPARK_HOME/conf``) ``/spark-defaults.conf``, replacing what an earlier
     cluster-up wrote; a file whose own settings name other packages is left alone (returns None)."""
     from prodemb.spark import delta_package_conf
 
     conf_dir = Path(os.environ.get("SPARK_CONF_DIR") or spark_home() / "conf")
     path = conf_dir / "spark-defaults.conf"
-    wanted = delta_package_conf()
-    ours = [f"{DEFAULTS_MARKER} Delta Lake for every spark-submit of this install",
+    wanted = delta_package_conf(s3a=True)
+    ours = [f"{DEFAULTS_MARKER} Delta Lake and s3a for every spark-submit of this install",
             *(f"{k} {v}" for k, v in wanted.items())]
     lines = path.read_text().splitlines() if path.exists() else []
     kept, in_block = [], False
@@ -331,6 +363,8 @@ def up(state_dir: str | Path = DEFAULT_STATE_DIR, services=None, timeout: float 
         for name in procs:
             _pid_file(state, name).unlink(missing_ok=True)
         raise
+    if any(s.name == "s3" for s in chosen):
+        ensure_bucket()
     return {s.name: out[s.name] for s in chosen}
 
 
@@ -385,13 +419,15 @@ class _Parser(argparse.ArgumentParser):
 def main(argv: list[str] | None = None) -> int:
     ap = _Parser(prog="python -m prodemb.cluster", description=__doc__,
                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("action", choices=["up", "down", "status"])
+    ap.add_argument("action", choices=["up", "down", "status", "env"])
     ap.add_argument("--state-dir", default=str(DEFAULT_STATE_DIR), help="pids, logs, data (default .cluster/)")
     ap.add_argument("--service", action="append", default=None, choices=list(BY_NAME),
                     help="only this service (repeatable)")
     args = ap.parse_args(argv)
     try:
-        if args.action == "up":
+        if args.action == "env":
+            print("\n".join(f"export {k}={v}" for k, v in S3_ENV.items()))
+        elif args.action == "up":
             for name, info in up(args.state_dir, args.service).items():
                 how = f"started, pid {info['pid']}" if info["started"] else f"already running, pid {info['pid']}"
                 ui = f"  UI http://{HOST}:{BY_NAME[name].ui_port}" if BY_NAME[name].ui_port else ""

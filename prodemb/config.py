@@ -173,6 +173,9 @@ class ScheduleConfig(_Section):
 
 class Config(_Section):
     profile: str = DEFAULT_PROFILE
+    # Environment defaults of a profile (e.g. the standard AWS variables of a local object store): set for
+    # this process and its children where the environment does not set them already.
+    env: dict[str, str] = Field(default_factory=dict)
     spark: SparkConfig = Field(default_factory=SparkConfig)
     paths: PathsConfig = Field(default_factory=PathsConfig)
     sessions: SessionsConfig = Field(default_factory=SessionsConfig)
@@ -283,6 +286,8 @@ def load_config(profile: str | None = None, overrides: list[str] | None = None,
     data["model"] = deep_merge(deep_merge(prof.get("model", {}), data.get("model") or {}), {"profile": model_profile})
     data["train"] = deep_merge(prof.get("train", {}), data.get("train") or {})   # data holds the CLI overrides
     data["profile"] = profile
+    for var, value in expand_vars(data.get("env") or {}).items():   # first: other values may name them
+        os.environ.setdefault(str(var), str(value))
     return Config.model_validate(expand_vars(data))
 
 

@@ -51,10 +51,38 @@ DELTA_EXCLUDES: tuple[str, ...] = (
 )
 
 
-def delta_package_conf() -> dict[str, str]:
-    """The Spark settings that put Delta Lake on a session's classpath (resolved by Ivy, cached)."""
-    return {"spark.jars.packages": ",".join(delta_maven_coordinates()),
-            "spark.jars.excludes": ",".join(DELTA_EXCLUDES)}
+# s3a:// (Hadoop's S3 connector) for pyspark's Hadoop 3.5.0: hadoop-aws of the same version and the two AWS SDK
+# v2 modules it calls, instead of the SDK's 686 MB "bundle" that hadoop-aws declares. The SDK's transitive
+# netty, Apache HTTP client and commons jars are the ones pyspark already ships.
+HADOOP_VERSION = "3.5.0"
+AWS_SDK_VERSION = "2.35.4"
+S3A_PACKAGES: tuple[str, ...] = (
+    f"org.apache.hadoop:hadoop-aws:{HADOOP_VERSION}",
+    f"software.amazon.awssdk:s3:{AWS_SDK_VERSION}",
+    f"software.amazon.awssdk:s3-transfer-manager:{AWS_SDK_VERSION}",
+)
+S3A_EXCLUDES: tuple[str, ...] = (
+    "software.amazon.awssdk:bundle",
+    *(f"io.netty:netty-{m}" for m in ("buffer", "codec", "codec-http", "codec-http2", "common", "handler",
+                                      "resolver", "transport", "transport-classes-epoll",
+                                      "transport-native-unix-common")),
+    "org.apache.httpcomponents:httpclient", "org.apache.httpcomponents:httpcore", "commons-codec:commons-codec",
+    "commons-logging:commons-logging",
+)
+S3A_CONF_PREFIX = "spark.hadoop.fs.s3a."
+
+
+def uses_s3a(conf: Mapping[str, Any] | None) -> bool:
+    """True when a profile's Spark settings configure s3a (then its connector jars are loaded too)."""
+    return any(str(k).startswith(S3A_CONF_PREFIX) for k in (conf or {}))
+
+
+def delta_package_conf(s3a: bool = False) -> dict[str, str]:
+    """The Spark settings that put Delta Lake (and, with ``s3a``, Hadoop's S3 connector) on a session's
+    classpath, resolved by Ivy and cached."""
+    packages = [*delta_maven_coordinates(), *(S3A_PACKAGES if s3a else ())]
+    excludes = [*DELTA_EXCLUDES, *(S3A_EXCLUDES if s3a else ())]
+    return {"spark.jars.packages": ",".join(packages), "spark.jars.excludes": ",".join(excludes)}
 
 
 def delta_maven_coordinates(jar_version: str = DELTA_JAR_VERSION) -> list[str]:
@@ -103,7 +131,7 @@ def spark_conf(
     conf = dict(DEFAULTS)
     if delta:
         conf.update(DELTA_CONF)
-        conf.update(delta_package_conf())
+        conf.update(delta_package_conf(s3a=uses_s3a(extra)))
     cores = _local_cores(master)
     if cores:
         # Split input into >= 4 tasks per core: a few big files otherwise leave cores idle.

@@ -17,12 +17,12 @@ def test_delta_defaults_are_added_once_and_foreign_packages_are_left_alone(tmp_p
     assert cluster.install_delta_defaults() == defaults                       # idempotent
     lines = defaults.read_text().splitlines()
     assert lines[0] == "spark.driver.memory 2g"                                # the admin's settings stay
-    for key, value in delta_package_conf().items():
+    for key, value in delta_package_conf(s3a=True).items():
         assert lines.count(f"{key} {value}") == 1
     # An older cluster-up's block (packages only) is replaced, not duplicated.
     defaults.write_text(f"{cluster.DEFAULTS_MARKER} old\nspark.jars.packages io.delta:delta-spark_4.2_2.13:4.3.0\n")
     cluster.install_delta_defaults()
-    assert [ln.split()[0] for ln in defaults.read_text().splitlines()[1:]] == list(delta_package_conf())
+    assert [ln.split()[0] for ln in defaults.read_text().splitlines()[1:]] == list(delta_package_conf(s3a=True))
     defaults.write_text("spark.jars.packages org.example:other:1.0\n")
     assert cluster.install_delta_defaults() is None
     assert defaults.read_text() == "spark.jars.packages org.example:other:1.0\n"
@@ -64,4 +64,4 @@ def test_the_feast_spark_offline_store_loads_delta_as_the_jobs_do():
 
     conf = yaml.safe_load((REPO_ROOT / "feature_repo" / "feature_store.cluster-local.yaml").read_text())
     spark_conf = conf["offline_store"]["spark_conf"]
-    assert {k: spark_conf[k] for k in delta_package_conf()} == delta_package_conf()
+    assert {k: spark_conf[k] for k in delta_package_conf(s3a=True)} == delta_package_conf(s3a=True)

@@ -1,6 +1,8 @@
 """Config layering: base < profile < standard environment variables < flags; ${VAR} references."""
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from prodemb.config import REPO_ROOT, expand_vars, load_config
@@ -30,14 +32,36 @@ def test_mlflow_tracking_uri_env_sits_between_profile_and_flags(monkeypatch):
     assert flagged.mlflow.tracking_uri == "sqlite:///x.db"
 
 
+def _unset_for_this_test(monkeypatch, *names: str) -> None:
+    for name in names:   # set first, so that teardown removes whatever the code under test sets
+        monkeypatch.setenv(name, "")
+        monkeypatch.delenv(name)
+
+
 def test_cluster_local_profile_points_at_the_local_services(monkeypatch):
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    monkeypatch.delenv("PRODEMB_LAKE", raising=False)
+    from prodemb import cluster
+
+    _unset_for_this_test(monkeypatch, "MLFLOW_TRACKING_URI", "PRODEMB_LAKE", *cluster.S3_ENV)
     cfg = load_config("cluster-local")
     assert cfg.spark.master == "spark://127.0.0.1:7077"
     assert cfg.mlflow.tracking_uri == "http://127.0.0.1:5000"
     assert cfg.sessions.format == "delta"
-    assert cfg.paths.data_dir.startswith("file:///") and cfg.feast.yaml_file == "feature_store.cluster-local.yaml"
+    assert cfg.paths.data_dir == f"s3a://{cluster.LAKE_BUCKET}/tables"
+    assert cfg.feast.yaml_file == "feature_store.cluster-local.yaml"
+    # The object store's variables are defaulted for this process and its children, s3a built from them.
+    assert {k: os.environ[k] for k in cluster.S3_ENV} == cluster.S3_ENV == cfg.env
+    assert cfg.spark.conf["spark.hadoop.fs.s3a.endpoint"] == cluster.S3_URL
+
+
+def test_the_environment_wins_over_a_profiles_env_defaults(monkeypatch):
+    from prodemb import cluster
+
+    _unset_for_this_test(monkeypatch, *cluster.S3_ENV)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9999")
+    cfg = load_config("cluster-local")
+    assert os.environ["AWS_ENDPOINT_URL"] == "http://127.0.0.1:9999"
+    assert cfg.spark.conf["spark.hadoop.fs.s3a.endpoint"] == "http://127.0.0.1:9999"
+    assert os.environ["AWS_REGION"] == cluster.S3_ENV["AWS_REGION"]
 
 
 def test_scoring_follows_the_model_name_unless_a_uri_is_given():

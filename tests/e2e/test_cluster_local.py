@@ -1,5 +1,6 @@
 """The pipeline on a real cluster on this machine (profile ``cluster-local``, prodemb/cluster.py): a Spark
-standalone master and 2 workers, Redis, an MLflow tracking server, Delta tables on ``file://`` URIs.
+standalone master and 2 workers, Redis, an MLflow tracking server, and Delta tables on ``s3a://`` URIs of
+an S3-compatible store (moto's server).
 
 * the ``prodemb`` DAG with ``dag.test()`` under that profile: sessionize, consolidate and score through
   ``SparkSubmitOperator`` on the master, sessionize as the cluster contract has it (``spark-submit
@@ -97,14 +98,17 @@ print("CONSUMER " + json.dumps(out))
 """
 
 
-def test_pipeline_on_the_cluster(services, tmp_path):
+def test_pipeline_on_the_cluster(services, tmp_path, monkeypatch):
     import mlflow
     import numpy as np
     import redis
 
     from prodemb.synth import SynthSpec, generate
 
-    lake = (tmp_path / "lake").as_uri()
+    # The lake is on the local object store, under a prefix of its own (the store outlives this test).
+    lake = f"s3a://{cluster.LAKE_BUCKET}/e2e-{uuid.uuid4().hex[:8]}"
+    for var, value in cluster.S3_ENV.items():   # this process reads the lake too (fs layer, delta-rs)
+        monkeypatch.setenv(var, value)
     generate(SynthSpec(n_clicks=6000, n_products=300, seed=5, start="2024-01-01", days=3), tmp_path / "raw")
     clicks = (tmp_path / "raw" / "clicks").as_uri()
     repo = tmp_path / "feature_repo"

@@ -68,27 +68,24 @@ def write_table(df: DataFrame, path: str, fmt: str = "parquet", keep_versions: i
 
 
 def _write_delta_partition(df: DataFrame, path: str, column: str, value: str) -> dict[str, Any]:
-    from delta.tables import DeltaTable
     from pyspark.sql import functions as F
 
     df = df.withColumn(column, F.lit(value))
     (df.write.format("delta").mode("overwrite").partitionBy(column)
      .option("replaceWhere", f"{column} = '{value}'").save(path))
-    version = DeltaTable.forPath(df.sparkSession, path).history(1).select("version").first()[0]
-    return {"path": path, "format": "delta", "version": int(version), "partition": f"{column}={value}"}
+    return {"path": path, "format": "delta", "version": table_version(path), "partition": f"{column}={value}"}
 
 
 def _write_delta(df: DataFrame, path: str, partition_by: list[str] | None) -> dict[str, Any]:
-    from delta.tables import DeltaTable
-
     if fs.is_local(path) and Path(fs.local_path(path)).is_symlink():   # switching a table from Parquet to Delta
         Path(fs.local_path(path)).unlink()
     writer = df.write.format("delta").mode("overwrite").option("overwriteSchema", "true")
     if partition_by:
         writer = writer.partitionBy(*partition_by)
     writer.save(path)
-    version = DeltaTable.forPath(df.sparkSession, path).history(1).select("version").first()[0]
-    return {"path": path, "format": "delta", "version": int(version)}
+    # The version just committed, read from the log in this process (delta-rs): a Spark history query
+    # costs a job and a log replay on the cluster for one number.
+    return {"path": path, "format": "delta", "version": table_version(path)}
 
 
 def read_table(spark: SparkSession, path: str, version: int | None = None) -> DataFrame:

@@ -113,7 +113,8 @@ bench: venv
 	$(PY) benchmarks/feature_store_bench.py
 
 # The real cluster on this machine (prodemb/cluster.py; profile conf/cluster-local.yaml): Spark standalone
-# master :7077 + 2 workers, Redis :6379, MLflow server :5000, all on 127.0.0.1. Idempotent.
+# master :7077 + 2 workers, Redis :6379, MLflow server :5000, S3-compatible store :9000 (moto), all on
+# 127.0.0.1. Idempotent.
 cluster-up: venv
 	$(PY) -m prodemb.cluster up
 

@@ -87,3 +87,14 @@ def test_swap_link_and_prune_versions(tmp_path):
     assert [n for n in left if not n.startswith("legacy-")] == [made[-2].name, made[-1].name]
     legacy = [versions / n for n in left if n.startswith("legacy-")]
     assert len(legacy) == 1 and (legacy[0] / "old.txt").read_text() == "manual"
+
+
+def test_delta_rs_gets_the_table_uri_and_the_s3_endpoint_of_the_standard_variables(monkeypatch, tmp_path):
+    monkeypatch.delenv("AWS_ENDPOINT_URL_S3", raising=False)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9000")
+    assert fs.delta_location(tmp_path.as_uri() + "/t") == (str(tmp_path / "t"), {})
+    assert fs.delta_location("s3a://lake/tables/catalog") == (
+        "s3://lake/tables/catalog", {"AWS_ENDPOINT_URL": "http://127.0.0.1:9000", "AWS_ALLOW_HTTP": "true"})
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", "https://s3.example.com")
+    assert fs.delta_location("s3://lake/t")[1] == {"AWS_ENDPOINT_URL": "https://s3.example.com"}
+    assert fs.delta_location("gs://bucket/t") == ("gs://bucket/t", {})

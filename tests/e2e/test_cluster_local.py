@@ -2,6 +2,8 @@
 standalone master and 2 workers, Redis, an MLflow tracking server, and Delta tables on ``s3a://`` URIs of
 an S3-compatible store (moto's server).
 
+* ``spark-submit --master spark://127.0.0.1:7077 jobs/sessionize.py --config-profile cluster-local
+  --input URI --input-format clicks --output URI --format delta`` as a user types it (onto ``file://``);
 * the ``prodemb`` DAG with ``dag.test()`` under that profile: sessionize, consolidate and score through
   ``SparkSubmitOperator`` on the master, sessionize as the cluster contract has it (``spark-submit
   --master spark://127.0.0.1:7077 jobs/sessionize.py --config-profile cluster-local --input URI
@@ -42,11 +44,21 @@ def services(tmp_path_factory):
         yield {"state": cluster.DEFAULT_STATE_DIR, "started_here": False}
         return
     state = tmp_path_factory.mktemp("cluster")
-    cluster.up(state)
+    # cluster-up writes its Delta/s3a spark-defaults into SPARK_CONF_DIR: a folder of this test's, so the
+    # venv's pyspark (and every later Spark test) is left as it was.
+    saved = os.environ.get("SPARK_CONF_DIR")
+    os.environ["SPARK_CONF_DIR"] = str(tmp_path_factory.mktemp("spark-conf"))
     try:
-        yield {"state": state, "started_here": True}
+        cluster.up(state)
+        try:
+            yield {"state": state, "started_here": True}
+        finally:
+            cluster.down(state)
     finally:
-        cluster.down(state)
+        if saved is None:
+            os.environ.pop("SPARK_CONF_DIR", None)
+        else:
+            os.environ["SPARK_CONF_DIR"] = saved
 
 
 def listening() -> dict[int, set[str]]:
@@ -118,7 +130,18 @@ def test_pipeline_on_the_cluster(services, tmp_path, monkeypatch):
            "SPARK_LOCAL_IP": "127.0.0.1", "PYSPARK_PYTHON": sys.executable, "TZ": "UTC"}
     env.pop("MLFLOW_TRACKING_URI", None)
 
-    # 1. The DAG under the cluster-local profile, Spark stages on the standalone master.
+    # 1. The cluster contract of sessionize as a user types it (Delta and s3a come from cluster-up's
+    #    spark-defaults, no --packages), here onto a file:// URI; the DAG below puts the lake on s3a://.
+    contract = (tmp_path / "contract").as_uri()
+    run_logged([str(VENV_BIN / "spark-submit"), "--master", cluster.SPARK_MASTER_URL, "jobs/sessionize.py",
+                "--config-profile", "cluster-local", "--input", clicks, "--input-format", "clicks",
+                "--output", contract, "--format", "delta"], env, tmp_path / "sessionize.log", 600)
+    report = fs.read_json(f"{contract}/_run.json")
+    assert report["rows_in"] == 6000 == report["rows_valid"] + report["rows_filtered"] + report["rows_quarantined"]
+    assert set(report["delta_versions"]) == {"quarantine", "catalog", "sessions", "pairs"}
+    assert fs.is_dir(f"{contract}/pairs/_delta_log") and report["pairs"] > 0
+
+    # 2. The DAG under the cluster-local profile, Spark stages on the standalone master.
     tasks = tmp_path / "raw" / "tasks"
     overrides = [
         f"schedule.source_path={clicks}", f"feast.repo_dir={repo}", f"mlflow.model_name={model_name}",
@@ -168,7 +191,7 @@ def test_pipeline_on_the_cluster(services, tmp_path, monkeypatch):
     assert emb.num_rows == len(catalog) > 50 and set(emb.column("model_version").to_pylist()) == {"1"}
     assert redis.Redis(host="127.0.0.1", port=6379).dbsize() > 0
 
-    # 2. A consumer with the Feast SDK only: online from Redis, point in time through Spark.
+    # 3. A consumer with the Feast SDK only: online from Redis, point in time through Spark.
     sample = catalog.sort_values("product_id").head(4)
     ids, titles = sample["product_id"].tolist(), sample["title"].tolist()
     cenv = {**env, "PRODEMB_FEATURE_REPO": str(repo), "PRODEMB_FEAST_OFFLINE": "spark",

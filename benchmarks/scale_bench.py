@@ -63,7 +63,7 @@ def last_json(log: Path) -> dict:
 
 
 LOADER = r"""
-import json, sys, time, resource
+import json, sys, time
 from prodemb.tokenizer import Tokenizer
 from prodemb.train_data import load_training_data
 t0 = time.perf_counter()
@@ -194,6 +194,8 @@ def main(argv: list[str] | None = None) -> int:
                 break
             except Exception:
                 time.sleep(0.1)
+        else:
+            raise SystemExit(f"redis-server did not answer on 127.0.0.1:{port} within 10 s")
         import yaml
 
         store_conf = yaml.safe_load((work / "feature_repo" / "feature_store.yaml").read_text())

@@ -3,8 +3,9 @@
 The offline source is the `embeddings` table written by jobs/score.py (default: ../data/demo/embeddings;
 set PRODEMB_EMBEDDINGS to point elsewhere, a path or URI): a FileSource over Parquet for the file offline
 store (feature_store.yaml), or a SparkSource over the Delta table when PRODEMB_FEAST_OFFLINE=spark
-(feature_store.cluster-local.yaml; prodemb.features sets it from the store's offline_store type). It keeps several model versions, each row stamped with its
-scoring time, so point-in-time retrieval returns the vector that was current at an entity timestamp.
+(feature_store.cluster-local.yaml; prodemb.features sets it from the store's offline_store type). It
+keeps several model versions, each row stamped with its scoring time, so point-in-time retrieval returns
+the vector that was current at an entity timestamp.
 """
 import os
 from datetime import timedelta

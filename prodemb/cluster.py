@@ -203,27 +203,25 @@ def ensure_bucket(bucket: str = LAKE_BUCKET) -> None:
         store.create_dir(bucket)
 
 
+def _http_ok(url: str) -> bool:
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=2) as r:
+            return r.status == 200
+    except OSError:
+        return False
+
+
 def _ready(service: Service) -> bool:
     if not port_open(service.port):
         return False
     if service.name == "mlflow":   # the port opens before the app answers
-        import urllib.request
-
-        try:
-            with urllib.request.urlopen(f"{MLFLOW_URL}/health", timeout=2) as r:
-                return r.status == 200
-        except OSError:
-            return False
+        return _http_ok(f"{MLFLOW_URL}/health")
+    if service.name == "s3":
+        return _http_ok(f"{S3_URL}/moto-api/")
     if service.name.startswith("spark-worker"):   # registered with the master, not just listening
         return service.port in _workers_alive()
-    if service.name == "s3":
-        import urllib.request
-
-        try:
-            with urllib.request.urlopen(f"{S3_URL}/moto-api/", timeout=2) as r:
-                return r.status == 200
-        except OSError:
-            return False
     return True
 
 
@@ -282,8 +280,9 @@ def install_delta_defaults() -> Path | None:
     """Make ``spark-submit`` of this Spark install load Delta Lake, as a cluster's ``spark-defaults.conf``
     does: the jar must be on the driver's classpath when its JVM starts, which a session built later in
     Python cannot change. Writes ``spark.jars.packages`` for Delta and s3a (and the excludes of
-    prodemb.spark) into ``$SPARK_CONF_DIR`` (or ``$SPARK_HOME/conf``) ``/spark-defaults.conf``, replacing what an earlier
-    cluster-up wrote; a file whose own settings name other packages is left alone (returns None)."""
+    prodemb.spark) into ``$SPARK_CONF_DIR`` (or ``$SPARK_HOME/conf``) ``/spark-defaults.conf``,
+    replacing what an earlier cluster-up wrote; a file whose own settings name other packages is left
+    alone (returns None)."""
     from prodemb.spark import delta_package_conf
 
     conf_dir = Path(os.environ.get("SPARK_CONF_DIR") or spark_home() / "conf")
@@ -292,16 +291,16 @@ def install_delta_defaults() -> Path | None:
     ours = [f"{DEFAULTS_MARKER} Delta Lake and s3a for every spark-submit of this install",
             *(f"{k} {v}" for k, v in wanted.items())]
     lines = path.read_text().splitlines() if path.exists() else []
+
+    def setting(line: str) -> str:
+        return (line.split(None, 1) or [""])[0]
+
     kept, in_block = [], False
     for ln in lines:     # drop the block an earlier cluster-up wrote (marker + the lines right after it)
-        if ln.startswith(DEFAULTS_MARKER):
-            in_block = True
-            continue
-        if in_block and ln.split(None, 1)[:1] and ln.split(None, 1)[0] in wanted:
-            continue
-        in_block = False
-        kept.append(ln)
-    if any(ln.split(None, 1)[:1] and ln.split(None, 1)[0] in wanted for ln in kept):
+        in_block = ln.startswith(DEFAULTS_MARKER) or (in_block and setting(ln) in wanted)
+        if not in_block:
+            kept.append(ln)
+    if any(setting(ln) in wanted for ln in kept):
         print(f"note: {path} already sets {', '.join(wanted)}; add {wanted['spark.jars.packages']} there "
               "for Delta", file=sys.stderr)
         return None

@@ -78,9 +78,14 @@ def require_local(path: str, what: str) -> str:
 
 # --- the pyarrow filesystem behind a path ---------------------------------------------------------
 
+def _s3_endpoint() -> str | None:
+    """The S3 endpoint the standard variables name (the S3-specific one first), or None for AWS itself."""
+    return os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+
+
 def _s3_options() -> dict[str, Any]:
     options: dict[str, Any] = {}
-    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+    endpoint = _s3_endpoint()
     if endpoint:
         parsed = urlparse(endpoint if "://" in endpoint else f"https://{endpoint}")
         options.update(endpoint_override=parsed.netloc, scheme=parsed.scheme)
@@ -112,7 +117,7 @@ def delta_location(path: str | os.PathLike) -> tuple[str, dict[str, str]]:
     if kind in ("s3a", "s3n"):
         text = "s3" + text[len(kind):]
     options: dict[str, str] = {}
-    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+    endpoint = _s3_endpoint()
     if kind in ("s3", "s3a", "s3n") and endpoint:
         options["AWS_ENDPOINT_URL"] = endpoint
         if endpoint.startswith("http://"):

@@ -36,8 +36,8 @@ DELTA_CONF: dict[str, str] = {
 
 
 # Delta's transitive dependencies that pyspark already ships, in newer versions: excluded, so a driver
-# and every executor neither fetch nor load a second copy (~35 jars, 60 MB: hadoop-client, parquet,
-# jackson, log4j, compression codecs). Spark's own classes win either way (parent-first class loading).
+# and every executor neither fetch nor load a second copy (hadoop-client, parquet, jackson, log4j,
+# compression codecs). Spark's own classes win either way (parent-first class loading).
 DELTA_EXCLUDES: tuple[str, ...] = (
     "org.apache.hadoop:hadoop-client-api", "org.apache.hadoop:hadoop-client-runtime",
     *(f"org.apache.parquet:parquet-{m}" for m in ("hadoop", "column", "common", "encoding",
@@ -52,7 +52,7 @@ DELTA_EXCLUDES: tuple[str, ...] = (
 
 
 # s3a:// (Hadoop's S3 connector) for pyspark's Hadoop 3.5.0: hadoop-aws of the same version and the two AWS SDK
-# v2 modules it calls, instead of the SDK's 686 MB "bundle" that hadoop-aws declares. The SDK's transitive
+# v2 modules it calls, instead of the SDK's whole "bundle" jar that hadoop-aws declares. The SDK's transitive
 # netty, Apache HTTP client and commons jars are the ones pyspark already ships.
 HADOOP_VERSION = "3.5.0"
 AWS_SDK_VERSION = "2.35.4"
@@ -107,8 +107,7 @@ AUTO = "auto"
 
 def local_driver_memory(total_bytes: int | None = None) -> str:
     """Half of this machine's memory (at least 1g): in local mode the driver JVM is also the executor, and
-    Spark's 1g default starves it (10^7 clicks: 91.8 s at 1g, 74.4 s at 8g); the rest is left to the Python
-    workers and the OS cache."""
+    Spark's 1g default starves it at 10^7 clicks; the rest is left to the Python workers and the OS cache."""
     if total_bytes is None:
         total_bytes = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     return f"{max(1, total_bytes // 2**31)}g"

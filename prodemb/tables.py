@@ -73,7 +73,8 @@ def _write_delta_partition(df: DataFrame, path: str, column: str, value: str) ->
     df = df.withColumn(column, F.lit(value))
     (df.write.format("delta").mode("overwrite").partitionBy(column)
      .option("replaceWhere", f"{column} = '{value}'").save(path))
-    return {"path": path, "format": "delta", "version": table_version(path), "partition": f"{column}={value}"}
+    return {"path": path, "format": "delta", "version": _delta_table(path).version(),
+            "partition": f"{column}={value}"}
 
 
 def _write_delta(df: DataFrame, path: str, partition_by: list[str] | None) -> dict[str, Any]:
@@ -85,7 +86,7 @@ def _write_delta(df: DataFrame, path: str, partition_by: list[str] | None) -> di
     writer.save(path)
     # The version just committed, read from the log in this process (delta-rs): a Spark history query
     # costs a job and a log replay on the cluster for one number.
-    return {"path": path, "format": "delta", "version": table_version(path)}
+    return {"path": path, "format": "delta", "version": _delta_table(path).version()}
 
 
 def read_table(spark: SparkSession, path: str, version: int | None = None) -> DataFrame:

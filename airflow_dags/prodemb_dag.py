@@ -137,8 +137,9 @@ def spark_env() -> dict[str, str]:
 
 def spark_packages() -> dict[str, str]:
     """``--packages`` / ``--exclude-packages`` for Delta (and s3a when the profile configures it): jars must
-    be resolved by spark-submit itself, before the driver's JVM starts."""
-    if CFG.sessions.format != "delta":
+    be resolved by spark-submit itself, before the driver's JVM starts. None where the profile says the
+    cluster's Spark has them (``spark.packages_installed``)."""
+    if CFG.sessions.format != "delta" or CFG.spark.packages_installed:
         return {}
     conf = delta_package_conf(s3a=uses_s3a(CFG.spark.conf))
     return {"packages": conf["spark.jars.packages"], "exclude_packages": conf["spark.jars.excludes"]}

@@ -31,6 +31,9 @@ class SparkConfig(_Section):
     master: str = "local[*]"
     app_name: str = "prodemb"
     conf: dict[str, Any] = Field(default_factory=dict)  # any spark.* key, passed through
+    # Delta (and s3a) jars are already on the cluster's Spark classpath (its spark-defaults.conf, as
+    # `make cluster-up` writes them): the DAG's spark-submit then passes no --packages, like a user does.
+    packages_installed: bool = False
 
 
 class PathsConfig(_Section):

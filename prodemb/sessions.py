@@ -263,7 +263,7 @@ def run_sessionize(spark, input_path: str, input_format: str, output_dir: str, c
 
     from prodemb.sources import read_source
     from prodemb import fs
-    from prodemb.tables import read_table, write_table
+    from prodemb.tables import read_table, write_table, written_rows
 
     t0 = time.perf_counter()
     steps: dict[str, float] = {}
@@ -342,12 +342,16 @@ def run_sessionize(spark, input_path: str, input_format: str, output_dir: str, c
 
     rows_quarantined = counts.pop("rows_quarantined_rowlevel") + n_empty
     rows_valid = counts["rows_in"] - counts["rows_filtered"] - rows_quarantined
-    n_sessions, events_in_sessions = this_run("sessions").agg(F.count(F.lit(1)), F.sum("n_events")).first()
-    # Every valid click is in exactly one session (in interval runs, possibly one of a neighbour interval).
-    if partition is None and (events_in_sessions or 0) != rows_valid:
-        raise RuntimeError(f"accounting mismatch: {rows_valid} valid rows but {events_in_sessions} "
-                           "events in sessions")
-    quarantine = this_run("quarantine")
+    # Table sizes from the Delta commits where they have them (no read-back job on the cluster).
+    sizes = {name: written_rows(w, lambda name=name: this_run(name)) for name, w in written.items()}
+    if partition is None:
+        # Every valid click is in exactly one session (interval runs: possibly one of a neighbour interval).
+        events_in_sessions = this_run("sessions").agg(F.sum("n_events")).first()[0]
+        if (events_in_sessions or 0) != rows_valid:
+            raise RuntimeError(f"accounting mismatch: {rows_valid} valid rows but {events_in_sessions} "
+                               "events in sessions")
+    by_reason = {r["reason"]: r["count"] for r in this_run("quarantine").groupBy("reason").count().collect()} \
+        if sizes["quarantine"] else {}
     report = {
         **counts,
         "rows_valid": rows_valid,
@@ -355,11 +359,10 @@ def run_sessionize(spark, input_path: str, input_format: str, output_dir: str, c
         "rows_filtered_by_reason": {r["filter_reason"]: r["count"] for r in tagged.where(
             F.col("filter_reason").isNotNull()).groupBy("filter_reason").count().collect()}
         if counts["rows_filtered"] else {},
-        "rows_quarantined_by_reason": {r["reason"]: r["count"] for r in
-                                       quarantine.groupBy("reason").count().collect()},
-        "sessions": n_sessions,
-        "pairs": this_run("pairs").count(),
-        "products": this_run("catalog").count(),
+        "rows_quarantined_by_reason": by_reason,
+        "sessions": sizes["sessions"],
+        "pairs": sizes["pairs"],
+        "products": sizes["catalog"],
         "parameters": {"input": input_path, "input_format": input_format, "output": out,
                        "start": start, "end": end, **cfg.model_dump()},
         "tables": written,
@@ -368,7 +371,7 @@ def run_sessionize(spark, input_path: str, input_format: str, output_dir: str, c
     }
     step("report")
     report["step_seconds"] = steps
-    if sum(report["rows_quarantined_by_reason"].values()) != rows_quarantined:
+    if sum(by_reason.values()) != rows_quarantined or sizes["quarantine"] != rows_quarantined:
         raise RuntimeError("accounting mismatch: quarantine table and counters disagree")
     if fmt == "delta":
         report["delta_versions"] = {name: w["version"] for name, w in written.items()}
@@ -406,7 +409,7 @@ def run_consolidate(spark, intervals_dir: str, output_dir: str, fmt: str = "parq
     Each table is replaced atomically, the catalog first: intervals only add products, so a run that
     fails between tables leaves a catalog that covers the previous pairs."""
     from prodemb import fs
-    from prodemb.tables import read_table, write_table
+    from prodemb.tables import read_table, write_table, written_rows
 
     src, out = intervals_dir.rstrip("/"), output_dir.rstrip("/")
     missing = [t for t in ("catalog", "pairs", "sessions") if not fs.exists(fs.join(src, t))]
@@ -423,7 +426,8 @@ def run_consolidate(spark, intervals_dir: str, output_dir: str, fmt: str = "parq
     written = {}
     for name in ("catalog", "pairs", "sessions"):   # catalog first (see the module docstring)
         written[name] = write_table(frames[name], f"{out}/{name}", fmt)
-    counts = {name: read_table(spark, f"{out}/{name}").count() for name in frames}
+    counts = {name: written_rows(written[name], lambda name=name: read_table(spark, f"{out}/{name}"))
+              for name in frames}
     report = {"intervals": intervals, "source": src, "output": out, "format": fmt,
               "rows": counts, "tables": written, "finished_at": datetime.now(timezone.utc).isoformat()}
     fs.write_json(fs.join(out, "_consolidated.json"), report)

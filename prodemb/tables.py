@@ -73,8 +73,7 @@ def _write_delta_partition(df: DataFrame, path: str, column: str, value: str) ->
     df = df.withColumn(column, F.lit(value))
     (df.write.format("delta").mode("overwrite").partitionBy(column)
      .option("replaceWhere", f"{column} = '{value}'").save(path))
-    return {"path": path, "format": "delta", "version": _delta_table(path).version(),
-            "partition": f"{column}={value}"}
+    return {"path": path, "format": "delta", **_last_commit(path), "partition": f"{column}={value}"}
 
 
 def _write_delta(df: DataFrame, path: str, partition_by: list[str] | None) -> dict[str, Any]:
@@ -84,9 +83,25 @@ def _write_delta(df: DataFrame, path: str, partition_by: list[str] | None) -> di
     if partition_by:
         writer = writer.partitionBy(*partition_by)
     writer.save(path)
-    # The version just committed, read from the log in this process (delta-rs): a Spark history query
-    # costs a job and a log replay on the cluster for one number.
-    return {"path": path, "format": "delta", "version": _delta_table(path).version()}
+    return {"path": path, "format": "delta", **_last_commit(path)}
+
+
+def _last_commit(path: str) -> dict[str, Any]:
+    """Version and row count of the commit just made, read from the log in this process (delta-rs): a
+    Spark history query or a count costs a job and a log replay on the cluster for one number. ``rows``
+    is the commit's ``numOutputRows`` (rows written, the partition's for a ``replaceWhere``), None where
+    the writer recorded no metrics (``spark.databricks.delta.history.metricsEnabled=false``)."""
+    table = _delta_table(path)
+    commit = table.history(1)[0]    # the snapshot's latest commit: the version reported with it
+    rows = (commit.get("operationMetrics") or {}).get("numOutputRows")
+    return {"version": table.version(), "rows": None if rows is None else int(rows)}
+
+
+def written_rows(written: dict[str, Any], read_back) -> int:
+    """Rows of what ``write_table`` wrote: the Delta commit's count when it has one, else a count of
+    ``read_back()`` (the written table or partition, read back)."""
+    rows = written.get("rows")
+    return read_back().count() if rows is None else rows
 
 
 def read_table(spark: SparkSession, path: str, version: int | None = None) -> DataFrame:

@@ -43,9 +43,24 @@ def test_delta_overwrite_and_time_travel(spark, tmp_path):
     v0 = write_table(spark.range(5), path, fmt="delta")
     v1 = write_table(spark.range(10, 17), path, fmt="delta")
     assert (v0["version"], v1["version"]) == (0, 1)
+    assert (v0["rows"], v1["rows"]) == (5, 7)          # from the commits' metrics, no count job
     assert table_format(path) == "delta"
     assert read_table(spark, path).count() == 7
     assert sorted(r.id for r in read_table(spark, path, version=0).collect()) == list(range(5))
+
+
+def test_written_rows_counts_when_the_commit_has_no_metrics(spark, tmp_path):
+    from prodemb.tables import written_rows
+
+    path = str(tmp_path / "d")
+    spark.conf.set("spark.databricks.delta.history.metricsEnabled", "false")
+    try:
+        written = write_table(spark.range(6), path, fmt="delta")
+    finally:
+        spark.conf.unset("spark.databricks.delta.history.metricsEnabled")
+    assert written["rows"] is None
+    assert written_rows(written, lambda: read_table(spark, path)) == 6
+    assert written_rows({"rows": 3}, lambda: 1 / 0) == 3                # a commit's count needs no read
 
 
 def test_switching_parquet_table_to_delta(spark, tmp_path):
@@ -92,8 +107,9 @@ def test_arrow_dataset_reads_a_partitioned_delta_table_with_its_partition_column
 
     path = str(tmp_path / "p")
     for value, n in (("a", 4), ("b", 3)):
-        write_table(spark.range(n), path, fmt="delta", partition=("interval", value))
-    write_table(spark.range(100, 102), path, fmt="delta", partition=("interval", "a"))   # replaces a only
+        assert write_table(spark.range(n), path, fmt="delta", partition=("interval", value))["rows"] == n
+    again = write_table(spark.range(100, 102), path, fmt="delta", partition=("interval", "a"))   # replaces a only
+    assert again["rows"] == 2                          # the partition's rows, not the table's
     got = sorted((r["interval"], r["id"]) for r in arrow_dataset(path).to_table().to_pylist())
     assert got == [("a", 100), ("a", 101), ("b", 0), ("b", 1), ("b", 2)]
     assert table_version(path) == 2

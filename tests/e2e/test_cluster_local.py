@@ -2,14 +2,13 @@
 standalone master and 2 workers, Redis, an MLflow tracking server, and Delta tables on ``s3a://`` URIs of
 an S3-compatible store (moto's server).
 
-* ``spark-submit --master spark://127.0.0.1:7077 jobs/sessionize.py --config-profile cluster-local
-  --input URI --input-format clicks --output URI --format delta`` as a user types it (onto ``file://``);
 * the ``prodemb`` DAG with ``dag.test()`` under that profile: sessionize, consolidate and score through
   ``SparkSubmitOperator`` on the master, sessionize as the cluster contract has it (``spark-submit
   --master spark://127.0.0.1:7077 jobs/sessionize.py --config-profile cluster-local --input URI
-  --input-format clicks --output URI --format delta``, plus the interval's ``--start``/``--end``); the
-  executors are separate JVMs and Python workers, which get the model and the package shipped;
-  training logged and registered over HTTP, publish into Redis;
+  --input-format clicks --output URI --format delta``, plus the interval's ``--start``/``--end`` and the
+  profile's ``--conf`` settings), with no ``--packages``: Delta and s3a come from cluster-up's
+  spark-defaults, as for a user who types the contract; the executors are separate JVMs and Python
+  workers, which get the model and the package shipped; training logged and registered over HTTP, publish into Redis;
 * a consumer with nothing but the Feast SDK: ``get_online_features`` from Redis equals the registered
   model's vectors for the products' titles, and historical retrieval goes through the Spark offline store.
 
@@ -130,18 +129,7 @@ def test_pipeline_on_the_cluster(services, tmp_path, monkeypatch):
            "SPARK_LOCAL_IP": "127.0.0.1", "PYSPARK_PYTHON": sys.executable, "TZ": "UTC"}
     env.pop("MLFLOW_TRACKING_URI", None)
 
-    # 1. The cluster contract of sessionize as a user types it (Delta and s3a come from cluster-up's
-    #    spark-defaults, no --packages), here onto a file:// URI; the DAG below puts the lake on s3a://.
-    contract = (tmp_path / "contract").as_uri()
-    run_logged([str(VENV_BIN / "spark-submit"), "--master", cluster.SPARK_MASTER_URL, "jobs/sessionize.py",
-                "--config-profile", "cluster-local", "--input", clicks, "--input-format", "clicks",
-                "--output", contract, "--format", "delta"], env, tmp_path / "sessionize.log", 600)
-    report = fs.read_json(f"{contract}/_run.json")
-    assert report["rows_in"] == 6000 == report["rows_valid"] + report["rows_filtered"] + report["rows_quarantined"]
-    assert set(report["delta_versions"]) == {"quarantine", "catalog", "sessions", "pairs"}
-    assert fs.is_dir(f"{contract}/pairs/_delta_log") and report["pairs"] > 0
-
-    # 2. The DAG under the cluster-local profile, Spark stages on the standalone master.
+    # 1. The DAG under the cluster-local profile, Spark stages on the standalone master, the lake on s3a://.
     tasks = tmp_path / "raw" / "tasks"
     overrides = [
         f"schedule.source_path={clicks}", f"feast.repo_dir={repo}", f"mlflow.model_name={model_name}",
@@ -158,7 +146,8 @@ def test_pipeline_on_the_cluster(services, tmp_path, monkeypatch):
                       tmp_path / "dag.log", 900)
     result = tagged_json(text, "RESULT")
     assert result["state"] == "success" and set(result["tasks"].values()) == {"success"}, result
-    # Sessionize ran as the cluster contract has it: spark-submit on the master, URIs in and out, Delta.
+    # Sessionize ran as the cluster contract has it: spark-submit on the master, URIs in and out, Delta, and
+    # no --packages (the jars come from cluster-up's spark-defaults, as for a hand-typed run).
     submit_lines = re.findall(r"Spark-Submit cmd: (spark-submit .*?/jobs/(\w+)\.py [^\n]*)", text)
     submits = {job: cmd for cmd, job in submit_lines}
     assert set(submits) == {"sessionize", "consolidate", "score"}, submits.keys()
@@ -166,6 +155,7 @@ def test_pipeline_on_the_cluster(services, tmp_path, monkeypatch):
     for flag in (f"--input {clicks} ", "--input-format clicks ", f"--output {lake}/tables/intervals ",
                  "--format delta ", "--config-profile cluster-local "):
         assert flag in submits["sessionize"], (flag, submits["sessionize"])
+    assert "--packages" not in submits["sessionize"] and "--jars" not in submits["sessionize"]
     interval = fs.read_json(f"{lake}/tables/intervals/_runs/20240102T000000.json")
     assert interval["rows_in"] == (interval["rows_valid"] + interval["rows_filtered"]
                                    + interval["rows_quarantined"]) > 0
@@ -191,7 +181,7 @@ def test_pipeline_on_the_cluster(services, tmp_path, monkeypatch):
     assert emb.num_rows == len(catalog) > 50 and set(emb.column("model_version").to_pylist()) == {"1"}
     assert redis.Redis(host="127.0.0.1", port=6379).dbsize() > 0
 
-    # 3. A consumer with the Feast SDK only: online from Redis, point in time through Spark.
+    # 2. A consumer with the Feast SDK only: online from Redis, point in time through Spark.
     sample = catalog.sort_values("product_id").head(4)
     ids, titles = sample["product_id"].tolist(), sample["title"].tolist()
     cenv = {**env, "PRODEMB_FEATURE_REPO": str(repo), "PRODEMB_FEAST_OFFLINE": "spark",

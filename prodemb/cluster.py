@@ -139,6 +139,9 @@ def _spark_env(state: Path) -> dict[str, str]:
         "PYSPARK_PYTHON": sys.executable,
         "SPARK_LOG_DIR": str(state / "logs"),
     })
+    # The master and workers are light, long-lived daemons: C1 only and the serial collector (their JIT
+    # warm-up, with C2, competed with the first jobs for this machine's cores). Yours win when set.
+    env.setdefault("SPARK_DAEMON_JAVA_OPTS", "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC")
     return env
 
 

@@ -133,14 +133,17 @@ def score_catalog(catalog: DataFrame, model: ResolvedModel, scored_at: datetime,
         F.lit(scored_at).cast("timestamp").alias("event_timestamp"), F.lit(model.dim).alias("dim"))
 
 
-def merge_versions(previous: DataFrame | None, new: DataFrame, version: str, keep: int) -> DataFrame:
-    """New rows + previous rows of other model versions, keeping the ``keep`` newest versions."""
+def merge_versions(previous: DataFrame | None, new: DataFrame, version: str,
+                   keep: int) -> tuple[DataFrame, dict[str, int]]:
+    """New rows + previous rows of other model versions, keeping the ``keep`` newest versions. Returns the
+    table and the row count of every kept previous version (the report needs no read-back)."""
     if previous is None:
-        return new
+        return new, {}
     others = previous.where(F.col("model_version") != version)
-    kept = [r[0] for r in others.groupBy("model_version").agg(F.max("event_timestamp").alias("t"))
-            .orderBy(F.desc("t")).limit(max(0, keep - 1)).collect()]
-    return new.unionByName(others.where(F.col("model_version").isin(kept)))
+    kept = {r["model_version"]: r["n"] for r in others.groupBy("model_version")
+            .agg(F.max("event_timestamp").alias("t"), F.count(F.lit(1)).alias("n"))
+            .orderBy(F.desc("t")).limit(max(0, keep - 1)).collect()}
+    return new.unionByName(others.where(F.col("model_version").isin(list(kept)))), kept
 
 
 def run_score(spark, data_dir: str, model_uri: str, output: str | None, *, tracking_uri: str | None,
@@ -182,12 +185,14 @@ def _score_with(spark, model: ResolvedModel, data_dir: str, output: str, *, fmt:
         n_new = new.count()
         # The previous version's files stay on disk until after the swap (tables.keep_versions).
         previous = read_table(spark, output) if fs.exists(output) else None
-        table = merge_versions(previous, new, model.version, keep_model_versions)
+        table, kept = merge_versions(previous, new, model.version, keep_model_versions)
         written = write_table(table, output, fmt)
     finally:
         new.unpersist()
-    stored = read_table(spark, output)
-    versions = {r["model_version"]: r["count"] for r in stored.groupBy("model_version").count().collect()}
+    versions = {model.version: n_new, **kept}
+    if written.get("rows") not in (None, sum(versions.values())):
+        raise RuntimeError(f"accounting mismatch: {sum(versions.values())} rows meant for {output}, "
+                           f"{written['rows']} written")
     return {"model_uri": model.uri, "model_name": model.name, "model_version": model.version, "dim": model.dim,
             "products_scored": n_new, "rows_in": catalog.count(), "rows_out": n_new, "rows_quarantined": 0,
             "rows_by_model_version": versions, "scored_at": scored_at.isoformat(), "output": output,

@@ -48,6 +48,7 @@ def test_cluster_local_profile_points_at_the_local_services(monkeypatch):
     assert cfg.sessions.format == "delta"
     assert cfg.paths.data_dir == f"s3a://{cluster.LAKE_BUCKET}/tables"
     assert cfg.feast.yaml_file == "feature_store.cluster-local.yaml"
+    assert cfg.spark.packages_installed is True and load_config("cluster").spark.packages_installed is False
     # The object store's variables are defaulted for this process and its children, s3a built from them.
     assert {k: os.environ[k] for k in cluster.S3_ENV} == cluster.S3_ENV == cfg.env
     assert cfg.spark.conf["spark.hadoop.fs.s3a.endpoint"] == cluster.S3_URL

@@ -16,6 +16,7 @@ Services are started by the test (or an already running ``make cluster-up`` is u
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -82,31 +83,53 @@ def test_services_listen_on_loopback_only_and_up_is_idempotent(services):
 
 
 CONSUMER = r"""
-import json, sys
+import json, os, sys, time
 import numpy as np, pandas as pd
 from feast import FeatureStore
-import mlflow
 
-repo, yaml_file, ids, titles, model = sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), json.loads(sys.argv[4]), sys.argv[5]
+# A consumer that is already up (Feast imported, store built) when the pipeline publishes: it waits for
+# the product ids in a file, then reads the registry as it is now.
+repo, yaml_file, request = sys.argv[1], sys.argv[2], sys.argv[3]
 store = FeatureStore(repo_path=repo, fs_yaml_file=f"{repo}/{yaml_file}")
-online = store.get_online_features(features=["product_embeddings:embedding", "product_embeddings:model_version"],
-                                   entity_rows=[{"product_id": p} for p in ids]).to_dict()
+deadline = time.monotonic() + 900
+while not os.path.exists(request):
+    if time.monotonic() > deadline:
+        sys.exit("no request came")
+    time.sleep(0.2)
+ids = json.load(open(request))
+store.refresh_registry()
+online = store.get_online_features(
+    features=["product_embeddings:embedding", "product_embeddings:model_version"],
+    entity_rows=[{"product_id": p} for p in ids]).to_dict()
 # "now" (the feature view's TTL is ten years: a timestamp far in the future would find nothing).
 entity = pd.DataFrame({"product_id": ids * 2,
                        "event_timestamp": [pd.Timestamp.now(tz="UTC") + pd.Timedelta(hours=1)] * len(ids)
                        + [pd.Timestamp("2000-01-01", tz="UTC")] * len(ids)})
 hist = store.get_historical_features(entity_df=entity, features=["product_embeddings:embedding"]).to_df()
-mlflow.set_tracking_uri("http://127.0.0.1:5000")
-vectors = mlflow.pyfunc.load_model(model).predict(pd.DataFrame({"title": titles}))
 out = {"offline_store": type(store._get_provider().offline_store).__name__,
-       "online": {p: (None if e is None else list(map(float, e))) for p, e in zip(online["product_id"], online["embedding"])},
+       "online": {p: (None if e is None else list(map(float, e)))
+                  for p, e in zip(online["product_id"], online["embedding"])},
        "online_versions": online["model_version"],
        "historical": [{"product_id": r.product_id, "ts": str(r.event_timestamp),
-                       "embedding": None if r.embedding is None or (isinstance(r.embedding, float)) else list(map(float, r.embedding))}
-                      for r in hist.itertuples()],
-       "model": vectors.tolist()}
+                       "embedding": None if r.embedding is None or isinstance(r.embedding, float)
+                       else list(map(float, r.embedding))}
+                      for r in hist.itertuples()]}
 print("CONSUMER " + json.dumps(out))
 """
+
+
+@contextlib.contextmanager
+def waiting_consumer(repo: Path, request: Path, env: dict, log: Path):
+    """The CONSUMER process, started and left waiting for ``request``; killed if the test ends first."""
+    with open(log, "w") as out:
+        proc = subprocess.Popen([sys.executable, "-c", CONSUMER, str(repo), "feature_store.cluster-local.yaml",
+                                 str(request)], env=env, cwd=REPO_ROOT, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
 def test_pipeline_on_the_cluster(services, tmp_path, monkeypatch):
@@ -142,59 +165,73 @@ def test_pipeline_on_the_cluster(services, tmp_path, monkeypatch):
             "AIRFLOW_CONN_SPARK_DEFAULT": json.dumps({"conn_type": "spark", "host": cluster.SPARK_MASTER_URL})}
     aenv.pop("MLFLOW_TRACKING_URI", None)
     run_logged([str(VENV_BIN / "airflow"), "db", "migrate"], aenv, tmp_path / "migrate.log", 300)
-    text = run_logged([sys.executable, "-c", DAG_TEST_DRIVER, str(DAGS), "2024-01-03", "{}"], aenv,
-                      tmp_path / "dag.log", 900)
-    result = tagged_json(text, "RESULT")
-    assert result["state"] == "success" and set(result["tasks"].values()) == {"success"}, result
-    # Sessionize ran as the cluster contract has it: spark-submit on the master, URIs in and out, Delta, and
-    # no --packages (the jars come from cluster-up's spark-defaults, as for a hand-typed run).
-    submit_lines = re.findall(r"Spark-Submit cmd: (spark-submit .*?/jobs/(\w+)\.py [^\n]*)", text)
-    submits = {job: cmd for cmd, job in submit_lines}
-    assert set(submits) == {"sessionize", "consolidate", "score"}, submits.keys()
-    assert all(cmd.startswith(f"spark-submit --master {cluster.SPARK_MASTER_URL} ") for cmd in submits.values())
-    for flag in (f"--input {clicks} ", "--input-format clicks ", f"--output {lake}/tables/intervals ",
-                 "--format delta ", "--config-profile cluster-local "):
-        assert flag in submits["sessionize"], (flag, submits["sessionize"])
-    assert "--packages" not in submits["sessionize"] and "--jars" not in submits["sessionize"]
-    interval = fs.read_json(f"{lake}/tables/intervals/_runs/20240102T000000.json")
-    assert interval["rows_in"] == (interval["rows_valid"] + interval["rows_filtered"]
-                                   + interval["rows_quarantined"]) > 0
-    assert set(interval["delta_versions"]) == {"quarantine", "catalog", "sessions", "pairs"}
-    # The executors imported this package from what the driver shipped, not from the repository.
-    shipped = re.findall(r'"executor_package": "([^"]+)"', text)
-    assert shipped and all(not p.startswith(str(REPO_ROOT)) and ".zip" in p for p in shipped), shipped
-
-    # Training talked to the tracking server over HTTP and registered exactly one version.
-    client = mlflow.MlflowClient("http://127.0.0.1:5000")
-    versions = client.search_model_versions(f"name = '{model_name}'")
-    assert [v.version for v in versions] == ["1"]
-    assert client.get_model_version(model_name, "1").tags["health"] == "ok"
-    assert client.get_model_version_by_alias(model_name, "champion").version == "1"
-
-    # Scoring wrote the Delta embeddings table on the lake; publish filled Redis.
+    # 2. The Feast consumer starts now and waits, as a service would, for products to look up.
     tables = f"{lake}/tables"
-    assert fs.is_dir(f"{tables}/embeddings/_delta_log")
-    from prodemb.tables import arrow_dataset
-
-    catalog = arrow_dataset(f"{tables}/catalog").to_table(columns=["product_id", "title"]).to_pandas()
-    emb = arrow_dataset(f"{tables}/embeddings").to_table(columns=["product_id", "model_version"])
-    assert emb.num_rows == len(catalog) > 50 and set(emb.column("model_version").to_pylist()) == {"1"}
-    assert redis.Redis(host="127.0.0.1", port=6379).dbsize() > 0
-
-    # 2. A consumer with the Feast SDK only: online from Redis, point in time through Spark.
-    sample = catalog.sort_values("product_id").head(4)
-    ids, titles = sample["product_id"].tolist(), sample["title"].tolist()
+    request = tmp_path / "consumer-request.json"
     cenv = {**env, "PRODEMB_FEATURE_REPO": str(repo), "PRODEMB_FEAST_OFFLINE": "spark",
             "PRODEMB_EMBEDDINGS": f"{tables}/embeddings"}
-    out = tagged_json(run_logged([sys.executable, "-c", CONSUMER, str(repo), "feature_store.cluster-local.yaml",
-                                  json.dumps(ids), json.dumps(titles), f"models:/{model_name}@champion"],
-                                 cenv, tmp_path / "consumer.log", 600), "CONSUMER")
-    assert out["offline_store"] == "SparkOfflineStore"
-    expected = np.asarray(out["model"], dtype=np.float32)
-    online = np.asarray([out["online"][p] for p in ids], dtype=np.float32)
-    np.testing.assert_allclose(online, expected, rtol=1e-5, atol=1e-6)
-    assert out["online_versions"] == ["1"] * len(ids)
-    now = {r["product_id"]: r["embedding"] for r in out["historical"] if not r["ts"].startswith("2000")}
-    before = [r["embedding"] for r in out["historical"] if r["ts"].startswith("2000")]
-    np.testing.assert_allclose(np.asarray([now[p] for p in ids], dtype=np.float32), expected, rtol=1e-5, atol=1e-6)
-    assert before == [None] * len(ids)        # nothing had been scored in 2000
+    with waiting_consumer(repo, request, cenv, tmp_path / "consumer.log") as consumer:
+        text = run_logged([sys.executable, "-c", DAG_TEST_DRIVER, str(DAGS), "2024-01-03", "{}"], aenv,
+                          tmp_path / "dag.log", 900)
+        result = tagged_json(text, "RESULT")
+        assert result["state"] == "success" and set(result["tasks"].values()) == {"success"}, result
+        # The consumer gets its products at once and works while the pipeline's outputs are checked.
+        from prodemb.tables import arrow_dataset
+
+        catalog = arrow_dataset(f"{tables}/catalog").to_table(columns=["product_id", "title"]).to_pandas()
+        sample = catalog.sort_values("product_id").head(4)
+        ids, titles = sample["product_id"].tolist(), sample["title"].tolist()
+        partial = request.with_suffix(".partial")
+        partial.write_text(json.dumps(ids))
+        partial.rename(request)                      # the consumer never reads a half-written request
+        # Sessionize ran as the cluster contract has it: spark-submit on the master, URIs in and out, Delta, and
+        # no --packages (the jars come from cluster-up's spark-defaults, as for a hand-typed run).
+        submit_lines = re.findall(r"Spark-Submit cmd: (spark-submit .*?/jobs/(\w+)\.py [^\n]*)", text)
+        submits = {job: cmd for cmd, job in submit_lines}
+        assert set(submits) == {"sessionize", "consolidate", "score"}, submits.keys()
+        assert all(cmd.startswith(f"spark-submit --master {cluster.SPARK_MASTER_URL} ") for cmd in submits.values())
+        for flag in (f"--input {clicks} ", "--input-format clicks ", f"--output {lake}/tables/intervals ",
+                     "--format delta ", "--config-profile cluster-local "):
+            assert flag in submits["sessionize"], (flag, submits["sessionize"])
+        assert "--packages" not in submits["sessionize"] and "--jars" not in submits["sessionize"]
+        interval = fs.read_json(f"{lake}/tables/intervals/_runs/20240102T000000.json")
+        assert interval["rows_in"] == (interval["rows_valid"] + interval["rows_filtered"]
+                                       + interval["rows_quarantined"]) > 0
+        assert set(interval["delta_versions"]) == {"quarantine", "catalog", "sessions", "pairs"}
+        # The executors imported this package from what the driver shipped, not from the repository.
+        shipped = re.findall(r'"executor_package": "([^"]+)"', text)
+        assert shipped and all(not p.startswith(str(REPO_ROOT)) and ".zip" in p for p in shipped), shipped
+
+        # Training talked to the tracking server over HTTP and registered exactly one version.
+        client = mlflow.MlflowClient("http://127.0.0.1:5000")
+        versions = client.search_model_versions(f"name = '{model_name}'")
+        assert [v.version for v in versions] == ["1"]
+        assert client.get_model_version(model_name, "1").tags["health"] == "ok"
+        assert client.get_model_version_by_alias(model_name, "champion").version == "1"
+
+        # Scoring wrote the Delta embeddings table on the lake; publish filled Redis.
+        assert fs.is_dir(f"{tables}/embeddings/_delta_log")
+        emb = arrow_dataset(f"{tables}/embeddings").to_table(columns=["product_id", "model_version"])
+        assert emb.num_rows == len(catalog) > 50 and set(emb.column("model_version").to_pylist()) == {"1"}
+        assert redis.Redis(host="127.0.0.1", port=6379).dbsize() > 0
+
+        # 2. The Feast consumer's answers (it has been looking the products up meanwhile).
+        # Meanwhile the registered model, loaded over HTTP here, is the oracle: what it makes of the titles
+        # is what Redis and the offline store must hold.
+        import pandas as pd
+
+        mlflow.set_tracking_uri("http://127.0.0.1:5000")
+        expected = np.asarray(mlflow.pyfunc.load_model(f"models:/{model_name}@champion").predict(
+            pd.DataFrame({"title": titles})), dtype=np.float32)
+        consumer.wait(timeout=600)
+        text = (tmp_path / "consumer.log").read_text()
+        assert consumer.returncode == 0, text[-3000:]
+        out = tagged_json(text, "CONSUMER")
+        assert out["offline_store"] == "SparkOfflineStore"
+        online = np.asarray([out["online"][p] for p in ids], dtype=np.float32)
+        np.testing.assert_allclose(online, expected, rtol=1e-5, atol=1e-6)
+        assert out["online_versions"] == ["1"] * len(ids)
+        now = {r["product_id"]: r["embedding"] for r in out["historical"] if not r["ts"].startswith("2000")}
+        before = [r["embedding"] for r in out["historical"] if r["ts"].startswith("2000")]
+        np.testing.assert_allclose(np.asarray([now[p] for p in ids], dtype=np.float32), expected, rtol=1e-5, atol=1e-6)
+        assert before == [None] * len(ids)        # nothing had been scored in 2000

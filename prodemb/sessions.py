@@ -343,15 +343,17 @@ def run_sessionize(spark, input_path: str, input_format: str, output_dir: str, c
     rows_quarantined = counts.pop("rows_quarantined_rowlevel") + n_empty
     rows_valid = counts["rows_in"] - counts["rows_filtered"] - rows_quarantined
     # Table sizes from the Delta commits where they have them (no read-back job on the cluster).
-    sizes = {name: written_rows(w, lambda name=name: this_run(name)) for name, w in written.items()}
+    sizes = {name: written_rows(written[name], lambda name=name: this_run(name))
+             for name in ("catalog", "sessions", "pairs")}
     if partition is None:
         # Every valid click is in exactly one session (interval runs: possibly one of a neighbour interval).
         events_in_sessions = this_run("sessions").agg(F.sum("n_events")).first()[0]
         if (events_in_sessions or 0) != rows_valid:
             raise RuntimeError(f"accounting mismatch: {rows_valid} valid rows but {events_in_sessions} "
                                "events in sessions")
-    by_reason = {r["reason"]: r["count"] for r in this_run("quarantine").groupBy("reason").count().collect()} \
-        if sizes["quarantine"] else {}
+    quarantine_committed = written["quarantine"].get("rows")     # None: no commit count (Parquet)
+    by_reason = {} if quarantine_committed == 0 else {
+        r["reason"]: r["count"] for r in this_run("quarantine").groupBy("reason").count().collect()}
     report = {
         **counts,
         "rows_valid": rows_valid,
@@ -371,7 +373,7 @@ def run_sessionize(spark, input_path: str, input_format: str, output_dir: str, c
     }
     step("report")
     report["step_seconds"] = steps
-    if sum(by_reason.values()) != rows_quarantined or sizes["quarantine"] != rows_quarantined:
+    if sum(by_reason.values()) != rows_quarantined or quarantine_committed not in (None, rows_quarantined):
         raise RuntimeError("accounting mismatch: quarantine table and counters disagree")
     if fmt == "delta":
         report["delta_versions"] = {name: w["version"] for name, w in written.items()}

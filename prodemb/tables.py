@@ -91,7 +91,7 @@ def _last_commit(path: str) -> dict[str, Any]:
     Spark history query or a count costs a job and a log replay on the cluster for one number. ``rows``
     is the commit's ``numOutputRows`` (rows written, the partition's for a ``replaceWhere``), None where
     the writer recorded no metrics (``spark.databricks.delta.history.metricsEnabled=false``)."""
-    table = _delta_table(path)
+    table = _delta_table(path, files=False)
     commit = table.history(1)[0]    # the snapshot's latest commit: the version reported with it
     rows = (commit.get("operationMetrics") or {}).get("numOutputRows")
     return {"version": table.version(), "rows": None if rows is None else int(rows)}
@@ -116,14 +116,15 @@ def read_table(spark: SparkSession, path: str, version: int | None = None) -> Da
     return spark.read.parquet(path)
 
 
-def _delta_table(path: str, version: int | None = None):
+def _delta_table(path: str, version: int | None = None, files: bool = True):
     """The Delta table at ``path`` as delta-rs reads it: the log is replayed in this process, so a
     Python-side read (tokenizer, training, publishing) starts no JVM and gets exactly the files of the
-    snapshot (removed files are never read)."""
+    snapshot (removed files are never read). ``files=False`` skips the snapshot's file list, for callers
+    that only need the version or the history (a table of 10^8 pairs has thousands of files)."""
     from deltalake import DeltaTable
 
     uri, options = fs.delta_location(path)
-    return DeltaTable(uri, version=version, storage_options=options or None)
+    return DeltaTable(uri, version=version, storage_options=options or None, without_files=not files)
 
 
 def read_table_arrow(path: str, columns: list[str] | None = None, version: int | None = None):
@@ -166,6 +167,6 @@ def parquet_dataset(path: str):
 def table_version(path: str) -> str | int | None:
     """The version a table path points at now: Delta version number or Parquet version folder."""
     if table_format(path) == "delta":
-        return int(_delta_table(path).version())
+        return int(_delta_table(path, files=False).version())
     p = Path(fs.local_path(path)) if fs.is_local(path) else None
     return os.path.basename(os.path.realpath(p)) if p is not None and p.is_symlink() else None

@@ -203,7 +203,8 @@ def test_pipeline_on_the_cluster(services, tmp_path, monkeypatch):
         assert shipped and all(not p.startswith(str(REPO_ROOT)) and ".zip" in p for p in shipped), shipped
 
         # Training talked to the tracking server over HTTP and registered exactly one version.
-        client = mlflow.MlflowClient("http://127.0.0.1:5000")
+        # Both URIs given: a registry URI that an earlier test in this process set must not answer instead.
+        client = mlflow.MlflowClient(cluster.MLFLOW_URL, registry_uri=cluster.MLFLOW_URL)
         versions = client.search_model_versions(f"name = '{model_name}'")
         assert [v.version for v in versions] == ["1"]
         assert client.get_model_version(model_name, "1").tags["health"] == "ok"
@@ -220,7 +221,8 @@ def test_pipeline_on_the_cluster(services, tmp_path, monkeypatch):
         # is what Redis and the offline store must hold.
         import pandas as pd
 
-        mlflow.set_tracking_uri("http://127.0.0.1:5000")
+        mlflow.set_tracking_uri(cluster.MLFLOW_URL)
+        mlflow.set_registry_uri(cluster.MLFLOW_URL)
         expected = np.asarray(mlflow.pyfunc.load_model(f"models:/{model_name}@champion").predict(
             pd.DataFrame({"title": titles})), dtype=np.float32)
         consumer.wait(timeout=600)

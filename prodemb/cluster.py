@@ -19,9 +19,11 @@ Each service is a detached process with its pid in ``<state>/pids/`` and its log
 port answers is left alone; a port answered by a process that is not ours is an error, never killed. The
 Spark daemons and their web UIs bind to 127.0.0.1 through ``SPARK_LOCAL_IP``; executors run this
 interpreter (``PYSPARK_PYTHON``), so their Python workers have the same packages as the driver.
-``up`` also puts Delta Lake into this Spark install's ``spark-defaults.conf`` (``install_delta_defaults``),
-with Hadoop's S3 connector, so ``spark-submit --master spark://127.0.0.1:7077 jobs/...`` reads and writes
-Delta tables on ``s3a://`` with no ``--packages`` flag, as on a cluster whose admins installed them. The object
+``up`` also installs Delta Lake and Hadoop's S3 connector into this Spark install: resolved once from Maven
+Central into a cache folder (``resolve_jars``), put on every driver's and executor's classpath by
+``spark-defaults.conf`` (``install_spark_defaults``), so ``spark-submit --master spark://127.0.0.1:7077
+jobs/...`` reads and writes Delta tables on ``s3a://`` with no ``--packages`` flag, as on a cluster whose
+admins installed them. The object
 store keeps its objects in memory: ``down`` (or a crash) empties the lake, as ``up`` expects nothing of it.
 """
 from __future__ import annotations
@@ -277,21 +279,78 @@ def _await(service: Service, state: Path, proc: subprocess.Popen, timeout: float
 
 
 DEFAULTS_MARKER = "# prodemb cluster-up:"
+# Settings an earlier cluster-up may have written in its block (older ones resolved packages per application).
+_BLOCK_KEYS = ("spark.jars.packages", "spark.jars.excludes", "spark.driver.extraClassPath",
+               "spark.executor.extraClassPath")
+RESOLVED = "_RESOLVED"   # written last into a jars folder: the resolution finished
 
 
-def install_delta_defaults() -> Path | None:
-    """Make ``spark-submit`` of this Spark install load Delta Lake, as a cluster's ``spark-defaults.conf``
-    does: the jar must be on the driver's classpath when its JVM starts, which a session built later in
-    Python cannot change. Writes ``spark.jars.packages`` for Delta and s3a (and the excludes of
-    prodemb.spark) into ``$SPARK_CONF_DIR`` (or ``$SPARK_HOME/conf``) ``/spark-defaults.conf``,
-    replacing what an earlier cluster-up wrote; a file whose own settings name other packages is left
-    alone (returns None)."""
+def jars_cache() -> Path:
+    """Where resolved jar sets are kept: ``$PRODEMB_SPARK_JARS``, else ``$XDG_CACHE_HOME`` (or ``~/.cache``)
+    ``/prodemb/spark-jars``. Shared by every cluster-up of this user, so the download happens once."""
+    if os.environ.get("PRODEMB_SPARK_JARS"):
+        return Path(os.environ["PRODEMB_SPARK_JARS"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "prodemb" / "spark-jars"
+
+
+def resolve_jars(cache: Path | None = None, timeout: float = 600.0) -> Path:
+    """Delta Lake and Hadoop's S3 connector (``prodemb.spark.delta_package_conf(s3a=True)``) as a folder of
+    jars, resolved once by Spark's own Ivy (``spark-submit --packages`` of an empty application, into an
+    Ivy home of its own, so the folder holds exactly that resolution) and kept under ``cache`` by a hash
+    of the package list. A folder is used only once complete (``_RESOLVED``)."""
+    import hashlib
+    import json
+    import tempfile
+
     from prodemb.spark import delta_package_conf
 
+    conf = delta_package_conf(s3a=True)
+    cache = Path(cache or jars_cache())
+    target = cache / hashlib.sha256(json.dumps(conf, sort_keys=True).encode()).hexdigest()[:16]
+    if (target / RESOLVED).exists():
+        return target
+    cache.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=cache, prefix=".resolving-") as tmp:
+        app = Path(tmp) / "resolve.py"
+        app.write_text("")   # nothing to run: spark-submit resolves --packages before it starts the app
+        cmd = [str(spark_home() / "bin" / "spark-submit"), "--master", "local[1]",
+               "--packages", conf["spark.jars.packages"], "--exclude-packages", conf["spark.jars.excludes"],
+               "--conf", f"spark.jars.ivy={tmp}/ivy", str(app)]
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env={
+                **os.environ, "SPARK_HOME": str(spark_home()), "PYSPARK_PYTHON": sys.executable})
+        except subprocess.TimeoutExpired:
+            raise ClusterError(f"resolving {conf['spark.jars.packages']} took over {timeout:.0f} s") from None
+        jars = sorted((Path(tmp) / "ivy" / "jars").glob("*.jar"))
+        if proc.returncode != 0 or not jars:
+            tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
+            raise ClusterError(f"could not resolve {conf['spark.jars.packages']} from Maven Central "
+                               f"(spark-submit exited {proc.returncode}): {' | '.join(tail)}")
+        staging = Path(tmp) / "jars"
+        staging.mkdir()
+        for jar in jars:
+            jar.rename(staging / jar.name)
+        (staging / RESOLVED).write_text("\n".join(j.name for j in jars) + "\n")
+        try:
+            staging.rename(target)
+        except OSError:   # another cluster-up finished the same resolution first
+            if not (target / RESOLVED).exists():
+                raise
+    return target
+
+
+def install_spark_defaults(jars: Path) -> Path | None:
+    """Install Delta Lake and s3a into this Spark install as a cluster's admins do: the jars folder on the
+    classpath of every driver and executor (``spark.driver.extraClassPath``/``spark.executor.extraClassPath``
+    in ``$SPARK_CONF_DIR``, or ``$SPARK_HOME/conf``, ``/spark-defaults.conf``). An application then resolves
+    nothing and ships no jars to its executors (``--packages`` costs every application an Ivy resolution,
+    and every executor a download of the jars). Replaces the block an earlier cluster-up wrote; a file whose
+    own settings already set these keys is left alone (returns None)."""
     conf_dir = Path(os.environ.get("SPARK_CONF_DIR") or spark_home() / "conf")
     path = conf_dir / "spark-defaults.conf"
-    wanted = delta_package_conf(s3a=True)
-    ours = [f"{DEFAULTS_MARKER} Delta Lake and s3a for every spark-submit of this install",
+    classpath = f"{Path(jars).absolute()}/*"
+    wanted = {"spark.driver.extraClassPath": classpath, "spark.executor.extraClassPath": classpath}
+    ours = [f"{DEFAULTS_MARKER} Delta Lake and s3a on the classpath of every Spark application of this install",
             *(f"{k} {v}" for k, v in wanted.items())]
     lines = path.read_text().splitlines() if path.exists() else []
 
@@ -300,12 +359,12 @@ def install_delta_defaults() -> Path | None:
 
     kept, in_block = [], False
     for ln in lines:     # drop the block an earlier cluster-up wrote (marker + the lines right after it)
-        in_block = ln.startswith(DEFAULTS_MARKER) or (in_block and setting(ln) in wanted)
+        in_block = ln.startswith(DEFAULTS_MARKER) or (in_block and setting(ln) in _BLOCK_KEYS)
         if not in_block:
             kept.append(ln)
     if any(setting(ln) in wanted for ln in kept):
-        print(f"note: {path} already sets {', '.join(wanted)}; add {wanted['spark.jars.packages']} there "
-              "for Delta", file=sys.stderr)
+        print(f"note: {path} already sets {', '.join(wanted)}; add {classpath} to them for Delta and s3a",
+              file=sys.stderr)
         return None
     if kept + ours != lines:
         conf_dir.mkdir(parents=True, exist_ok=True)
@@ -332,7 +391,7 @@ def up(state_dir: str | Path = DEFAULT_STATE_DIR, services=None, timeout: float 
     out: dict[str, dict] = {}
     chosen = _selected(services)
     if any(s.name == "spark-master" for s in chosen):
-        install_delta_defaults()
+        install_spark_defaults(resolve_jars())
     todo: list[Service] = []
     for service in chosen:   # every check before any start: a foreign port fails the call up front
         pid = _our_pid(state, service.name)

@@ -4,28 +4,52 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 from prodemb import cluster
 from prodemb.spark import delta_package_conf
 from tests.conftest import REPO_ROOT
 
 
-def test_delta_defaults_are_added_once_and_foreign_packages_are_left_alone(tmp_path, monkeypatch):
+def test_installed_jars_go_on_every_classpath_once_and_foreign_settings_are_left_alone(tmp_path, monkeypatch):
     monkeypatch.setenv("SPARK_CONF_DIR", str(tmp_path))
+    jars = tmp_path / "jars"
     defaults = tmp_path / "spark-defaults.conf"
     defaults.write_text("spark.driver.memory 2g")
-    assert cluster.install_delta_defaults() == defaults
-    assert cluster.install_delta_defaults() == defaults                       # idempotent
+    assert cluster.install_spark_defaults(jars) == defaults
+    assert cluster.install_spark_defaults(jars) == defaults                   # idempotent
     lines = defaults.read_text().splitlines()
     assert lines[0] == "spark.driver.memory 2g"                                # the admin's settings stay
-    for key, value in delta_package_conf(s3a=True).items():
-        assert lines.count(f"{key} {value}") == 1
-    # An older cluster-up's block (packages only) is replaced, not duplicated.
-    defaults.write_text(f"{cluster.DEFAULTS_MARKER} old\nspark.jars.packages io.delta:delta-spark_4.2_2.13:4.3.0\n")
-    cluster.install_delta_defaults()
-    assert [ln.split()[0] for ln in defaults.read_text().splitlines()[1:]] == list(delta_package_conf(s3a=True))
-    defaults.write_text("spark.jars.packages org.example:other:1.0\n")
-    assert cluster.install_delta_defaults() is None
-    assert defaults.read_text() == "spark.jars.packages org.example:other:1.0\n"
+    for key in ("spark.driver.extraClassPath", "spark.executor.extraClassPath"):
+        assert lines.count(f"{key} {jars}/*") == 1
+    # An older cluster-up's block (Ivy packages per application) is replaced, not added to.
+    defaults.write_text(f"{cluster.DEFAULTS_MARKER} old\nspark.jars.packages io.delta:delta-spark_4.2_2.13:4.3.0\n"
+                        "spark.jars.excludes org.slf4j:slf4j-api\n")
+    cluster.install_spark_defaults(jars)
+    assert [ln.split()[0] for ln in defaults.read_text().splitlines()[1:]] == [
+        "spark.driver.extraClassPath", "spark.executor.extraClassPath"]
+    defaults.write_text("spark.executor.extraClassPath /opt/site/*\n")
+    assert cluster.install_spark_defaults(jars) is None
+    assert defaults.read_text() == "spark.executor.extraClassPath /opt/site/*\n"
+
+
+def test_a_resolved_jar_folder_is_reused_and_a_half_written_one_is_not(tmp_path, monkeypatch):
+    """The cache key and the completion marker (the real resolution runs in tests/e2e, from Maven Central)."""
+    import hashlib
+    import json
+
+    key = hashlib.sha256(json.dumps(delta_package_conf(s3a=True), sort_keys=True).encode()).hexdigest()[:16]
+    done = tmp_path / key
+    done.mkdir()
+    (done / cluster.RESOLVED).write_text("delta.jar\n")
+    assert cluster.resolve_jars(tmp_path) == done
+    monkeypatch.setenv("PRODEMB_SPARK_JARS", str(tmp_path / "elsewhere"))
+    assert cluster.jars_cache() == tmp_path / "elsewhere"
+    # Without the marker the folder is not trusted: a resolution is attempted (here it cannot start).
+    (done / cluster.RESOLVED).unlink()
+    monkeypatch.setattr(cluster, "spark_home", lambda: tmp_path / "no-spark")
+    with pytest.raises(FileNotFoundError):
+        cluster.resolve_jars(tmp_path)
 
 
 def test_workers_need_their_master_and_unknown_services_are_refused():
@@ -60,8 +84,13 @@ def test_cli_errors_are_one_line():
 
 
 def test_the_feast_spark_offline_store_loads_delta_as_the_jobs_do():
+    """From the install's classpath (cluster-up), with Delta's session settings, and no Ivy packages of its own."""
     import yaml
+
+    from prodemb.spark import DELTA_CONF
 
     conf = yaml.safe_load((REPO_ROOT / "feature_repo" / "feature_store.cluster-local.yaml").read_text())
     spark_conf = conf["offline_store"]["spark_conf"]
-    assert {k: spark_conf[k] for k in delta_package_conf(s3a=True)} == delta_package_conf(s3a=True)
+    assert not {"spark.jars.packages", "spark.jars", "spark.jars.excludes"} & set(spark_conf)
+    for key in ("spark.sql.extensions", "spark.sql.catalog.spark_catalog"):
+        assert spark_conf[key] == DELTA_CONF[key]

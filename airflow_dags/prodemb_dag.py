@@ -36,9 +36,11 @@ Interval semantics (``CronDataIntervalTimetable(schedule.cron)``, UTC; a run's d
   the gate scores the candidate itself.
 * ``promote`` moves ``champion`` to ``candidate`` only if the candidate is healthy and as good (idempotent:
   a second call finds candidate already champion and leaves the recorded decision alone, or refuses again).
-* ``score`` (Spark, trigger rule ``none_failed``) runs after ``consolidate`` and a ``promote`` that succeeded
-  or was skipped, not after a failed ``train`` or ``promote``; it rewrites the champion version's rows of
-  ``embeddings`` (a rerun replaces them).
+* ``score`` (Spark, trigger rule ``all_done_min_one_success``) runs once ``consolidate`` succeeded and the
+  training branch is over, however it ended: promoted, skipped (retrain_due said no), or failed (a failed
+  ``train`` or a gate that refused): then the current champion scores the day's products, so a broken
+  weekly training never leaves new products unscored. It rewrites the champion version's rows of
+  ``embeddings`` (a rerun replaces them). A failed ``consolidate`` fails the whole branch, ``score`` too.
 * ``publish`` upserts the latest vector of every product into the Feast online store.
 
 Spark stages go through ``SparkSubmitOperator`` with connection ``schedule.spark_conn_id``
@@ -237,12 +239,14 @@ with DAG(
                         *CONFIG_ARGS))
     promote = python_job("promote", "jobs/promote.py", "--mlflow-uri", MLFLOW_URI)
     score = spark_job("score", "jobs/score.py", "--data", DATA, "--mlflow-uri", MLFLOW_URI,
-                      trigger_rule="none_failed")
+                      trigger_rule="all_done_min_one_success")
     publish = python_job("publish", "jobs/publish.py", "--data", DATA, "--no-progress")
 
     # evaluate is a reporting leaf: its failure fails the run but blocks neither promotion nor scoring
-    # (the gate scores the candidate itself). score (none_failed) runs after consolidate and a promote
-    # that succeeded or was skipped (retrain_due said no), not after a failed train or promote.
+    # (the gate scores the candidate itself). score (all_done_min_one_success) runs after consolidate
+    # succeeded and promote ended in any state: success, skipped (no retraining today) or failed /
+    # upstream_failed (training or the gate failed: the champion in place scores). Its only other
+    # upstream is consolidate, which is upstream of promote too: when consolidate fails nothing succeeds.
     sessionize >> consolidate >> due >> train_tokenizer >> train >> promote >> score >> publish
     train >> evaluate
     consolidate >> score

@@ -3,9 +3,9 @@
     catalog (site, product_id, title, ...) ──mapInArrow(pyfunc, loaded once per Python worker)──▶
     embeddings (site, product_id, embedding array<float>, model_name, model_version, event_timestamp, dim)
 
-The table keeps the rows of the last ``keep_model_versions`` model versions, so a feature store's
-point-in-time join can return the vector that was current at any entity timestamp; rescoring with
-the same model version replaces that version's rows. Every write is an atomic table replace
+The table keeps the rows of the last ``keep_model_versions`` models (a model is a registered name and
+version), so a feature store's point-in-time join can return the vector that was current at any entity
+timestamp; rescoring with the same model replaces that model's rows. Every write is an atomic table replace
 (prodemb.tables), so a failed or killed scoring leaves the previous table readable.
 """
 from __future__ import annotations
@@ -133,17 +133,29 @@ def score_catalog(catalog: DataFrame, model: ResolvedModel, scored_at: datetime,
         F.lit(scored_at).cast("timestamp").alias("event_timestamp"), F.lit(model.dim).alias("dim"))
 
 
-def merge_versions(previous: DataFrame | None, new: DataFrame, version: str,
+def model_key(name: str, version: str) -> str:
+    """How a model is named in reports: its registered name and version, as in ``models:/name/version``
+    (version numbers alone collide: every registered name has a version 1)."""
+    return f"{name}/{version}"
+
+
+def merge_versions(previous: DataFrame | None, new: DataFrame, name: str, version: str,
                    keep: int) -> tuple[DataFrame, dict[str, int]]:
-    """New rows + previous rows of other model versions, keeping the ``keep`` newest versions. Returns the
-    table and the row count of every kept previous version (the report needs no read-back)."""
+    """New rows + previous rows of other models, keeping the ``keep`` newest models: a model is a
+    (model_name, model_version) pair, so rescoring replaces only its own rows. Returns the table and the
+    row count of every kept previous model by ``model_key`` (the report needs no read-back)."""
     if previous is None:
         return new, {}
-    others = previous.where(F.col("model_version") != version)
-    kept = {r["model_version"]: r["n"] for r in others.groupBy("model_version")
-            .agg(F.max("event_timestamp").alias("t"), F.count(F.lit(1)).alias("n"))
-            .orderBy(F.desc("t")).limit(max(0, keep - 1)).collect()}
-    return new.unionByName(others.where(F.col("model_version").isin(list(kept)))), kept
+    same = (F.col("model_name") == name) & (F.col("model_version") == version)
+    others = previous.where(~same)
+    newest = (others.groupBy("model_name", "model_version")
+              .agg(F.max("event_timestamp").alias("t"), F.count(F.lit(1)).alias("n"))
+              .orderBy(F.desc("t")).limit(max(0, keep - 1)).collect())
+    kept = {model_key(r["model_name"], r["model_version"]): r["n"] for r in newest}
+    keep_rows = F.lit(False)
+    for r in newest:
+        keep_rows = keep_rows | ((F.col("model_name") == r["model_name"]) & (F.col("model_version") == r["model_version"]))
+    return new.unionByName(others.where(keep_rows)), kept
 
 
 def run_score(spark, data_dir: str, model_uri: str, output: str | None, *, tracking_uri: str | None,
@@ -185,11 +197,11 @@ def _score_with(spark, model: ResolvedModel, data_dir: str, output: str, *, fmt:
         n_new = new.count()
         # The previous version's files stay on disk until after the swap (tables.keep_versions).
         previous = read_table(spark, output) if fs.exists(output) else None
-        table, kept = merge_versions(previous, new, model.version, keep_model_versions)
+        table, kept = merge_versions(previous, new, model.name, model.version, keep_model_versions)
         written = write_table(table, output, fmt)
     finally:
         new.unpersist()
-    versions = {model.version: n_new, **kept}
+    versions = {model_key(model.name, model.version): n_new, **kept}
     if written.get("rows") not in (None, sum(versions.values())):
         raise RuntimeError(f"accounting mismatch: {sum(versions.values())} rows meant for {output}, "
                            f"{written['rows']} written")

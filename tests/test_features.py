@@ -150,7 +150,8 @@ def test_scoring_publishing_and_reading_back(spark, world):
 
     # A new model version replaces the old one online; the offline table keeps both.
     r2 = score(spark, world, "2", t2)
-    assert r2["rows_by_model_version"] == {"1": r1["products_scored"], "2": r1["products_scored"]}
+    n = r1["products_scored"]
+    assert r2["rows_by_model_version"] == {"prodemb-encoder/1": n, "prodemb-encoder/2": n}
     run_publish(str(work / "data"), repo_dir=world["repo"], progress=False)
     online2 = online_vectors(store, catalog["product_id"].tolist())
     assert all(v["model_version"] == "2" for v in online2.values())
@@ -171,7 +172,18 @@ def test_scoring_publishing_and_reading_back(spark, world):
 
     # Rescoring the same version replaces its rows (no duplicates).
     r3 = score(spark, world, "2", t2 + timedelta(hours=1))
-    assert r3["rows_by_model_version"] == {"1": r1["products_scored"], "2": r1["products_scored"]}
+    assert r3["rows_by_model_version"] == {"prodemb-encoder/1": n, "prodemb-encoder/2": n}
+    # Another registered name has a version 1 too: it is another model, whose rows sit beside those of
+    # prodemb-encoder/1 instead of replacing them.
+    mlflow.MlflowClient(world["uri"]).copy_model_version("models:/prodemb-encoder/1", "prodemb-encoder-other")
+    from prodemb.score import run_score
+
+    r4 = run_score(spark, str(work / "data"), "models:/prodemb-encoder-other/1", None, tracking_uri=world["uri"],
+                   keep_model_versions=3, scored_at=t2 + timedelta(hours=2))
+    assert r4["rows_by_model_version"] == {"prodemb-encoder-other/1": n, "prodemb-encoder/2": n, "prodemb-encoder/1": n}
+    rows = read_table(spark, str(work / "data" / "embeddings")).groupBy("model_name", "model_version").count()
+    assert sorted(tuple(r) for r in rows.collect()) == [
+        ("prodemb-encoder", "1", n), ("prodemb-encoder", "2", n), ("prodemb-encoder-other", "1", n)]
 
 
 def test_bad_model_uri_fails_clearly_and_leaves_embeddings_untouched(spark, world):

@@ -25,12 +25,12 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     cfg = config_from_args(args)
 
-    from prodemb.features import run_publish
+    from prodemb.features import UnservableVectorsError, run_publish
 
     return finish_job("publish", lambda: run_publish(args.data or cfg.paths.data_dir, repo_dir=cfg.feast.repo_dir,
                                                      yaml_file=cfg.feast.yaml_file, embeddings=args.embeddings,
                                                      progress=not args.no_progress),
-                      bad_input=(FileNotFoundError,))
+                      bad_input=(FileNotFoundError, UnservableVectorsError))
 
 
 if __name__ == "__main__":

@@ -250,6 +250,44 @@ def historical_features(store, entity_df: pd.DataFrame) -> pd.DataFrame:
     return job.to_df()
 
 
+class UnservableVectorsError(ValueError):
+    """The embeddings table holds vectors that must not be served (``prodemb.vectors``): nothing is published."""
+
+
+def check_servable(dataset, batch_rows: int = 20_000) -> int:
+    """Every row of an embeddings dataset (all models: the offline store serves them all) has a servable
+    vector (``prodemb.vectors``), streamed batch by batch. Returns the rows checked; raises
+    UnservableVectorsError naming the count per reason and a first offender."""
+    from collections import Counter
+
+    from prodemb.tables import iter_batches
+    from prodemb.vectors import list_column_problems
+
+    columns = ["product_id", "embedding", "model_name", "model_version", "dim"]
+    missing = [c for c in columns if c not in dataset.schema.names]
+    if missing:
+        raise UnservableVectorsError(f"the embeddings table has no {missing} column: not a table of jobs/score.py")
+    problems: Counter = Counter()
+    first = None
+    n = 0
+    for batch in iter_batches(dataset, columns, batch_rows):
+        reasons = list_column_problems(batch.column("embedding"), batch.column("dim"))
+        n += batch.num_rows
+        for i, reason in enumerate(reasons):
+            if reason is not None:
+                problems[reason] += 1
+                if first is None:
+                    first = (batch.column("product_id")[i].as_py(), batch.column("model_name")[i].as_py(),
+                             batch.column("model_version")[i].as_py(), reason)
+    if problems:
+        counts = ", ".join(f"{k}: {v}" for k, v in sorted(problems.items()))
+        raise UnservableVectorsError(
+            f"{sum(problems.values())} of {n} rows hold vectors that cannot be served ({counts}; first: product "
+            f"{first[0]!r} of model {first[1]}/{first[2]}, {first[3]}): nothing published; rescore with "
+            "jobs/score.py, which quarantines such rows")
+    return n
+
+
 def run_publish(data_dir: str, *, repo_dir: str | Path = FEATURE_REPO, yaml_file: str = "feature_store.yaml",
                 embeddings: str | None = None, progress: bool = True) -> dict:
     """Apply the feature repo over DIR/embeddings and load the latest vector of every product online."""
@@ -259,9 +297,10 @@ def run_publish(data_dir: str, *, repo_dir: str | Path = FEATURE_REPO, yaml_file
     path = embeddings or f"{data_dir.rstrip('/')}/embeddings"
     if not fs.exists(path):
         raise FileNotFoundError(f"no embeddings table at {path}: run jobs/score.py first")
+    dataset = arrow_dataset(path)          # streamed: one batch of vectors in memory at a time
+    check_servable(dataset)                # before the registry or the online store is touched
     store = feature_store(repo_dir, yaml_file)
     apply_repo(store, path, repo_dir)
-    dataset = arrow_dataset(path)          # streamed: one batch of vectors in memory at a time
     mask, keys = latest_row_mask(dataset)
     report = publish_online(store, iter_latest_rows(dataset, mask), progress=progress, total=int(mask.sum()))
     versions = pc.unique(keys.column("model_version").filter(pa.array(mask))).to_pylist()

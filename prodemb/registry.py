@@ -64,14 +64,19 @@ class EncoderPyfunc(mlflow.pyfunc.PythonModel):
         self.encoder.eval()
 
     def predict(self, context, model_input, params=None) -> np.ndarray:
+        return self.embed(_titles(model_input))[0]
+
+    def embed(self, titles: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """(vectors [n, dim] float32, tokens the encoder saw per title [n]): ``predict``'s vectors, and what
+        batch scoring needs to tell an empty title (0 tokens: a vector of pure padding) from a real one."""
         import torch
 
-        titles = _titles(model_input)
         tokens = self.tokenizer.encode_raw(titles, self.meta["max_len"], language=self.meta["language"])
         with torch.inference_mode():   # local to this call: never flip the process's grad mode
             out = [self.encoder(torch.from_numpy(tokens[i:i + 4096]).long()).numpy()
                    for i in range(0, len(tokens), 4096)]
-        return (np.concatenate(out) if out else np.zeros((0, self.encoder.out_dim))).astype(np.float32)
+        vectors = (np.concatenate(out) if out else np.zeros((0, self.encoder.out_dim))).astype(np.float32)
+        return vectors, (tokens != self.tokenizer.pad_id).sum(axis=1)
 
 
 def _titles(model_input) -> list[str]:

@@ -2,6 +2,11 @@
 
     catalog (site, product_id, title, ...) ──mapInArrow(pyfunc, loaded once per Python worker)──▶
     embeddings (site, product_id, embedding array<float>, model_name, model_version, event_timestamp, dim)
+    + embeddings_quarantine (site, product_id, title, model_name, model_version, event_timestamp, reason)
+
+A product whose vector could not be served (``prodemb.vectors``: an empty title, a wrong dimension, a
+non-finite or zero vector) gets no row in ``embeddings`` but one in ``<embeddings>_quarantine`` with
+its reason; the report's rows in = out + quarantined.
 
 The table keeps the rows of the last ``keep_model_versions`` models (a model is a registered name and
 version), so a feature store's point-in-time join can return the vector that was current at any entity
@@ -83,22 +88,48 @@ def _load_cached(local_dir: str):
     return model
 
 
+def _embed(model, titles: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """(vectors, tokens per title) from a loaded prodemb pyfunc. A version logged before its ``embed``
+    existed answers through ``predict``, its tokens counted with its own tokenizer."""
+    import pandas as pd
+
+    impl = model.unwrap_python_model()
+    if hasattr(impl, "embed"):
+        return impl.embed(titles)
+    vectors = model.predict(pd.DataFrame({"title": titles}))
+    tokens = impl.tokenizer.encode_raw(titles, impl.meta["max_len"], language=impl.meta["language"])
+    return vectors, (tokens != impl.tokenizer.pad_id).sum(axis=1)
+
+
+SCORED_SCHEMA = "site string, product_id string, embedding array<float>, reason string, title string"
+
+
 def embed_batches(model_dir: str, dim: int, shipped: str | None = None):
-    """mapInArrow function: (site, product_id, title) batches → (site, product_id, embedding).
+    """mapInArrow function: (site, product_id, title) batches → (site, product_id, embedding, reason, title).
+    A row whose vector is not servable (``prodemb.vectors``: empty title, wrong dimension, non-finite,
+    zero) gets no embedding, a reason and its title; servable rows get no title (it is not stored).
     ``shipped``: the name of the model's archive sent to the executors with ``SparkContext.addArchive``
     (a cluster): each worker loads its unpacked copy, not a path on the driver's disk."""
-    import pandas as pd
+    from prodemb.vectors import vector_problems
 
     def run(batches):
         model = _load_cached(_worker_path(shipped) if shipped else model_dir)
         for batch in batches:
-            titles = pd.DataFrame({"title": batch.column("title").to_pylist()})
-            vectors = np.ascontiguousarray(model.predict(titles), dtype=np.float32)   # [n, dim]
-            offsets = pa.array(np.arange(0, (len(vectors) + 1) * dim, dim, dtype=np.int32))
+            titles = [t if isinstance(t, str) else "" for t in batch.column("title").to_pylist()]
+            vectors, n_tokens = _embed(model, titles)
+            vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+            if vectors.ndim != 2 or len(vectors) != len(titles):   # not one vector per title: none is usable
+                vectors = np.zeros((len(titles), 0), dtype=np.float32)
+            reasons = vector_problems(vectors, dim, n_tokens)
+            bad = np.array([r is not None for r in reasons], dtype=bool)
+            width = vectors.shape[1]
+            offsets = pa.array(np.arange(0, (len(vectors) + 1) * width, width, dtype=np.int32))
             yield pa.RecordBatch.from_arrays(
                 [batch.column("site"), batch.column("product_id"),
-                 pa.ListArray.from_arrays(offsets, pa.array(vectors.reshape(-1)))],
-                names=["site", "product_id", "embedding"])
+                 pa.ListArray.from_arrays(offsets, pa.array(vectors.reshape(-1)), mask=pa.array(bad)),
+                 pa.array(reasons, pa.string()),
+                 pa.array([t if b else None for t, b in zip(batch.column("title").to_pylist(), bad)], pa.string())],
+                names=["site", "product_id", "embedding", "reason", "title"])
     return run
 
 
@@ -123,14 +154,27 @@ def ship_model(spark, model: ResolvedModel) -> str:
 
 def score_catalog(catalog: DataFrame, model: ResolvedModel, scored_at: datetime,
                   shipped: str | None = None) -> DataFrame:
-    """catalog → embeddings rows for ``model`` (pure DataFrame → DataFrame; the model runs in workers)."""
-    vectors = catalog.select("site", "product_id", F.coalesce("title", F.lit("")).alias("title")) \
-        .mapInArrow(embed_batches(model.local_dir, model.dim, shipped),
-                    "site string, product_id string, embedding array<float>")
+    """catalog → one row per product for ``model`` (pure DataFrame → DataFrame; the model runs in workers):
+    the embeddings table's columns plus ``reason`` (null: servable) and ``title`` (kept for quarantined
+    rows only). ``servable`` and ``quarantined`` split it."""
+    vectors = catalog.select("site", "product_id", "title").mapInArrow(
+        embed_batches(model.local_dir, model.dim, shipped), SCORED_SCHEMA)
     return vectors.select(
         "site", "product_id", "embedding",
         F.lit(model.name).alias("model_name"), F.lit(model.version).alias("model_version"),
-        F.lit(scored_at).cast("timestamp").alias("event_timestamp"), F.lit(model.dim).alias("dim"))
+        F.lit(scored_at).cast("timestamp").alias("event_timestamp"), F.lit(model.dim).alias("dim"),
+        "reason", "title")
+
+
+def servable(scored: DataFrame) -> DataFrame:
+    """The rows of ``score_catalog`` that go into the embeddings table, with its columns."""
+    return scored.where(F.col("reason").isNull()).drop("reason", "title")
+
+
+def quarantined(scored: DataFrame) -> DataFrame:
+    """The rows of ``score_catalog`` that get no vector: who, which model, when, the title and why."""
+    return scored.where(F.col("reason").isNotNull()).select(
+        "site", "product_id", "title", "model_name", "model_version", "event_timestamp", "reason")
 
 
 def model_key(name: str, version: str) -> str:
@@ -154,7 +198,8 @@ def merge_versions(previous: DataFrame | None, new: DataFrame, name: str, versio
     kept = {model_key(r["model_name"], r["model_version"]): r["n"] for r in newest}
     keep_rows = F.lit(False)
     for r in newest:
-        keep_rows = keep_rows | ((F.col("model_name") == r["model_name"]) & (F.col("model_version") == r["model_version"]))
+        keep_rows = keep_rows | ((F.col("model_name") == r["model_name"])
+                                 & (F.col("model_version") == r["model_version"]))
     return new.unionByName(others.where(keep_rows)), kept
 
 
@@ -192,21 +237,31 @@ def _score_with(spark, model: ResolvedModel, data_dir: str, output: str, *, fmt:
             lambda _: __import__("prodemb").__path__[0]).first()
     scored_at = scored_at or datetime.now(timezone.utc)
     catalog = read_table(spark, f"{data_dir}/catalog")
-    new = score_catalog(catalog, model, scored_at, shipped).persist(StorageLevel.MEMORY_AND_DISK)
+    scored = score_catalog(catalog, model, scored_at, shipped).persist(StorageLevel.MEMORY_AND_DISK)
+    quarantine_path = f"{output}_quarantine"
     try:
-        n_new = new.count()
+        # One job counts every outcome (null: servable): rows in = rows out + rows quarantined.
+        counts = {r["reason"]: r["count"] for r in scored.groupBy("reason").count().collect()}
+        n_new = counts.pop(None, 0)
+        if counts or fs.exists(quarantine_path):   # this scoring's quarantine replaces the previous one
+            written_quarantine = write_table(quarantined(scored), quarantine_path, fmt)
         # The previous version's files stay on disk until after the swap (tables.keep_versions).
         previous = read_table(spark, output) if fs.exists(output) else None
-        table, kept = merge_versions(previous, new, model.name, model.version, keep_model_versions)
+        table, kept = merge_versions(previous, servable(scored), model.name, model.version, keep_model_versions)
         written = write_table(table, output, fmt)
     finally:
-        new.unpersist()
+        scored.unpersist()
     versions = {model_key(model.name, model.version): n_new, **kept}
     if written.get("rows") not in (None, sum(versions.values())):
         raise RuntimeError(f"accounting mismatch: {sum(versions.values())} rows meant for {output}, "
                            f"{written['rows']} written")
+    n_quarantined = sum(counts.values())
+    if counts and written_quarantine.get("rows") not in (None, n_quarantined):
+        raise RuntimeError(f"accounting mismatch: {n_quarantined} rows meant for {quarantine_path}, "
+                           f"{written_quarantine['rows']} written")
     return {"model_uri": model.uri, "model_name": model.name, "model_version": model.version, "dim": model.dim,
-            "products_scored": n_new, "rows_in": catalog.count(), "rows_out": n_new, "rows_quarantined": 0,
-            "rows_by_model_version": versions, "scored_at": scored_at.isoformat(), "output": output,
-            "table": written, "executor_package": executor_package,
-            "seconds": round(time.perf_counter() - t0, 2)}
+            "products_scored": n_new, "rows_in": n_new + n_quarantined, "rows_out": n_new,
+            "rows_quarantined": n_quarantined, "rows_quarantined_by_reason": counts,
+            "quarantine": quarantine_path if counts else None, "rows_by_model_version": versions,
+            "scored_at": scored_at.isoformat(), "output": output, "table": written,
+            "executor_package": executor_package, "seconds": round(time.perf_counter() - t0, 2)}

@@ -223,3 +223,56 @@ def test_feast_materialize_still_works_from_the_repo(spark, world):
     got = store.get_online_features(features=["product_embeddings:embedding"], entity_rows=[{"product_id": pid}]).to_dict()
     assert got["embedding"][0] is not None and len(got["embedding"][0]) == 128
     assert len(repo_objects(emb)) == 3
+
+
+def test_empty_titles_are_quarantined_and_a_table_with_bad_vectors_is_refused(spark, world):
+    """Scoring gives a title with no token a quarantine row, not a vector of padding; publishing checks every
+    vector of the table and refuses one that is not servable, before the registry or the store is touched."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from prodemb.features import UnservableVectorsError, feature_store, online_vectors, run_publish
+    from prodemb.score import run_score
+    from prodemb.tables import read_table, write_table
+
+    work = world["work"]
+    data = work / "titles"
+    good = read_table(spark, str(work / "data" / "catalog")).orderBy("product_id").limit(20)
+    blank = spark.createDataFrame([("default", f"blank-{i}", t) for i, t in enumerate([None, "", "¡¡!!", "de la"])],
+                                  "site string, product_id string, title string")
+    write_table(good.unionByName(blank, allowMissingColumns=True), str(data / "catalog"))
+    t = datetime(2025, 3, 1, tzinfo=timezone.utc)
+    report = run_score(spark, str(data), "models:/prodemb-encoder/1", None, tracking_uri=world["uri"], scored_at=t)
+    assert (report["rows_in"], report["rows_out"], report["rows_quarantined"]) == (24, 20, 4)
+    assert report["rows_quarantined_by_reason"] == {"empty_title": 4}
+    quarantine = read_table(spark, report["quarantine"]).orderBy("product_id").collect()
+    assert [(r.product_id, r.title, r.reason, r.model_version) for r in quarantine] == [
+        (f"blank-{i}", t_, "empty_title", "1") for i, t_ in enumerate([None, "", "¡¡!!", "de la"])]
+    emb = read_table(spark, str(data / "embeddings"))
+    assert emb.count() == 20 and emb.where(emb.product_id.startswith("blank-")).count() == 0
+    # A rescoring with nothing to quarantine replaces the quarantine of the previous one.
+    write_table(good, str(data / "catalog"))
+    again = run_score(spark, str(data), "models:/prodemb-encoder/1", None, tracking_uri=world["uri"], scored_at=t)
+    assert again["rows_quarantined"] == 0 and read_table(spark, f"{data}/embeddings_quarantine").count() == 0
+
+    repo = work / "feature_repo_refuse"
+    shutil.copytree(REPO_ROOT / "feature_repo", repo, ignore=shutil.ignore_patterns("data"))
+    assert run_publish(str(data), repo_dir=repo, progress=False)["rows_out"] == 20
+    store = feature_store(repo)
+    ids = [r.product_id for r in good.collect()]
+    before = online_vectors(store, ids)
+    # The same table with one vector made NaN and one of the wrong length, outside prodemb's writers.
+    table = pq.read_table(os.path.realpath(data / "embeddings"))
+    vectors = table.column("embedding").to_pylist()
+    vectors[3] = [float("nan")] * len(vectors[3])
+    vectors[7] = vectors[7][:-1]
+    bad = table.set_column(table.schema.get_field_index("embedding"), "embedding", pa.array(vectors, pa.list_(pa.float32())))
+    (work / "bad_embeddings").mkdir()
+    pq.write_table(bad, work / "bad_embeddings" / "part-0.parquet")
+    with pytest.raises(UnservableVectorsError, match=r"2 of 20 rows .*non_finite_vector: 1, wrong_dimension: 1"):
+        run_publish(str(data), repo_dir=repo, progress=False, embeddings=str(work / "bad_embeddings"))
+    after = online_vectors(store, ids)
+    assert all(np.array_equal(before[p]["embedding"], after[p]["embedding"]) for p in ids)
+    store.refresh_registry()
+    source = store.get_feature_view("product_embeddings").batch_source.path
+    assert source == os.path.abspath(data / "embeddings")        # the registry still names the good table

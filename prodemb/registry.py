@@ -194,6 +194,13 @@ def find_run_key_version(model_name: str, run_key: str) -> str | None:
     return str(min(int(v.version) for v in found)) if found else None
 
 
+def training_params(model_name: str, version: str) -> dict[str, str]:
+    """The parameters of the run that trained a registered version (the tracking URI must be set)."""
+    client = mlflow.MlflowClient()
+    run_id = client.get_model_version(model_name, version).run_id
+    return dict(client.get_run(run_id).data.params) if run_id else {}
+
+
 def _run_version_tags(client, run_id: str) -> dict[str, str]:
     """The version tags the training job sets, as recorded on the training run (``health`` tag,
     ``health_dim_std_mean`` metric, ``data.content_sha256`` param); those the run lacks are left out."""

@@ -372,6 +372,7 @@ def _train_and_register(data: TrainingData, tok, tokenizer_path: str, data_dir: 
         "catalog_version": table_version(catalog_path), "pairs_version": table_version(pairs_path),
         "content_sha256": data.content_hash(), **{f"rows_{k}": v for k, v in data.stats.items()},
     }
+    holdout = data.holdout.as_params() if data.holdout is not None else {}
     data = data.sharded(0, world)   # the hash covers all pairs; rank 0 trains on its shard only
     registry.setup_tracking(cfg.mlflow.tracking_uri, cfg.mlflow.experiment)
     with mlflow.start_run(tags={registry.RUN_KEY_TAG: run_key} if run_key else None) as run, \
@@ -383,12 +384,13 @@ def _train_and_register(data: TrainingData, tok, tokenizer_path: str, data_dir: 
         mlflow.log_params(_flatten({k: v for k, v in cfg.model_dump().items() if k in
                                     ("model", "train", "tokenizer", "sessions")}))
         mlflow.log_params({f"data.{k}": str(v) for k, v in trained_on.items()})
+        mlflow.log_params(holdout)   # the held-out sessions, exactly (jobs/similar.py --recall rebuilds them)
         mlflow.log_params({"data.vocab_size": tok.vocab_size, "data.alpha_effective":
                            1.0 if data.n_categories == 0 else cfg.train.alpha})
         if world > 1:
             mlflow.log_params({"dist.world_size": world})
         mlflow.log_dict(cfg.model_dump(), "config.json")
-        mlflow.log_dict(trained_on, "trained_on.json")
+        mlflow.log_dict({**trained_on, **holdout}, "trained_on.json")
         mlflow.log_artifact(fs.local_path(local_tokenizer), "tokenizer")
         result = train(data, cfg.model, cfg.train, tok.vocab_size,
                        log_fn=lambda step, m: mlflow.log_metrics(m, step=step), progress=progress)

@@ -6,7 +6,7 @@
 The pairs table is read in Arrow record batches (Parquet: file by file, straight from the files;
 Delta tables through Spark). Per batch, (site, product_a) and (site, product_b) are looked up in the
 catalog's key array with ``pyarrow.compute.index_in`` (key = site + "\\x1f" + product_id), the hold-out
-mask comes from ``session_id`` as int64 numpy, and only the int32 indices are kept: memory is
+rule (``HoldoutRule``: whole sessions) reads ``session_id`` as int64 numpy, and only the int32 indices are kept: memory is
 8 bytes per pair plus one batch; product ids never become Python strings. ``index_in`` hashes its value
 set on every call (≈ 0.35 µs a catalog row here), so batches are large (2^20 pairs) and both sides of
 a batch are looked up in one call.
@@ -44,6 +44,7 @@ class TrainingData:
     stats: dict = field(default_factory=dict)
     example_titles: list[str] = field(default_factory=list)   # a few title_norm, the model's input example
     shard: tuple[int, int] = (0, 1)      # (rank, world): pair_a/pair_b hold this rank's share only
+    holdout: "HoldoutRule | None" = None  # the held-out sessions (whole sessions: holdout_a/holdout_b's pairs)
 
     @property
     def n_categories(self) -> int:
@@ -77,15 +78,63 @@ class TrainingData:
                        shard=(rank, world))
 
 
-def holdout_sessions(session_ids: np.ndarray, fraction: float = 0.02) -> np.ndarray:
-    """Deterministic ~``fraction`` of sessions kept out of training (by a hash of the session id).
+HOLDOUT_BUCKETS = 10_000
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)   # Fibonacci hashing: an odd multiplier, a bijection on 64 bits
 
-    Shared by training (health metrics) and similar-product recall, so both see the same sessions.
-    """
+
+def session_hash(session_ids: np.ndarray) -> np.ndarray:
+    """uint64 hash of int64 session ids: wrap-around multiply by an odd constant, so distinct ids get
+    distinct hashes (an order on sessions that no table layout changes) and sequential ids mix."""
     session = np.asarray(session_ids, dtype=np.int64).view(np.uint64)
-    with np.errstate(over="ignore"):   # Fibonacci hashing: wrap-around multiply mixes sequential ids
-        mixed = (session * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(32)
-    return mixed % np.uint64(10_000) < np.uint64(int(fraction * 10_000))
+    with np.errstate(over="ignore"):
+        return session * _GOLDEN
+
+
+@dataclass(frozen=True)
+class HoldoutRule:
+    """Which sessions training never sees: those whose hash falls in the first ``fraction`` of
+    ``HOLDOUT_BUCKETS`` buckets, and, when the pair cap stopped the selection, whose hash is at most
+    ``cutoff``. Whole sessions only. Recorded with every run (``as_params``), so the held-out set can be
+    rebuilt exactly from any pairs table (``jobs/similar.py --recall``)."""
+    fraction: float = 0.02
+    cutoff: int | None = None        # None: no cap reached, every hash-selected session is held out
+
+    def candidates(self, session_ids: np.ndarray) -> np.ndarray:
+        """Sessions the hash selects, before the cap."""
+        mixed = session_hash(session_ids) >> np.uint64(32)
+        return mixed % np.uint64(HOLDOUT_BUCKETS) < np.uint64(int(self.fraction * HOLDOUT_BUCKETS))
+
+    def select(self, session_ids: np.ndarray) -> np.ndarray:
+        """True for the pairs of held-out sessions."""
+        chosen = self.candidates(session_ids)
+        if self.cutoff is not None:
+            chosen &= (session_hash(session_ids) <= np.uint64(self.cutoff)) if self.cutoff >= 0 else False
+        return chosen
+
+    def as_params(self) -> dict[str, str]:
+        return {"holdout.fraction": str(self.fraction),
+                "holdout.cutoff": "none" if self.cutoff is None else str(self.cutoff)}
+
+    @classmethod
+    def from_params(cls, params: dict[str, str]) -> "HoldoutRule | None":
+        """The rule a run recorded (``as_params``), or None for a run from before it was recorded."""
+        if "holdout.fraction" not in params:
+            return None
+        cutoff = params.get("holdout.cutoff", "none")
+        return cls(float(params["holdout.fraction"]), None if cutoff == "none" else int(cutoff))
+
+
+def cap_holdout(session_ids: np.ndarray, fraction: float, max_pairs: int) -> HoldoutRule:
+    """The rule for candidate pairs with these session ids (one per pair): whole sessions in the order
+    of their hash, as many as fit in ``max_pairs`` pairs; the sessions after the first that does not fit
+    are trained on."""
+    rule = HoldoutRule(fraction)
+    if len(session_ids) <= max_pairs:
+        return rule
+    hashes, pairs = np.unique(session_hash(session_ids), return_counts=True)   # sorted by hash
+    fits = np.cumsum(pairs) <= max_pairs
+    n = int(np.argmin(fits)) if not fits.all() else len(fits)                  # sessions that fit
+    return HoldoutRule(fraction, int(hashes[n - 1]) if n else -1)
 
 
 # --- Arrow helpers ---------------------------------------------------------------------------------
@@ -158,8 +207,11 @@ class _IntBuffer:
         self.data[self.n:end] = values
         self.n = end
 
+    def array(self) -> np.ndarray:
+        return self.data[:self.n]
+
     def tensor(self) -> torch.Tensor:
-        return torch.from_numpy(self.data[:self.n])
+        return torch.from_numpy(self.array())
 
 
 def _categories(column) -> tuple[np.ndarray, list[str]]:
@@ -199,8 +251,9 @@ def build_training_data(catalog, pairs, tokenizer, max_len: int, language: str =
                         batch_rows: int = BATCH_ROWS) -> TrainingData:
     """catalog: Table/DataFrame(site, product_id, title_norm, category); pairs: Table/DataFrame, a pyarrow
     dataset or scanner, or record batches of (site, session_id, product_a, product_b), read ``batch_rows``
-    at a time. Pairs from a deterministic ~``holdout_fraction`` of sessions are held out (at most
-    ``max_holdout``, the first ones in table order); pairs naming a product missing from the catalog are
+    at a time. Whole sessions are held out (``HoldoutRule``): a deterministic ~``holdout_fraction`` of
+    them by hash, capped at ``max_holdout`` pairs by taking sessions in hash order; the capped-out
+    sessions are trained on, after the others. Pairs naming a product missing from the catalog are
     skipped."""
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -212,8 +265,10 @@ def build_training_data(catalog, pairs, tokenizer, max_len: int, language: str =
     n_products = len(keys)
 
     hint = _row_hint(pairs)
-    train_a, train_b, held_a, held_b = _IntBuffer(hint), _IntBuffer(hint), _IntBuffer(), _IntBuffer()
-    pairs_in = unknown = n_held = 0
+    train_a, train_b = _IntBuffer(hint), _IntBuffer(hint)
+    cand_a, cand_b, cand_session = _IntBuffer(), _IntBuffer(), []   # hash-selected: held out unless capped
+    pairs_in = unknown = 0
+    selection = HoldoutRule(holdout_fraction)
     for batch in _pair_batches(pairs, batch_rows):
         n = batch.num_rows
         if n == 0:
@@ -225,15 +280,21 @@ def build_training_data(catalog, pairs, tokenizer, max_len: int, language: str =
         a, b = idx[:n], idx[n:]
         known = (a >= 0) & (b >= 0)
         session = pc.cast(batch.column("session_id"), pa.int64()).to_numpy(zero_copy_only=False)
-        held = holdout_sessions(session, holdout_fraction) & known
-        if n_held + int(held.sum()) > max_holdout:   # the first max_holdout held-out pairs in table order
-            held &= n_held + np.cumsum(held) <= max_holdout
-        train = known & ~held
+        candidate = selection.candidates(session) & known
+        train = known & ~candidate
         train_a.extend(a[train]); train_b.extend(b[train])
-        held_a.extend(a[held]); held_b.extend(b[held])
-        pairs_in, unknown, n_held = pairs_in + n, unknown + int((~known).sum()), n_held + int(held.sum())
+        cand_a.extend(a[candidate]); cand_b.extend(b[candidate]); cand_session.append(session[candidate])
+        pairs_in, unknown = pairs_in + n, unknown + int((~known).sum())
     if unknown:
         log.warning("%d pairs reference products missing from the catalog; they are skipped", unknown)
+    # The cap needs every candidate's session: decided once all pairs are read (2% of them by default).
+    cand_session = np.concatenate(cand_session) if cand_session else np.zeros(0, dtype=np.int64)
+    holdout = cap_holdout(cand_session, holdout_fraction, max_holdout)
+    held = holdout.select(cand_session)
+    ca, cb = cand_a.array(), cand_b.array()
+    held_a, held_b = _IntBuffer(), _IntBuffer()
+    held_a.extend(ca[held]); held_b.extend(cb[held])
+    train_a.extend(ca[~held]); train_b.extend(cb[~held])
 
     codes, names = _categories(catalog["category"].combine_chunks())
     titles = catalog["title_norm"].combine_chunks()
@@ -245,7 +306,9 @@ def build_training_data(catalog, pairs, tokenizer, max_len: int, language: str =
         example_titles=[str(t) for t in examples],
         stats={"products": n_products, "pairs_in": pairs_in, "pairs_train": train_a.n,
                "pairs_holdout": held_a.n, "pairs_unknown_product": unknown,
-               "products_with_category": int((codes >= 0).sum()), "categories": len(names)},
+               "products_with_category": int((codes >= 0).sum()), "categories": len(names),
+               "sessions_holdout": int(len(np.unique(cand_session[held])))},
+        holdout=holdout,
     )
 
 

@@ -276,3 +276,30 @@ def test_empty_titles_are_quarantined_and_a_table_with_bad_vectors_is_refused(sp
     store.refresh_registry()
     source = store.get_feature_view("product_embeddings").batch_source.path
     assert source == os.path.abspath(data / "embeddings")        # the registry still names the good table
+
+
+def test_similar_recall_uses_exactly_the_sessions_the_model_held_out(spark, world):
+    import json
+
+    import mlflow
+
+    from prodemb.registry import training_params
+    from prodemb.tables import read_table
+
+    data = world["work"] / "data"
+    if not (data / "embeddings").exists():
+        score(spark, world, "1", datetime(2025, 1, 1, tzinfo=timezone.utc))
+    pid = read_table(spark, str(data / "embeddings")).first().product_id
+    proc = subprocess.run([sys.executable, str(REPO_ROOT / "jobs" / "similar.py"), "--data", str(data),
+                           "--product-id", pid, "--k", "5", "--recall", "--json", "--mlflow-uri", world["uri"]],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = json.loads(proc.stdout)
+    name, version = out["holdout"]["model"].rsplit("/", 1)
+    mlflow.set_tracking_uri(world["uri"])
+    mlflow.set_registry_uri(world["uri"])
+    params = training_params(name, version)
+    assert out["holdout"]["holdout.fraction"] == params["holdout.fraction"]
+    assert out["holdout"]["holdout.cutoff"] == params["holdout.cutoff"]
+    assert out["holdout_pairs"] == int(params["data.rows_pairs_holdout"]) > 0     # the same pairs, every one
+    assert len(out["neighbours"][pid]) == 5 and 0 <= out["recall_at_5"] <= 1

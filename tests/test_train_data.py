@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from prodemb.train_data import build_training_data, holdout_sessions, load_training_data
+from prodemb.train_data import HoldoutRule, build_training_data, load_training_data, session_hash
 
 
 class _ToyTokenizer:
@@ -70,21 +70,27 @@ def reference_build(catalog: pd.DataFrame, pairs: pd.DataFrame, tokenizer, max_l
     known = (a >= 0) & (b >= 0)
     codes, names = pd.factorize(catalog["category"], sort=True)
     tokens = tokenizer.encode(catalog["title_norm"].fillna("").tolist(), max_len)
-    held = holdout_sessions(pairs["session_id"].to_numpy(dtype=np.int64), holdout_fraction) & known
-    if held.sum() > max_holdout:
-        held &= np.cumsum(held) <= max_holdout
-    train = known & ~held
+    session = pairs["session_id"].to_numpy(dtype=np.int64)
+    candidate = HoldoutRule(holdout_fraction).candidates(session) & known
+    # The cap, written out: whole candidate sessions in hash order while their pairs fit.
+    per_session = pd.Series(candidate[candidate], index=session_hash(session[candidate])).groupby(level=0).size()
+    admitted = set(per_session.index[per_session.cumsum() <= max_holdout]) if per_session.sum() > max_holdout \
+        else set(per_session.index)
+    held = candidate & np.isin(session_hash(session), list(admitted))
+    # Training: the pairs of sessions the hash did not select, then those of capped-out candidates.
+    order = np.r_[np.flatnonzero(known & ~candidate), np.flatnonzero(candidate & ~held)]
     as_t = lambda x: torch.from_numpy(np.ascontiguousarray(x, dtype=np.int64))  # noqa: E731
-    tensors = dict(tokens=as_t(tokens), categories=as_t(codes), pair_a=as_t(a[train]), pair_b=as_t(b[train]),
+    tensors = dict(tokens=as_t(tokens), categories=as_t(codes), pair_a=as_t(a[order]), pair_b=as_t(b[order]),
                    holdout_a=as_t(a[held]), holdout_b=as_t(b[held]))
     h = hashlib.sha256()
     for name in ("tokens", "categories", "pair_a", "pair_b"):
         h.update(tensors[name].numpy().tobytes())
     return {**tensors, "category_names": [str(n) for n in names], "content_hash": h.hexdigest(),
             "product_keys": keys.tolist(), "examples": catalog["title_norm"].dropna().head(3).tolist(),
-            "stats": {"products": len(catalog), "pairs_in": len(pairs), "pairs_train": int(train.sum()),
+            "stats": {"products": len(catalog), "pairs_in": len(pairs), "pairs_train": len(order),
                       "pairs_holdout": int(held.sum()), "pairs_unknown_product": int((~known).sum()),
-                      "products_with_category": int((codes >= 0).sum()), "categories": len(names)}}
+                      "products_with_category": int((codes >= 0).sum()), "categories": len(names),
+                      "sessions_holdout": len(np.unique(session[held]))}}
 
 
 def mixed_frames(seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -109,6 +115,12 @@ def mixed_frames(seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
     return catalog, pd.DataFrame(pairs, columns=["site", "session_id", "product_a", "product_b"])
 
 
+def known_pairs(catalog: pd.DataFrame, pairs: pd.DataFrame) -> np.ndarray:
+    keys = set(zip(catalog["site"], catalog["product_id"]))
+    return np.array([(s, a) in keys and (s, b) in keys
+                     for s, a, b in zip(pairs["site"], pairs["product_a"], pairs["product_b"])])
+
+
 def assert_same(data, ref) -> None:
     for name in ("tokens", "categories", "pair_a", "pair_b", "holdout_a", "holdout_b"):
         got = getattr(data, name)
@@ -128,11 +140,18 @@ def test_arrow_index_equals_the_pandas_reference(batch_rows, max_holdout):
     ref = reference_build(catalog, pairs, tok, 5, holdout_fraction=0.3, max_holdout=max_holdout)
     assert ref["stats"]["pairs_unknown_product"] > 100 and ref["stats"]["pairs_holdout"] > 0
     assert 0 < ref["stats"]["products_with_category"] < len(catalog)
-    if max_holdout < 100:
-        assert ref["stats"]["pairs_holdout"] == max_holdout   # the cap applies, across batch boundaries
+    if max_holdout < 100:   # the cap applies, in whole sessions, across batch boundaries
+        assert max_holdout - 3 <= ref["stats"]["pairs_holdout"] <= max_holdout
     data = build_training_data(catalog, pairs, tok, 5, holdout_fraction=0.3, max_holdout=max_holdout,
                                batch_rows=batch_rows)
     assert_same(data, ref)
+    # The recorded rule, a function of the session id alone (whole sessions), finds exactly the held-out pairs.
+    session = pairs["session_id"].to_numpy(dtype=np.int64)
+    chosen = data.holdout.select(session) & known_pairs(catalog, pairs)
+    assert int(chosen.sum()) == data.stats["pairs_holdout"] and int((~chosen).sum()) > data.stats["pairs_train"]
+    assert len(np.unique(session[chosen])) == data.stats["sessions_holdout"] > 0
+    assert data.holdout == HoldoutRule.from_params(data.holdout.as_params())
+    assert (data.holdout.cutoff is None) == (max_holdout == 20_000)
     # The same from Arrow tables instead of DataFrames, and from an iterator of record batches.
     cat_t, pairs_t = pa.Table.from_pandas(catalog), pa.Table.from_pandas(pairs)
     assert_same(build_training_data(cat_t, iter(pairs_t.to_batches(max_chunksize=11)), tok, 5,

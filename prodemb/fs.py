@@ -249,13 +249,62 @@ def new_version_dir(versions: Path) -> Path:
     return versions / (datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%f") + "-" + uuid.uuid4().hex[:8])
 
 
+_RENAME_EXCHANGE = 2     # renameat2(2) flag: swap two paths in one step (Linux 3.15+, most local filesystems)
+_AT_FDCWD = -100
+
+
+def exchange(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    """Swap what the two paths name (a folder, a file, a symlink) in one atomic step; False where the
+    kernel, the C library or the filesystem cannot (the caller then falls back to two renames)."""
+    import ctypes
+    import errno
+
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except AttributeError:
+        return False
+    if renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+        return False
+    raise OSError(err, os.strerror(err), f"{a} <-> {b}")
+
+
+def replace_dir(new: Path, final: Path, aside: Path | None = None) -> None:
+    """Put the finished folder (or symlink) ``new`` at ``final`` in one step, whatever ``final`` is now:
+    nothing (a rename), or a folder or symlink (exchanged with ``new``, then the old one is moved into
+    ``aside``, or deleted when ``aside`` is None). Readers of ``final`` see the old or the new content and
+    never a moment without one. Where the filesystem cannot exchange, the old one is renamed away first
+    (a window of one rename without ``final``)."""
+    new, final = Path(new), Path(final)
+    if not os.path.lexists(final):
+        os.rename(new, final)
+        return
+    if not exchange(new, final):
+        old = final.with_name(f".{final.name}.old-{uuid.uuid4().hex[:8]}")
+        os.rename(final, old)
+        os.rename(new, final)
+        new = old
+    # ``new`` now names what was at ``final``.
+    if aside is not None and new.is_dir() and not new.is_symlink():
+        aside.mkdir(parents=True, exist_ok=True)
+        os.rename(new, aside / ("legacy-" + uuid.uuid4().hex[:8]))
+    elif new.is_dir() and not new.is_symlink():
+        shutil.rmtree(new, ignore_errors=True)
+    else:
+        new.unlink()
+
+
 def swap_link(link: Path, target: Path, aside: Path | None = None) -> None:
-    """Point the symlink ``link`` at ``target`` with one atomic rename. A real folder in the way (an
-    older layout, a manual run) is first moved into ``aside`` as ``legacy-<id>``."""
-    if link.exists() and not link.is_symlink():
-        link.rename((aside or target.parent) / ("legacy-" + uuid.uuid4().hex[:8]))
+    """Point the symlink ``link`` at ``target`` in one atomic step. A real folder in the way (an older
+    layout, a Delta table, a manual run) is exchanged with the new link and kept in ``aside`` as
+    ``legacy-<id>``: readers find the old folder or the new link, never nothing."""
     tmp = link.parent / f".{link.name}.{uuid.uuid4().hex[:8]}.link"
     os.symlink(os.path.relpath(target, link.parent), tmp)
+    if link.exists() and not link.is_symlink():
+        replace_dir(tmp, link, aside=aside or target.parent)
+        return
     os.replace(tmp, link)   # atomic on POSIX
 
 

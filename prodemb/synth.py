@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import time
 import uuid
@@ -40,6 +39,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from prodemb import fs
 
 __all__ = [
     "SynthSpec",
@@ -900,17 +901,6 @@ def iter_click_batches(spec: SynthSpec, catalog: pd.DataFrame | None = None) -> 
 # --------------------------------------------------------------------------------------------------
 # Writing
 # --------------------------------------------------------------------------------------------------
-def _replace_dir(tmp: Path, final: Path) -> None:
-    """Swap `tmp` into place of `final` with renames, so readers never see a half-written directory."""
-    if final.exists():
-        old = final.with_name(f".{final.name}.old-{uuid.uuid4().hex[:8]}")
-        os.rename(final, old)
-        os.rename(tmp, final)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.rename(tmp, final)
-
-
 def write_task_tables(catalog: pd.DataFrame, out_dir: str | Path) -> dict[str, Path]:
     """Downstream task tables: out_dir/tasks/{condition,free_shipping}.parquet (product_id, title, label 0/1)."""
     tasks = Path(out_dir) / "tasks"
@@ -924,24 +914,23 @@ def write_task_tables(catalog: pd.DataFrame, out_dir: str | Path) -> dict[str, P
         df = pd.DataFrame({"product_id": catalog["product_id"].astype(str), "title": catalog["title"].astype(str),
                            "label": label.to_numpy()})
         path = tasks / f"{name}.parquet"
-        tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
-        pq.write_table(pa.Table.from_pandas(df, preserve_index=False), tmp)
-        os.replace(tmp, path)
+        with fs.atomic_local_file(path) as tmp:
+            pq.write_table(pa.Table.from_pandas(df, preserve_index=False), tmp)
         paths[name] = path
     return paths
 
 
 def generate(spec: SynthSpec, out_dir: str | Path) -> dict:
     """Write out_dir/clicks/part-NNNNN.parquet (one file per batch), out_dir/products.parquet and the task
-    tables; the clicks directory is written aside and renamed into place. Returns a summary dict."""
+    tables; every file and the clicks folder are written aside and swapped into place in one step
+(``prodemb.fs``), so a reader never finds them half-written or missing. Returns a summary dict."""
     t0 = time.perf_counter()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     catalog = make_catalog(spec)
     products = out / "products.parquet"
-    tmp_products = out / f".products.parquet.tmp-{uuid.uuid4().hex[:8]}"
-    pq.write_table(pa.Table.from_pandas(catalog, preserve_index=False), tmp_products)
-    os.replace(tmp_products, products)
+    with fs.atomic_local_file(products) as tmp_products:
+        pq.write_table(pa.Table.from_pandas(catalog, preserve_index=False), tmp_products)
     tasks = write_task_tables(catalog, out)
 
     tmp = out / f".clicks.tmp-{uuid.uuid4().hex[:8]}"
@@ -959,7 +948,7 @@ def generate(spec: SynthSpec, out_dir: str | Path) -> dict:
             nbytes += (tmp / name).stat().st_size
             names.append(name)
             rows += batch.num_rows
-        _replace_dir(tmp, out / "clicks")
+        fs.replace_dir(tmp, out / "clicks")
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

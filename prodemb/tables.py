@@ -77,12 +77,18 @@ def _write_delta_partition(df: DataFrame, path: str, column: str, value: str) ->
 
 
 def _write_delta(df: DataFrame, path: str, partition_by: list[str] | None) -> dict[str, Any]:
-    if fs.is_local(path) and Path(fs.local_path(path)).is_symlink():   # switching a table from Parquet to Delta
-        Path(fs.local_path(path)).unlink()
     writer = df.write.format("delta").mode("overwrite").option("overwriteSchema", "true")
     if partition_by:
         writer = writer.partitionBy(*partition_by)
-    writer.save(path)
+    link = Path(fs.local_path(path)).absolute() if fs.is_local(path) else None
+    if link is not None and link.is_symlink():
+        # Switching a table from Parquet (a symlink to a version folder) to Delta: the Delta table is
+        # written aside and exchanged with the link in one step (its log names files relative to it).
+        stage = fs.new_version_dir(link.parent / VERSIONS_DIR / link.name)
+        writer.save(str(stage))
+        fs.replace_dir(stage, link)
+    else:
+        writer.save(path)
     return {"path": path, "format": "delta", **_last_commit(path)}
 
 

@@ -89,6 +89,42 @@ def test_swap_link_and_prune_versions(tmp_path):
     assert len(legacy) == 1 and (legacy[0] / "old.txt").read_text() == "manual"
 
 
+def test_folders_are_replaced_without_a_moment_where_none_is_there(tmp_path):
+    """A reader polling the folder while it is replaced 300 times, from a folder, a symlink or nothing, never
+    finds it missing (the old one is exchanged with the new one in one step)."""
+    import threading
+
+    final, aside = tmp_path / "clicks", tmp_path / "aside"
+    seen_missing, done = [], threading.Event()
+
+    def reader():
+        while not done.is_set():
+            if not (final / "part-0").exists():
+                seen_missing.append(1)
+
+    def folder(i):
+        new = tmp_path / f".new-{i}"
+        new.mkdir()
+        (new / "part-0").write_text(str(i))
+        return new
+
+    fs.replace_dir(folder(-1), final)
+    thread = threading.Thread(target=reader)
+    thread.start()
+    try:
+        for i in range(300):
+            if i % 3 == 2:   # a symlink in the way, as Parquet tables have
+                fs.swap_link(final, folder(i), aside=aside)
+            else:
+                fs.replace_dir(folder(i), final)
+    finally:
+        done.set()
+        thread.join()
+    assert (final / "part-0").read_text() == "299" and not seen_missing
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".new-") and not p.is_dir()]
+    assert fs.exchange(tmp_path / "aside", final) and (tmp_path / "aside" / "part-0").read_text() == "299"
+
+
 def test_delta_rs_gets_the_table_uri_and_the_s3_endpoint_of_the_standard_variables(monkeypatch, tmp_path):
     monkeypatch.delenv("AWS_ENDPOINT_URL_S3", raising=False)
     monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9000")

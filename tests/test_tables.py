@@ -66,8 +66,15 @@ def test_written_rows_counts_when_the_commit_has_no_metrics(spark, tmp_path):
 def test_switching_parquet_table_to_delta(spark, tmp_path):
     path = str(tmp_path / "t")
     write_table(spark.range(2), path)
-    write_table(spark.range(4), path, fmt="delta")
-    assert table_format(path) == "delta" and read_table(spark, path).count() == 4
+    parquet_version = os.path.realpath(path)
+    written = write_table(spark.range(4), path, fmt="delta")
+    assert table_format(path) == "delta" and read_table(spark, path).count() == 4 and written["rows"] == 4
+    # The Delta table was written aside and exchanged with the link: a real folder now, and the Parquet
+    # version a reader may still be reading is left where it was.
+    assert not os.path.islink(path) and os.path.isdir(os.path.join(path, "_delta_log"))
+    assert spark.read.parquet(parquet_version).count() == 2
+    write_table(spark.range(5), path, fmt="delta")                       # and it goes on as a Delta table
+    assert read_table(spark, path).count() == 5 and read_table(spark, path, version=0).count() == 4
 
 
 def test_parquet_has_no_versions_to_travel(spark, tmp_path):

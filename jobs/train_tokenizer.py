@@ -2,8 +2,9 @@
 
     python jobs/train_tokenizer.py --data DIR --output runs/tokenizer.model [--vocab-size 30000]
 
-Reads ``DIR/catalog`` (written by jobs/sessionize.py), writes the model and its ``.vocab`` next to it
-(atomically), prints a one-line JSON summary. Exit code 2: missing data folder or catalog, or no
+Reads ``DIR/catalog`` (written by jobs/sessionize.py), writes the model (one file, atomically), prints a
+one-line JSON summary. SentencePiece's ``.vocab`` listing comes from the model on demand:
+``python -c "from prodemb.tokenizer import Tokenizer; print(Tokenizer.load('runs/tokenizer.model').vocab_listing())"``. Exit code 2: missing data folder or catalog, or no
 usable titles. Other settings: ``--set tokenizer.seed=1``, ``--set tokenizer.input_sentence_size=...``.
 """
 from __future__ import annotations

@@ -209,6 +209,13 @@ def write_bytes(path: str | os.PathLike, data: bytes) -> None:
         fh.write(data)
 
 
+def remove(path: str | os.PathLike) -> None:
+    """Delete one file (a no-op when it is not there)."""
+    fs_, inner = filesystem(path)
+    if exists(path):
+        fs_.delete_file(inner)
+
+
 def write_text(path: str | os.PathLike, text: str) -> None:
     write_bytes(path, text.encode("utf-8"))
 

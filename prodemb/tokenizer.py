@@ -49,7 +49,8 @@ _MAX_ATTEMPTS = 4
 
 
 def vocab_path_for(model_path: str | Path) -> str:
-    """``runs/tokenizer.model`` -> ``runs/tokenizer.vocab`` (SentencePiece's prefix convention)."""
+    """``runs/tokenizer.model`` -> ``runs/tokenizer.vocab`` (SentencePiece's prefix convention): the listing
+    this project no longer writes beside the model (``Tokenizer.vocab_listing`` gives it)."""
     p = str(model_path)
     return p.removesuffix(".model") + ".vocab"
 
@@ -117,7 +118,10 @@ class _BytesWriter:
 def train_tokenizer(titles_norm: Iterable[str], output_path: str | Path, vocab_size: int = 30_000,
                     model_type: str = "unigram", input_sentence_size: int = 2_000_000, seed: int = 0,
                     num_threads: int | None = None, character_coverage: float = 1.0) -> dict[str, Any]:
-    """Train a SentencePiece model on normalized titles; write ``output_path`` (+ ``.vocab``) atomically.
+    """Train a SentencePiece model on normalized titles; write ``output_path`` atomically, one file: the
+    model is the whole tokenizer (SentencePiece's ``.vocab`` listing is derived from it on demand,
+    ``Tokenizer.vocab_listing``, so no second file can disagree with it after a killed run; a stale
+    ``.vocab`` left beside it by an older version is removed).
 
     Blank titles are skipped. When the corpus cannot support ``vocab_size`` pieces, the largest size
     it supports is used instead (a WARNING is logged and returned under ``"warning"``); a size below
@@ -125,7 +129,7 @@ def train_tokenizer(titles_norm: Iterable[str], output_path: str | Path, vocab_s
 
     ``titles_norm`` may be any iterable of str or a pyarrow (Chunked)Array of strings.
     Returns vocab_size_requested, vocab_size (actual), n_titles (non-blank titles given),
-    n_titles_used (after sampling), seconds, path, vocab_path, sha256 (of the model file), warning.
+    n_titles_used (after sampling), seconds, path, sha256 (of the model file), warning.
     """
     t0 = time.perf_counter()
     if model_type not in MODEL_TYPES:
@@ -163,10 +167,9 @@ def train_tokenizer(titles_norm: Iterable[str], output_path: str | Path, vocab_s
             size = new
 
     sp = spm.SentencePieceProcessor(model_proto=model)
-    vocab_path = vocab_path_for(output_path)
-    vocab_lines = "".join(f"{sp.id_to_piece(i)}\t{sp.get_score(i):g}\n" for i in range(sp.get_piece_size()))
-    fs.write_bytes(vocab_path, vocab_lines.encode("utf-8"))
     fs.write_bytes(output_path, model)
+    if fs.exists(vocab_path_for(output_path)):
+        fs.remove(vocab_path_for(output_path))
     return {
         "vocab_size_requested": vocab_size,
         "vocab_size": sp.get_piece_size(),
@@ -177,7 +180,6 @@ def train_tokenizer(titles_norm: Iterable[str], output_path: str | Path, vocab_s
         "num_threads": threads,
         "seconds": round(time.perf_counter() - t0, 3),
         "path": str(output_path),
-        "vocab_path": str(vocab_path),
         "sha256": hashlib.sha256(model).hexdigest(),
         "warning": "; ".join(warnings) or None,
     }
@@ -239,6 +241,10 @@ class Tokenizer:
     @property
     def sha256(self) -> str:
         return hashlib.sha256(self._proto).hexdigest()
+
+    def vocab_listing(self) -> str:
+        """SentencePiece's ``.vocab`` text: one ``piece<TAB>score`` line per id, in id order."""
+        return "".join(f"{self._sp.id_to_piece(i)}\t{self._sp.get_score(i):g}\n" for i in range(self.vocab_size))
 
     def pieces(self, title_norm: str) -> list[str]:
         """The pieces of one normalized title (for inspection)."""

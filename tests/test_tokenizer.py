@@ -75,10 +75,13 @@ def test_too_large_vocab_falls_back_to_the_largest_supported(corpus, tmp_path, c
     assert info["n_titles"] == len(corpus)  # blank titles skipped
     tok = Tokenizer.load(out)
     assert tok.vocab_size == expected and tok.pad_id == PAD_ID == 0
-    assert out.with_suffix(".vocab").read_text(encoding="utf-8").splitlines()[0] == "<pad>\t0"
-    assert len(out.with_suffix(".vocab").read_text(encoding="utf-8").splitlines()) == expected
+    assert tok.vocab_listing().splitlines()[0] == "<pad>\t0" and len(tok.vocab_listing().splitlines()) == expected
     assert info["sha256"] == hashlib.sha256(out.read_bytes()).hexdigest()
-    assert not [p for p in out.parent.iterdir() if p.name.startswith(".")]  # no temp files left
+    # One file, and nothing beside it: no temp files, no .vocab that a killed run could leave out of step.
+    assert [p.name for p in out.parent.iterdir()] == ["tokenizer.model"]
+    out.with_suffix(".vocab").write_text("stale listing of an older model")
+    train_tokenizer(corpus, out, vocab_size=30_000)
+    assert [p.name for p in out.parent.iterdir()] == ["tokenizer.model"]
 
 
 def test_too_small_vocab_is_raised_to_the_alphabet(corpus, tmp_path):
@@ -191,7 +194,7 @@ def test_job_end_to_end(corpus, tmp_path):
     summary = json.loads(lines[0])
     assert summary["vocab_size_requested"] == 500 and summary["path"] == str(out)
     assert summary["n_titles"] == len(corpus) and summary["seed"] == 2
-    assert out.exists() and out.with_suffix(".vocab").exists()
+    assert out.exists() and not out.with_suffix(".vocab").exists()
     assert Tokenizer.load(out).vocab_size == summary["vocab_size"]
     if summary["vocab_size"] < 500:  # this small corpus cannot hold 500 pieces: said on stderr too
         assert "too large" in res.stderr and summary["warning"]

@@ -7,6 +7,12 @@ Both versions are scored by the same protocol on the same splits and subsamples 
 validation part of each configured task — the test part stays untouched for reporting. The decision
 and both scores are written as tags on the candidate version, whatever the outcome; a promotion also
 points alias ``previous_champion`` at the version it replaced, so a rollback is one alias move.
+
+The registry has no transactions, so a promotion is written in an order a rerun can finish: first the
+whole decision as tags with ``promotion.decision=pending`` (its own tag last), then the aliases, then
+``promotion.decision=promoted``. A run killed anywhere leaves either no decision (the next run decides
+again) or a pending one, which the next run completes as recorded, without scoring again, as long as
+the champion is still the one it was decided against.
 """
 from __future__ import annotations
 
@@ -19,6 +25,7 @@ from typing import Callable
 log = logging.getLogger(__name__)
 
 TAG_PREFIX = "promotion."
+PENDING, PROMOTED, REFUSED = "pending", "promoted", "refused"
 
 
 class GateError(ValueError):
@@ -86,6 +93,12 @@ def run_promote(cfg, tasks: dict, *, tolerance: float | None = None, tracking_ur
         champion = None
 
     now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    pending = _pending(name, candidate, champion)
+    if pending is not None:     # a promotion a killed run decided but did not finish
+        _move_aliases(client, pending)
+        log.info("promotion gate: finished the promotion of version %s decided at %s", pending.candidate_version,
+                 pending.decided_at)
+        return pending
     if champion is not None and champion.version == candidate.version:
         # Nothing to decide; the tags of the decision that made it champion (if any) stay as they are.
         return GateDecision(name, str(candidate.version), str(champion.version), False,
@@ -106,19 +119,48 @@ def run_promote(cfg, tasks: dict, *, tolerance: float | None = None, tracking_ur
     promoted, reason = decide(cand_auc if cand_auc is not None else float("nan"), champ_auc, tolerance, healthy)
     decision = GateDecision(name, str(candidate.version), str(champion.version) if champion else None, promoted,
                             reason, cand_auc, champ_auc, tolerance, cand_scores, champ_scores, now)
+    _record(client, decision, PENDING if promoted else REFUSED)
     if promoted:
-        if champion is not None:
-            client.set_registered_model_alias(name, "previous_champion", champion.version)
-        client.set_registered_model_alias(name, "champion", candidate.version)
-    _record(client, decision)
+        _move_aliases(client, decision)
     log.info("promotion gate: %s", reason)
     return decision
 
 
-def _record(client, d: GateDecision) -> None:
-    """Decision and both scores as tags on the candidate version (MLflow tags are strings)."""
+def _move_aliases(client, d: GateDecision) -> None:
+    """The aliases of a recorded (pending) promotion, then the tag that says it is done."""
+    from prodemb import faults
+
+    if d.champion_version:
+        client.set_registered_model_alias(d.model_name, "previous_champion", d.champion_version)
+    client.set_registered_model_alias(d.model_name, "champion", d.candidate_version)
+    faults.point("promote.aliases_moved")
+    client.set_model_version_tag(d.model_name, d.candidate_version, TAG_PREFIX + "decision", PROMOTED)
+
+
+def _pending(name: str, candidate, champion) -> GateDecision | None:
+    """The candidate's pending promotion, if a killed run left one that still applies: the champion is
+    the one it was decided against, or already the candidate."""
+    tags = candidate.tags or {}
+    if tags.get(TAG_PREFIX + "decision") != PENDING:
+        return None
+    against = tags.get(TAG_PREFIX + "champion_version") or None
+    current = str(champion.version) if champion is not None else None
+    if current not in (against, str(candidate.version)):
+        return None     # the champion moved meanwhile: decide again
+    auc = lambda key: float(tags[key]) if tags.get(key) else None  # noqa: E731
+    per_task = json.loads(tags.get(TAG_PREFIX + "per_task") or "{}")
+    return GateDecision(name, str(candidate.version), against, True, tags.get(TAG_PREFIX + "reason", ""),
+                        auc(TAG_PREFIX + "candidate_val_auc"), auc(TAG_PREFIX + "champion_val_auc"),
+                        float(tags.get(TAG_PREFIX + "tolerance") or 0.0), per_task.get("candidate", {}),
+                        per_task.get("champion", {}), tags.get(TAG_PREFIX + "decided_at", ""))
+
+
+def _record(client, d: GateDecision, decision: str) -> None:
+    """Decision and both scores as tags on the candidate version (MLflow tags are strings), the
+    ``decision`` tag last: it is what a rerun trusts."""
+    from prodemb import faults
+
     tags = {
-        "decision": "promoted" if d.promoted else "refused",
         "reason": d.reason,
         "decided_at": d.decided_at,
         "tolerance": f"{d.tolerance:g}",
@@ -129,3 +171,6 @@ def _record(client, d: GateDecision) -> None:
     }
     for key, value in tags.items():
         client.set_model_version_tag(d.model_name, d.candidate_version, TAG_PREFIX + key, value)
+        faults.point("promote.recording")
+    client.set_model_version_tag(d.model_name, d.candidate_version, TAG_PREFIX + "decision", decision)
+    faults.point("promote.recorded")

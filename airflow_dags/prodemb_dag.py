@@ -29,8 +29,8 @@ Interval semantics (``CronDataIntervalTimetable(schedule.cron)``, UTC; a run's d
 * ``train`` passes ``--run-key prodemb/<start>-<end>``: a rerun of the interval finds the version
   already registered under that key and reuses it (no second version, aliases untouched).
 * ``evaluate`` (a reporting leaf after ``train``) scores ``@candidate`` on ``evaluate.tasks`` and
-  ``evaluate.builtin_tasks`` into ``<work_dir>/eval/<interval>``, published atomically
-  (airflow_dags/apps/atomic_output.py). With ``--keep-going`` a failing method is reported and the others'
+  ``evaluate.builtin_tasks`` into ``<work_dir>/eval/<interval>``, a folder the job publishes in one step
+  (``prodemb.fs.atomic_dir``). With ``--keep-going`` a failing method is reported and the others'
   results are still published (the task fails, exit 1); a failure before the report is complete leaves
   the previous report in place. Its failure fails the DAG run but blocks neither ``promote`` nor ``score``:
   the gate scores the candidate itself.
@@ -228,15 +228,9 @@ with DAG(
     train = python_job("train", "jobs/train.py", "--data", DATA, "--tokenizer", tokenizer,
                        "--mlflow-uri", MLFLOW_URI, "--run-key", word("$PRODEMB_RUN_KEY"), "--no-progress",
                        queue=S.train_queue, **({"pool": S.train_pool} if S.train_pool else {}))
-    evaluate = BashOperator(
-        task_id="evaluate", cwd=str(REPO_ROOT), env=TEMPLATED_ENV, append_env=True,
-        retries=S.task_retries.get("evaluate", S.retries),
-        bash_command=sh(PYTHON, str(REPO_ROOT / "airflow_dags/apps/atomic_output.py"), "--partial-marker",
-                        "summary.json", word(f"{WORK}/eval/", "$PRODEMB_INTERVAL"), "--",
-                        PYTHON, str(REPO_ROOT / "jobs/evaluate.py"),
-                        "--model-uri", f"models:/{CFG.mlflow.model_name}@candidate", "--output", "{output}",
-                        "--data", DATA, "--mlflow-uri", MLFLOW_URI, "--no-progress", "--keep-going",
-                        *CONFIG_ARGS))
+    evaluate = python_job("evaluate", "jobs/evaluate.py", "--model-uri", f"models:/{CFG.mlflow.model_name}@candidate",
+                          "--output", word(f"{WORK}/eval/", "$PRODEMB_INTERVAL"), "--data", DATA,
+                          "--mlflow-uri", MLFLOW_URI, "--no-progress", "--keep-going")
     promote = python_job("promote", "jobs/promote.py", "--mlflow-uri", MLFLOW_URI)
     score = spark_job("score", "jobs/score.py", "--data", DATA, "--mlflow-uri", MLFLOW_URI,
                       trigger_rule="all_done_min_one_success")

@@ -10,8 +10,10 @@ For every task (a table of ``title`` and binary ``label``, optionally ``product_
     score: AUC-ROC on test (the figure of merit) and on validation (model selection: α, promotion)
 
 ``run_protocol`` is pure (DataFrames in, a results DataFrame out). ``run_evaluate`` is the job:
-tasks and methods in, ``OUT/results.csv`` (written aside, then renamed), learning-curve PNGs (Fig. 2
-α sweep + random encoder; Fig. 3 methods with mean ± std bands), ``OUT/report.md`` and an MLflow run.
+tasks and methods in, ``OUT/results.csv``, learning-curve PNGs (Fig. 2 α sweep + random encoder; Fig. 3
+methods with mean ± std bands), ``OUT/report.md``, ``OUT/summary.json`` (all written into a fresh folder
+that ``OUT``, a symlink, is swapped to in one step: a reader sees the previous report or the new one,
+never a mix) and an MLflow run.
 
 The promotion gate calls ``validation_scores(model_uri, tasks, cfg)`` → {task: mean validation AUC}
 (prodemb method only, ``promote.train_size`` rows × ``promote.samples`` samples, the same splits and
@@ -21,11 +23,9 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 import tempfile
 import time
-import uuid
 import zlib
 from pathlib import Path
 from typing import Any, Iterable, Mapping
@@ -33,6 +33,7 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 import pandas as pd
 
+from prodemb import fs
 from prodemb.baselines import METHODS, make_method
 from prodemb.baselines.base import EvalContext, Method
 from prodemb.tasks import LoadedTask, TaskError, TaskSet, configured_tasks, gather_tasks
@@ -361,11 +362,9 @@ def _finish(ax, title: str, sizes) -> None:
 def _save(fig, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
-    tmp = path.with_name(f".{path.stem}.tmp-{uuid.uuid4().hex[:8]}.png")
     fig.tight_layout()
-    fig.savefig(tmp, dpi=110)
+    fig.savefig(path, dpi=110)
     plt.close(fig)
-    os.replace(tmp, path)
     return path
 
 
@@ -470,17 +469,13 @@ def validation_scores(model_uri: str, tasks: Mapping[str, Any] | TaskSet, cfg, *
 
 # --- the job -------------------------------------------------------------------------------------
 
-def write_csv_atomic(df: pd.DataFrame, path: Path) -> Path:
-    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
-    df.to_csv(tmp, index=False)
-    os.replace(tmp, path)
+def _write_csv(df: pd.DataFrame, path: Path) -> Path:
+    df.to_csv(path, index=False)
     return path
 
 
-def _write_text_atomic(path: Path, text: str) -> Path:
-    tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+def _write_text(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
     return path
 
 
@@ -554,19 +549,22 @@ def log_to_mlflow(results: pd.DataFrame, out_dir: Path, *, tracking_uri: str, ex
 
 
 def write_outputs(results: pd.DataFrame, out: Path, loaded: Mapping[str, LoadedTask], *, model: str | None,
-                  failures: list[dict], plot: bool = True, notes: list[str] | None = None) -> dict[str, Any]:
-    """OUT/results.csv (atomic), OUT/quarantine/<task>.csv, OUT/plots/*.png, OUT/report.md."""
+                  failures: list[dict], plot: bool = True, notes: list[str] | None = None,
+                  final: Path | None = None) -> dict[str, Any]:
+    """OUT/results.csv, OUT/quarantine/<task>.csv, OUT/plots/*.png, OUT/report.md into ``out`` (a staging
+    folder of ``fs.atomic_dir``); the paths returned are under ``final`` (where it is published)."""
     out.mkdir(parents=True, exist_ok=True)
-    written: dict[str, Any] = {"results": str(write_csv_atomic(results, out / "results.csv"))}
+    named = lambda p: str((final or out) / Path(p).relative_to(out))  # noqa: E731
+    written: dict[str, Any] = {"results": named(_write_csv(results, out / "results.csv"))}
     qdir = out / "quarantine"
     for name, t in loaded.items():
         if len(t.quarantine):
             qdir.mkdir(exist_ok=True)
-            write_csv_atomic(t.quarantine, qdir / f"{_slug(name)}.csv")
+            _write_csv(t.quarantine, qdir / f"{_slug(name)}.csv")
     plots = plot_learning_curves(results, out / "plots") if plot else []
-    written["plots"] = [str(p) for p in plots]
+    written["plots"] = [named(p) for p in plots]
     report = render_report(results, loaded, model=model, failures=failures, plots=plots, out_dir=out, notes=notes)
-    written["report"] = str(_write_text_atomic(out / "report.md", report))
+    written["report"] = named(_write_text(out / "report.md", report))
     return written
 
 
@@ -599,20 +597,22 @@ def run_evaluate(cfg, *, output: str | Path | None = None, tasks: Mapping[str, A
         built = make_methods(names, ctx, on_error=on_error, failures=failures)
         results = run_protocol(taskset.tables, built, ecfg, progress=progress, on_error=on_error, failures=failures)
         model_label = f"{ctx.model_uri} ({model.ref})" if model is not None else None
-        written = write_outputs(results, out, taskset.loaded, model=model_label, failures=failures)
-    summary: dict[str, Any] = {
-        "output": str(out), **written, "rows": len(results), "tasks": {k: t.counts for k, t in taskset.loaded.items()},
-        "methods": names, "model_uri": ctx.model_uri if model is not None else None,
-        "model_version": model.ref if model is not None else None,
-        "alpha": model.alpha if model is not None else None, "failures": failures,
-        "test_auc_at_largest_size": largest_size_means(results),
-    }
-    prod = results[results["method"] == "prodemb"]
-    if not prod.empty and prod["alpha"].nunique() <= 1:
-        summary["mean_val_auc_prodemb"] = round(mean_validation_auc(results), 6)
-        summary["val_auc_prodemb"] = {k: round(v, 6) for k, v in per_task_validation_auc(results).items()}
-    summary["seconds"] = round(time.perf_counter() - t0, 2)
-    _write_text_atomic(out / "summary.json", json.dumps(summary, indent=2, default=str))
+    with fs.atomic_dir(out) as stage:         # the whole folder is published at once, or not at all
+        written = write_outputs(results, stage, taskset.loaded, model=model_label, failures=failures, final=out)
+        summary: dict[str, Any] = {
+            "output": str(out), **written, "rows": len(results),
+            "tasks": {k: t.counts for k, t in taskset.loaded.items()}, "methods": names,
+            "model_uri": ctx.model_uri if model is not None else None,
+            "model_version": model.ref if model is not None else None,
+            "alpha": model.alpha if model is not None else None, "failures": failures,
+            "test_auc_at_largest_size": largest_size_means(results),
+        }
+        prod = results[results["method"] == "prodemb"]
+        if not prod.empty and prod["alpha"].nunique() <= 1:
+            summary["mean_val_auc_prodemb"] = round(mean_validation_auc(results), 6)
+            summary["val_auc_prodemb"] = {k: round(v, 6) for k, v in per_task_validation_auc(results).items()}
+        summary["seconds"] = round(time.perf_counter() - t0, 2)
+        _write_text(stage / "summary.json", json.dumps(summary, indent=2, default=str))
     if log_mlflow:
         summary["mlflow_run_id"] = log_to_mlflow(
             results, out, tracking_uri=tracking_uri, experiment=ecfg.experiment or f"{cfg.mlflow.experiment}-eval",
@@ -698,21 +698,23 @@ def run_sweep(cfg, *, data_dir: str, tokenizer_path: str, output: str | Path | N
                   f"{scores[t['alpha']]:.4f} |" for t in trained]
         notes += [f"| random encoder | - | {random_val:.4f} |", ""]
         notes += [f"α = {c['alpha']:g} collapsed and was skipped." for c in skipped] + ([""] if skipped else [])
-        written = write_outputs(results, out, taskset.loaded, model=f"{sweep_name} (one version per α)",
-                                failures=failures, notes=notes)
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_registry_uri(tracking_uri)
     client = mlflow.MlflowClient()
     for t in trained:
         t["mean_val_auc"] = round(scores[t["alpha"]], 6)
         client.set_model_version_tag(sweep_name, t["version"], "sweep_mean_val_auc", str(t["mean_val_auc"]))
-    summary: dict[str, Any] = {
-        "output": str(out), **written, "rows": len(results), "alphas": alphas, "trained": trained,
-        "collapsed": skipped, "best_alpha": best, "mean_val_auc_by_alpha": {str(a): round(v, 6) for a, v in scores.items()},
-        "mean_val_auc_random": round(random_val, 6), "model_name": sweep_name,
-        "tasks": {k: t.counts for k, t in taskset.loaded.items()},
-        "test_auc_at_largest_size": largest_size_means(results), "seconds": round(time.perf_counter() - t0, 2)}
-    _write_text_atomic(out / "summary.json", json.dumps(summary, indent=2, default=str))
+    with fs.atomic_dir(out) as stage:         # the whole folder is published at once, or not at all
+        written = write_outputs(results, stage, taskset.loaded, model=f"{sweep_name} (one version per α)",
+                                failures=failures, notes=notes, final=out)
+        summary: dict[str, Any] = {
+            "output": str(out), **written, "rows": len(results), "alphas": alphas, "trained": trained,
+            "collapsed": skipped, "best_alpha": best,
+            "mean_val_auc_by_alpha": {str(a): round(v, 6) for a, v in scores.items()},
+            "mean_val_auc_random": round(random_val, 6), "model_name": sweep_name,
+            "tasks": {k: t.counts for k, t in taskset.loaded.items()},
+            "test_auc_at_largest_size": largest_size_means(results), "seconds": round(time.perf_counter() - t0, 2)}
+        _write_text(stage / "summary.json", json.dumps(summary, indent=2, default=str))
     if log_mlflow:
         summary["mlflow_run_id"] = log_to_mlflow(
             results, out, tracking_uri=tracking_uri, experiment=ecfg.experiment or f"{cfg.mlflow.experiment}-eval",

@@ -250,6 +250,9 @@ def atomic_local_file(path: str | os.PathLike, suffix: str = "") -> Iterator[Pat
 
 # --- folder versions: write aside, swap a symlink, prune (local filesystems only) -------------------
 
+VERSIONS_DIR = "_versions"   # <parent>/_versions/<name>/<version>: the folders a swapped link points at
+DONE = "_SUCCESS"            # in a version folder: finished (Spark writes it too)
+
 def new_version_dir(versions: Path) -> Path:
     """A fresh, time-ordered version folder name under ``versions`` (not created)."""
     versions.mkdir(parents=True, exist_ok=True)
@@ -313,6 +316,27 @@ def swap_link(link: Path, target: Path, aside: Path | None = None) -> None:
         replace_dir(tmp, link, aside=aside or target.parent)
         return
     os.replace(tmp, link)   # atomic on POSIX
+
+
+@contextlib.contextmanager
+def atomic_dir(target: str | os.PathLike, keep: int = 2) -> Iterator[Path]:
+    """Yield a fresh folder to write ``target``'s new content into. When the block ends without an error
+    the folder is finished (``_SUCCESS``) and ``target``, a symlink, is swapped to it in one step; on an
+    error (or a kill) ``target`` keeps its previous content and the folder is dropped (a killed one by the
+    next successful write). The newest ``keep`` versions stay under ``<parent>/_versions/<name>/``.
+    Local filesystems only."""
+    link = Path(require_local(str(target), "an atomic folder replace")).absolute()
+    versions = link.parent / VERSIONS_DIR / link.name
+    stage = new_version_dir(versions)
+    stage.mkdir()
+    try:
+        yield stage
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+    (stage / DONE).touch()
+    swap_link(link, stage, aside=versions)   # a plain folder from an older layout is kept aside
+    prune_versions(versions, keep=keep, current=stage, done_marker=DONE)
 
 
 def prune_versions(versions: Path, keep: int, current: Path, done_marker: str) -> None:

@@ -20,8 +20,8 @@ from pyspark.sql import DataFrame, SparkSession
 
 from prodemb import fs
 
-VERSIONS_DIR = "_versions"
-SUCCESS = "_SUCCESS"   # Spark's marker of a finished write
+VERSIONS_DIR = fs.VERSIONS_DIR
+SUCCESS = fs.DONE      # Spark's marker of a finished write
 
 
 def table_format(path: str) -> str:

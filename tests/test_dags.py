@@ -24,7 +24,6 @@ from tests.conftest import REPO_ROOT
 
 DAGS = REPO_ROOT / "airflow_dags"
 VENV_BIN = Path(sys.executable).parent
-sys.path.insert(0, str(DAGS / "apps"))
 
 # Structure and the retrain gate, printed as JSON by a subprocess that loads the DagBag.
 DAGBAG_PROBE = r"""
@@ -188,7 +187,7 @@ def test_dagbag_loads_with_the_expected_graph(tmp_path):
     assert "--config-profile local --set " in out["commands"]["train"]
     assert "models:/prodemb-encoder@candidate" in out["commands"]["evaluate"]
     evaluate = out["commands"]["evaluate"]
-    assert "--keep-going" in evaluate and "--partial-marker summary.json" in evaluate
+    assert "--keep-going" in evaluate and '/eval/"$PRODEMB_INTERVAL"' in evaluate
     # Daily scoring, retraining on schedule.retrain_cron ("@daily" locally), forced or vetoed by run conf
     # (JSON booleans, 0/1 or true/false/1/0/yes/no strings in any case; anything else fails the task).
     assert out["gate"] == {"cron": "@daily", "monday": True, "tuesday": True, "forced": True, "vetoed": False,
@@ -260,34 +259,6 @@ def test_daily_intervals_consolidate_to_the_full_run(spark, tmp_path):
     assert rows("daily", "sessions") == rows("full", "sessions")
     assert report["rows"]["catalog"] == len(full_catalog)
     assert json.loads((tmp_path / "daily" / "_consolidated.json").read_text())["intervals"] == report["intervals"]
-
-
-# --- atomic per-interval outputs ---------------------------------------------------------------------
-
-def test_atomic_output_publishes_on_success_and_keeps_the_previous_folder_on_failure(tmp_path):
-    from atomic_output import publish
-
-    target = tmp_path / "eval" / "20240102T000000"
-    write = [sys.executable, "-c", "import sys, pathlib; pathlib.Path(sys.argv[1], 'results.csv').write_text(sys.argv[2])"]
-    assert publish(target, [*write, "{output}", "v1"]) == 0
-    assert (target / "results.csv").read_text() == "v1" and target.is_symlink()
-    fail = [sys.executable, "-c", "import sys, pathlib; pathlib.Path(sys.argv[1], 'results.csv').write_text('half'); "
-            "sys.exit(3)"]
-    assert publish(target, [*fail, "{output}"]) == 3
-    assert (target / "results.csv").read_text() == "v1"        # the failed run left the good output in place
-    for text in ("v2", "v3"):
-        assert publish(target, [*write, "{output}", text]) == 0
-    assert (target / "results.csv").read_text() == "v3"
-    kept = sorted(p.name for p in (tmp_path / "eval" / "_versions" / target.name).iterdir())
-    assert len(kept) == 2 and os.path.basename(os.readlink(target)) == kept[-1]   # newest two kept, no stagings
-    # evaluate --keep-going: exit 1 after writing its complete output (summary.json last) is published with
-    # --partial-marker, and the exit code is kept; a failure before the marker still leaves the previous output.
-    assert publish(target, [*fail, "{output}"], partial_marker="summary.json") == 3
-    assert (target / "results.csv").read_text() == "v3"
-    partial = [sys.executable, "-c", "import sys, pathlib; out = pathlib.Path(sys.argv[1]); "
-               "(out / 'results.csv').write_text('others'); (out / 'summary.json').write_text('{}'); sys.exit(1)"]
-    assert publish(target, [*partial, "{output}"], partial_marker="summary.json") == 1
-    assert (target / "results.csv").read_text() == "others"
 
 
 # --- training is idempotent per run key ---------------------------------------------------------------

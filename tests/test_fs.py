@@ -125,6 +125,28 @@ def test_folders_are_replaced_without_a_moment_where_none_is_there(tmp_path):
     assert fs.exchange(tmp_path / "aside", final) and (tmp_path / "aside" / "part-0").read_text() == "299"
 
 
+def test_atomic_dir_publishes_complete_folders_and_keeps_the_previous_one_on_failure(tmp_path):
+    target = tmp_path / "eval" / "20240102T000000"
+    with fs.atomic_dir(target) as out:
+        (out / "results.csv").write_text("v1")
+    assert (target / "results.csv").read_text() == "v1" and target.is_symlink()
+    with pytest.raises(RuntimeError), fs.atomic_dir(target) as out:
+        (out / "results.csv").write_text("half")
+        raise RuntimeError("the job failed halfway")
+    assert (target / "results.csv").read_text() == "v1"            # the failed run left the good output
+    killed = fs.new_version_dir(tmp_path / "eval" / "_versions" / target.name)
+    killed.mkdir()                                                  # a run SIGKILLed mid-write
+    for text in ("v2", "v3"):
+        with fs.atomic_dir(target) as out:
+            (out / "results.csv").write_text(text)
+    assert (target / "results.csv").read_text() == "v3"
+    kept = sorted(p.name for p in (tmp_path / "eval" / "_versions" / target.name).iterdir())
+    assert len(kept) == 2 and os.path.basename(os.readlink(target)) == kept[-1]   # newest two, no leftovers
+    with pytest.raises(ValueError, match="local"):
+        with fs.atomic_dir("s3a://lake/eval/x"):
+            pass
+
+
 def test_delta_rs_gets_the_table_uri_and_the_s3_endpoint_of_the_standard_variables(monkeypatch, tmp_path):
     monkeypatch.delenv("AWS_ENDPOINT_URL_S3", raising=False)
     monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9000")

@@ -9,7 +9,8 @@ A task table (CSV or Parquet) has ``title`` and a binary ``label`` (0/1/true/fal
 are used. Writes OUT/results.csv, OUT/report.md, OUT/plots/*.png, OUT/summary.json and logs them to
 the MLflow experiment ``<mlflow.experiment>-eval``; prints the summary as JSON.
 
-Exit codes: 0 done, 1 a method failed (with --keep-going: the others finished), 2 bad input.
+Exit codes: 0 done, 1 a method failed (with --keep-going: the others finished), 2 bad input,
+75 another run is writing the same output folder (nothing written).
 """
 from __future__ import annotations
 
@@ -55,13 +56,15 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     for noisy in ("gensim", "sentence_transformers", "httpx"):   # per-epoch chatter of the baselines' libraries
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    from prodemb.config import BUSY_EXIT
     from prodemb.evaluate import EvaluateInputError, run_evaluate
+    from prodemb.fs import OutputBusyError
     from prodemb.score import ModelNotFoundError
     from prodemb.tasks import TaskError, task_sources
 
-    def fail(msg: str) -> int:
+    def fail(msg: str, code: int = 2) -> int:
         print(f"evaluate: error: {msg}", file=sys.stderr)
-        return 2
+        return code
 
     try:
         cfg = config_from_args(args, **{
@@ -78,6 +81,8 @@ def main(argv: list[str] | None = None) -> int:
                                keep_going=args.keep_going)
     except (TaskError, EvaluateInputError, ModelNotFoundError, FileNotFoundError) as exc:
         return fail(str(exc))
+    except OutputBusyError as exc:
+        return fail(str(exc), BUSY_EXIT)
     print(json.dumps(summary, default=str))
     return 1 if summary["failures"] else 0
 

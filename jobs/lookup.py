@@ -31,9 +31,14 @@ def main(argv: list[str] | None = None) -> int:
 
     import pandas as pd
 
-    from prodemb.features import feature_store, historical_features, online_vectors
+    from prodemb.features import NotPublishedError, feature_store, historical_features, online_vectors, require_published
 
     store = feature_store(cfg.feast.repo_dir, cfg.feast.yaml_file)
+    try:
+        require_published(store)
+    except NotPublishedError as exc:
+        print(f"lookup: error: {exc}", file=sys.stderr)
+        return 2
     if args.entities or args.at:
         if args.entities:
             frame = pd.read_parquet(args.entities) if args.entities.endswith(".parquet") else pd.read_csv(args.entities)

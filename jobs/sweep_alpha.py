@@ -67,6 +67,8 @@ def main(argv: list[str] | None = None) -> int:
             return fail(f"{what} not found at {path}")
 
     from prodemb.evaluate import EvaluateInputError, run_sweep
+    from prodemb.config import BUSY_EXIT
+    from prodemb.fs import OutputBusyError
     from prodemb.tasks import TaskError, task_sources
     from prodemb.train import CollapsedError
 
@@ -79,6 +81,8 @@ def main(argv: list[str] | None = None) -> int:
         return fail(str(exc))
     except CollapsedError as exc:
         return fail(str(exc), 3)
+    except OutputBusyError as exc:
+        return fail(str(exc), BUSY_EXIT)
     print(json.dumps(summary, default=str))
     return 0
 

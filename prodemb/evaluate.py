@@ -597,7 +597,7 @@ def run_evaluate(cfg, *, output: str | Path | None = None, tasks: Mapping[str, A
         built = make_methods(names, ctx, on_error=on_error, failures=failures)
         results = run_protocol(taskset.tables, built, ecfg, progress=progress, on_error=on_error, failures=failures)
         model_label = f"{ctx.model_uri} ({model.ref})" if model is not None else None
-    with fs.atomic_dir(out) as stage:         # the whole folder is published at once, or not at all
+    with fs.output_lock(out, "evaluate"), fs.atomic_dir(out) as stage:   # all at once, or not at all
         written = write_outputs(results, stage, taskset.loaded, model=model_label, failures=failures, final=out)
         summary: dict[str, Any] = {
             "output": str(out), **written, "rows": len(results),
@@ -704,7 +704,7 @@ def run_sweep(cfg, *, data_dir: str, tokenizer_path: str, output: str | Path | N
     for t in trained:
         t["mean_val_auc"] = round(scores[t["alpha"]], 6)
         client.set_model_version_tag(sweep_name, t["version"], "sweep_mean_val_auc", str(t["mean_val_auc"]))
-    with fs.atomic_dir(out) as stage:         # the whole folder is published at once, or not at all
+    with fs.output_lock(out, "sweep_alpha"), fs.atomic_dir(out) as stage:   # all at once, or not at all
         written = write_outputs(results, stage, taskset.loaded, model=f"{sweep_name} (one version per α)",
                                 failures=failures, notes=notes, final=out)
         summary: dict[str, Any] = {

@@ -22,8 +22,8 @@ _hits: dict[str, int] = {}
 def _armed() -> dict[str, tuple[str, int]]:
     out = {}
     for item in filter(None, (x.strip() for x in os.environ.get(ENV, "").split(","))):
-        name, _, rest = item.partition(":")
-        action, _, nth = (rest or "kill").partition("@")
+        item, _, nth = item.partition("@")
+        name, _, action = item.partition(":")
         out[name] = (action or "kill", int(nth or 1))
     return out
 

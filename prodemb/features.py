@@ -186,6 +186,8 @@ def publish_online(store, rows: pd.DataFrame | Iterable[pd.DataFrame], batch_row
     DataFrame, or an iterable of chunks (``total`` rows in all, for the progress bar)."""
     from tqdm.auto import tqdm
 
+    from prodemb import faults
+
     t0 = time.perf_counter()
     target = _sqlite_target(store)
     if isinstance(rows, pd.DataFrame):
@@ -198,6 +200,7 @@ def publish_online(store, rows: pd.DataFrame | Iterable[pd.DataFrame], batch_row
             store.write_to_online_store(FEATURE_VIEW, chunk[["product_id", *FEATURES, "event_timestamp"]])
             n += len(chunk)
             bar.update(len(chunk))
+            faults.point("publish.batch")
         bar.close()
         seconds = time.perf_counter() - t0
         return {"rows": n, "seconds": seconds, "rows_per_second": n / max(seconds, 1e-9), "path": "feast-sdk"}
@@ -225,6 +228,7 @@ def publish_online(store, rows: pd.DataFrame | Iterable[pd.DataFrame], batch_row
                                           versions, ts, [created] * len(keys)))
                 n += len(chunk)
                 bar.update(len(chunk))
+                faults.point("publish.batch")
     finally:
         conn.close()
         bar.close()
@@ -234,6 +238,20 @@ def publish_online(store, rows: pd.DataFrame | Iterable[pd.DataFrame], batch_row
 
 
 # --- reading -----------------------------------------------------------------------------------
+
+class NotPublishedError(ValueError):
+    """The feature view is not in the store's registry (nothing published yet, or the registry was lost)."""
+
+
+def require_published(store) -> None:
+    """A clear error when the registry does not know the feature view, before any lookup."""
+    from feast.errors import FeatureViewNotFoundException
+
+    try:
+        store.get_feature_view(FEATURE_VIEW)
+    except FeatureViewNotFoundException:
+        raise NotPublishedError(f"feature view {FEATURE_VIEW!r} is not in the registry of {store.repo_path} "
+                                "(nothing published yet, or the registry was lost): run jobs/publish.py") from None
 
 def online_vectors(store, product_ids: list[str]) -> dict[str, dict]:
     """{product_id: {"embedding": np.ndarray | None, "model_version": str | None}} from the online store."""
@@ -299,10 +317,12 @@ def run_publish(data_dir: str, *, repo_dir: str | Path = FEATURE_REPO, yaml_file
         raise FileNotFoundError(f"no embeddings table at {path}: run jobs/score.py first")
     dataset = arrow_dataset(path)          # streamed: one batch of vectors in memory at a time
     check_servable(dataset)                # before the registry or the online store is touched
-    store = feature_store(repo_dir, yaml_file)
-    apply_repo(store, path, repo_dir)
-    mask, keys = latest_row_mask(dataset)
-    report = publish_online(store, iter_latest_rows(dataset, mask), progress=progress, total=int(mask.sum()))
+    with fs.output_lock(Path(repo_dir) / "data", "publish"):   # one publisher per feature repo
+        store = feature_store(repo_dir, yaml_file)
+        apply_repo(store, path, repo_dir)
+        mask, keys = latest_row_mask(dataset)
+        report = publish_online(store, iter_latest_rows(dataset, mask), progress=progress,
+                                total=int(mask.sum()))
     versions = pc.unique(keys.column("model_version").filter(pa.array(mask))).to_pylist()
     # rows_in = rows_out (newest per product) + rows_superseded (older model versions, kept offline).
     report.update(rows_in=keys.num_rows, rows_out=report["rows"], rows_superseded=keys.num_rows - report["rows"],

@@ -200,6 +200,9 @@ def read_json(path: str | os.PathLike) -> Any:
 
 def write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Replace the file at ``path`` atomically: readers see the old or the new bytes, never a part."""
+    from prodemb import faults
+
+    faults.point("fs.write")   # tests: a disk that fills up, a store that refuses the write
     if is_local(path):
         with atomic_local_file(path) as tmp:
             Path(tmp).write_bytes(data)
@@ -257,6 +260,90 @@ def new_version_dir(versions: Path) -> Path:
     """A fresh, time-ordered version folder name under ``versions`` (not created)."""
     versions.mkdir(parents=True, exist_ok=True)
     return versions / (datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%f") + "-" + uuid.uuid4().hex[:8])
+
+
+def _writing_lock(version: Path) -> Path:
+    return version.parent / f".{version.name}.writing"
+
+
+@contextlib.contextmanager
+def staging(versions: Path) -> Iterator[Path]:
+    """A fresh version folder name under ``versions`` (not created) that this process is writing: it holds
+    an exclusive ``flock`` on ``.<name>.writing`` beside it until the block ends, so ``prune_versions``
+    of any other run leaves the folder alone. The kernel drops the lock when the process dies (SIGKILL
+    included): a killed writer's folder is pruned by the next write."""
+    import fcntl
+
+    version = new_version_dir(versions)
+    lock = _writing_lock(version)
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield version
+    finally:
+        with contextlib.suppress(OSError):
+            lock.unlink()
+        os.close(fd)
+
+
+def _writer(version: Path) -> str | None:
+    """``"live"`` while a process holds the folder's writing lock (``staging``), ``"dead"`` when its lock
+    file is left but nobody holds it (the writer was killed before it finished: the folder is never
+    published, even if Spark's ``_SUCCESS`` is in it), None for a folder without one."""
+    import fcntl
+
+    try:
+        fd = os.open(_writing_lock(version), os.O_RDWR)
+    except FileNotFoundError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return "live"
+    finally:
+        os.close(fd)   # closing drops a lock taken here
+    return "dead"
+
+
+class OutputBusyError(RuntimeError):
+    """Another run holds the output's lock (``output_lock``): nothing was written."""
+
+
+@contextlib.contextmanager
+def output_lock(path: str | os.PathLike, what: str, wait_seconds: float = 0.0) -> Iterator[None]:
+    """One writer at a time for a stage's output: an exclusive ``flock`` on ``<parent>/.<name>.lock``,
+    waited for up to ``wait_seconds``, else OutputBusyError naming the holder. Released when the block
+    ends or the process dies. Local outputs only: on object stores the deployment keeps one writer per
+    table (the DAG runs one interval at a time; Delta's log on S3 takes a single writer)."""
+    import fcntl
+    import socket
+    import time
+
+    if not is_local(path):
+        yield
+        return
+    target = Path(local_path(path)).absolute()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    lock = target.parent / f".{target.name}.lock"
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        deadline = time.monotonic() + wait_seconds
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "unknown"
+                    raise OutputBusyError(f"another run is writing {target} ({holder}): left as it is; "
+                                          "rerun when that run has finished") from None
+                time.sleep(0.2)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{what}, pid {os.getpid()} on {socket.gethostname()}, since "
+                      f"{datetime.now(timezone.utc).isoformat(timespec='seconds')}".encode(), 0)
+        yield
+    finally:
+        os.close(fd)   # drops the lock
 
 
 _RENAME_EXCHANGE = 2     # renameat2(2) flag: swap two paths in one step (Linux 3.15+, most local filesystems)
@@ -327,26 +414,32 @@ def atomic_dir(target: str | os.PathLike, keep: int = 2) -> Iterator[Path]:
     Local filesystems only."""
     link = Path(require_local(str(target), "an atomic folder replace")).absolute()
     versions = link.parent / VERSIONS_DIR / link.name
-    stage = new_version_dir(versions)
-    stage.mkdir()
-    try:
-        yield stage
-    except BaseException:
-        shutil.rmtree(stage, ignore_errors=True)
-        raise
-    (stage / DONE).touch()
-    swap_link(link, stage, aside=versions)   # a plain folder from an older layout is kept aside
+    with staging(versions) as stage:
+        stage.mkdir()
+        try:
+            yield stage
+        except BaseException:
+            shutil.rmtree(stage, ignore_errors=True)
+            raise
+        (stage / DONE).touch()
+        swap_link(link, stage, aside=versions)   # a plain folder from an older layout is kept aside
     prune_versions(versions, keep=keep, current=stage, done_marker=DONE)
 
 
 def prune_versions(versions: Path, keep: int, current: Path, done_marker: str) -> None:
-    """Keep the ``keep`` newest finished versions (those holding ``done_marker``), ``current`` always;
-    unfinished folders are writes that were killed before their swap: drop them too. ``legacy-*``
-    folders (whatever ``swap_link`` found in the way) are never deleted."""
-    done = sorted((p for p in versions.iterdir() if p.is_dir() and (p / done_marker).exists()
-                   and not p.name.startswith("legacy-")), key=lambda p: p.name)
-    stale = [p for p in done if p != current][: max(0, len(done) - keep)]
-    broken = [p for p in versions.iterdir() if p.is_dir() and not (p / done_marker).exists()
-              and p != current and not p.name.startswith("legacy-")]
+    """Keep the ``keep`` newest finished versions (those holding ``done_marker``), ``current`` always.
+    Unfinished folders are dropped too: those without the marker, and those whose writer was killed
+    before it published them (``staging``'s lock file left, nobody holding it); a folder another run is
+    still writing is left alone.
+    ``legacy-*`` folders (whatever ``swap_link`` found in the way) are never deleted."""
+    folders = [p for p in versions.iterdir() if p.is_dir() and not p.name.startswith(("legacy-", "."))
+               and p != current]
+    writer = {p: _writer(p) for p in folders}
+    done = sorted((p for p in folders if writer[p] is None and (p / done_marker).exists()), key=lambda p: p.name)
+    stale = done[: max(0, len(done) + 1 - keep)]     # ``current`` is one of the ``keep``
+    broken = [p for p in folders if writer[p] == "dead" or (writer[p] is None and not (p / done_marker).exists())]
     for p in stale + broken:
         shutil.rmtree(p, ignore_errors=True)
+        if writer[p] == "dead":
+            with contextlib.suppress(OSError):
+                _writing_lock(p).unlink()

@@ -73,7 +73,20 @@ def resolve_model(model_uri: str, tracking_uri: str | None, download_dir: str) -
     meta = next(Path(local).rglob("encoder_meta.json"), None)
     if meta is None:
         raise ModelNotFoundError(f"{model_uri!r} is not a prodemb encoder (no encoder_meta.json)")
-    return ResolvedModel(model_uri, name, version, local, json.loads(meta.read_text())["dim"])
+    dim = json.loads(meta.read_text())["dim"]
+    # Loaded and run once here, on the driver: a corrupt or truncated artifact fails now, in one line and
+    # before any write, not as a stack trace from every Spark worker.
+    try:
+        import pandas as pd
+
+        vectors = np.asarray(mlflow.pyfunc.load_model(local).predict(pd.DataFrame({"title": ["producto"]})))
+    except Exception as exc:   # whatever the artifact's defect: torch, pickle, zip or YAML errors
+        raise ModelNotFoundError(f"model {model_uri!r} cannot be loaded: {type(exc).__name__}: "
+                                 f"{' '.join(str(exc).split())[:300]}") from exc
+    if vectors.shape != (1, dim):
+        raise ModelNotFoundError(f"model {model_uri!r} returns vectors of shape {vectors.shape[1:]}, its "
+                                 f"encoder_meta.json says {dim}")
+    return ResolvedModel(model_uri, name, version, local, dim)
 
 
 _MODELS: dict[str, object] = {}   # per Python worker process: one load per model, not per batch
@@ -212,7 +225,9 @@ def run_score(spark, data_dir: str, model_uri: str, output: str | None, *, track
     t0 = time.perf_counter()
     data_dir = data_dir.rstrip("/")
     output = output or f"{data_dir}/embeddings"
-    with tempfile.TemporaryDirectory(prefix="prodemb-model-") as download:
+    from prodemb import fs
+
+    with tempfile.TemporaryDirectory(prefix="prodemb-model-") as download, fs.output_lock(output, "score"):
         model = resolve_model(model_uri, tracking_uri, download)    # fails before touching the table
         return _score_with(spark, model, data_dir, output, fmt=fmt, keep_model_versions=keep_model_versions,
                            scored_at=scored_at, t0=t0)

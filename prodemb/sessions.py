@@ -243,6 +243,17 @@ def interval_label(start: datetime) -> str:
 def run_sessionize(spark, input_path: str, input_format: str, output_dir: str, cfg, *,
                    now: datetime | None = None, start: datetime | None = None,
                    end: datetime | None = None) -> dict:
+    """``sessionize_tables`` with the output folder locked: a second run on the same output fails clearly
+    (``prodemb.fs.OutputBusyError``) instead of writing beside the first."""
+    from prodemb import fs
+
+    with fs.output_lock(output_dir, "sessionize"):
+        return sessionize_tables(spark, input_path, input_format, output_dir, cfg, now=now, start=start, end=end)
+
+
+def sessionize_tables(spark, input_path: str, input_format: str, output_dir: str, cfg, *,
+                      now: datetime | None = None, start: datetime | None = None,
+                      end: datetime | None = None) -> dict:
     """Read → tag → write quarantine, catalog, sessions, pairs and ``_run.json`` under ``output_dir``.
 
     ``cfg`` is a ``prodemb.config.SessionsConfig``. Returns the run report (also in ``_run.json``).
@@ -405,6 +416,14 @@ def merge_catalogs(catalog: DataFrame) -> DataFrame:
 
 
 def run_consolidate(spark, intervals_dir: str, output_dir: str, fmt: str = "parquet") -> dict:
+    """``consolidate_tables`` with the output folder locked (one writer at a time)."""
+    from prodemb import fs
+
+    with fs.output_lock(output_dir, "consolidate"):
+        return consolidate_tables(spark, intervals_dir, output_dir, fmt)
+
+
+def consolidate_tables(spark, intervals_dir: str, output_dir: str, fmt: str = "parquet") -> dict:
     """Rebuild ``output_dir/{catalog,pairs,sessions}`` from the interval-partitioned tables of
     ``jobs/sessionize.py --start/--end`` runs. A session belongs to exactly one interval (that of its
     first event), so pairs and sessions are plain unions; the catalog is merged (``merge_catalogs``).

@@ -18,7 +18,7 @@ from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
 
-from prodemb import fs
+from prodemb import faults, fs
 
 VERSIONS_DIR = fs.VERSIONS_DIR
 SUCCESS = fs.DONE      # Spark's marker of a finished write
@@ -56,13 +56,14 @@ def write_table(df: DataFrame, path: str, fmt: str = "parquet", keep_versions: i
         df = df.drop(column) if column in df.columns else df
     else:
         versions = link.parent / VERSIONS_DIR / link.name
-    target = fs.new_version_dir(versions)
     writer = df.write.mode("errorifexists")
     if partition_by:
         writer = writer.partitionBy(*partition_by)
-    writer.parquet(str(target))
-    # A real folder in the way (an older layout, a Delta table) is moved aside, not deleted first.
-    fs.swap_link(link, target, aside=versions)
+    with fs.staging(versions) as target:   # no other run's prune deletes it while Spark writes it
+        writer.parquet(str(target))
+        faults.point("tables.parquet_written")
+        # A real folder in the way (an older layout, a Delta table) is exchanged with the link, kept aside.
+        fs.swap_link(link, target, aside=versions)
     fs.prune_versions(versions, keep=keep_versions, current=target, done_marker=SUCCESS)
     return {"path": str(link), "format": "parquet", "version": target.name}
 
@@ -84,9 +85,9 @@ def _write_delta(df: DataFrame, path: str, partition_by: list[str] | None) -> di
     if link is not None and link.is_symlink():
         # Switching a table from Parquet (a symlink to a version folder) to Delta: the Delta table is
         # written aside and exchanged with the link in one step (its log names files relative to it).
-        stage = fs.new_version_dir(link.parent / VERSIONS_DIR / link.name)
-        writer.save(str(stage))
-        fs.replace_dir(stage, link)
+        with fs.staging(link.parent / VERSIONS_DIR / link.name) as stage:
+            writer.save(str(stage))
+            fs.replace_dir(stage, link)
     else:
         writer.save(path)
     return {"path": path, "format": "delta", **_last_commit(path)}

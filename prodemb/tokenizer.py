@@ -195,9 +195,10 @@ def train_from_catalog(data_dir: str, output_path: str | Path, cfg: "TokenizerCo
     if not fs.exists(catalog):
         raise FileNotFoundError(f"catalog table {catalog} not found (run jobs/sessionize.py first)")
     table = read_table_arrow(catalog, ["title_norm"])
-    info = train_tokenizer(table.column("title_norm"), output_path, vocab_size=cfg.vocab_size,
-                           model_type=cfg.model_type, input_sentence_size=cfg.input_sentence_size,
-                           seed=cfg.seed)
+    with fs.output_lock(output_path, "train_tokenizer"):
+        info = train_tokenizer(table.column("title_norm"), output_path, vocab_size=cfg.vocab_size,
+                               model_type=cfg.model_type, input_sentence_size=cfg.input_sentence_size,
+                               seed=cfg.seed)
     info["catalog"] = catalog
     info["catalog_version"] = table_version(catalog)
     return info

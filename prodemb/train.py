@@ -362,7 +362,7 @@ def _train_and_register(data: TrainingData, tok, tokenizer_path: str, data_dir: 
 
     import mlflow
 
-    from prodemb import fs, registry
+    from prodemb import faults, fs, registry
     from prodemb.health import embedding_health
     from prodemb.tables import table_format, table_version
 
@@ -417,6 +417,17 @@ def _train_and_register(data: TrainingData, tok, tokenizer_path: str, data_dir: 
                                        max_len=cfg.model.max_len, language=cfg.sessions.language,
                                        model_name=cfg.mlflow.model_name, workdir=Path(tmp) / "model",
                                        example_titles=data.example_titles or ["producto"])
+        faults.point("train.registered")
+        if run_key is not None:
+            first = registry.find_run_key_version(cfg.mlflow.model_name, run_key)
+            if first is not None and first != version:
+                # Two runs with this key passed the check before either registered: the first version
+                # registered stays, this one goes, and this run reports the first (as a rerun would).
+                mlflow.MlflowClient().delete_model_version(cfg.mlflow.model_name, version)
+                log.warning("run key %s: version %s was registered first; version %s deleted", run_key, first,
+                            version)
+                summary.update(registry.reuse_version(cfg.mlflow.model_name, first, run_key), raced=version)
+                return summary
         aliases = registry.tag_trained_version(cfg.mlflow.model_name, version,
                                                dim_std_mean=health["dim_std_mean"],
                                                content_sha256=trained_on["content_sha256"], run_key=run_key)

@@ -8,6 +8,8 @@ import signal
 import subprocess
 import sys
 
+import pytest
+
 from tests.conftest import REPO_ROOT
 
 
@@ -33,3 +35,50 @@ def assert_one_line_error(proc: subprocess.CompletedProcess, job: str, *needles:
     assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
     for needle in needles:
         assert needle in lines[0], lines[0]
+
+
+SMALL_TRAINING = ["--set", "tokenizer.vocab_size=400", "--set", "train.max_steps=5", "--set", "train.batch_size=128",
+                  "--set", "train.health_sample=200"]
+
+
+@pytest.fixture(scope="session")
+def world(spark, tmp_path_factory):
+    """Read-only inputs the fault tests start from: two days of generated clicks, their tables (an
+    undisturbed full sessionize run), a tokenizer and one registered model version."""
+    from prodemb.config import SessionsConfig, load_config
+    from prodemb.sessions import run_sessionize
+    from prodemb.synth import SynthSpec, generate
+    from prodemb.tokenizer import train_from_catalog
+    from prodemb.train import run_training
+
+    root = tmp_path_factory.mktemp("faults")
+    generate(SynthSpec(n_clicks=4000, n_products=250, seed=21, start="2024-01-01", days=2), root / "synth")
+    clicks = str(root / "synth" / "clicks")
+    run_sessionize(spark, clicks, "clicks", str(root / "data"), SessionsConfig())
+    uri = f"sqlite:///{root}/mlflow.db"
+    overrides = [f"mlflow.tracking_uri={uri}", *(x for x in SMALL_TRAINING if x != "--set")]
+    cfg = load_config("local", overrides)
+    train_from_catalog(str(root / "data"), root / "tok.model", cfg.tokenizer)
+    run_training(str(root / "data"), str(root / "tok.model"), cfg, progress=False)
+    return {"root": root, "clicks": clicks, "data": root / "data", "uri": uri, "tokenizer": root / "tok.model",
+            "cfg": cfg, "model": "models:/prodemb-encoder/1"}
+
+
+def rows(spark, path) -> list[tuple]:
+    """Every row of a table, sorted: tables compared row for row."""
+    from prodemb.tables import read_table
+
+    df = read_table(spark, str(path))
+    return sorted(tuple(r) for r in df.select(*sorted(df.columns)).collect())
+
+
+def unfinished_versions(folder) -> list[str]:
+    """Version folders under ``folder/_versions`` that a killed write left: without ``_SUCCESS``, or with
+    the writer's lock file still beside them (killed after Spark's commit, before the swap)."""
+    import re
+    from pathlib import Path
+
+    version = re.compile(r"^\d{8}T\d{12}-[0-9a-f]{8}$")
+    return sorted(str(p) for p in (Path(folder) / "_versions").rglob("*")
+                  if p.is_dir() and version.match(p.name)
+                  and (not (p / "_SUCCESS").exists() or (p.parent / f".{p.name}.writing").exists()))

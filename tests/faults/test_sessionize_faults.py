@@ -1,0 +1,99 @@
+"""sessionize (full and interval runs) and consolidate killed between their table writes, and a second run
+on an output that another run is writing."""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from prodemb import fs
+from prodemb.config import BUSY_EXIT, SessionsConfig
+from prodemb.sessions import run_consolidate, run_sessionize
+from prodemb.tables import read_table
+from tests.faults.conftest import assert_killed, assert_one_line_error, rows, run_job, unfinished_versions
+
+TABLES = ("quarantine", "catalog", "sessions", "pairs")
+DAY = [datetime(2024, 1, d, tzinfo=timezone.utc) for d in (1, 2, 3)]
+
+
+def snapshot(spark, out) -> dict:
+    return {t: rows(spark, f"{out}/{t}") for t in TABLES}
+
+
+def test_a_killed_full_run_leaves_the_previous_tables_and_a_rerun_converges(spark, world, tmp_path):
+    out = tmp_path / "out"
+    previous = run_sessionize(spark, world["clicks"], "clicks", str(out), SessionsConfig(max_items=4))
+    before = snapshot(spark, out)
+    # Killed once the second table (catalog) is written but before its swap; quarantine was swapped.
+    assert_killed(run_job("sessionize", "--input", world["clicks"], "--input-format", "clicks", "--output", str(out),
+                          faults="tables.parquet_written@2"))
+    after = snapshot(spark, out)
+    assert {t: after[t] == before[t] for t in TABLES[1:]} == {t: True for t in TABLES[1:]}
+    assert fs.read_json(out / "_run.json")["seconds"] == previous["seconds"]     # the previous run's report
+    assert unfinished_versions(out)                                             # the killed write's folder
+    report = run_sessionize(spark, world["clicks"], "clicks", str(out), SessionsConfig())
+    assert snapshot(spark, out) == snapshot(spark, world["data"])               # as an undisturbed run, row for row
+    assert report["rows_in"] == report["rows_valid"] + report["rows_filtered"] + report["rows_quarantined"]
+    assert unfinished_versions(out) == []                                       # pruned by the rerun
+
+
+def test_a_killed_interval_run_leaves_its_previous_partition_and_the_other_intervals(spark, world, tmp_path):
+    out = tmp_path / "intervals"
+    for d in range(2):
+        run_sessionize(spark, world["clicks"], "clicks", str(out), SessionsConfig(max_items=4), start=DAY[d],
+                       end=DAY[d + 1])
+    before = snapshot(spark, out)
+    assert_killed(run_job("sessionize", "--input", world["clicks"], "--input-format", "clicks", "--output", str(out),
+                          "--start", DAY[0].isoformat(), "--end", DAY[1].isoformat(),
+                          faults="tables.parquet_written@3"))
+    after = snapshot(spark, out)
+    assert after["sessions"] == before["sessions"] and after["pairs"] == before["pairs"]
+    for d in range(2):   # an undisturbed run of both intervals
+        run_sessionize(spark, world["clicks"], "clicks", str(tmp_path / "reference"), SessionsConfig(), start=DAY[d],
+                       end=DAY[d + 1])
+    run_sessionize(spark, world["clicks"], "clicks", str(out), SessionsConfig(), start=DAY[0], end=DAY[1])
+    run_sessionize(spark, world["clicks"], "clicks", str(out), SessionsConfig(), start=DAY[1], end=DAY[2])
+    assert snapshot(spark, out) == snapshot(spark, tmp_path / "reference")
+    assert unfinished_versions(out) == []
+
+
+def test_a_killed_consolidate_leaves_a_catalog_that_covers_the_pairs_and_a_rerun_converges(spark, world, tmp_path):
+    intervals, out = tmp_path / "intervals", tmp_path / "data"
+    run_sessionize(spark, world["clicks"], "clicks", str(intervals), SessionsConfig(), start=DAY[0], end=DAY[1])
+    run_consolidate(spark, str(intervals), str(out))                            # day 1 consolidated
+    previous = {t: rows(spark, out / t) for t in ("catalog", "pairs", "sessions")}
+    run_sessionize(spark, world["clicks"], "clicks", str(intervals), SessionsConfig(), start=DAY[1], end=DAY[2])
+    # Killed after the catalog's swap, with the pairs written but not swapped (catalog first, by design).
+    assert_killed(run_job("consolidate", "--intervals", str(intervals), "--output", str(out),
+                          faults="tables.parquet_written@2"))
+    assert rows(spark, out / "pairs") == previous["pairs"] and rows(spark, out / "sessions") == previous["sessions"]
+    assert len(rows(spark, out / "catalog")) > len(previous["catalog"])         # the catalog went first
+    catalog = {(r.site, r.product_id) for r in read_table(spark, str(out / "catalog")).collect()}
+    pairs = read_table(spark, str(out / "pairs")).collect()
+    assert all((p.site, p.product_a) in catalog and (p.site, p.product_b) in catalog for p in pairs)   # covers them
+    run_consolidate(spark, str(intervals), str(out))
+    for t in ("catalog", "pairs", "sessions"):                                  # as one full run, row for row
+        assert rows(spark, out / t) == rows(spark, world["data"] / t), t
+
+
+def test_a_second_run_on_an_output_being_written_fails_clearly_and_touches_nothing(spark, world, tmp_path):
+    out = tmp_path / "out"
+    run_sessionize(spark, world["clicks"], "clicks", str(out), SessionsConfig(max_items=4))
+    before = snapshot(spark, out)
+    with fs.output_lock(out, "sessionize (the first run)"):
+        proc = run_job("sessionize", "--input", world["clicks"], "--input-format", "clicks", "--output", str(out))
+    assert proc.returncode == BUSY_EXIT
+    assert_one_line_error(proc, "sessionize", "another run is writing", "sessionize (the first run)")
+    assert snapshot(spark, out) == before
+
+
+def test_prune_leaves_alone_a_version_another_run_is_still_writing(tmp_path):
+    versions = tmp_path / "_versions" / "t"
+    with fs.staging(versions) as writing:                     # a concurrent run, mid-write (no _SUCCESS yet)
+        writing.mkdir()
+        (writing / "part-0.parquet").write_text("half")
+        done = fs.new_version_dir(versions)
+        done.mkdir()
+        (done / "_SUCCESS").touch()
+        fs.prune_versions(versions, keep=1, current=done, done_marker="_SUCCESS")
+        assert writing.exists()
+    fs.prune_versions(versions, keep=1, current=done, done_marker="_SUCCESS")   # its writer is gone now
+    assert not writing.exists() and done.exists()

@@ -42,7 +42,11 @@ def setup_tracking(tracking_uri: str, experiment: str, artifact_root: str | Path
             artifact_root = Path(tracking_uri.removeprefix("sqlite:///")).resolve().parent / "mlartifacts"
         location = Path(artifact_root).resolve().as_uri() if artifact_root and "://" not in str(artifact_root) \
             else (str(artifact_root) if artifact_root else None)
-        mlflow.create_experiment(experiment, artifact_location=location)
+        try:
+            mlflow.create_experiment(experiment, artifact_location=location)
+        except mlflow.exceptions.MlflowException:
+            if mlflow.get_experiment_by_name(experiment) is None:   # not a concurrent run that created it first
+                raise
     return mlflow.set_experiment(experiment).experiment_id
 
 

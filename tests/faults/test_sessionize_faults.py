@@ -8,7 +8,8 @@ from prodemb import fs
 from prodemb.config import BUSY_EXIT, SessionsConfig
 from prodemb.sessions import run_consolidate, run_sessionize
 from prodemb.tables import read_table
-from tests.faults.conftest import assert_killed, assert_one_line_error, rows, run_job, unfinished_versions
+from tests.faults.conftest import (QUICK_JVM, assert_killed, assert_one_line_error, rows, run_job,
+                                  unfinished_versions)
 
 TABLES = ("quarantine", "catalog", "sessions", "pairs")
 DAY = [datetime(2024, 1, d, tzinfo=timezone.utc) for d in (1, 2, 3)]
@@ -24,7 +25,7 @@ def test_a_killed_full_run_leaves_the_previous_tables_and_a_rerun_converges(spar
     before = snapshot(spark, out)
     # Killed once the second table (catalog) is written but before its swap; quarantine was swapped.
     assert_killed(run_job("sessionize", "--input", world["clicks"], "--input-format", "clicks", "--output", str(out),
-                          faults="tables.parquet_written@2"))
+                          *QUICK_JVM, faults="tables.parquet_written@2"))
     after = snapshot(spark, out)
     assert {t: after[t] == before[t] for t in TABLES[1:]} == {t: True for t in TABLES[1:]}
     assert fs.read_json(out / "_run.json")["seconds"] == previous["seconds"]     # the previous run's report
@@ -42,7 +43,7 @@ def test_a_killed_interval_run_leaves_its_previous_partition_and_the_other_inter
     before = snapshot(spark, out)
     # The rerun of day 1 killed after its third partition (sessions) is written, before that swap.
     assert_killed(run_job("sessionize", "--input", world["clicks"], "--input-format", "clicks", "--output", str(out),
-                          "--start", DAY[0].isoformat(), "--end", DAY[1].isoformat(),
+                          "--start", DAY[0].isoformat(), "--end", DAY[1].isoformat(), *QUICK_JVM,
                           faults="tables.parquet_written@3"))
     assert snapshot(spark, out) == before                 # every partition readable, none lost or doubled
     assert unfinished_versions(out)
@@ -57,7 +58,7 @@ def test_a_killed_consolidate_leaves_a_catalog_that_covers_the_pairs_and_a_rerun
     previous = {t: rows(spark, out / t) for t in ("catalog", "pairs", "sessions")}
     run_sessionize(spark, world["clicks"], "clicks", str(intervals), SessionsConfig(), start=DAY[1], end=DAY[2])
     # Killed after the catalog's swap, with the pairs written but not swapped (catalog first, by design).
-    assert_killed(run_job("consolidate", "--intervals", str(intervals), "--output", str(out),
+    assert_killed(run_job("consolidate", "--intervals", str(intervals), "--output", str(out), *QUICK_JVM,
                           faults="tables.parquet_written@2"))
     assert rows(spark, out / "pairs") == previous["pairs"] and rows(spark, out / "sessions") == previous["sessions"]
     assert len(rows(spark, out / "catalog")) > len(previous["catalog"])         # the catalog went first
@@ -69,15 +70,21 @@ def test_a_killed_consolidate_leaves_a_catalog_that_covers_the_pairs_and_a_rerun
         assert rows(spark, out / t) == rows(spark, world["data"] / t), t
 
 
-def test_a_second_run_on_an_output_being_written_fails_clearly_and_touches_nothing(spark, world, tmp_path):
-    out = tmp_path / "out"
-    run_sessionize(spark, world["clicks"], "clicks", str(out), SessionsConfig(max_items=4))
-    before = snapshot(spark, out)
-    with fs.output_lock(out, "sessionize (the first run)"):
-        proc = run_job("sessionize", "--input", world["clicks"], "--input-format", "clicks", "--output", str(out))
+def test_a_second_run_on_an_output_being_written_fails_clearly_and_touches_nothing(world, tmp_path):
+    """Every stage takes its output's lock the same way (prodemb.fs.output_lock); the tokenizer's is the
+    quickest to start. The first run is this test holding the lock."""
+    import hashlib
+
+    from prodemb.tokenizer import train_from_catalog
+
+    out = tmp_path / "tok.model"
+    train_from_catalog(str(world["data"]), out, world["cfg"].tokenizer)
+    before = hashlib.sha256(out.read_bytes()).hexdigest()
+    with fs.output_lock(out, "train_tokenizer (the first run)"):
+        proc = run_job("train_tokenizer", "--data", str(world["data"]), "--output", str(out), "--vocab-size", "300")
     assert proc.returncode == BUSY_EXIT
-    assert_one_line_error(proc, "sessionize", "another run is writing", "sessionize (the first run)")
-    assert snapshot(spark, out) == before
+    assert_one_line_error(proc, "train_tokenizer", "another run is writing", "train_tokenizer (the first run)")
+    assert hashlib.sha256(out.read_bytes()).hexdigest() == before
 
 
 def test_prune_leaves_alone_a_version_another_run_is_still_writing(tmp_path):

@@ -45,7 +45,8 @@ def quarantine_reason(valid_from: datetime, valid_until: datetime, max_title_cha
     # Character count only when the byte length could exceed the limit (bytes >= characters).
     too_long = (F.octet_length("title") > max_title_chars) & (F.length("title") > max_title_chars)
     return (
-        F.when(_blank(F.col("user_id")), F.lit("missing_user_id"))
+        F.when(F.col("raw_record").isNotNull(), F.lit("malformed_record"))
+        .when(_blank(F.col("user_id")), F.lit("missing_user_id"))
         .when(_blank(F.col("product_id")), F.lit("missing_product_id"))
         .when(F.col("ts_missing"), F.lit("missing_ts"))
         .when(F.col("ts").isNull(), F.lit("unparseable_ts"))
@@ -100,7 +101,7 @@ def valid_clicks(tagged: DataFrame) -> DataFrame:
 def quarantine_rows(tagged: DataFrame) -> DataFrame:
     return (tagged.where(F.col("quarantine_reason").isNotNull())
             .select("site", "user_id", "ts_raw", "product_id", "title", "category",
-                    F.col("quarantine_reason").alias("reason")))
+                    F.col("quarantine_reason").alias("reason"), "raw_record"))
 
 
 # --- sessions: one sort, then a vectorized cut over each sorted partition ----------------------

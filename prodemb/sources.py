@@ -7,6 +7,12 @@ Each adapter returns a DataFrame with exactly these columns (see ``RAW_COLUMNS``
     ts_missing                                            -- no timestamp at all (null or blank)
     filter_reason                                         -- null, or why the row is legitimately not a
                                                              click (cancellation, search event, ...)
+    raw_record                                            -- null, or the text of a record that could not
+                                                             be parsed at all (a broken JSON line): the
+                                                             row is quarantined with it, the file is not lost
+
+Files Spark cannot read at all (not Parquet though named so, truncated, a ``.gz`` that is not gzip,
+empty) are refused up front with one line naming the file (``check_input_files``), before any job runs.
 
 Validation (what is bad input) is not done here but in ``prodemb.sessions.tag_rows`` so that every
 format gets the same rules. Adapters only map columns and parse timestamps.
@@ -23,7 +29,8 @@ from prodemb import fs
 
 FORMATS = ("clicks", "online-retail", "movielens", "meli2020")
 RAW_COLUMNS = ["site", "user_id", "ts_raw", "product_id", "title", "category", "ts", "ts_missing",
-               "filter_reason"]
+               "filter_reason", "raw_record"]
+CORRUPT_RECORD = "_corrupt_record"   # Spark's column for a JSON line it could not parse (PERMISSIVE mode)
 
 # Epoch values at or above this are milliseconds (1e11 s is the year 5138; 1e11 ms is 1973).
 _EPOCH_MS_THRESHOLD = 1e11
@@ -70,7 +77,8 @@ def _as_string(df: DataFrame, name: str | None) -> Column:
 
 
 def _canonical(df: DataFrame, *, site: Column, user_id: Column, ts_col: str, product_id: Column,
-               title: Column, category: Column, filter_reason: Column | None = None) -> DataFrame:
+               title: Column, category: Column, filter_reason: Column | None = None,
+               raw_record: Column | None = None) -> DataFrame:
     dtype = df.schema[ts_col].dataType
     ts = F.col(ts_col)
     # Typed timestamps are only missing when null; never format them as text just to check.
@@ -85,12 +93,38 @@ def _canonical(df: DataFrame, *, site: Column, user_id: Column, ts_col: str, pro
         parse_ts(ts, dtype).alias("ts"),
         ts_missing.alias("ts_missing"),
         (filter_reason if filter_reason is not None else F.lit(None).cast("string")).alias("filter_reason"),
+        (raw_record if raw_record is not None else F.lit(None).cast("string")).alias("raw_record"),
     )
+
+
+def check_input_files(files: list[str]) -> None:
+    """Refuse, with a ValueError naming the file, what Spark could not read at all: a ``.parquet`` file
+    whose footer does not parse (random bytes, a truncated copy), a ``.gz`` file without the gzip magic
+    bytes, an empty CSV or JSON file. Reads a footer or two bytes per file, never the data."""
+    import pyarrow.parquet as pq
+
+    for file in files:
+        name = PurePosixPath(str(file)).name.lower()
+        filesystem, inner = fs.filesystem(file)
+        size = filesystem.get_file_info(inner).size
+        if name.endswith(".parquet") or name.endswith(".parq"):
+            try:
+                with filesystem.open_input_file(inner) as fh:
+                    pq.read_metadata(fh)
+            except Exception as exc:   # pyarrow raises ArrowInvalid, OSError, ... for a bad footer
+                raise ValueError(f"{file}: not a readable Parquet file ({size} bytes: "
+                                 f"{' '.join(str(exc).split())[:160]})") from None
+        elif name.endswith(".gz"):
+            with filesystem.open_input_stream(inner, compression=None) as fh:
+                if fh.read(2) != b"\x1f\x8b":
+                    raise ValueError(f"{file}: named .gz but not gzip-compressed (no gzip header)")
+        elif size == 0:
+            raise ValueError(f"{file}: empty file (no header, no rows)")
 
 
 def _read_table(spark: SparkSession, path: str, **csv_options) -> DataFrame:
     """CSV, Parquet, JSON lines or Delta by extension/contents; a folder is read as one table.
-    Local paths and URIs alike (prodemb.fs)."""
+    Local paths and URIs alike (prodemb.fs). Files are checked first (``check_input_files``)."""
     probe = path
     if fs.is_dir(path):
         if fs.is_dir(fs.join(path, "_delta_log")):
@@ -99,11 +133,14 @@ def _read_table(spark: SparkSession, path: str, **csv_options) -> DataFrame:
         if not files:
             raise FileNotFoundError(f"no input files under {path}")
         probe = files[0]
+    else:
+        files = [path]
+    check_input_files(files)
     suffix = "".join(PurePosixPath(probe).suffixes[-2:]).lower()
     if ".parquet" in suffix:
         return spark.read.parquet(path)
-    if ".json" in suffix:
-        return spark.read.json(path)
+    if ".json" in suffix or ".jl" in suffix:
+        return spark.read.option("mode", "PERMISSIVE").option("columnNameOfCorruptRecord", CORRUPT_RECORD).json(path)
     if ".csv" in suffix or ".tsv" in suffix:
         opts = {"header": "true", "inferSchema": "false", "mode": "PERMISSIVE", "encoding": "UTF-8",
                 "multiLine": "false", **csv_options}
@@ -120,7 +157,8 @@ def read_clicks(spark: SparkSession, path: str, default_site: str = "default") -
     site = F.coalesce(_as_string(df, "site"), F.lit(default_site)) if "site" in df.columns else F.lit(default_site)
     return _canonical(df, site=site, user_id=_as_string(df, "user_id"), ts_col="ts",
                       product_id=_as_string(df, "product_id"), title=_as_string(df, "title"),
-                      category=_as_string(df, "category"))
+                      category=_as_string(df, "category"),
+                      raw_record=F.col(CORRUPT_RECORD) if CORRUPT_RECORD in df.columns else None)
 
 
 def read_online_retail(spark: SparkSession, path: str, default_site: str = "default") -> DataFrame:
@@ -177,12 +215,17 @@ def read_meli2020(spark: SparkSession, path: str, default_site: str = "default",
         train, items = [path], items_path
     if not train or not items:
         raise FileNotFoundError(f"{path}: need a *train*.jl file and an item_data.jl file")
+    check_input_files(train)
     lines = spark.read.text(train).select(F.col("value"))
-    parsed = lines.select(F.sha2(F.col("value"), 256).substr(1, 16).alias("_user"),
+    parsed = lines.select(F.sha2(F.col("value"), 256).substr(1, 16).alias("_user"), F.col("value"),
                           F.from_json("value", _MELI_HISTORY).alias("j"))
-    events = parsed.select("_user", F.explode_outer("j.user_history").alias("e")).select(
-        "_user", F.col("e.event_info").alias("_info"), F.col("e.event_type").alias("_type"),
+    # A line that is not a JSON object with a user_history list is one row that keeps its text.
+    broken = F.col("j").isNull() | F.col("j.user_history").isNull()
+    events = parsed.select("_user", F.when(broken, F.col("value")).alias("_raw"),
+                           F.explode_outer("j.user_history").alias("e")).select(
+        "_user", "_raw", F.col("e.event_info").alias("_info"), F.col("e.event_type").alias("_type"),
         F.col("e.event_timestamp").alias("_ts"))
+    check_input_files([items])
     item_df = spark.read.json(items).select(
         F.col("item_id").cast("string").alias("_item"), F.col("title").alias("_title"),
         F.col("category_id").cast("string").alias("_category"))
@@ -192,8 +235,9 @@ def read_meli2020(spark: SparkSession, path: str, default_site: str = "default",
     return _canonical(df, site=F.lit(default_site), user_id=F.col("_user"), ts_col="_ts",
                       product_id=F.when(is_view, F.col("_info")),
                       title=F.col("_title"), category=F.col("_category"),
-                      filter_reason=F.when(~is_view | F.col("_type").isNull(),
-                                           F.concat(F.lit("event_"), F.coalesce(F.col("_type"), F.lit("missing")))))
+                      filter_reason=F.when(F.col("_raw").isNull() & (~is_view | F.col("_type").isNull()),
+                                           F.concat(F.lit("event_"), F.coalesce(F.col("_type"), F.lit("missing")))),
+                      raw_record=F.col("_raw"))
 
 
 _READERS = {

@@ -72,7 +72,8 @@ def _write_delta_partition(df: DataFrame, path: str, column: str, value: str) ->
     from pyspark.sql import functions as F
 
     df = df.withColumn(column, F.lit(value))
-    (df.write.format("delta").mode("overwrite").partitionBy(column)
+    # mergeSchema: a column added to a stage table (a new nullable field) joins the existing partitions.
+    (df.write.format("delta").mode("overwrite").partitionBy(column).option("mergeSchema", "true")
      .option("replaceWhere", f"{column} = '{value}'").save(path))
     return {"path": path, "format": "delta", **_last_commit(path), "partition": f"{column}={value}"}
 

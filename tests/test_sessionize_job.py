@@ -48,7 +48,7 @@ def test_every_kind_of_bad_row_is_quarantined_with_its_reason(spark, tmp_path):
     assert report["rows_valid"] == len(GOOD)
     assert_rows_add_up(spark, tmp_path / "out", report)
     q = read_table(spark, str(tmp_path / "out" / "quarantine"))
-    assert q.columns == ["site", "user_id", "ts_raw", "product_id", "title", "category", "reason"]
+    assert q.columns == ["site", "user_id", "ts_raw", "product_id", "title", "category", "reason", "raw_record"]
     bad_ts = q.where("reason = 'unparseable_ts'").first()
     assert bad_ts.ts_raw == "el martes a la tarde" and bad_ts.user_id == "u3"  # raw fields kept as strings
     # Every valid event is in exactly one session.

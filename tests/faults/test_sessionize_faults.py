@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
+import pytest
+
 from prodemb import fs
 from prodemb.config import BUSY_EXIT, SessionsConfig
 from prodemb.sessions import run_consolidate, run_sessionize
@@ -99,3 +101,35 @@ def test_prune_leaves_alone_a_version_another_run_is_still_writing(tmp_path):
         assert writing.exists()
     fs.prune_versions(versions, keep=1, current=done, done_marker="_SUCCESS")   # its writer is gone now
     assert not writing.exists() and done.exists()
+
+
+@pytest.fixture(scope="module")
+def previous_output(spark, world, tmp_path_factory):
+    """A previous, different sessionize output (max_items=4) and its rows, copied by the tests that need one."""
+    out = tmp_path_factory.mktemp("previous") / "out"
+    run_sessionize(spark, world["clicks"], "clicks", str(out), SessionsConfig(max_items=4))
+    return out, snapshot(spark, out)
+
+
+@pytest.mark.parametrize("nth", [1, 2, 3, 4])
+def test_a_failure_at_any_of_the_four_table_writes_leaves_every_table_readable(spark, world, previous_output, tmp_path,
+                                                                                monkeypatch, nth):
+    """The write failing at each table in turn (in process, cheaper than a kill, and the same for readers: the
+    failed table's new version is written but never published). Tables before it are the new ones, the
+    rest the previous ones, all readable; a rerun converges."""
+    import shutil
+
+    from prodemb import faults
+
+    out = tmp_path / "out"
+    shutil.copytree(previous_output[0], out, symlinks=True)
+    before = previous_output[1]
+    monkeypatch.setenv(faults.ENV, f"tables.parquet_written:error@{nth}")
+    monkeypatch.setattr(faults, "_hits", {})
+    with pytest.raises(OSError, match="tables.parquet_written"):
+        run_sessionize(spark, world["clicks"], "clicks", str(out), SessionsConfig())
+    monkeypatch.delenv(faults.ENV)
+    after, undisturbed = snapshot(spark, out), snapshot(spark, world["data"])
+    assert {t: after[t] for t in TABLES} == {t: (undisturbed if i < nth - 1 else before)[t] for i, t in enumerate(TABLES)}
+    run_sessionize(spark, world["clicks"], "clicks", str(out), SessionsConfig())
+    assert snapshot(spark, out) == undisturbed

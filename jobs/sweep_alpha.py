@@ -83,6 +83,8 @@ def main(argv: list[str] | None = None) -> int:
         return fail(str(exc), 3)
     except OutputBusyError as exc:
         return fail(str(exc), BUSY_EXIT)
+    except OSError as exc:   # a write the disk or the store refused
+        return fail(" ".join(str(exc).split()), 1)
     print(json.dumps(summary, default=str))
     return 0
 

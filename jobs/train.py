@@ -54,6 +54,8 @@ def main(argv: list[str] | None = None) -> int:
         "train.device": args.device, "train.compile": args.compile, "train.seed": args.seed})
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
+    from mlflow.exceptions import MlflowException
+
     from prodemb.train import CollapsedError, run_training
 
     try:   # bad run key, missing catalog/pairs/tokenizer: ValueError / FileNotFoundError → exit 2
@@ -65,6 +67,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError) as exc:
         print(f"train: error: {exc}", file=sys.stderr)
         return 2
+    except (OSError, MlflowException) as exc:   # a refused write, an unreachable tracking server: one line
+        print(f"train: error: {' '.join(str(exc).split())[:500]}", file=sys.stderr)
+        return 1
     if summary.get("reused") and summary.get("rank", 0) == 0:
         print(f"train: run key {args.run_key} already registered as {summary['model_name']} version "
               f"{summary['model_version']}: nothing trained, aliases unchanged", file=sys.stderr)

@@ -193,8 +193,10 @@ def find_run_key_version(model_name: str, run_key: str) -> str | None:
                                       filter_string=f"tags.{RUN_KEY_TAG} = '{run_key}'")
             found = [v for r in runs for v in
                      client.search_model_versions(f"name = '{model_name}' and run_id = '{r.info.run_id}'")]
-    except mlflow.exceptions.MlflowException:   # no such registered model yet
-        return None
+    except mlflow.exceptions.MlflowException as exc:
+        if exc.error_code == "RESOURCE_DOES_NOT_EXIST":   # no such registered model yet
+            return None
+        raise                                              # an unreachable or failing server: not "no version"
     return str(min(int(v.version) for v in found)) if found else None
 
 

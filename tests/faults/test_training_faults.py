@@ -72,3 +72,11 @@ def test_a_refused_write_is_one_line_and_the_previous_tokenizer_stays(world, tmp
     assert_one_line_error(proc, "train_tokenizer", "No space left on device")
     assert hashlib.sha256(out.read_bytes()).hexdigest() == before
     assert sorted(os.listdir(tmp_path)) == [".tok.model.lock", "tok.model"]    # no temp file left
+
+
+def test_an_unreachable_tracking_server_stops_training_before_it_trains_in_one_line(world, tmp_path):
+    proc = run_job("train", *_train_args(world, "http://127.0.0.1:9", "prodemb/k3"),
+                   env={"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "5"})
+    assert proc.returncode == 1
+    assert_one_line_error(proc, "train", "127.0.0.1:9")
+    assert "step" not in proc.stderr.lower()                 # it never started training

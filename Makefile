@@ -38,7 +38,7 @@ TOKENIZER ?= runs/tokenizer.model
 MLFLOW_URI ?= sqlite:///mlflow.db
 EVAL_OUT ?= runs/demo-eval
 # Downstream tasks for the demo's evaluation: the generator's labels, or built-in tasks of the chosen data.
-EVAL_METHODS ?= prodemb,random,tfidf,fasttext,prod2vec,meta_prod2vec,sbert
+EVAL_METHODS ?= prodemb,random,tfidf,tfidf+prodemb,fasttext,prod2vec,meta_prod2vec,sbert
 ifeq ($(DATA),)
 EVAL_TASKS ?= --task condition=data/synth/tasks/condition.parquet --task free_shipping=data/synth/tasks/free_shipping.parquet
 else ifeq ($(FORMAT),movielens)

@@ -124,7 +124,7 @@ class ScoreConfig(_Section):
 class EvaluateConfig(_Section):
     """Downstream evaluation protocol (paper §4.1, §4.2, §5.1, A.1) and its baselines (A.2)."""
     methods: list[str] = Field(default_factory=lambda: [
-        "prodemb", "random", "tfidf", "fasttext", "prod2vec", "meta_prod2vec", "textcnn", "sbert"])
+        "prodemb", "random", "tfidf", "tfidf+prodemb", "fasttext", "prod2vec", "meta_prod2vec", "textcnn", "sbert"])
     train_sizes: list[int] = Field(default_factory=lambda: [100, 500, 1000, 5000, 10000, 50000, 100000])
     samples: int = Field(5, ge=1)         # random training subsamples per size
     split: list[float] = Field(default_factory=lambda: [0.6, 0.2, 0.2])   # train / validation / test

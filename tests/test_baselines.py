@@ -233,3 +233,44 @@ def test_textcnn_needs_a_tokenizer(task):
     method = make_method("textcnn", EvalContext(eval_cfg=EvaluateConfig(), model_cfg=MODEL_CFG))
     with pytest.raises(ValueError, match="tokenizer_path"):
         method.prepare("t", task)
+
+
+class _FixedFeatures:
+    """A frozen-feature method whose vectors are given (the embedding side of tfidf+prodemb, without a model)."""
+
+    def __init__(self, ctx, vectors: np.ndarray):
+        from prodemb.baselines.base import EmbeddingMethod
+
+        class Fixed(EmbeddingMethod):
+            name = "fixed"
+
+            def embed(self, table):
+                return vectors[table.index.to_numpy()]
+
+        self.method = Fixed(ctx)
+
+
+@pytest.mark.parametrize("signal", ["words", "vector"])
+def test_tfidf_plus_embedding_uses_both_blocks_without_either_swamping_the_other(signal):
+    """Labels carried by the title's words only, or by the embedding only (vectors 100x the TF-IDF scale):
+    the joint probe finds the signal either way, where TF-IDF alone finds only the words'."""
+    from prodemb.baselines.combined import TfidfPlusEmbedding, standardize
+
+    rng = np.random.default_rng(1)
+    task = make_task()
+    vectors = rng.normal(scale=100.0, size=(N, 32)).astype(np.float32)
+    if signal == "vector":   # the words say nothing (random suffixes); the label moves the vector along a direction
+        task["title"] = [f"{ITEMS[i % len(ITEMS)]} {rng.integers(1, 99)}" for i in range(N)]
+        direction = rng.normal(size=32)
+        vectors += 300.0 * task["label"].to_numpy()[:, None] * (direction / np.linalg.norm(direction))[None, :]
+    ctx = EvalContext(eval_cfg=EvaluateConfig())
+    joint = TfidfPlusEmbedding(ctx, embedding=_FixedFeatures(ctx, vectors).method)
+    tfidf = make_method("tfidf", ctx)
+    for m in (joint, tfidf):
+        m.prepare("t", task.drop(columns=["label"]))
+    train, val, test = split(task)
+    auc = {m.name: roc_auc_score(test["label"], m.fit_predict(train, val, test, seed=0).test) for m in (joint, tfidf)}
+    assert auc["tfidf+prodemb"] > 0.9
+    assert (auc["tfidf"] > 0.9) == (signal == "words")
+    scaled = standardize(vectors[:N_TRAIN])[0]
+    assert abs(float(np.mean((scaled ** 2).sum(axis=1))) - 1.0) < 1e-3      # rows of squared norm ~1

@@ -11,6 +11,7 @@ METHODS: dict[str, str] = {
     "prodemb": "prodemb.baselines.encoder:PretrainedEncoder",
     "random": "prodemb.baselines.encoder:RandomEncoder",
     "tfidf": "prodemb.baselines.tfidf:TfidfLogReg",
+    "tfidf+prodemb": "prodemb.baselines.combined:TfidfPlusEmbedding",   # the vector as one more feature
     "fasttext": "prodemb.baselines.fasttext_clf:FastTextClassifier",
     "textcnn": "prodemb.baselines.textcnn:SupervisedTextCNN",
     "prod2vec": "prodemb.baselines.prod2vec:Prod2Vec",

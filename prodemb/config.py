@@ -84,6 +84,14 @@ class ModelConfig(_Section):
     bn_momentum: float = 0.1              # BatchNorm decay 0.9 (PyTorch momentum = 1 - decay)
 
 
+class AugmentConfig(_Section):
+    """Views of a title (prodemb/augment.py), applied to both sides of every training pair; all off by
+    default (the paper has none)."""
+    dropout: float = Field(0.0, ge=0.0, lt=1.0)          # drop each token with this probability
+    span_mask: float = Field(0.0, ge=0.0, le=1.0)        # mask one span of this fraction of the tokens
+    shuffle_window: int = Field(0, ge=0)                 # no token moves further than this
+
+
 class TrainConfig(_Section):
     alpha: float = 0.9                    # Eq. 4 weight of the BYOL term
     epochs: int = 1
@@ -103,6 +111,8 @@ class TrainConfig(_Section):
     min_dim_std_ratio: float = 0.05       # collapsed if mean per-dim std < ratio / sqrt(dim) (healthy ≈ 0.5)
     log_every: int = 10
     check_sync_every: int = 0             # torchrun: every N steps check that all ranks hold identical weights
+    augment: AugmentConfig = Field(default_factory=AugmentConfig)
+    self_pair_fraction: float = Field(0.0, ge=0.0, le=1.0)   # share of each batch made of (p, p) pairs
 
 
 class MlflowConfig(_Section):

@@ -26,6 +26,7 @@ from typing import Any, Callable
 
 import torch
 
+from prodemb.augment import augment, with_self_pairs
 from prodemb.device import pick_device
 from prodemb.model import BYOLCategoryModel, convert_sync_batchnorm
 from prodemb.optim import lr_at, make_optimizer, peak_lr, tau_schedule
@@ -167,6 +168,9 @@ def _train(data: TrainingData, model_cfg, cfg, vocab_size: int, rank: int, world
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" \
         else torch.autocast("cpu", enabled=False)
     gen = torch.Generator().manual_seed(cfg.seed + 1_000_003 * rank)   # rank 0: the one-process stream
+    aug = cfg.augment
+    augmenting = aug.dropout > 0 or aug.span_mask > 0 or aug.shuffle_window > 0
+    aug_gen = torch.Generator().manual_seed(cfg.seed + 7 + 1_000_003 * rank)   # views: their own stream
 
     bar = _progress(total, enabled=progress and rank == 0)
     history: list[dict] = []
@@ -178,12 +182,16 @@ def _train(data: TrainingData, model_cfg, cfg, vocab_size: int, rank: int, world
             if step >= total:
                 break
             idx = perm[k * per_rank:(k + 1) * per_rank]
-            a, b = pair_a[idx], pair_b[idx]
+            a = pair_a[idx]
+            b = with_self_pairs(a, pair_b[idx], cfg.self_pair_fraction)   # (p, p) beside session pairs
+            ta, tb = tokens[a], tokens[b]
+            if augmenting:
+                ta, tb = augment(ta, aug, aug_gen), augment(tb, aug, aug_gen)
             lr = lr_at(step, total, peak, warmup)
             for g in optimizer.param_groups:
                 g["lr"] = lr
             with autocast:
-                out = step_model(tokens[a], tokens[b], cats[a], cats[b], alpha)
+                out = step_model(ta, tb, cats[a], cats[b], alpha)
             optimizer.zero_grad(set_to_none=True)
             out["loss"].backward()
             optimizer.step()

@@ -52,6 +52,21 @@ def test_no_categories_trains_with_alpha_one():
     assert all(h["loss_ce"] == 0 for h in result.history)
 
 
+@pytest.mark.parametrize("categories", [True, False])
+def test_augmented_views_and_self_pairs_train_deterministically_with_or_without_categories(categories):
+    from prodemb.config import AugmentConfig
+
+    data = toy_data(categories=categories)
+    model_cfg, plain = small_cfg(epochs=2)
+    cfg = plain.model_copy(update={"augment": AugmentConfig(dropout=0.2, span_mask=0.3, shuffle_window=2),
+                                   "self_pair_fraction": 0.25})
+    r1, r2 = (train(data, model_cfg, cfg, vocab_size=50, progress=False) for _ in range(2))
+    losses = [h["loss"] for h in r1.history]
+    assert losses == [h["loss"] for h in r2.history] and all(np.isfinite(losses))
+    assert losses != [h["loss"] for h in train(data, model_cfg, plain, vocab_size=50, progress=False).history]
+    assert r1.alpha == (0.9 if categories else 1.0)
+
+
 # --- real sessions, MLflow, registry, pyfunc ------------------------------------------------------
 
 @pytest.fixture(scope="module")

@@ -293,20 +293,30 @@ def jars_cache() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "prodemb" / "spark-jars"
 
 
+def jars_folder(cache: Path | None = None) -> Path:
+    """The folder of this package list's jars under ``cache`` (a hash of the list: another pyspark,
+    Delta or SDK version gets a folder of its own)."""
+    import hashlib
+    import json
+
+    from prodemb.spark import delta_package_conf
+
+    key = json.dumps(delta_package_conf(s3a=True), sort_keys=True).encode()
+    return Path(cache or jars_cache()) / hashlib.sha256(key).hexdigest()[:16]
+
+
 def resolve_jars(cache: Path | None = None, timeout: float = 600.0) -> Path:
     """Delta Lake and Hadoop's S3 connector (``prodemb.spark.delta_package_conf(s3a=True)``) as a folder of
     jars, resolved once by Spark's own Ivy (``spark-submit --packages`` of an empty application, into an
     Ivy home of its own, so the folder holds exactly that resolution) and kept under ``cache`` by a hash
     of the package list. A folder is used only once complete (``_RESOLVED``)."""
-    import hashlib
-    import json
     import tempfile
 
     from prodemb.spark import delta_package_conf
 
     conf = delta_package_conf(s3a=True)
     cache = Path(cache or jars_cache())
-    target = cache / hashlib.sha256(json.dumps(conf, sort_keys=True).encode()).hexdigest()[:16]
+    target = jars_folder(cache)
     if (target / RESOLVED).exists():
         return target
     cache.mkdir(parents=True, exist_ok=True)

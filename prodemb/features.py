@@ -276,31 +276,29 @@ def check_servable(dataset, batch_rows: int = 20_000) -> int:
     """Every row of an embeddings dataset (all models: the offline store serves them all) has a servable
     vector (``prodemb.vectors``), streamed batch by batch. Returns the rows checked; raises
     UnservableVectorsError naming the count per reason and a first offender."""
-    from collections import Counter
-
     from prodemb.tables import iter_batches
-    from prodemb.vectors import list_column_problems
+    from prodemb.vectors import OK, REASONS, list_column_codes
 
     columns = ["product_id", "embedding", "model_name", "model_version", "dim"]
     missing = [c for c in columns if c not in dataset.schema.names]
     if missing:
         raise UnservableVectorsError(f"the embeddings table has no {missing} column: not a table of jobs/score.py")
-    problems: Counter = Counter()
+    counts = np.zeros(len(REASONS), dtype=np.int64)
     first = None
     n = 0
     for batch in iter_batches(dataset, columns, batch_rows):
-        reasons = list_column_problems(batch.column("embedding"), batch.column("dim"))
+        codes = list_column_codes(batch.column("embedding"), batch.column("dim"))
+        bad = np.flatnonzero(codes != OK)
         n += batch.num_rows
-        for i, reason in enumerate(reasons):
-            if reason is not None:
-                problems[reason] += 1
-                if first is None:
-                    first = (batch.column("product_id")[i].as_py(), batch.column("model_name")[i].as_py(),
-                             batch.column("model_version")[i].as_py(), reason)
-    if problems:
-        counts = ", ".join(f"{k}: {v}" for k, v in sorted(problems.items()))
+        counts += np.bincount(codes[bad], minlength=len(REASONS))
+        if first is None and len(bad):
+            i = int(bad[0])
+            first = (batch.column("product_id")[i].as_py(), batch.column("model_name")[i].as_py(),
+                     batch.column("model_version")[i].as_py(), REASONS[codes[i]])
+    if counts.any():
+        listed = ", ".join(f"{r}: {c}" for r, c in sorted(zip(REASONS, counts.tolist())) if c)
         raise UnservableVectorsError(
-            f"{sum(problems.values())} of {n} rows hold vectors that cannot be served ({counts}; first: product "
+            f"{int(counts.sum())} of {n} rows hold vectors that cannot be served ({listed}; first: product "
             f"{first[0]!r} of model {first[1]}/{first[2]}, {first[3]}): nothing published; rescore with "
             "jobs/score.py, which quarantines such rows")
     return n
@@ -317,7 +315,8 @@ def run_publish(data_dir: str, *, repo_dir: str | Path = FEATURE_REPO, yaml_file
         raise FileNotFoundError(f"no embeddings table at {path}: run jobs/score.py first")
     dataset = arrow_dataset(path)          # streamed: one batch of vectors in memory at a time
     check_servable(dataset)                # before the registry or the online store is touched
-    with fs.output_lock(Path(repo_dir) / "data", "publish"):   # one publisher per feature repo
+    # One publisher per feature repo; the lock file sits with the registry and the store, in data/.
+    with fs.output_lock(Path(repo_dir) / "data" / "publish", "publish"):
         store = feature_store(repo_dir, yaml_file)
         apply_repo(store, path, repo_dir)
         mask, keys = latest_row_mask(dataset)

@@ -310,34 +310,27 @@ class OutputBusyError(RuntimeError):
 
 
 @contextlib.contextmanager
-def output_lock(path: str | os.PathLike, what: str, wait_seconds: float = 0.0) -> Iterator[None]:
-    """One writer at a time for a stage's output: an exclusive ``flock`` on ``<parent>/.<name>.lock``,
-    waited for up to ``wait_seconds``, else OutputBusyError naming the holder. Released when the block
-    ends or the process dies. Local outputs only: on object stores the deployment keeps one writer per
-    table (the DAG runs one interval at a time; Delta's log on S3 takes a single writer)."""
+def output_lock(path: str | os.PathLike, what: str) -> Iterator[None]:
+    """One writer at a time for a stage's output: an exclusive ``flock`` on ``<parent>/.<name>.lock``, or
+    OutputBusyError at once naming the holder. Released when the block ends or the process dies. Local
+    outputs only: on object stores the deployment keeps one writer per table (the DAG runs one interval
+    at a time; Delta's log on S3 takes a single writer)."""
     import fcntl
     import socket
-    import time
 
     if not is_local(path):
         yield
         return
     target = Path(local_path(path)).absolute()
     target.parent.mkdir(parents=True, exist_ok=True)
-    lock = target.parent / f".{target.name}.lock"
-    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = os.open(target.parent / f".{target.name}.lock", os.O_RDWR | os.O_CREAT, 0o644)
     try:
-        deadline = time.monotonic() + wait_seconds
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "unknown"
-                    raise OutputBusyError(f"another run is writing {target} ({holder}): left as it is; "
-                                          "rerun when that run has finished") from None
-                time.sleep(0.2)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "unknown"
+            raise OutputBusyError(f"another run is writing {target} ({holder}): left as it is; "
+                                  "rerun when that run has finished") from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{what}, pid {os.getpid()} on {socket.gethostname()}, since "
                       f"{datetime.now(timezone.utc).isoformat(timespec='seconds')}".encode(), 0)
@@ -440,6 +433,9 @@ def prune_versions(versions: Path, keep: int, current: Path, done_marker: str) -
     broken = [p for p in folders if writer[p] == "dead" or (writer[p] is None and not (p / done_marker).exists())]
     for p in stale + broken:
         shutil.rmtree(p, ignore_errors=True)
-        if writer[p] == "dead":
+    # Lock files of killed writers: beside a folder just removed, or one Spark never got to create.
+    for lock in versions.glob(".*.writing"):
+        folder = versions / lock.name[1:-len(".writing")]
+        if not folder.is_dir() and _writer(folder) == "dead":
             with contextlib.suppress(OSError):
-                _writing_lock(p).unlink()
+                lock.unlink()

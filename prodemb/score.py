@@ -40,6 +40,7 @@ class ResolvedModel:
     version: str
     local_dir: str
     dim: int
+    pyfunc: object = None   # the model loaded on the driver by resolve_model (reused, not loaded again)
 
 
 def resolve_model(model_uri: str, tracking_uri: str | None, download_dir: str) -> ResolvedModel:
@@ -79,14 +80,15 @@ def resolve_model(model_uri: str, tracking_uri: str | None, download_dir: str) -
     try:
         import pandas as pd
 
-        vectors = np.asarray(mlflow.pyfunc.load_model(local).predict(pd.DataFrame({"title": ["producto"]})))
+        pyfunc = mlflow.pyfunc.load_model(local)
+        vectors = np.asarray(pyfunc.predict(pd.DataFrame({"title": ["producto"]})))
     except Exception as exc:   # whatever the artifact's defect: torch, pickle, zip or YAML errors
         raise ModelNotFoundError(f"model {model_uri!r} cannot be loaded: {type(exc).__name__}: "
                                  f"{' '.join(str(exc).split())[:300]}") from exc
     if vectors.shape != (1, dim):
         raise ModelNotFoundError(f"model {model_uri!r} returns vectors of shape {vectors.shape[1:]}, its "
                                  f"encoder_meta.json says {dim}")
-    return ResolvedModel(model_uri, name, version, local, dim)
+    return ResolvedModel(model_uri, name, version, local, dim, pyfunc)
 
 
 _MODELS: dict[str, object] = {}   # per Python worker process: one load per model, not per batch
@@ -123,7 +125,9 @@ def embed_batches(model_dir: str, dim: int, shipped: str | None = None):
     zero) gets no embedding, a reason and its title; servable rows get no title (it is not stored).
     ``shipped``: the name of the model's archive sent to the executors with ``SparkContext.addArchive``
     (a cluster): each worker loads its unpacked copy, not a path on the driver's disk."""
-    from prodemb.vectors import vector_problems
+    import pyarrow.compute as pc
+
+    from prodemb.vectors import OK, problem_codes, reason_names
 
     def run(batches):
         model = _load_cached(_worker_path(shipped) if shipped else model_dir)
@@ -133,15 +137,15 @@ def embed_batches(model_dir: str, dim: int, shipped: str | None = None):
             vectors = np.ascontiguousarray(vectors, dtype=np.float32)
             if vectors.ndim != 2 or len(vectors) != len(titles):   # not one vector per title: none is usable
                 vectors = np.zeros((len(titles), 0), dtype=np.float32)
-            reasons = vector_problems(vectors, dim, n_tokens)
-            bad = np.array([r is not None for r in reasons], dtype=bool)
+            codes = problem_codes(vectors, dim, n_tokens)
+            bad = pa.array(codes != OK)
             width = vectors.shape[1]
             offsets = pa.array(np.arange(0, (len(vectors) + 1) * width, width, dtype=np.int32))
             yield pa.RecordBatch.from_arrays(
                 [batch.column("site"), batch.column("product_id"),
-                 pa.ListArray.from_arrays(offsets, pa.array(vectors.reshape(-1)), mask=pa.array(bad)),
-                 pa.array(reasons, pa.string()),
-                 pa.array([t if b else None for t, b in zip(batch.column("title").to_pylist(), bad)], pa.string())],
+                 pa.ListArray.from_arrays(offsets, pa.array(vectors.reshape(-1)), mask=bad),
+                 pa.array(reason_names(codes), pa.string()),
+                 pc.if_else(bad, batch.column("title"), pa.scalar(None, pa.string()))],   # kept for the quarantine
                 names=["site", "product_id", "embedding", "reason", "title"])
     return run
 
@@ -258,7 +262,8 @@ def _score_with(spark, model: ResolvedModel, data_dir: str, output: str, *, fmt:
         # One job counts every outcome (null: servable): rows in = rows out + rows quarantined.
         counts = {r["reason"]: r["count"] for r in scored.groupBy("reason").count().collect()}
         n_new = counts.pop(None, 0)
-        if counts or fs.exists(quarantine_path):   # this scoring's quarantine replaces the previous one
+        written_quarantine = None   # this scoring's quarantine replaces the previous one, if any
+        if counts or fs.exists(quarantine_path):
             written_quarantine = write_table(quarantined(scored), quarantine_path, fmt)
         # The previous version's files stay on disk until after the swap (tables.keep_versions).
         previous = read_table(spark, output) if fs.exists(output) else None
@@ -271,7 +276,7 @@ def _score_with(spark, model: ResolvedModel, data_dir: str, output: str, *, fmt:
         raise RuntimeError(f"accounting mismatch: {sum(versions.values())} rows meant for {output}, "
                            f"{written['rows']} written")
     n_quarantined = sum(counts.values())
-    if counts and written_quarantine.get("rows") not in (None, n_quarantined):
+    if written_quarantine is not None and written_quarantine.get("rows") not in (None, n_quarantined):
         raise RuntimeError(f"accounting mismatch: {n_quarantined} rows meant for {quarantine_path}, "
                            f"{written_quarantine['rows']} written")
     return {"model_uri": model.uri, "model_name": model.name, "model_version": model.version, "dim": model.dim,

@@ -103,22 +103,21 @@ def check_input_files(files: list[str]) -> None:
     bytes, an empty CSV or JSON file. Reads a footer or two bytes per file, never the data."""
     import pyarrow.parquet as pq
 
-    for file in files:
+    for file in files:   # one request a file: its footer, its first two bytes, or its size
         name = PurePosixPath(str(file)).name.lower()
         filesystem, inner = fs.filesystem(file)
-        size = filesystem.get_file_info(inner).size
         if name.endswith(".parquet") or name.endswith(".parq"):
             try:
                 with filesystem.open_input_file(inner) as fh:
                     pq.read_metadata(fh)
             except Exception as exc:   # pyarrow raises ArrowInvalid, OSError, ... for a bad footer
-                raise ValueError(f"{file}: not a readable Parquet file ({size} bytes: "
-                                 f"{' '.join(str(exc).split())[:160]})") from None
+                raise ValueError(f"{file}: not a readable Parquet file "
+                                 f"({' '.join(str(exc).split())[:160]})") from None
         elif name.endswith(".gz"):
             with filesystem.open_input_stream(inner, compression=None) as fh:
                 if fh.read(2) != b"\x1f\x8b":
                     raise ValueError(f"{file}: named .gz but not gzip-compressed (no gzip header)")
-        elif size == 0:
+        elif filesystem.get_file_info(inner).size == 0:
             raise ValueError(f"{file}: empty file (no header, no rows)")
 
 

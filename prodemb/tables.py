@@ -20,10 +20,6 @@ from pyspark.sql import DataFrame, SparkSession
 
 from prodemb import faults, fs
 
-VERSIONS_DIR = fs.VERSIONS_DIR
-SUCCESS = fs.DONE      # Spark's marker of a finished write
-
-
 def table_format(path: str) -> str:
     """'delta' if the path holds a Delta table (on any filesystem), else 'parquet'."""
     return "delta" if fs.is_dir(fs.join(path, "_delta_log")) else "parquet"
@@ -51,11 +47,11 @@ def write_table(df: DataFrame, path: str, fmt: str = "parquet", keep_versions: i
             raise ValueError(f"{path} holds a full (non-incremental) table; write interval runs to another folder")
         column, value = partition
         link.mkdir(parents=True, exist_ok=True)
-        versions = link.parent / VERSIONS_DIR / link.name / f"{column}={value}"
+        versions = link.parent / fs.VERSIONS_DIR / link.name / f"{column}={value}"
         link = link / f"{column}={value}"
         df = df.drop(column) if column in df.columns else df
     else:
-        versions = link.parent / VERSIONS_DIR / link.name
+        versions = link.parent / fs.VERSIONS_DIR / link.name
     writer = df.write.mode("errorifexists")
     if partition_by:
         writer = writer.partitionBy(*partition_by)
@@ -64,7 +60,7 @@ def write_table(df: DataFrame, path: str, fmt: str = "parquet", keep_versions: i
         faults.point("tables.parquet_written")
         # A real folder in the way (an older layout, a Delta table) is exchanged with the link, kept aside.
         fs.swap_link(link, target, aside=versions)
-    fs.prune_versions(versions, keep=keep_versions, current=target, done_marker=SUCCESS)
+    fs.prune_versions(versions, keep=keep_versions, current=target, done_marker=fs.DONE)
     return {"path": str(link), "format": "parquet", "version": target.name}
 
 
@@ -86,7 +82,7 @@ def _write_delta(df: DataFrame, path: str, partition_by: list[str] | None) -> di
     if link is not None and link.is_symlink():
         # Switching a table from Parquet (a symlink to a version folder) to Delta: the Delta table is
         # written aside and exchanged with the link in one step (its log names files relative to it).
-        with fs.staging(link.parent / VERSIONS_DIR / link.name) as stage:
+        with fs.staging(link.parent / fs.VERSIONS_DIR / link.name) as stage:
             writer.save(str(stage))
             fs.replace_dir(stage, link)
     else:

@@ -168,8 +168,7 @@ def train_tokenizer(titles_norm: Iterable[str], output_path: str | Path, vocab_s
 
     sp = spm.SentencePieceProcessor(model_proto=model)
     fs.write_bytes(output_path, model)
-    if fs.exists(vocab_path_for(output_path)):
-        fs.remove(vocab_path_for(output_path))
+    fs.remove(vocab_path_for(output_path))   # an older version's listing, out of step with this model
     return {
         "vocab_size_requested": vocab_size,
         "vocab_size": sp.get_piece_size(),

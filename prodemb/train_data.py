@@ -292,8 +292,7 @@ def build_training_data(catalog, pairs, tokenizer, max_len: int, language: str =
     holdout = cap_holdout(cand_session, holdout_fraction, max_holdout)
     held = holdout.select(cand_session)
     ca, cb = cand_a.array(), cand_b.array()
-    held_a, held_b = _IntBuffer(), _IntBuffer()
-    held_a.extend(ca[held]); held_b.extend(cb[held])
+    held_a, held_b = torch.from_numpy(ca[held]), torch.from_numpy(cb[held])
     train_a.extend(ca[~held]); train_b.extend(cb[~held])
 
     codes, names = _categories(catalog["category"].combine_chunks())
@@ -301,11 +300,11 @@ def build_training_data(catalog, pairs, tokenizer, max_len: int, language: str =
     examples = titles.drop_null().slice(0, 3).to_pylist() if not pa.types.is_null(titles.type) else []
     return TrainingData(
         tokens=_tokenize(titles, tokenizer, max_len), categories=torch.from_numpy(codes),
-        pair_a=train_a.tensor(), pair_b=train_b.tensor(), holdout_a=held_a.tensor(), holdout_b=held_b.tensor(),
+        pair_a=train_a.tensor(), pair_b=train_b.tensor(), holdout_a=held_a, holdout_b=held_b,
         product_keys=_keys(catalog["site"], catalog["product_id"], "/"), category_names=names,
         example_titles=[str(t) for t in examples],
         stats={"products": n_products, "pairs_in": pairs_in, "pairs_train": train_a.n,
-               "pairs_holdout": held_a.n, "pairs_unknown_product": unknown,
+               "pairs_holdout": len(held_a), "pairs_unknown_product": unknown,
                "products_with_category": int((codes >= 0).sum()), "categories": len(names),
                "sessions_holdout": int(len(np.unique(cand_session[held])))},
         holdout=holdout,

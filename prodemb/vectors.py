@@ -16,49 +16,50 @@ ZERO_VECTOR = "zero_vector"
 REASONS = (EMPTY_TITLE, WRONG_DIMENSION, NON_FINITE, ZERO_VECTOR)
 
 
-def vector_problems(vectors: np.ndarray, dim: int, n_tokens: np.ndarray | None = None) -> list[str | None]:
-    """One reason per row of ``vectors`` [n, d] (None: servable), checked in the order of ``REASONS``.
-    ``n_tokens``: tokens the encoder saw per row (0: an empty title)."""
+OK = -1   # a problem code: an index into REASONS, or OK
+
+
+def problem_codes(vectors: np.ndarray, dim: int, n_tokens: np.ndarray | None = None) -> np.ndarray:
+    """One code per row of ``vectors`` [n, d]: ``OK``, or the index in ``REASONS`` of the first rule the row
+    breaks. ``n_tokens``: tokens the encoder saw per row (0: an empty title)."""
     n = len(vectors)
-    reasons: list[str | None] = [None] * n
-    if n == 0:
-        return reasons
     if vectors.ndim != 2 or vectors.shape[1] != dim:
-        bad = np.ones(n, dtype=bool)
-        codes = np.full(n, REASONS.index(WRONG_DIMENSION))
+        codes = np.full(n, REASONS.index(WRONG_DIMENSION), dtype=np.int8)
     else:
         finite = np.isfinite(vectors).all(axis=1)
         # The norm of finite rows only (an inf row would overflow the square sum and warn).
         norms = np.linalg.norm(np.where(finite[:, None], vectors, 0), axis=1)
-        codes = np.where(~finite, REASONS.index(NON_FINITE), np.where(norms > 0, -1, REASONS.index(ZERO_VECTOR)))
-        bad = codes >= 0
+        codes = np.where(~finite, REASONS.index(NON_FINITE),
+                         np.where(norms > 0, OK, REASONS.index(ZERO_VECTOR))).astype(np.int8)
     if n_tokens is not None:
-        empty = np.asarray(n_tokens) == 0
-        codes = np.where(empty, REASONS.index(EMPTY_TITLE), codes)
-        bad = bad | empty
-    for i in np.flatnonzero(bad):
-        reasons[i] = REASONS[codes[i]]
-    return reasons
+        codes[np.asarray(n_tokens) == 0] = REASONS.index(EMPTY_TITLE)
+    return codes
 
 
-def list_column_problems(embedding, dims) -> list[str | None]:
-    """``vector_problems`` for a pyarrow list<float> column (rows of any length, nulls allowed) and the
-    table's ``dim`` column: a null or wrong-length row is ``wrong_dimension``."""
+def reason_names(codes: np.ndarray) -> list[str | None]:
+    """Codes as reasons (None: servable)."""
+    return [None if c == OK else REASONS[c] for c in codes.tolist()]
+
+
+def vector_problems(vectors: np.ndarray, dim: int, n_tokens: np.ndarray | None = None) -> list[str | None]:
+    """One reason per row of ``vectors`` (None: servable), checked in the order of ``REASONS``."""
+    return reason_names(problem_codes(vectors, dim, n_tokens))
+
+
+def list_column_codes(embedding, dims) -> np.ndarray:
+    """``problem_codes`` for a pyarrow list<float> column (rows of any length, nulls allowed) and the
+    table's ``dim`` column: a null or wrong-length row is ``wrong_dimension``. Vectorized, one group per
+    dimension the column holds (models of different sizes)."""
+    import pyarrow as pa
     import pyarrow.compute as pc
 
     lengths = pc.fill_null(pc.list_value_length(embedding), -1).to_numpy(zero_copy_only=False)
-    dims = np.asarray(dims.to_numpy(zero_copy_only=False) if hasattr(dims, "to_numpy") else dims)
-    reasons: list[str | None] = [WRONG_DIMENSION if lengths[i] != dims[i] else None for i in range(len(lengths))]
-    ok = np.flatnonzero(lengths == dims)
-    if len(ok) == 0:
-        return reasons
-    width = int(dims[ok[0]])
-    same = ok[dims[ok] == width]
-    rows = embedding.take(same)
-    values = pc.list_flatten(rows).to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
-    for i, reason in zip(same, vector_problems(values.reshape(len(same), width), width)):
-        reasons[i] = reason
-    for i in np.setdiff1d(ok, same):   # a table with several dimensions (models of different sizes)
-        v = np.asarray(embedding[int(i)].as_py(), dtype=np.float32)[None, :]
-        reasons[i] = vector_problems(v, int(dims[i]))[0]
-    return reasons
+    dims = np.asarray(dims.to_numpy(zero_copy_only=False))
+    right = lengths == dims
+    codes = np.where(right, OK, REASONS.index(WRONG_DIMENSION)).astype(np.int8)
+    for width in np.unique(dims[right]):
+        rows = np.flatnonzero(right & (dims == width))
+        values = pc.list_flatten(embedding.take(pa.array(rows))).to_numpy(zero_copy_only=False)
+        codes[rows] = problem_codes(values.astype(np.float32, copy=False).reshape(len(rows), int(width)),
+                                    int(width))
+    return codes

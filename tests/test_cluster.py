@@ -7,7 +7,6 @@ import sys
 import pytest
 
 from prodemb import cluster
-from prodemb.spark import delta_package_conf
 from tests.conftest import REPO_ROOT
 
 
@@ -35,11 +34,12 @@ def test_installed_jars_go_on_every_classpath_once_and_foreign_settings_are_left
 
 def test_a_resolved_jar_folder_is_reused_and_a_half_written_one_is_not(tmp_path, monkeypatch):
     """The cache key and the completion marker (the real resolution runs in tests/e2e, from Maven Central)."""
-    import hashlib
-    import json
+    done = cluster.jars_folder(tmp_path)
+    import prodemb.spark
 
-    key = hashlib.sha256(json.dumps(delta_package_conf(s3a=True), sort_keys=True).encode()).hexdigest()[:16]
-    done = tmp_path / key
+    with monkeypatch.context() as m:            # another package list: a folder of its own
+        m.setattr(prodemb.spark, "S3A_PACKAGES", (*prodemb.spark.S3A_PACKAGES, "org.example:extra:1.0"))
+        assert cluster.jars_folder(tmp_path) != done and cluster.jars_folder(tmp_path).parent == tmp_path
     done.mkdir()
     (done / cluster.RESOLVED).write_text("delta.jar\n")
     assert cluster.resolve_jars(tmp_path) == done

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from prodemb.vectors import list_column_problems, vector_problems
+from prodemb.vectors import list_column_codes, reason_names, vector_problems
 
 
 def test_each_kind_of_unservable_vector_gets_its_reason():
@@ -27,5 +27,5 @@ def test_each_kind_of_unservable_vector_gets_its_reason():
 def test_list_columns_with_nulls_wrong_lengths_and_several_dimensions():
     rows = [[1.0, 2.0, 3.0], None, [1.0, 2.0], [0.0, 0.0, 0.0], [float("nan"), 1.0, 1.0], [1.0, 0.0], [0.0, 0.0]]
     dims = pa.array([3, 3, 3, 3, 3, 2, 2])
-    assert list_column_problems(pa.array(rows, pa.list_(pa.float32())), dims) == [
+    assert reason_names(list_column_codes(pa.array(rows, pa.list_(pa.float32())), dims)) == [
         None, "wrong_dimension", "wrong_dimension", "zero_vector", "non_finite_vector", None, "zero_vector"]

@@ -47,17 +47,15 @@ class TfidfPlusEmbedding(NormalizedTitles, Method):
         y = train["label"].to_numpy()
         if len(np.unique(y)) < 2:
             return prior_scores(train, val, test)
-        vec = self.tfidf._vectorizer(len(train))
+        splits = (train, val, test)
+        blocks = [[sparse.csr_matrix(e)] for e in standardize(*(self.embedding.features(r) for r in splits))]
+        vec = self.tfidf.vectorizer(len(train))
         try:
-            words = [vec.fit_transform(self.normalized(train))]
-        except ValueError:   # no vocabulary at all: the embedding alone
-            vec = None
-            words = []
-        emb = standardize(*(self.embedding.features(rows) for rows in (train, val, test)))
-
-        def features(i, rows):
-            blocks = ([words[0]] if i == 0 else [vec.transform(self.normalized(rows))]) if vec is not None else []
-            return sparse.hstack([*blocks, sparse.csr_matrix(emb[i])], format="csr")
-
-        clf = logistic_regression(features(0, train), y, seed, self.ctx.eval_cfg.lr_max_iter)
-        return Scores(val=positive_scores(clf, features(1, val)), test=positive_scores(clf, features(2, test)))
+            words = [vec.fit_transform(self.normalized(train)),
+                     *(vec.transform(self.normalized(r)) for r in splits[1:])]
+            blocks = [[w, *b] for w, b in zip(words, blocks)]
+        except ValueError:   # no vocabulary at all (every training title empty): the embedding alone
+            pass
+        X_train, X_val, X_test = (sparse.hstack(b, format="csr") for b in blocks)
+        clf = logistic_regression(X_train, y, seed, self.ctx.eval_cfg.lr_max_iter)
+        return Scores(val=positive_scores(clf, X_val), test=positive_scores(clf, X_test))

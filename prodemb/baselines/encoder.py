@@ -85,8 +85,7 @@ def load_encoder_model(model_uri: str, tracking_uri: str | None, download_dir: s
             alpha = float(raw) if raw is not None else None
         except (mlflow.exceptions.MlflowException, ValueError) as exc:   # run deleted / other store
             log.warning("cannot read train.alpha of run %s for %s: %s", run_id, model_uri, exc)
-    pyfunc = mlflow.pyfunc.load_model(resolved.local_dir)
-    return EncoderModel(model_uri, resolved.name, resolved.version, resolved.local_dir, pyfunc, meta,
+    return EncoderModel(model_uri, resolved.name, resolved.version, resolved.local_dir, resolved.pyfunc, meta,
                         str(arts["tokenizer"]), run_id, alpha)
 
 

@@ -29,7 +29,8 @@ class TfidfLogReg(NormalizedTitles, Method):
         self.ngram_range = tuple(ngram_range)
         self.min_df = min_df        # None: 1 for small training sets, 2 from MIN_DF_ROWS rows up
 
-    def _vectorizer(self, n_train: int):
+    def vectorizer(self, n_train: int):
+        """A TfidfVectorizer for ``n_train`` training rows (unfitted)."""
         from sklearn.feature_extraction.text import TfidfVectorizer
 
         min_df = self.min_df if self.min_df is not None else (2 if n_train >= MIN_DF_ROWS else 1)
@@ -42,7 +43,7 @@ class TfidfLogReg(NormalizedTitles, Method):
         y = train["label"].to_numpy()
         if len(np.unique(y)) < 2:
             return prior_scores(train, val, test)
-        vec = self._vectorizer(len(train))
+        vec = self.vectorizer(len(train))
         try:
             X_train = vec.fit_transform(self.normalized(train))
         except ValueError:  # empty vocabulary: every training title is empty after normalization

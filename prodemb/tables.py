@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
-
-from pyspark.sql import DataFrame, SparkSession
+from typing import TYPE_CHECKING, Any
 
 from prodemb import faults, fs
+
+if TYPE_CHECKING:   # Spark only for the annotations: reading Parquet with Arrow needs no JVM
+    from pyspark.sql import DataFrame, SparkSession
 
 def table_format(path: str) -> str:
     """'delta' if the path holds a Delta table (on any filesystem), else 'parquet'."""

@@ -5,6 +5,8 @@
   ``alpha`` is the ``train.alpha`` param of the run that trained it.
 - ``RandomEncoder``: the same tokenizer and Text-CNN architecture as that model, with weights randomly
   initialized from a fixed seed (the paper's lower bound, Fig. 2).
+- ``LocalEncoder``: any encoder module of this process (the random one above, a model under study in
+  ``benchmarks/quality_study.py``), tokenized exactly as the pyfunc does.
 
 Both are frozen-feature methods: every task row is embedded once, then each fit is the paper's
 liblinear logistic regression (``EmbeddingMethod``). A model URI is resolved and downloaded once per
@@ -122,7 +124,29 @@ class PretrainedEncoder(EmbeddingMethod):
                           dtype=np.float32)
 
 
-class RandomEncoder(EmbeddingMethod):
+class LocalEncoder(EmbeddingMethod):
+    """An encoder module of this process + LR: titles are normalized and tokenized as the pyfunc does
+    (``Tokenizer.encode_raw``), then embedded in eval mode on the module's device."""
+    name = "prodemb"
+
+    def __init__(self, ctx: EvalContext, encoder, tokenizer, max_len: int, language: str, *,
+                 model_ref: str | None = None, alpha: float | None = None, batch_size: int = 4096):
+        super().__init__(ctx)
+        self.encoder, self.tokenizer = encoder.eval(), tokenizer
+        self.max_len, self.language, self.batch_size = max_len, language, batch_size
+        self.model_ref, self.alpha = model_ref, alpha
+
+    def embed(self, table: pd.DataFrame) -> np.ndarray:
+        import torch
+
+        from prodemb.health import embed
+
+        titles = table["title"].astype(str).tolist()
+        tokens = self.tokenizer.encode_raw(titles, self.max_len, language=self.language)
+        return embed(self.encoder, torch.from_numpy(tokens).long(), self.batch_size).numpy().astype(np.float32)
+
+
+class RandomEncoder(LocalEncoder):
     """The model's tokenizer and architecture with random weights (fixed seed): the floor."""
     name = "random"
 
@@ -132,24 +156,12 @@ class RandomEncoder(EmbeddingMethod):
         from prodemb.model import ProductEncoder
         from prodemb.tokenizer import Tokenizer
 
-        super().__init__(ctx)
         model = encoder_model(ctx, model_uri)
-        self.meta = model.meta
-        self.model_ref = f"random:{model.ref}"
-        self.tokenizer = Tokenizer.load(model.tokenizer_path)
-        dims = self.meta["encoder"]
-        self.seed = int(ctx.eval_cfg.seed if seed is None else seed)
+        meta, dims = model.meta, model.meta["encoder"]
+        seed = int(ctx.eval_cfg.seed if seed is None else seed)
         with torch.random.fork_rng(devices=[]):            # leave the caller's RNG state alone
-            torch.manual_seed(self.seed)
-            self.encoder = ProductEncoder(self.meta["vocab_size"], dims["embed_dim"], dims["n_filters"],
-                                          dims["kernel_sizes"]).eval()
-
-    def embed(self, table: pd.DataFrame) -> np.ndarray:
-        import torch
-
-        titles = table["title"].astype(str).tolist()
-        tokens = self.tokenizer.encode_raw(titles, self.meta["max_len"], language=self.meta["language"])
-        with torch.inference_mode():
-            out = [self.encoder(torch.from_numpy(tokens[i:i + 4096]).long()).numpy()
-                   for i in range(0, len(tokens), 4096)]
-        return (np.concatenate(out) if out else np.zeros((0, self.encoder.out_dim))).astype(np.float32)
+            torch.manual_seed(seed)
+            encoder = ProductEncoder(meta["vocab_size"], dims["embed_dim"], dims["n_filters"], dims["kernel_sizes"])
+        super().__init__(ctx, encoder, Tokenizer.load(model.tokenizer_path), meta["max_len"], meta["language"],
+                         model_ref=f"random:{model.ref}")
+        self.meta, self.seed = meta, seed

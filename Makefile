@@ -14,7 +14,7 @@ CLICKS ?= 200000
 export SPARK_LOCAL_IP ?= 127.0.0.1
 export PYSPARK_PYTHON := $(abspath $(PY))
 
-.PHONY: venv test demo bench eval-real java clean cluster-up cluster-down
+.PHONY: venv test demo bench eval-real study java clean cluster-up cluster-down
 
 venv: $(STAMP)
 
@@ -84,28 +84,40 @@ endif
 REAL_DATA ?= ../shared/data
 REAL ?= runs/real
 REAL_MLFLOW ?= sqlite:///$(REAL)/mlflow.db
-REAL_EPOCHS ?= 5
+REAL_TRAIN ?=                   # extra jobs/train.py flags, e.g. --max-minutes 8 or --profile paper
+SWEEP_MINUTES ?= 2              # training minutes per α of the sweep
 ML_TASKS ?= movielens_drama,movielens_comedy,movielens_horror,movielens_well_rated
 RETAIL_TASKS ?= retail_premium,retail_returned,retail_bulk
+EN := --set sessions.language=en
 
+# The recommended model (jobs/train.py's default profile) per dataset with sessions, then every method.
 eval-real: venv
 	@test -d $(REAL_DATA)/movielens-latest-small || { echo "ERROR: real data not found under $(REAL_DATA)"; exit 1; }
-	$(PY) jobs/sessionize.py --input $(REAL_DATA)/movielens-latest-small --input-format movielens --output $(REAL)/movielens
-	$(PY) jobs/train_tokenizer.py --data $(REAL)/movielens --output $(REAL)/movielens-tokenizer.model
-	$(PY) jobs/train.py --data $(REAL)/movielens --tokenizer $(REAL)/movielens-tokenizer.model --profile small \
-		--epochs $(REAL_EPOCHS) --mlflow-uri $(REAL_MLFLOW) --set mlflow.model_name=prodemb-encoder-movielens --no-progress
+	$(PY) jobs/sessionize.py --input $(REAL_DATA)/movielens-latest-small --input-format movielens --output $(REAL)/movielens $(EN)
+	$(PY) jobs/train_tokenizer.py --data $(REAL)/movielens --output $(REAL)/movielens-tokenizer.model $(EN)
+	$(PY) jobs/train.py --data $(REAL)/movielens --tokenizer $(REAL)/movielens-tokenizer.model $(REAL_TRAIN) \
+		--mlflow-uri $(REAL_MLFLOW) --set mlflow.model_name=prodemb-encoder-movielens $(EN) --no-progress
 	$(PY) jobs/evaluate.py --model-uri models:/prodemb-encoder-movielens@candidate --mlflow-uri $(REAL_MLFLOW) \
-		--builtin $(ML_TASKS) --data $(REAL)/movielens --output $(REAL)/eval-movielens --no-progress
-	$(PY) jobs/sweep_alpha.py --data $(REAL)/movielens --tokenizer $(REAL)/movielens-tokenizer.model --profile small \
-		--epochs $(REAL_EPOCHS) --builtin $(ML_TASKS) --mlflow-uri $(REAL_MLFLOW) --output $(REAL)/sweep-movielens --no-progress
-	$(PY) jobs/sessionize.py --input $(REAL_DATA)/uci-online-retail/by-day --input-format online-retail --output $(REAL)/retail
-	$(PY) jobs/train_tokenizer.py --data $(REAL)/retail --output $(REAL)/retail-tokenizer.model
-	$(PY) jobs/train.py --data $(REAL)/retail --tokenizer $(REAL)/retail-tokenizer.model --profile small \
-		--epochs $(REAL_EPOCHS) --mlflow-uri $(REAL_MLFLOW) --set mlflow.model_name=prodemb-encoder-retail --no-progress
+		--builtin $(ML_TASKS) --data $(REAL)/movielens --output $(REAL)/eval-movielens $(EN) --no-progress
+	$(PY) jobs/sweep_alpha.py --data $(REAL)/movielens --tokenizer $(REAL)/movielens-tokenizer.model \
+		--max-minutes $(SWEEP_MINUTES) --builtin $(ML_TASKS) --mlflow-uri $(REAL_MLFLOW) \
+		--output $(REAL)/sweep-movielens $(EN) --no-progress
+	$(PY) jobs/sessionize.py --input $(REAL_DATA)/uci-online-retail/by-day --input-format online-retail --output $(REAL)/retail $(EN)
+	$(PY) jobs/train_tokenizer.py --data $(REAL)/retail --output $(REAL)/retail-tokenizer.model $(EN)
+	$(PY) jobs/train.py --data $(REAL)/retail --tokenizer $(REAL)/retail-tokenizer.model $(REAL_TRAIN) \
+		--mlflow-uri $(REAL_MLFLOW) --set mlflow.model_name=prodemb-encoder-retail $(EN) --no-progress
 	$(PY) jobs/evaluate.py --model-uri models:/prodemb-encoder-retail@candidate --mlflow-uri $(REAL_MLFLOW) \
-		--builtin $(RETAIL_TASKS) --data $(REAL)/retail --output $(REAL)/eval-retail --no-progress
+		--builtin $(RETAIL_TASKS) --data $(REAL)/retail --output $(REAL)/eval-retail $(EN) --no-progress
 	@echo "Reports: $(REAL)/eval-movielens/report.md $(REAL)/sweep-movielens/report.md $(REAL)/eval-retail/report.md"
 	@echo "Browse:  $(VENV)/bin/mlflow ui --backend-store-uri $(REAL_MLFLOW)"
+
+# The embedding-quality study (benchmarks/quality_study.py; RESULTS.md "Embedding quality"): every
+# variant of benchmarks/quality_variants.yaml on each dataset. Hours on 2 CPU cores, minutes on a GPU.
+STUDY ?= runs/study
+study: venv
+	$(PY) benchmarks/quality_study.py prepare --out $(STUDY)
+	for ds in retail movielens synth; do $(PY) benchmarks/quality_study.py run --dataset $(STUDY)/$$ds \
+		--out $(STUDY)/$$ds-results --sizes 100,500 --samples 5 --no-progress || exit 1; done
 
 bench: venv
 	$(PY) benchmarks/sessionize_bench.py

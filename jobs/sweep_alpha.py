@@ -2,7 +2,7 @@
 with the random-initialized encoder as the floor, and report the α with the best mean validation AUC.
 
     python jobs/sweep_alpha.py --data DIR --tokenizer PATH --task NAME=PATH [--task ...] [--builtin NAME,...] \\
-        [--alphas 0,0.1,0.5,0.9,1] [--max-steps N] [--epochs 1] [--batch-size 4096] [--profile small] \\
+        [--alphas 0,0.1,0.5,0.9,1] [--max-steps N] [--epochs 1] [--batch-size 4096] [--max-minutes N] [--profile default|paper|small] \\
         [--train-sizes 100,500,1000] [--samples 5] [--mlflow-uri URI] --output OUT
 
 The encoders are registered as ``evaluate.sweep_model_name`` (default ``prodemb-encoder-sweep``), never as
@@ -34,10 +34,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--builtin", action="append", default=[], metavar="NAME[,NAME]",
                     help="built-in tasks from ../shared/data")
     ap.add_argument("--alphas", type=comma_list(float), default=None, help="default: evaluate.alphas (0,0.1,0.5,0.9,1)")
-    ap.add_argument("--profile", choices=["paper", "small"], default=None, help="model dimensions")
+    ap.add_argument("--profile", choices=["default", "paper", "small"], default=None,
+                    help="model profile in conf/models/ (default: the recommended model)")
     ap.add_argument("--epochs", type=int, default=None)
     ap.add_argument("--max-steps", type=int, default=None)
     ap.add_argument("--batch-size", type=int, default=None)
+    ap.add_argument("--max-minutes", type=float, default=None, help="cap each encoder's training loop at N minutes")
     ap.add_argument("--train-sizes", type=comma_list(int), default=None)
     ap.add_argument("--samples", type=int, default=None)
     ap.add_argument("--output", default=None, help="default: <evaluate.output_dir>/sweep_alpha")
@@ -57,7 +59,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = config_from_args(args, **{
             "model.profile": args.profile, "train.epochs": args.epochs, "train.max_steps": args.max_steps,
-            "train.batch_size": args.batch_size, "evaluate.train_sizes": args.train_sizes,
+            "train.batch_size": args.batch_size, "train.max_minutes": args.max_minutes,
+            "evaluate.train_sizes": args.train_sizes,
             "evaluate.samples": args.samples, "mlflow.tracking_uri": args.mlflow_uri})
     except (ValueError, FileNotFoundError) as exc:
         return fail(f"config: {exc}")

@@ -1,7 +1,8 @@
 """Train the BYOL + category encoder on sessionized pairs; log to MLflow; register `prodemb-encoder`.
 
-    python jobs/train.py --data DIR --tokenizer PATH [--profile paper|small] [--alpha 0.9] [--epochs 1]
-        [--max-steps N] [--batch-size 4096] [--mlflow-uri URI] [--optimizer lars|sgd] [--device auto]
+    python jobs/train.py --data DIR --tokenizer PATH       # the recommended model (profile default)
+        [--profile default|paper|small] [--alpha A] [--epochs N | --max-steps N] [--max-minutes N]
+        [--batch-size 4096] [--mlflow-uri URI] [--optimizer lars|sgd] [--device auto]
     torchrun --nproc_per_node 4 jobs/train.py ...      # DDP: NCCL on GPUs, gloo on the CPU
 
 Under torchrun every rank trains on its shard of the pairs; rank 0 alone talks to MLflow and registers the
@@ -31,10 +32,15 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", required=True, help="sessionize output folder (catalog/, pairs/)")
     ap.add_argument("--tokenizer", required=True, help="SentencePiece model from jobs/train_tokenizer.py")
-    ap.add_argument("--profile", choices=["paper", "small"], default=None, help="model dimensions (default small)")
-    ap.add_argument("--alpha", type=float, default=None, help="Eq. 4 weight of the BYOL loss (default 0.9)")
-    ap.add_argument("--epochs", type=int, default=None)
-    ap.add_argument("--max-steps", type=int, default=None)
+    ap.add_argument("--profile", choices=["default", "paper", "small"], default=None,
+                    help="model profile in conf/models/: default (recommended), paper (the paper's exact "
+                         "setting), small (tests, quick demo)")
+    ap.add_argument("--alpha", type=float, default=None, help="Eq. 4 weight of the BYOL loss (profile's)")
+    ap.add_argument("--epochs", type=int, default=None, help="train N passes over the pairs instead of the "
+                                                              "profile's step budget")
+    ap.add_argument("--max-steps", type=int, default=None, help="optimizer steps (the profile's budget)")
+    ap.add_argument("--max-minutes", type=float, default=None,
+                    help="cap the training loop at N minutes: fewer steps, the schedules rescaled to them")
     ap.add_argument("--batch-size", type=int, default=None, help="pairs per step (default 4096)")
     ap.add_argument("--mlflow-uri", default=None, help="tracking URI (default sqlite:///mlflow.db)")
     ap.add_argument("--optimizer", choices=["lars", "sgd"], default=None)
@@ -47,9 +53,11 @@ def main(argv: list[str] | None = None) -> int:
                     help="idempotency key (e.g. the data interval): reuse the version registered under it")
     add_config_args(ap)
     args = ap.parse_args(argv)
+    if args.max_minutes is not None and args.max_minutes <= 0:
+        ap.error("--max-minutes must be positive")
     cfg = config_from_args(args, **{
         "model.profile": args.profile, "train.alpha": args.alpha, "train.epochs": args.epochs,
-        "train.max_steps": args.max_steps, "train.batch_size": args.batch_size,
+        "train.max_steps": args.max_steps, "train.max_minutes": args.max_minutes, "train.batch_size": args.batch_size,
         "mlflow.tracking_uri": args.mlflow_uri, "train.optimizer": args.optimizer, "train.base_lr": args.lr,
         "train.device": args.device, "train.compile": args.compile, "train.seed": args.seed})
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")

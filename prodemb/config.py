@@ -73,8 +73,9 @@ class TokenizerConfig(_Section):
 
 
 class ModelConfig(_Section):
-    """Encoder dimensions (paper §3.2, A.1). Named profiles live in conf/models/<profile>.yaml."""
-    profile: str = "small"
+    """Encoder dimensions (paper §3.2, A.1). Named profiles live in conf/models/<profile>.yaml: ``default``
+    (the recommended model), ``paper`` (the paper's exact setting), ``small`` (tests, quick demo)."""
+    profile: str = "default"
     embed_dim: int = 512                  # t_θ: vocab × 512
     n_filters: int = 128                  # per kernel size
     kernel_sizes: list[int] = Field(default_factory=lambda: [2, 3, 4, 5])
@@ -95,7 +96,8 @@ class AugmentConfig(_Section):
 class TrainConfig(_Section):
     alpha: float = 0.9                    # Eq. 4 weight of the BYOL term
     epochs: int = 1
-    max_steps: int | None = None
+    max_steps: int | None = None         # the budget in optimizer steps; None: ``epochs`` over the pairs
+    max_minutes: float | None = Field(None, gt=0)   # cap the loop: fewer steps, the schedules rescaled to them
     batch_size: int = 4096
     base_lr: float = 0.45                 # scaled by batch_size / 256 (A.1)
     momentum: float = 0.9
@@ -361,4 +363,7 @@ def config_from_args(args, **flag_overrides: Any) -> Config:
     """Config from ``--profile``/``--set`` plus explicit job flags (``section.key`` → value, None = unset)."""
     extra = [f"{k}={yaml.safe_dump(v, default_flow_style=True).strip().removesuffix('...').strip()}"
              for k, v in flag_overrides.items() if v is not None]
-    return load_config(getattr(args, "conf_profile", None), list(getattr(args, "overrides", [])) + extra)
+    # An --epochs flag means epochs: it replaces a profile's step budget (unless --max-steps or a --set
+    # train.max_steps, both applied after this, says otherwise).
+    lead = ["train.max_steps=null"] if flag_overrides.get("train.epochs") is not None else []
+    return load_config(getattr(args, "conf_profile", None), lead + list(getattr(args, "overrides", [])) + extra)

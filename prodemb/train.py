@@ -86,6 +86,37 @@ def check_in_sync(model: torch.nn.Module, step: int, device: torch.device) -> No
 
 # --- the loop ----------------------------------------------------------------------------------
 
+class TimeCap:
+    """``train.max_minutes``: how many steps fit before the deadline at the pace measured so far.
+
+    The first step (allocation, cuDNN autotuning, compilation) is not counted in the pace. The total only
+    ever shrinks, and only when the projection overruns it by more than 2 % (no jitter). Under torchrun
+    every rank takes the smallest projection, so all run the same number of steps.
+    """
+
+    def __init__(self, minutes: float | None, start: float):
+        self.deadline = None if minutes is None else start + 60.0 * minutes
+        self.first_done: float | None = None
+
+    def steps(self, step: int, total: int, now: float, world: int, device: torch.device) -> int:
+        if self.deadline is None:
+            return total
+        if self.first_done is None:
+            self.first_done = now
+            return total
+        done = step - 1
+        if done < 2:
+            return total
+        fit = step + int((self.deadline - now) / ((now - self.first_done) / done))
+        if world > 1:
+            import torch.distributed as dist
+
+            t = torch.tensor([fit], dtype=torch.int64, device=device)
+            dist.all_reduce(t, op=dist.ReduceOp.MIN)
+            fit = int(t.item())
+        return max(step + 1, fit) if fit < total * 0.98 else total
+
+
 @dataclass
 class TrainResult:
     model: BYOLCategoryModel
@@ -98,6 +129,7 @@ class TrainResult:
     rank: int = 0
     world_size: int = 1
     sync_checks: int = 0                 # weight-identity checks passed (train.check_sync_every)
+    planned_steps: int = 0               # before train.max_minutes cut them (= steps when it did not)
 
 
 def train(data: TrainingData, model_cfg, cfg, vocab_size: int, *,
@@ -175,6 +207,7 @@ def _train(data: TrainingData, model_cfg, cfg, vocab_size: int, rank: int, world
     bar = _progress(total, enabled=progress and rank == 0)
     history: list[dict] = []
     step, sync_checks, t0, window_t, window_pairs = 0, 0, time.perf_counter(), time.perf_counter(), 0
+    cap, planned = TimeCap(cfg.max_minutes, t0), total
     model.train()
     while step < total:
         perm = torch.randperm(n_pairs, generator=gen).to(device)   # seeded shuffle per epoch
@@ -199,6 +232,11 @@ def _train(data: TrainingData, model_cfg, cfg, vocab_size: int, rank: int, world
             model.update_target(tau)
             step += 1
             window_pairs += len(idx) * world
+            capped = cap.steps(step, total, time.perf_counter(), world, device)
+            if capped < total:   # the schedules (warm-up, cosine, τ) follow the new end
+                total, warmup = capped, min(warmup, max(1, int(cfg.warmup_fraction * capped)))
+                bar.total = total
+                bar.refresh()
             if world > 1 and cfg.check_sync_every > 0 and step % cfg.check_sync_every == 0:
                 check_in_sync(model, step, device)
                 sync_checks += 1
@@ -221,9 +259,12 @@ def _train(data: TrainingData, model_cfg, cfg, vocab_size: int, rank: int, world
 
         dist.barrier()
     seconds = time.perf_counter() - t0
+    if total < planned and rank == 0:
+        log.warning("train.max_minutes=%g: %d of the planned %d steps fit; schedules rescaled to them",
+                    cfg.max_minutes, total, planned)
     return TrainResult(model=model, history=history, steps=step, pairs_seen=step * cfg.batch_size,
                        seconds=seconds, alpha=alpha, device=str(device), rank=rank, world_size=world,
-                       sync_checks=sync_checks)
+                       sync_checks=sync_checks, planned_steps=planned)
 
 
 def _global_mean(values: list[torch.Tensor], world: int) -> list[float]:
@@ -406,11 +447,13 @@ def _train_and_register(data: TrainingData, tok, tokenizer_path: str, data_dir: 
                                   cfg.train.min_dim_std_ratio)
         mlflow.log_metrics({f"health_{k}": float(v) for k, v in health.items() if not isinstance(v, bool)})
         mlflow.log_metrics({"train_seconds": result.seconds, "train_steps": result.steps,
+                            "train_planned_steps": result.planned_steps,
                             "train_pairs_per_second": result.pairs_seen / max(result.seconds, 1e-9)})
         plot = Path(tmp) / "training_curves.png"
         plot_history(result.history, plot)
         mlflow.log_artifact(str(plot))
-        summary = {"run_id": run.info.run_id, "steps": result.steps, "seconds": round(result.seconds, 2),
+        summary = {"run_id": run.info.run_id, "steps": result.steps, "planned_steps": result.planned_steps,
+                   "seconds": round(result.seconds, 2),
                    "alpha": result.alpha, "device": result.device, "final_loss": result.history[-1]["loss"]
                    if result.history else None, "health": health, "trained_on": trained_on}
         if world > 1:

@@ -70,3 +70,13 @@ def test_scoring_follows_the_model_name_unless_a_uri_is_given():
     assert load_config("local", ["mlflow.model_name=other"]).score.model_uri == "models:/other@champion"
     assert load_config("local", ["mlflow.model_name=other", "score.model_uri=models:/x/3"]).score.model_uri \
         == "models:/x/3"
+
+
+def test_the_default_model_profile_is_the_recommended_one_and_paper_keeps_every_extension_off():
+    default, paper = load_config("local"), load_config("local", ["model.profile=paper"])
+    assert default.model.profile == "default"
+    assert default.model.model_dump(exclude={"profile"}) == paper.model.model_dump(exclude={"profile"})
+    assert (default.train.max_steps, default.train.alpha, default.train.self_pair_fraction) == (300, 0.5, 0.25)
+    assert (paper.train.max_steps, paper.train.alpha, paper.train.self_pair_fraction) == (None, 0.9, 0.0)
+    assert paper.train.augment.model_dump() == {"dropout": 0.0, "span_mask": 0.0, "shuffle_window": 0}
+    assert load_config("local", ["model.profile=small"]).model.embed_dim == 64

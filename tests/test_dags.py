@@ -116,7 +116,7 @@ def tiny_run_overrides(tasks: Path, *, vocab: int, steps: int, batch: int, healt
     """Overrides that make one DAG run small: no retries, a tiny tokenizer and training, three fast
     evaluation methods and the gate on the generator's task tables under ``tasks``."""
     return [
-        "schedule.retries=0", f"tokenizer.vocab_size={vocab}",
+        "schedule.retries=0", "model.profile=small", f"tokenizer.vocab_size={vocab}",
         f"train.max_steps={steps}", f"train.batch_size={batch}", f"train.health_sample={health}",
         "evaluate.methods=[prodemb, random, tfidf]", f"evaluate.train_sizes=[{labels}]", "evaluate.samples=1",
         f"evaluate.tasks={{condition: {tasks}/condition.parquet, free_shipping: {tasks}/free_shipping.parquet}}",
@@ -276,7 +276,7 @@ def test_train_run_key_reuses_the_registered_version(spark, tmp_path):
     generate(SynthSpec(n_clicks=8000, n_products=300, seed=2), tmp_path / "synth")
     run_sessionize(spark, str(tmp_path / "synth" / "clicks"), "clicks", str(tmp_path / "data"), SessionsConfig())
     uri = f"sqlite:///{tmp_path}/mlflow.db"
-    cfg = load_config("local", [f"mlflow.tracking_uri={uri}", "tokenizer.vocab_size=500", "train.max_steps=3",
+    cfg = load_config("local", [f"mlflow.tracking_uri={uri}", "model.profile=small", "tokenizer.vocab_size=500", "train.max_steps=3",
                                 "train.batch_size=128", "train.health_sample=300"])
     train_from_catalog(str(tmp_path / "data"), tmp_path / "tok.model", cfg.tokenizer)
     args = (str(tmp_path / "data"), str(tmp_path / "tok.model"), cfg)

@@ -207,7 +207,7 @@ def test_learning_curve_plots(tmp_path):
 
 # --- a tiny registered encoder -------------------------------------------------------------------------
 
-TINY = ["model.max_len=12", "model.embed_dim=16", "model.n_filters=8", "model.hidden_dim=32",
+TINY = ["model.profile=small", "model.max_len=12", "model.embed_dim=16", "model.n_filters=8", "model.hidden_dim=32",
         "model.proj_dim=16", "train.batch_size=64", "train.max_steps=4", "train.health_sample=200",
         "train.min_dim_std_ratio=0", "train.log_every=2"]
 

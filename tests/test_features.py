@@ -83,7 +83,7 @@ def world(spark, tmp_path_factory):
     work = tmp_path_factory.mktemp("fs")
     generate(SynthSpec(n_clicks=30_000, n_products=600, seed=3), work / "synth")
     run_sessionize(spark, str(work / "synth" / "clicks"), "clicks", str(work / "data"), SessionsConfig())
-    cfg = load_config("local", overrides=[f"mlflow.tracking_uri=sqlite:///{work}/mlflow.db", "tokenizer.vocab_size=800",
+    cfg = load_config("local", overrides=[f"mlflow.tracking_uri=sqlite:///{work}/mlflow.db", "model.profile=small", "tokenizer.vocab_size=800",
                                           "train.max_steps=25", "train.batch_size=256", "train.health_sample=500"])
     train_from_catalog(str(work / "data"), work / "tok.model", cfg.tokenizer)
     for seed in (0, 1):

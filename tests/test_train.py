@@ -67,6 +67,29 @@ def test_augmented_views_and_self_pairs_train_deterministically_with_or_without_
     assert r1.alpha == (0.9 if categories else 1.0)
 
 
+def test_time_cap_projects_the_steps_that_fit_from_the_pace_after_the_first_step():
+    from prodemb.train import TimeCap
+
+    cap, cpu = TimeCap(1.0, start=0.0), torch.device("cpu")      # deadline: 60 s after the start
+    assert cap.steps(1, 1000, now=5.0, world=1, device=cpu) == 1000   # step 1 (warm-up) is not paced
+    assert cap.steps(2, 1000, now=6.0, world=1, device=cpu) == 1000   # one paced step: too few to project
+    assert cap.steps(3, 1000, now=7.0, world=1, device=cpu) == 56     # 1 s a step: 53 more fit
+    assert cap.steps(3, 57, now=7.0, world=1, device=cpu) == 57       # within 2 %: left alone
+    assert cap.steps(50, 1000, now=61.0, world=1, device=cpu) == 51   # past the deadline: this step ends it
+    assert TimeCap(None, 0.0).steps(3, 1000, now=1e9, world=1, device=cpu) == 1000
+
+
+def test_max_minutes_cuts_the_steps_and_still_anneals_the_schedule():
+    data = toy_data()
+    model_cfg, cfg = small_cfg(epochs=5000, max_minutes=0.01, log_every=1)
+    result = train(data, model_cfg, cfg, vocab_size=50, progress=False)
+    assert result.planned_steps == 5000 * (len(data.pair_a) // 64)
+    assert 3 <= result.steps < result.planned_steps
+    assert result.history[-1]["step"] == result.steps          # the loop ended where the schedule did
+    lrs = [h["lr"] for h in result.history]
+    assert lrs[-1] < 0.2 * max(lrs)                            # the cosine reached (near) its end
+
+
 # --- real sessions, MLflow, registry, pyfunc ------------------------------------------------------
 
 @pytest.fixture(scope="module")
@@ -130,6 +153,24 @@ def test_short_training_on_movielens_registers_a_healthy_model(movielens_run):
     assert not np.allclose(local[0], local[1])
 
 
+def test_epochs_replace_the_default_profiles_step_budget_and_max_minutes_caps_it(movielens_run):
+    work = movielens_run
+    proc = subprocess.run([sys.executable, str(REPO_ROOT / "jobs" / "train.py"), "--data", str(work / "data"),
+                           "--tokenizer", str(work / "tok.model"), "--epochs", "3", "--batch-size", "64",
+                           "--max-minutes", "0.05", "--mlflow-uri", f"sqlite:///{work}/epochs.db", "--no-progress",
+                           "--set", "sessions.language=en", "--set", "model.embed_dim=16", "--set", "model.n_filters=8",
+                           "--set", "model.hidden_dim=32", "--set", "model.proj_dim=16",
+                           "--set", "train.health_sample=200", "--set", "train.min_dim_std_ratio=0"],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads(proc.stdout.strip().splitlines()[-1])
+    # The default profile's 300-step budget gave way to three epochs of the training pairs ...
+    assert summary["planned_steps"] == 3 * (summary["trained_on"]["rows_pairs_train"] // 64) > 300
+    # ... and three seconds of training hold only part of it (the schedule rescaled to what fits).
+    assert summary["steps"] < summary["planned_steps"]
+    assert "train.max_minutes=0.05" in proc.stderr
+
+
 def test_collapse_registers_nothing_and_the_job_exits_3(movielens_run):
     import mlflow
 
@@ -137,7 +178,7 @@ def test_collapse_registers_nothing_and_the_job_exits_3(movielens_run):
     uri = f"sqlite:///{work}/collapse.db"
     # An impossible spread threshold stands in for a collapsed encoder: the job must refuse to register.
     proc = subprocess.run([sys.executable, str(REPO_ROOT / "jobs" / "train.py"), "--data", str(work / "data"),
-                           "--tokenizer", str(work / "tok.model"), "--max-steps", "3", "--batch-size", "128",
+                           "--tokenizer", str(work / "tok.model"), "--profile", "small", "--max-steps", "3", "--batch-size", "128",
                            "--mlflow-uri", uri, "--no-progress", "--set", "sessions.language=en",
                            "--set", "train.min_dim_std_ratio=1000"],
                           capture_output=True, text=True, timeout=300)

@@ -115,7 +115,7 @@ def write_inputs(root: Path) -> None:
 
 
 STEPS, BATCH = 24, 64
-OVERRIDES = ["model.embed_dim=16", "model.n_filters=8", "model.hidden_dim=32", "model.proj_dim=16",
+OVERRIDES = ["model.profile=small", "model.embed_dim=16", "model.n_filters=8", "model.hidden_dim=32", "model.proj_dim=16",
              "model.max_len=8", "train.log_every=1", "train.health_sample=200", "train.base_lr=5.0",
              "train.check_sync_every=1"]
 

@@ -14,9 +14,15 @@ CLICKS ?= 200000
 export SPARK_LOCAL_IP ?= 127.0.0.1
 export PYSPARK_PYTHON := $(abspath $(PY))
 
-.PHONY: venv test demo bench eval-real study java clean cluster-up cluster-down
+.PHONY: venv test demo bench eval-real study java browser clean cluster-up cluster-down
 
 venv: $(STAMP)
+
+# Headless Chromium renders the quality card in the tests (tests/test_card.py).
+browser:
+	@command -v chromium >/dev/null || { echo "installing Debian's chromium (headless browser for the tests)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } \
+		|| { echo "ERROR: could not install chromium (apt-get install chromium)"; exit 1; }
 
 java:
 	@v=$$(java -version 2>&1 | sed -n 's/.*version "\([0-9]*\).*/\1/p' | head -1); \
@@ -31,7 +37,7 @@ $(STAMP): pyproject.toml | java
 	@rm -f $(VENV)/.installed-*; touch $@
 	@echo "venv ready: $(VENV)"
 
-test: venv
+test: venv browser
 	$(PY) -m pytest -q
 
 TOKENIZER ?= runs/tokenizer.model
@@ -77,6 +83,7 @@ endif
 	@echo
 	@echo "Demo done. Tables: $(OUT)/  tokenizer: $(TOKENIZER)  model: models:/prodemb-encoder@champion"
 	@echo "Evaluation: $(EVAL_OUT)/report.md, results.csv, learning curves in $(EVAL_OUT)/plots/*.png"
+	@$(PY) -c "import mlflow; c = mlflow.MlflowClient('$(MLFLOW_URI)'); v = c.get_model_version_by_alias('prodemb-encoder', 'candidate'); p = v.tags.get('promotion.quality_card'); print(f'Quality card of version {v.version}: {p}' if p else f'(version {v.version} has no quality card)')" 2>/dev/null || true
 	@echo "Browse runs and the registry:  $(VENV)/bin/mlflow ui --backend-store-uri $(MLFLOW_URI)"
 
 # Downstream evaluation on the real public data in ../shared/data (README "Evaluation"): an encoder per

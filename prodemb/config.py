@@ -162,6 +162,8 @@ class PromoteConfig(_Section):
     tolerance: float = Field(0.0, ge=0)   # promote if candidate AUC >= champion AUC - tolerance
     train_size: int = Field(1000, ge=2)   # LR training rows per task for the gate's validation AUC
     samples: int = Field(3, ge=1)
+    card: bool = True                     # write and log the candidate's quality card (prodemb/card.py)
+    card_methods: list[str] = Field(default_factory=lambda: ["random", "tfidf", "tfidf+prodemb"])
 
 
 class ScheduleConfig(_Section):

@@ -8,6 +8,11 @@ validation part of each configured task — the test part stays untouched for re
 and both scores are written as tags on the candidate version, whatever the outcome; a promotion also
 points alias ``previous_champion`` at the version it replaced, so a rollback is one alias move.
 
+Each decision also writes the candidate's quality card (``prodemb/card.py``: an HTML page against the
+champion on the same rows), logs it to the candidate's run and links both in ``promotion.quality_card``
+(the file) and ``promotion.quality_card_artifact`` (``runs:/…``). A card that cannot be made is logged
+as an error and never changes the decision.
+
 The registry has no transactions, so a promotion is written in an order a rerun can finish: first the
 whole decision as tags with ``promotion.decision=pending`` (its own tag last), then the aliases, then
 ``promotion.decision=promoted``. A run killed anywhere leaves either no decision (the next run decides
@@ -45,6 +50,8 @@ class GateDecision:
     candidate_per_task: dict[str, float] = field(default_factory=dict)
     champion_per_task: dict[str, float] = field(default_factory=dict)
     decided_at: str = ""
+    quality_card: str | None = None      # the candidate's card (prodemb/card.py): a local file ...
+    quality_card_artifact: str | None = None   # ... and the same page in its MLflow run
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -119,11 +126,32 @@ def run_promote(cfg, tasks: dict, *, tolerance: float | None = None, tracking_ur
     promoted, reason = decide(cand_auc if cand_auc is not None else float("nan"), champ_auc, tolerance, healthy)
     decision = GateDecision(name, str(candidate.version), str(champion.version) if champion else None, promoted,
                             reason, cand_auc, champ_auc, tolerance, cand_scores, champ_scores, now)
+    if cfg.promote.card:   # before the decision is recorded: a run killed while writing it decides (and writes) again
+        decision.quality_card = _card(cfg, decision, tasks, tracking_uri)
+        if decision.quality_card and candidate.run_id:
+            from prodemb.card import artifact_uri
+
+            decision.quality_card_artifact = artifact_uri(candidate.run_id)
     _record(client, decision, PENDING if promoted else REFUSED)
     if promoted:
         _move_aliases(client, decision)
     log.info("promotion gate: %s", reason)
     return decision
+
+
+def _card(cfg, d: GateDecision, tasks: dict, tracking_uri: str | None) -> str | None:
+    """The candidate's quality card, compared with the champion it was decided against. A card that cannot
+    be made is reported and left out: it never changes the decision."""
+    from prodemb.card import build_card
+
+    try:
+        path = build_card(cfg, d.model_name, d.candidate_version, tasks, champion_version=d.champion_version,
+                          tracking_uri=tracking_uri)
+    except Exception as exc:   # noqa: BLE001 - a report, not a gate
+        log.error("quality card of %s version %s not written: %s", d.model_name, d.candidate_version, exc)
+        return None
+    log.info("quality card: %s", path)
+    return str(path)
 
 
 def _move_aliases(client, d: GateDecision) -> None:
@@ -152,7 +180,8 @@ def _pending(name: str, candidate, champion) -> GateDecision | None:
     return GateDecision(name, str(candidate.version), against, True, tags.get(TAG_PREFIX + "reason", ""),
                         auc(TAG_PREFIX + "candidate_val_auc"), auc(TAG_PREFIX + "champion_val_auc"),
                         float(tags.get(TAG_PREFIX + "tolerance") or 0.0), per_task.get("candidate", {}),
-                        per_task.get("champion", {}), tags.get(TAG_PREFIX + "decided_at", ""))
+                        per_task.get("champion", {}), tags.get(TAG_PREFIX + "decided_at", ""),
+                        tags.get(TAG_PREFIX + "quality_card") or None, tags.get(TAG_PREFIX + "quality_card_artifact") or None)
 
 
 def _record(client, d: GateDecision, decision: str) -> None:
@@ -168,6 +197,8 @@ def _record(client, d: GateDecision, decision: str) -> None:
         "candidate_val_auc": "" if d.candidate_auc is None else f"{d.candidate_auc:.6f}",
         "champion_val_auc": "" if d.champion_auc is None else f"{d.champion_auc:.6f}",
         "per_task": json.dumps({"candidate": d.candidate_per_task, "champion": d.champion_per_task}, sort_keys=True),
+        "quality_card": d.quality_card or "",
+        "quality_card_artifact": d.quality_card_artifact or "",
     }
     for key, value in tags.items():
         client.set_model_version_tag(d.model_name, d.candidate_version, TAG_PREFIX + key, value)

@@ -62,3 +62,18 @@ def assert_rows_add_up(spark, out: str | Path, report: dict) -> None:
     quarantined = read_table(spark, f"{out}/quarantine").count()
     assert (in_sessions, quarantined) == (report["rows_valid"], report["rows_quarantined"])
     assert report["rows_in"] == in_sessions + report["rows_filtered"] + quarantined
+
+
+def browser_dom(page: Path) -> str:
+    """The DOM of a local HTML page after headless Chromium (Debian's ``chromium``, which ``make test``
+    installs) loaded it, ran its scripts and decoded its images."""
+    import shutil
+    import subprocess
+
+    exe = shutil.which("chromium") or shutil.which("chromium-browser")
+    assert exe, "chromium not found: `make test` installs Debian's chromium (apt-get install chromium)"
+    proc = subprocess.run([exe, "--headless", "--no-sandbox", "--disable-gpu", "--dump-dom",
+                           "--virtual-time-budget=10000", Path(page).resolve().as_uri()],
+                          capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc.stdout

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import mlflow
 import numpy as np
@@ -19,7 +21,7 @@ from prodemb.promote import decide, run_promote
 from prodemb.registry import log_encoder, setup_tracking
 from prodemb.text import normalize_title
 from prodemb.tokenizer import train_tokenizer
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, browser_dom
 
 NAME = "prodemb-encoder"
 
@@ -44,8 +46,9 @@ def registry(tmp_path_factory):
     tok = work / "tok.model"
     train_tokenizer([normalize_title(t, "es") for t in task.title] * 3, tok, vocab_size=60)
     uri = f"sqlite:///{work / 'mlflow.db'}"
-    cfg = load_config("local", overrides=[f"mlflow.tracking_uri={uri}", "promote.train_size=120",
-                                          "promote.samples=2", "evaluate.split=[0.6, 0.2, 0.2]"])
+    cfg = load_config("local", overrides=[f"mlflow.tracking_uri={uri}", f"paths.runs_dir={work}/runs",
+                                          "promote.train_size=120", "promote.samples=2",
+                                          "evaluate.split=[0.6, 0.2, 0.2]"])
     setup_tracking(uri, cfg.mlflow.experiment)
     client = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
     import sentencepiece as spm
@@ -102,6 +105,20 @@ def test_gate_promotes_better_then_refuses_worse_and_unhealthy(registry):
     assert float(tags["promotion.candidate_val_auc"]) == pytest.approx(d.candidate_auc, abs=1e-6)
     assert float(tags["promotion.champion_val_auc"]) == pytest.approx(0.5, abs=1e-6)
     assert set(json.loads(tags["promotion.per_task"])["candidate"]) == {"usado"}
+
+    # The candidate's quality card: written under the runs folder, logged to its run, linked in its tags,
+    # and readable in a browser (the AUC table against the champion, every image decoded).
+    card = Path(d.quality_card)
+    assert card.is_file() and card.parent == registry["work"] / "runs" / "cards" / NAME / "v2"
+    run_id = client.get_model_version(NAME, "2").run_id
+    assert tags["promotion.quality_card"] == str(card)
+    assert tags["promotion.quality_card_artifact"] == f"runs:/{run_id}/quality_card/card.html"
+    assert [a.path for a in client.list_artifacts(run_id, "quality_card")] == ["quality_card/card.html"]
+    dom = browser_dom(card)
+    loaded, total = re.search(r'data-images-loaded="(\d+)/(\d+)"', dom).groups()
+    assert loaded == total and int(total) >= 1
+    assert re.search(r"<tr><td>usado</td><td>100</td>", dom) and "Δ vs champion" in dom
+    assert "champion (version 1)" in dom
 
     # Same version in both aliases (a rerun): nothing to do, the recorded decision stays.
     again = run_promote(cfg, tasks, tracking_uri=registry["uri"])

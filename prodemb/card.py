@@ -27,6 +27,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from prodemb import fs
+
 log = logging.getLogger(__name__)
 
 CARD_FILE = "card.html"
@@ -134,7 +136,8 @@ the vector as one more feature.</p>
 <h2>Downstream AUC</h2>{_auc_table(f.auc, champion)}
 <h2>Learning curves</h2>{images}
 <h2>Health</h2>{_health_table(f.health)}
-<h2>Nearest neighbours</h2><p>Fixed sample of catalog products, cosine similarity of the published vectors.</p>
+<h2>Nearest neighbours</h2><p>A fixed sample of products (the same for every version), cosine similarity of the
+published vectors.</p>
 {_neighbours_html(f.neighbours, champion)}
 <h2>Training</h2><table id="params"><tbody>{params}</tbody></table>
 {f'<ul>{notes}</ul>' if notes else ''}
@@ -143,20 +146,19 @@ the vector as one more feature.</p>
 
 # --- the facts (I/O at the edge) ------------------------------------------------------------------
 
-def _catalog_titles(data_dir: str | None, fallback: dict[str, pd.DataFrame]) -> pd.DataFrame:
-    """(key, title) of the training catalog, else of the task rows: the products neighbours come from."""
+def _products(data_dir: str | None, fallback: dict[str, pd.DataFrame]) -> tuple[pd.DataFrame, str]:
+    """(key, title) of the training catalog, else of the task rows: where neighbours are searched, and which."""
     if data_dir:
         try:
-            from prodemb import fs
             from prodemb.tables import read_table_arrow
 
             t = read_table_arrow(fs.join(data_dir, "catalog"), ["site", "product_id", "title"]).to_pandas()
             return pd.DataFrame({"key": t["site"].astype(str) + "/" + t["product_id"].astype(str),
-                                 "title": t["title"].astype(str)})
+                                 "title": t["title"].astype(str)}), "catalog products"
         except Exception as exc:   # noqa: BLE001 - a moved or remote catalog: the task rows stand in
             log.warning("quality card: catalog of %s not readable (%s); neighbours among the task rows", data_dir, exc)
     rows = pd.concat([t[["title"]].assign(key=t.get("product_id", t.index).astype(str)) for t in fallback.values()])
-    return rows.drop_duplicates("key")[["key", "title"]]
+    return rows.drop_duplicates("key")[["key", "title"]], "task rows (the training catalog was not readable)"
 
 
 def fixed_sample(keys: pd.Series, n: int) -> np.ndarray:
@@ -218,7 +220,7 @@ def build_card(cfg, model_name: str, version: str, tasks: dict[str, pd.DataFrame
             except Exception as exc:   # noqa: BLE001 - an older run without the plot
                 log.warning("quality card: no training curves for %s: %s", uri, exc)
         data_dir = run.data.params.get("data.data_dir") if run is not None else None
-        pool = _catalog_titles(data_dir, tasks)
+        pool, source = _products(data_dir, tasks)
         pool = pool.iloc[fixed_sample(pool["key"], NEIGHBOUR_POOL)].reset_index(drop=True)
         queries = fixed_sample(pool["key"], NEIGHBOUR_QUERIES)
         titles = pool["title"].tolist()
@@ -234,10 +236,8 @@ def build_card(cfg, model_name: str, version: str, tasks: dict[str, pd.DataFrame
                 "train.self_pair_fraction", "data.data_dir", "data.rows_pairs_train", "data.vocab_size")
         params = {k: v for k, v in (run.data.params if run else {}).items() if k in keep}
         facts = CardFacts(model_name, str(version), champion, auc, curves, training_curves, health, params, items,
-                          notes=[f"{len(pool):,} catalog products searched for neighbours"])
+                          notes=[f"Neighbours searched among {len(pool):,} {source}."])
         page = render_card(facts)
-    from prodemb import fs
-
     out.mkdir(parents=True, exist_ok=True)
     path = out / CARD_FILE
     with fs.atomic_local_file(path) as tmp:

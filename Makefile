@@ -93,6 +93,9 @@ REAL ?= runs/real
 REAL_MLFLOW ?= sqlite:///$(REAL)/mlflow.db
 REAL_TRAIN ?=                   # extra jobs/train.py flags, e.g. --max-minutes 8 or --profile paper
 SWEEP_MINUTES ?= 2              # training minutes per α of the sweep
+# textcnn trains the encoder's architecture from scratch for every size × sample: at 512-d that alone took
+# over 20 minutes on MovieLens (2 cores). Add it back with REAL_METHODS=...,textcnn.
+REAL_METHODS ?= prodemb,random,tfidf,tfidf+prodemb,fasttext,prod2vec,meta_prod2vec,sbert
 ML_TASKS ?= movielens_drama,movielens_comedy,movielens_horror,movielens_well_rated
 RETAIL_TASKS ?= retail_premium,retail_returned,retail_bulk
 EN := --set sessions.language=en
@@ -105,7 +108,8 @@ eval-real: venv
 	$(PY) jobs/train.py --data $(REAL)/movielens --tokenizer $(REAL)/movielens-tokenizer.model $(REAL_TRAIN) \
 		--mlflow-uri $(REAL_MLFLOW) --set mlflow.model_name=prodemb-encoder-movielens $(EN) --no-progress
 	$(PY) jobs/evaluate.py --model-uri models:/prodemb-encoder-movielens@candidate --mlflow-uri $(REAL_MLFLOW) \
-		--builtin $(ML_TASKS) --data $(REAL)/movielens --output $(REAL)/eval-movielens $(EN) --no-progress
+		--builtin $(ML_TASKS) --methods $(REAL_METHODS) --data $(REAL)/movielens --output $(REAL)/eval-movielens \
+		$(EN) --no-progress
 	$(PY) jobs/sweep_alpha.py --data $(REAL)/movielens --tokenizer $(REAL)/movielens-tokenizer.model \
 		--max-minutes $(SWEEP_MINUTES) --builtin $(ML_TASKS) --mlflow-uri $(REAL_MLFLOW) \
 		--output $(REAL)/sweep-movielens $(EN) --no-progress
@@ -114,7 +118,8 @@ eval-real: venv
 	$(PY) jobs/train.py --data $(REAL)/retail --tokenizer $(REAL)/retail-tokenizer.model $(REAL_TRAIN) \
 		--mlflow-uri $(REAL_MLFLOW) --set mlflow.model_name=prodemb-encoder-retail $(EN) --no-progress
 	$(PY) jobs/evaluate.py --model-uri models:/prodemb-encoder-retail@candidate --mlflow-uri $(REAL_MLFLOW) \
-		--builtin $(RETAIL_TASKS) --data $(REAL)/retail --output $(REAL)/eval-retail $(EN) --no-progress
+		--builtin $(RETAIL_TASKS) --methods $(REAL_METHODS) --data $(REAL)/retail --output $(REAL)/eval-retail \
+		$(EN) --no-progress
 	@echo "Reports: $(REAL)/eval-movielens/report.md $(REAL)/sweep-movielens/report.md $(REAL)/eval-retail/report.md"
 	@echo "Browse:  $(VENV)/bin/mlflow ui --backend-store-uri $(REAL_MLFLOW)"
 

@@ -86,6 +86,8 @@ def check_in_sync(model: torch.nn.Module, step: int, device: torch.device) -> No
 
 # --- the loop ----------------------------------------------------------------------------------
 
+_clock = time.perf_counter   # the loop's clock (pace, time cap, pairs/s); tests replace it
+
 class TimeCap:
     """``train.max_minutes``: how many steps fit before the deadline at the pace measured so far.
 
@@ -206,7 +208,7 @@ def _train(data: TrainingData, model_cfg, cfg, vocab_size: int, rank: int, world
 
     bar = _progress(total, enabled=progress and rank == 0)
     history: list[dict] = []
-    step, sync_checks, t0, window_t, window_pairs = 0, 0, time.perf_counter(), time.perf_counter(), 0
+    step, sync_checks, t0, window_t, window_pairs = 0, 0, _clock(), _clock(), 0
     cap, planned = TimeCap(cfg.max_minutes, t0), total
     model.train()
     while step < total:
@@ -232,7 +234,7 @@ def _train(data: TrainingData, model_cfg, cfg, vocab_size: int, rank: int, world
             model.update_target(tau)
             step += 1
             window_pairs += len(idx) * world
-            capped = cap.steps(step, total, time.perf_counter(), world, device)
+            capped = cap.steps(step, total, _clock(), world, device)
             if capped < total:   # the schedules (warm-up, cosine, τ) follow the new end
                 total, warmup = capped, min(warmup, max(1, int(cfg.warmup_fraction * capped)))
                 bar.total = total
@@ -241,7 +243,7 @@ def _train(data: TrainingData, model_cfg, cfg, vocab_size: int, rank: int, world
                 check_in_sync(model, step, device)
                 sync_checks += 1
             if step % cfg.log_every == 0 or step == total:
-                now = time.perf_counter()
+                now = _clock()
                 loss, byol, ce = _global_mean([out["loss"], out["byol"], out["ce"]], world)
                 rec = {"loss": loss, "loss_byol": byol, "loss_ce": ce,
                        "lr": lr, "tau": tau, "pairs_per_second": window_pairs / max(now - window_t, 1e-9)}
@@ -258,7 +260,7 @@ def _train(data: TrainingData, model_cfg, cfg, vocab_size: int, rank: int, world
         import torch.distributed as dist
 
         dist.barrier()
-    seconds = time.perf_counter() - t0
+    seconds = _clock() - t0
     if total < planned and rank == 0:
         log.warning("train.max_minutes=%g: %d of the planned %d steps fit; schedules rescaled to them",
                     cfg.max_minutes, total, planned)

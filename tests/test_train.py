@@ -79,15 +79,23 @@ def test_time_cap_projects_the_steps_that_fit_from_the_pace_after_the_first_step
     assert TimeCap(None, 0.0).steps(3, 1000, now=1e9, world=1, device=cpu) == 1000
 
 
-def test_max_minutes_cuts_the_steps_and_still_anneals_the_schedule():
+def test_max_minutes_cuts_the_steps_and_still_anneals_the_schedule(monkeypatch):
+    import itertools
+
+    import prodemb.train
+
+    # A clock that advances 0.1 s each time the loop reads it (twice a step at log_every=1): a pace of
+    # 0.2 s a step, whatever this machine's speed, so a 6-second cap holds about 30 steps.
+    ticks = itertools.count()
+    monkeypatch.setattr(prodemb.train, "_clock", lambda: 0.1 * next(ticks))
     data = toy_data()
-    model_cfg, cfg = small_cfg(epochs=5000, max_minutes=0.01, log_every=1)
+    model_cfg, cfg = small_cfg(epochs=500, max_minutes=0.1, log_every=1)
     result = train(data, model_cfg, cfg, vocab_size=50, progress=False)
-    assert result.planned_steps == 5000 * (len(data.pair_a) // 64)
-    assert 3 <= result.steps < result.planned_steps
+    assert result.planned_steps == 500 * (len(data.pair_a) // 64)
+    assert 25 <= result.steps <= 35 < result.planned_steps
     assert result.history[-1]["step"] == result.steps          # the loop ended where the schedule did
     lrs = [h["lr"] for h in result.history]
-    assert lrs[-1] < 0.2 * max(lrs)                            # the cosine reached (near) its end
+    assert lrs[-1] < 0.1 * max(lrs)                            # the cosine reached (near) its end
 
 
 # --- real sessions, MLflow, registry, pyfunc ------------------------------------------------------

@@ -175,10 +175,6 @@ def neighbours(vectors: np.ndarray, queries: np.ndarray, k: int = NEIGHBOURS) ->
     return [list(np.argsort(-row, kind="stable")[:k]) for row in sims], sims
 
 
-def _embed(pyfunc, titles: list[str]) -> np.ndarray:
-    return np.asarray(pyfunc.predict(pd.DataFrame({"title": titles})), dtype=np.float32)
-
-
 def build_card(cfg, model_name: str, version: str, tasks: dict[str, pd.DataFrame], *,
                champion_version: str | None = None, tracking_uri: str | None = None,
                out_dir: str | Path | None = None, log_artifact: bool = True) -> Path:
@@ -187,7 +183,7 @@ def build_card(cfg, model_name: str, version: str, tasks: dict[str, pd.DataFrame
     import mlflow
 
     from prodemb.baselines import make_method
-    from prodemb.baselines.encoder import PretrainedEncoder, encoder_model
+    from prodemb.baselines.encoder import PretrainedEncoder
     from prodemb.evaluate import build_context, plot_learning_curves, run_protocol
 
     tracking_uri = tracking_uri or cfg.mlflow.tracking_uri
@@ -201,9 +197,10 @@ def build_card(cfg, model_name: str, version: str, tasks: dict[str, pd.DataFrame
     with tempfile.TemporaryDirectory(prefix="prodemb-card-") as work:
         ctx = build_context(cfg, ["prodemb"], model_uri=uri, tracking_uri=tracking_uri, workdir=work)
         ctx.eval_cfg = ecfg
-        methods = [PretrainedEncoder(ctx, model_uri=uri)]
-        methods += [make_method(name, ctx) for name in cfg.promote.card_methods]
+        candidate = PretrainedEncoder(ctx, model_uri=uri)
+        methods = [candidate, *(make_method(name, ctx) for name in cfg.promote.card_methods)]
         champion = champion_version if champion_version not in (None, str(version)) else None
+        champ = None
         if champion:
             champ = PretrainedEncoder(ctx, model_uri=f"models:/{model_name}/{champion}")
             champ.name = "champion"
@@ -224,9 +221,8 @@ def build_card(cfg, model_name: str, version: str, tasks: dict[str, pd.DataFrame
         pool = pool.iloc[fixed_sample(pool["key"], NEIGHBOUR_POOL)].reset_index(drop=True)
         queries = fixed_sample(pool["key"], NEIGHBOUR_QUERIES)
         titles = pool["title"].tolist()
-        near, sims = neighbours(_embed(encoder_model(ctx, uri).pyfunc, titles), queries)
-        champ_near = neighbours(_embed(encoder_model(ctx, f"models:/{model_name}/{champion}").pyfunc, titles),
-                                queries)[0] if champion else None
+        near, sims = neighbours(candidate.embed(pool), queries)
+        champ_near = neighbours(champ.embed(pool), queries)[0] if champ is not None else None
         items = [{"title": titles[q], "candidate": [(titles[j], float(sims[i, j])) for j in near[i]],
                   "shared": len(set(near[i]) & set(champ_near[i])) if champ_near else None}
                  for i, q in enumerate(queries)]

@@ -90,9 +90,10 @@ class StudiedVector:
     def __init__(self, encoder, tokenizer, max_len: int, language: str, catalog_tokens):
         import torch
 
+        from prodemb.baselines.encoder import LocalEncoder
         from prodemb.health import embed
 
-        self.encoder, self.tokenizer, self.max_len, self.language = encoder.eval(), tokenizer, max_len, language
+        self.local = LocalEncoder(None, encoder, tokenizer, max_len, language)   # tokenized as the pyfunc does
         sample = catalog_tokens[torch.randperm(len(catalog_tokens), generator=torch.Generator().manual_seed(0))
                                 [:20_000]]
         Y = embed(encoder, sample).numpy()
@@ -100,16 +101,9 @@ class StudiedVector:
         self._cache: dict[int, np.ndarray] = {}
 
     def rows(self, table: pd.DataFrame, kind: str) -> np.ndarray:
-        import torch
-
-        from prodemb.health import embed
-
         key = int(pd.util.hash_pandas_object(table["title"], index=True).sum())   # the same rows, any copy
         if key not in self._cache:
-            self._cache = {}   # one task at a time
-            tokens = self.tokenizer.encode_raw(table["title"].astype(str).tolist(), self.max_len,
-                                               language=self.language)
-            self._cache[key] = embed(self.encoder, torch.from_numpy(tokens).long()).numpy()
+            self._cache = {key: self.local.embed(table)}   # one task at a time
         Y = self._cache[key]
         if kind == "l2":
             return Y / np.maximum(np.linalg.norm(Y, axis=1, keepdims=True), 1e-12)

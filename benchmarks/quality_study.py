@@ -237,7 +237,8 @@ def run(args) -> int:
             break
         cfg = variant_config(spec, args.budget_pairs, args.device, language)
         m = cfg.model
-        arch = f"{m.embed_dim}x{m.n_filters}x{'-'.join(map(str, m.kernel_sizes))}@{m.max_len}"
+        arch = (f"{m.embed_dim}x{m.n_filters}x{'-'.join(map(str, m.kernel_sizes))}@{m.max_len}"
+                + ("" if m.pooling == "max" else f"+{m.pooling}"))
         if m.max_len not in data_by_len:
             data_by_len[m.max_len] = load_training_data(str(ds / "catalog"), str(ds / "pairs"), tok, m.max_len,
                                                         language)
@@ -245,7 +246,7 @@ def run(args) -> int:
         if arch not in floors_done:   # the random-init floor of this architecture (fixed seed)
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(ecfg.seed)
-                rnd = ProductEncoder(tok.vocab_size, m.embed_dim, m.n_filters, m.kernel_sizes)
+                rnd = ProductEncoder.from_config(m, tok.vocab_size)
             floor = LocalEncoder(ctx, rnd, tok, m.max_len, language)
             floor.name = f"random:{arch}"
             evaluate("floors", [floor])

@@ -73,9 +73,9 @@ def matmul_peak(n: int = 2048) -> tuple[float, float | None]:
 def executed_flops_per_pair(model_cfg, n_categories: int, titles: torch.Tensor, batch: int, samples: int = 8) -> float:
     """What prodemb's CPU step computes per pair, on batches of ``batch`` pairs drawn from ``titles``:
     flops_per_pair with (1) each conv forward over the token columns its length-sorted block keeps
-    (prodemb.model._title_blocks) instead of all 32, and (2) the online conv backward (2× the dense
+    (prodemb.kernels.textcnn._title_blocks) instead of all 32, and (2) the online conv backward (2× the dense
     forward) in its max-pool-sparse form, dW and dx each Σk·F·E multiply-adds per title."""
-    from prodemb.model import _title_blocks
+    from prodemb.kernels.textcnn import _title_blocks
 
     m = model_cfg
     E, Fn, ks = m.embed_dim, m.n_filters, tuple(m.kernel_sizes)
@@ -220,7 +220,8 @@ def _ms(fn, reps: int = 5) -> float:
 
 def run_parts(model_cfg, n_titles: int) -> None:
     """Time the alternatives measured while optimizing, on n_titles random titles (2 per pair)."""
-    from prodemb.model import ProductEncoder, _embed_conv_max, _text_cnn_cpu
+    from prodemb.kernels.textcnn import _embed_conv_max, _text_cnn_cpu
+    from prodemb.model import ProductEncoder
     from prodemb.optim import LARS
 
     torch.manual_seed(0)
@@ -299,13 +300,13 @@ def run_parts(model_cfg, n_titles: int) -> None:
     line("prodemb ProductEncoder (max-pool-sparse backward)  [now]", _ms(fwd_bwd(lambda: enc(tokens))), 3 * conv_flops)
 
     print(f"MLP Linear 512 -> {m.hidden_dim}, forward + backward on {N} rows:")
-    from prodemb.model import _Linear, _onednn_linear_available
+    from prodemb.kernels.linear import _Linear, onednn_available
     lin = nn.Linear(E, m.hidden_dim)
     xin = torch.randn(N, E, requires_grad=True)
     dl = torch.randn(N, m.hidden_dim)
     lin_flops = 3 * 2 * N * E * m.hidden_dim
     line("F.linear (BLAS: MKL)", _ms(lambda: (F.linear(xin, lin.weight, lin.bias) * dl).sum().backward()), lin_flops)
-    if _onednn_linear_available():
+    if onednn_available():
         line("oneDNN linear  [prodemb now]",
              _ms(lambda: (_Linear.apply(xin, lin.weight, lin.bias) * dl).sum().backward()), lin_flops)
 

@@ -79,6 +79,7 @@ class ModelConfig(_Section):
     embed_dim: int = 512                  # t_θ: vocab × 512
     n_filters: int = 128                  # per kernel size
     kernel_sizes: list[int] = Field(default_factory=lambda: [2, 3, 4, 5])
+    pooling: Literal["max", "max+mean"] = "max"   # y: max over time (the paper), or + mean token embedding
     hidden_dim: int = 1024                # MLP hidden width of g, q, h
     proj_dim: int = 128                   # z = g(y), q(z)
     max_len: int = 32                     # tokens per title

@@ -63,7 +63,7 @@ class EncoderPyfunc(mlflow.pyfunc.PythonModel):
         self.meta = meta
         self.tokenizer = Tokenizer.load(context.artifacts["tokenizer"])
         dims = meta["encoder"]
-        self.encoder = ProductEncoder(meta["vocab_size"], dims["embed_dim"], dims["n_filters"], dims["kernel_sizes"])
+        self.encoder = ProductEncoder.from_dims(meta["vocab_size"], dims)
         self.encoder.load_state_dict(torch.load(context.artifacts["encoder"], map_location="cpu", weights_only=True))
         self.encoder.eval()
 
@@ -119,8 +119,7 @@ def log_encoder(encoder, tokenizer_path: str | Path, *, max_len: int, language: 
     meta = workdir / "encoder_meta.json"
     meta.write_text(json.dumps({
         "vocab_size": encoder.embed.num_embeddings,
-        "encoder": {"embed_dim": encoder.embed_dim, "n_filters": encoder.n_filters,
-                    "kernel_sizes": list(encoder.kernel_sizes)},
+        "encoder": encoder.dims(),
         "max_len": max_len, "language": language, "dim": encoder.out_dim,
     }, indent=2))
     info = mlflow.pyfunc.log_model(

@@ -28,7 +28,8 @@ import torch
 
 from prodemb.augment import augment, with_self_pairs
 from prodemb.device import pick_device
-from prodemb.model import BYOLCategoryModel, convert_sync_batchnorm
+from prodemb.model import BYOLCategoryModel
+from prodemb.sync_batchnorm import convert_sync_batchnorm
 from prodemb.optim import lr_at, make_optimizer, peak_lr, tau_schedule
 from prodemb.train_data import TrainingData
 

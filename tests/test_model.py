@@ -6,6 +6,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from prodemb.model import (MLP, BYOLCategoryModel, ProductEncoder, byol_loss, category_loss,
                            flops_per_pair, total_loss)
@@ -45,6 +46,17 @@ def test_shapes(dims, vocab, n_cat, L):
     assert m.category_head(y).shape == (4, n_cat)
     out = m(tokens, tokens.flip(0), torch.arange(4) % n_cat, torch.zeros(4, dtype=torch.long), 0.9)
     assert out["loss"].shape == () and torch.isfinite(out["loss"])
+
+
+def test_max_mean_model_feeds_the_wider_y_to_its_heads():
+    m = tiny(pooling="max+mean")
+    assert m.encoder.out_dim == TINY["n_filters"] * 4 + TINY["embed_dim"]
+    assert m.target_encoder.pooling == "max+mean"
+    out = m(*batch(), 0.9)
+    out["loss"].backward()
+    assert torch.isfinite(out["loss"]) and m.encoder.embed.weight.grad.abs().sum() > 0
+    cfg = SimpleNamespace(**TINY, bn_momentum=0.1, pooling="max+mean")
+    assert flops_per_pair(cfg, 8) > flops_per_pair(SimpleNamespace(**TINY, bn_momentum=0.1, pooling="max"), 8)
 
 
 def test_short_title_padding_equals_explicit_padding():
@@ -249,3 +261,46 @@ def test_flops_per_pair_scaling():
     m = tiny(n_categories=5)
     assert flops_per_pair(m, 8) == pytest.approx(flops_per_pair(cfg, 8, n_categories=5))
     assert flops_per_pair(m, 8) > f(8)
+
+
+@pytest.mark.parametrize("L", [1, 9])
+def test_max_mean_pooling_appends_the_mean_token_embedding(L):
+    """pooling="max+mean": y = [max-pooled n-grams ; mean of the title's non-padding token embeddings],
+    forward and gradients equal to the textbook computation; an empty title's mean part is 0."""
+    torch.manual_seed(L)
+    enc = ProductEncoder(vocab_size=200, embed_dim=12, n_filters=4, kernel_sizes=(2, 3), pooling="max+mean")
+    assert enc.out_dim == 4 * 2 + 12
+    tokens = torch.randint(1, 200, (40, L))
+    lengths = torch.randint(0, L + 1, (40,))
+    lengths[0] = 0
+    tokens[torch.arange(L)[None, :] >= lengths[:, None]] = 0
+    upstream = torch.randn(40, enc.out_dim)
+
+    params = [enc.embed.weight] + [p for c in enc.convs for p in (c.weight, c.bias)]
+    out = enc(tokens)
+    got = torch.autograd.grad((out * upstream).sum(), params)
+    x = F.embedding(tokens, enc.embed.weight, padding_idx=0)                       # [N, L, E], padding rows 0
+    mean = x.sum(1) / lengths.clamp(min=1)[:, None]
+    ref = torch.cat([_textbook_max_pool(enc, tokens), mean], 1)
+    want = torch.autograd.grad((ref * upstream).sum(), params)
+
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
+    for g, w in zip(got, want):
+        torch.testing.assert_close(g, w, rtol=1e-4, atol=1e-5)
+    assert torch.all(out[0, 8:] == 0)
+
+
+def test_architecture_round_trips_through_dims_and_old_metas_are_max_pooled():
+    enc = ProductEncoder(50, 8, 4, (2, 3), pooling="max+mean")
+    again = ProductEncoder.from_dims(50, enc.dims())
+    assert (again.pooling, again.out_dim) == ("max+mean", enc.out_dim)
+    old_meta = {"embed_dim": 8, "n_filters": 4, "kernel_sizes": [2, 3]}   # registered before pooling existed
+    assert ProductEncoder.from_dims(50, old_meta).pooling == "max"
+    with pytest.raises(ValueError, match="pooling"):
+        ProductEncoder(50, 8, 4, (2, 3), pooling="mean")
+
+
+def _textbook_max_pool(enc: ProductEncoder, tokens: torch.Tensor) -> torch.Tensor:
+    x = F.embedding(tokens if tokens.shape[1] >= enc.max_kernel else F.pad(tokens, (0, enc.max_kernel - tokens.shape[1])),
+                    enc.embed.weight, padding_idx=0).transpose(1, 2)
+    return torch.cat([F.relu(F.conv1d(x, c.weight, c.bias)).amax(2) for c in enc.convs], 1)

@@ -24,7 +24,7 @@ TORCHRUN = Path(sys.executable).parent / "torchrun"
 def _bn_worker(rank: int, world: int, init_file: str, out_dir: str) -> None:
     import torch.distributed as dist
 
-    from prodemb.model import GlobalBatchNorm1d
+    from prodemb.sync_batchnorm import GlobalBatchNorm1d
 
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
     try:
@@ -68,7 +68,8 @@ def test_global_batchnorm_equals_batchnorm_over_the_whole_batch(tmp_path):
 
 
 def test_sync_batchnorm_conversion_covers_online_and_target_networks():
-    from prodemb.model import BYOLCategoryModel, GlobalBatchNorm1d, convert_sync_batchnorm
+    from prodemb.model import BYOLCategoryModel
+    from prodemb.sync_batchnorm import GlobalBatchNorm1d, convert_sync_batchnorm
 
     torch.manual_seed(0)
     model = BYOLCategoryModel(40, 3, embed_dim=8, n_filters=4, hidden_dim=16, proj_dim=8)

@@ -161,7 +161,7 @@ class RandomEncoder(LocalEncoder):
         seed = int(ctx.eval_cfg.seed if seed is None else seed)
         with torch.random.fork_rng(devices=[]):            # leave the caller's RNG state alone
             torch.manual_seed(seed)
-            encoder = ProductEncoder(meta["vocab_size"], dims["embed_dim"], dims["n_filters"], dims["kernel_sizes"])
+            encoder = ProductEncoder.from_dims(meta["vocab_size"], dims)
         super().__init__(ctx, encoder, Tokenizer.load(model.tokenizer_path), meta["max_len"], meta["language"],
                          model_ref=f"random:{model.ref}")
         self.meta, self.seed = meta, seed

@@ -36,6 +36,14 @@ ARTIFACT_DIR = "quality_card"
 NEIGHBOUR_QUERIES = 6            # sample products shown with their neighbours
 NEIGHBOUR_POOL = 20_000          # catalog products searched (a fixed sample of larger catalogs)
 NEIGHBOURS = 5
+CANDIDATE_METHOD = "prodemb"     # the version under review, in the card's protocol rows
+CHAMPION_METHOD = "champion"     # the champion it is compared with
+
+
+@dataclass(frozen=True)
+class BuiltCard:
+    path: Path                   # the written page
+    results: pd.DataFrame        # run_protocol's rows behind it (every method, size and sample)
 
 
 @dataclass
@@ -61,18 +69,18 @@ def _img(path: Path, alt: str) -> str:
 
 
 def _auc_table(auc: pd.DataFrame, champion: bool) -> str:
-    methods = [m for m in auc["method"].drop_duplicates() if m != "champion"]
+    methods = [m for m in auc["method"].drop_duplicates() if m != CHAMPION_METHOD]
     head = "".join(f"<th>{html.escape(m)}</th>" for m in methods)
     head += "<th>champion</th><th>Δ vs champion</th>" if champion else ""
     rows = []
     for (task, size), g in auc.groupby(["task", "train_size"], sort=True):
         by = dict(zip(g["method"], g["auc"]))
-        best = max(v for m, v in by.items() if m != "champion")
+        best = max(v for m, v in by.items() if m != CHAMPION_METHOD)
         cells = "".join(f'<td class="{"best" if by.get(m) == best else ""}">{by[m]:.3f}</td>' if m in by else "<td>–</td>"
                         for m in methods)
-        if champion and "champion" in by and "prodemb" in by:
-            d = by["prodemb"] - by["champion"]
-            cells += f'<td>{by["champion"]:.3f}</td><td class="{"up" if d >= 0 else "down"}">{d:+.3f}</td>'
+        if champion and CHAMPION_METHOD in by and CANDIDATE_METHOD in by:
+            d = by[CANDIDATE_METHOD] - by[CHAMPION_METHOD]
+            cells += f'<td>{by[CHAMPION_METHOD]:.3f}</td><td class="{"up" if d >= 0 else "down"}">{d:+.3f}</td>'
         elif champion:
             cells += "<td>–</td><td>–</td>"
         rows.append(f"<tr><td>{html.escape(str(task))}</td><td>{int(size):,}</td>{cells}</tr>")
@@ -177,9 +185,11 @@ def neighbours(vectors: np.ndarray, queries: np.ndarray, k: int = NEIGHBOURS) ->
 
 def build_card(cfg, model_name: str, version: str, tasks: dict[str, pd.DataFrame], *,
                champion_version: str | None = None, tracking_uri: str | None = None,
-               out_dir: str | Path | None = None, log_artifact: bool = True) -> Path:
+               out_dir: str | Path | None = None, log_artifact: bool = True) -> "BuiltCard":
     """Evaluate, gather and render the card of ``model_name`` version ``version``; write it under
-    ``out_dir`` (default ``<paths.runs_dir>/cards/<model>/v<version>``) and log it to the version's run."""
+    ``out_dir`` (default ``<paths.runs_dir>/cards/<model>/v<version>``) and log it to the version's run.
+    Returns the page's path and the protocol's rows (the candidate as ``CANDIDATE_METHOD``, the champion as
+    ``CHAMPION_METHOD``) at sizes 100, 500 and ``promote.train_size`` × ``promote.samples``."""
     import mlflow
 
     from prodemb.baselines import make_method
@@ -203,7 +213,7 @@ def build_card(cfg, model_name: str, version: str, tasks: dict[str, pd.DataFrame
         champ = None
         if champion:
             champ = PretrainedEncoder(ctx, model_uri=f"models:/{model_name}/{champion}")
-            champ.name = "champion"
+            champ.name = CHAMPION_METHOD
             methods.append(champ)
         results = run_protocol(tasks, methods, ecfg, progress=False)
         auc = results.groupby(["task", "train_size", "method"], as_index=False)[["auc", "val_auc"]].mean()
@@ -240,11 +250,11 @@ def build_card(cfg, model_name: str, version: str, tasks: dict[str, pd.DataFrame
         Path(tmp).write_text(page, encoding="utf-8")
     if log_artifact and run is not None:
         client.log_artifact(run.info.run_id, str(path), ARTIFACT_DIR)
-    return path.resolve()
+    return BuiltCard(path.resolve(), results)
 
 
 def artifact_uri(run_id: str) -> str:
     return f"runs:/{run_id}/{ARTIFACT_DIR}/{CARD_FILE}"
 
 
-__all__ = ["CardFacts", "render_card", "build_card", "fixed_sample", "neighbours", "artifact_uri"]
+__all__ = ["BuiltCard", "CardFacts", "render_card", "build_card", "fixed_sample", "neighbours", "artifact_uri"]

@@ -10,8 +10,9 @@ points alias ``previous_champion`` at the version it replaced, so a rollback is 
 
 Each decision also writes the candidate's quality card (``prodemb/card.py``: an HTML page against the
 champion on the same rows), logs it to the candidate's run and links both in ``promotion.quality_card``
-(the file) and ``promotion.quality_card_artifact`` (``runs:/…``). A card that cannot be made is logged
-as an error and never changes the decision.
+(the file) and ``promotion.quality_card_artifact`` (``runs:/…``). The card's protocol run includes the
+gate's rows, so the gate reads both versions' scores from it instead of fitting them again. A card that
+cannot be made is logged as an error and never changes the decision (the gate then scores on its own).
 
 The registry has no transactions, so a promotion is written in an order a rerun can finish: first the
 whole decision as tags with ``promotion.decision=pending`` (its own tag last), then the aliases, then
@@ -111,24 +112,35 @@ def run_promote(cfg, tasks: dict, *, tolerance: float | None = None, tracking_ur
         return GateDecision(name, str(candidate.version), str(champion.version), False,
                             "candidate is already the champion", tolerance=tolerance, decided_at=now)
 
-    if score_fn is None:
+    champion_version = str(champion.version) if champion else None
+    healthy = (candidate.tags or {}).get("health") == "ok"
+    card = _card(cfg, name, str(candidate.version), champion_version, tasks, tracking_uri) if cfg.promote.card else None
+    if score_fn is None and card is not None and healthy:
+        # the card's protocol run already scored both versions on the gate's rows: read them, do not refit
+        from prodemb.card import CANDIDATE_METHOD, CHAMPION_METHOD
+
+        by_version = {str(candidate.version): CANDIDATE_METHOD, champion_version: CHAMPION_METHOD}
+        size = cfg.promote.train_size
+
+        def score_fn(uri: str) -> dict[str, float]:
+            return gate_scores(card.results, by_version[uri.rsplit("/", 1)[1]], size)
+    elif score_fn is None:
         from prodemb.evaluate import validation_scores
 
         def score_fn(uri: str) -> dict[str, float]:
             return validation_scores(uri, tasks, cfg, train_size=cfg.promote.train_size,
                                      samples=cfg.promote.samples, tracking_uri=tracking_uri)
 
-    healthy = (candidate.tags or {}).get("health") == "ok"
     cand_scores = score_fn(f"models:/{name}/{candidate.version}") if healthy else {}
-    champ_scores = score_fn(f"models:/{name}/{champion.version}") if (healthy and champion is not None) else {}
+    champ_scores = score_fn(f"models:/{name}/{champion_version}") if (healthy and champion is not None) else {}
     cand_auc = _mean(cand_scores) if healthy else None
     champ_auc = _mean(champ_scores) if champ_scores else None
     promoted, reason = decide(cand_auc if cand_auc is not None else float("nan"), champ_auc, tolerance, healthy)
-    decision = GateDecision(name, str(candidate.version), str(champion.version) if champion else None, promoted,
+    decision = GateDecision(name, str(candidate.version), champion_version, promoted,
                             reason, cand_auc, champ_auc, tolerance, cand_scores, champ_scores, now)
-    if cfg.promote.card:   # before the decision is recorded: a run killed while writing it decides (and writes) again
-        decision.quality_card = _card(cfg, decision, tasks, tracking_uri)
-        if decision.quality_card and candidate.run_id:
+    if card is not None:   # before the decision is recorded: a run killed while writing it decides (and writes) again
+        decision.quality_card = str(card.path)
+        if candidate.run_id:
             from prodemb.card import artifact_uri
 
             decision.quality_card_artifact = artifact_uri(candidate.run_id)
@@ -139,19 +151,29 @@ def run_promote(cfg, tasks: dict, *, tolerance: float | None = None, tracking_ur
     return decision
 
 
-def _card(cfg, d: GateDecision, tasks: dict, tracking_uri: str | None) -> str | None:
-    """The candidate's quality card, compared with the champion it was decided against. A card that cannot
-    be made is reported and left out: it never changes the decision."""
+def gate_scores(results, method: str, train_size: int) -> dict[str, float]:
+    """{task: mean validation AUC} of ``method`` in protocol ``results`` at the gate's size: ``train_size``
+    rows, or a task's whole training pool when that is smaller (as ``validation_scores`` draws them)."""
+    from prodemb.evaluate import per_task_validation_auc
+
+    rows = results[(results["method"] == method)
+                   & (results["train_size"] == results["n_train_pool"].clip(upper=train_size))]
+    return per_task_validation_auc(rows, method)
+
+
+def _card(cfg, model_name: str, version: str, champion_version: str | None, tasks: dict, tracking_uri: str | None):
+    """The candidate's quality card (``prodemb.card.BuiltCard``), compared with the champion the gate decides
+    against. A card that cannot be made is reported and left out (None): it never changes the decision."""
     from prodemb.card import build_card
 
     try:
-        path = build_card(cfg, d.model_name, d.candidate_version, tasks, champion_version=d.champion_version,
+        card = build_card(cfg, model_name, version, tasks, champion_version=champion_version,
                           tracking_uri=tracking_uri)
     except Exception as exc:   # noqa: BLE001 - a report, not a gate
-        log.error("quality card of %s version %s not written: %s", d.model_name, d.candidate_version, exc)
+        log.error("quality card of %s version %s not written: %s", model_name, version, exc)
         return None
-    log.info("quality card: %s", path)
-    return str(path)
+    log.info("quality card: %s", card.path)
+    return card
 
 
 def _move_aliases(client, d: GateDecision) -> None:

@@ -16,6 +16,7 @@ import pytest
 import torch
 
 from prodemb.config import load_config
+from prodemb.evaluate import validation_scores
 from prodemb.model import ProductEncoder
 from prodemb.promote import decide, run_promote
 from prodemb.registry import log_encoder, setup_tracking
@@ -105,6 +106,11 @@ def test_gate_promotes_better_then_refuses_worse_and_unhealthy(registry):
     assert float(tags["promotion.candidate_val_auc"]) == pytest.approx(d.candidate_auc, abs=1e-6)
     assert float(tags["promotion.champion_val_auc"]) == pytest.approx(0.5, abs=1e-6)
     assert set(json.loads(tags["promotion.per_task"])["candidate"]) == {"usado"}
+    # The gate read both scores from the card's protocol run: they are what the protocol gives each version
+    # alone on the gate's rows (promote.train_size × promote.samples).
+    for version, got in (("2", d.candidate_per_task), ("1", d.champion_per_task)):
+        alone = validation_scores(f"models:/{NAME}/{version}", tasks, cfg, tracking_uri=registry["uri"])
+        assert got == pytest.approx(alone, abs=1e-9)
 
     # The candidate's quality card: written under the runs folder, logged to its run, linked in its tags,
     # and readable in a browser (the AUC table against the champion, every image decoded).

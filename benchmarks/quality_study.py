@@ -1,6 +1,7 @@
 """Embedding quality study: which encoder settings make the vectors earn their place downstream.
 
-Each *variant* (``benchmarks/quality_variants.yaml``: a model profile plus ``--set``-style overrides) is
+Each *variant* (``benchmarks/quality_variants.yaml``: a model profile plus ``--set``-style overrides, and
+optionally ``tokenizer_vocab``: a tokenizer of that many pieces trained on the dataset's catalog) is
 trained in this process with ``prodemb.train.train`` on one prepared dataset, then evaluated with the
 project's protocol (``prodemb.evaluate.run_protocol``: the same splits and subsamples for every method)
 against TF-IDF, fastText and a random-init encoder of the same architecture. Decisions use validation
@@ -124,6 +125,21 @@ def vector_method(ctx, vectors: StudiedVector, kind: str):
     return Vector(ctx)
 
 
+def tokenizer_for(vocab_size: int | None, ds: Path, out: Path, language: str):
+    """The dataset's tokenizer (``prepare``'s, trained at the pipeline's default size: the largest the corpus
+    supports), or one of ``vocab_size`` pieces trained on the same catalog the same way (once, under OUT)."""
+    from prodemb.config import load_config
+    from prodemb.tokenizer import Tokenizer, train_from_catalog
+
+    if vocab_size is None:
+        return Tokenizer.load(str(ds / "tokenizer.model"))
+    path = out / f"tokenizer-{vocab_size}.model"
+    if not path.exists():
+        tcfg = load_config("local", [f"sessions.language={language}"]).tokenizer
+        train_from_catalog(str(ds), path, tcfg.model_copy(update={"vocab_size": int(vocab_size)}))
+    return Tokenizer.load(str(path))
+
+
 def load_variants(names: list[str] | None) -> dict[str, dict]:
     spec = yaml.safe_load(VARIANTS_FILE.read_text())["variants"]
     if names:
@@ -193,7 +209,6 @@ def run(args) -> int:
     from prodemb.health import embedding_health
     from prodemb.model import ProductEncoder
     from prodemb.tasks import load_task_checked
-    from prodemb.tokenizer import Tokenizer
     from prodemb.train import train
     from prodemb.train_data import load_training_data
 
@@ -202,7 +217,6 @@ def run(args) -> int:
     language = meta["language"]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    tok = Tokenizer.load(str(ds / "tokenizer.model"))
     tasks = {p.stem: load_task_checked(p).table for p in sorted((ds / "tasks").glob("*.parquet"))}
     if args.tasks:
         tasks = {k: v for k, v in tasks.items() if k in args.tasks}
@@ -239,11 +253,15 @@ def run(args) -> int:
         m = cfg.model
         arch = (f"{m.embed_dim}x{m.n_filters}x{'-'.join(map(str, m.kernel_sizes))}@{m.max_len}"
                 + ("" if m.pooling == "max" else f"+{m.pooling}"))
-        if m.max_len not in data_by_len:
-            data_by_len[m.max_len] = load_training_data(str(ds / "catalog"), str(ds / "pairs"), tok, m.max_len,
-                                                        language)
-        data = data_by_len[m.max_len]
-        if arch not in floors_done:   # the random-init floor of this architecture (fixed seed)
+        vocab = spec.get("tokenizer_vocab")
+        if vocab is not None:
+            arch += f"/vocab{vocab}"
+        tok = tokenizer_for(vocab, ds, out, language)
+        if (m.max_len, vocab) not in data_by_len:
+            data_by_len[m.max_len, vocab] = load_training_data(str(ds / "catalog"), str(ds / "pairs"), tok,
+                                                               m.max_len, language)
+        data = data_by_len[m.max_len, vocab]
+        if arch not in floors_done:   # the random-init floor of this architecture and tokenizer (fixed seed)
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(ecfg.seed)
                 rnd = ProductEncoder.from_config(m, tok.vocab_size)
@@ -262,7 +280,8 @@ def run(args) -> int:
                          "seconds": round(result.seconds, 1), "device": result.device, "alpha": result.alpha,
                          "pairs_per_second": round(result.pairs_seen / max(result.seconds, 1e-9)),
                          "final_loss": result.history[-1]["loss"] if result.history else None,
-                         "health": health, "set": spec.get("set", []), "profile": spec.get("profile", "paper")}
+                         "health": health, "set": spec.get("set", []), "profile": spec.get("profile", "paper"),
+                         "vocab_size": tok.vocab_size}
         save()
         s = summarize(pd.concat(frames))
         row = s[(s.variant == name) & (s.method == "prodemb")]

@@ -20,6 +20,21 @@ def reference_forward(enc: ProductEncoder, tokens: torch.Tensor) -> torch.Tensor
     return torch.cat([F.relu(F.conv1d(x, c.weight, c.bias)).amax(2) for c in enc.convs], 1)
 
 
+def assert_matches_reference(enc: ProductEncoder, tokens: torch.Tensor, grad_atol: float) -> tuple[torch.Tensor, ...]:
+    """The encoder's output and its gradients (table, then each conv's weight and bias) for a random upstream
+    gradient equal the reference's; returns the encoder's gradients."""
+    upstream = torch.randn(tokens.shape[0], enc.out_dim)
+    params = [enc.embed.weight] + [p for c in enc.convs for p in (c.weight, c.bias)]
+    out = enc(tokens)
+    got = torch.autograd.grad((out * upstream).sum(), params)
+    ref = reference_forward(enc, tokens)
+    want = torch.autograd.grad((ref * upstream).sum(), params)
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
+    for g, w in zip(got, want):
+        torch.testing.assert_close(g, w, rtol=1e-4, atol=grad_atol)
+    return got
+
+
 @pytest.mark.parametrize("L", [1, 4, 12, 32])
 def test_cpu_path_forward_and_gradients_match_reference(L):
     torch.manual_seed(L)
@@ -28,17 +43,7 @@ def test_cpu_path_forward_and_gradients_match_reference(L):
     lengths = torch.randint(0, L + 1, (70,))
     tokens[torch.arange(L)[None, :] >= lengths[:, None]] = 0          # right padding, some empty titles
     tokens[0, :] = 7 if L > 1 else tokens[0, :]                       # repeated token: tied windows
-    upstream = torch.randn(70, enc.out_dim)
-
-    params = [enc.embed.weight] + [p for c in enc.convs for p in (c.weight, c.bias)]
-    out = enc(tokens)
-    got = torch.autograd.grad((out * upstream).sum(), params)
-    ref = reference_forward(enc, tokens)
-    want = torch.autograd.grad((ref * upstream).sum(), params)
-
-    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
-    for g, w in zip(got, want):
-        torch.testing.assert_close(g, w, rtol=1e-4, atol=1e-5)
+    got = assert_matches_reference(enc, tokens, grad_atol=1e-5)
     assert got[0][0].abs().sum() == 0                                    # padding row gets no gradient
 
 
@@ -50,7 +55,6 @@ def test_cpu_path_in_eval_and_no_grad_equals_reference():
         torch.testing.assert_close(enc(tokens), reference_forward(enc, tokens), rtol=1e-5, atol=1e-5)
 
 
-
 def test_cpu_path_over_several_blocks_matches_reference():
     """Titles of mixed lengths cut into several blocks of different widths: forward and gradients still exact."""
     torch.manual_seed(3)
@@ -60,16 +64,7 @@ def test_cpu_path_over_several_blocks_matches_reference():
     tokens[torch.arange(32)[None, :] >= lengths[:, None]] = 0
     order, blocks = _title_blocks(tokens, 512, 5)
     assert len(blocks) >= 3 and len({w for _, _, w in blocks}) >= 2      # several blocks, narrowed widths
-    upstream = torch.randn(300, enc.out_dim)
-
-    params = [enc.embed.weight] + [p for c in enc.convs for p in (c.weight, c.bias)]
-    out = enc(tokens)
-    got = torch.autograd.grad((out * upstream).sum(), params)
-    ref = reference_forward(enc, tokens)
-    want = torch.autograd.grad((ref * upstream).sum(), params)
-    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
-    for g, w in zip(got, want):
-        torch.testing.assert_close(g, w, rtol=1e-4, atol=1e-4)
+    assert_matches_reference(enc, tokens, grad_atol=1e-4)
 
 
 @pytest.mark.skipif(not onednn_available(), reason="this torch build has no oneDNN fp32 linear")

@@ -98,9 +98,9 @@ def _health_table(health: dict[str, float]) -> str:
         "alignment_random": "E‖u − v‖² over random product pairs",
         "uniformity": "log E exp(−2‖u − v‖²) over random pairs (more negative = more uniform)",
     }
-    rows = "".join(f"<tr><td>{html.escape(k)}</td><td>{v:.4f}</td><td>{html.escape(explain.get(k, ''))}</td></tr>"
+    rows = "".join(f"<tr><td>{html.escape(k)}</td><td>{v:.4f}</td><td class=text>{html.escape(explain.get(k, ''))}</td></tr>"
                    for k, v in sorted(health.items()))
-    return f'<table id="health"><thead><tr><th>figure</th><th>value</th><th>meaning</th></tr></thead>' \
+    return f'<table id="health"><thead><tr><th>figure</th><th>value</th><th class=text>meaning</th></tr></thead>' \
            f"<tbody>{rows}</tbody></table>"
 
 
@@ -116,7 +116,7 @@ def _neighbours_html(items: list[dict], champion: bool) -> str:
 
 STYLE = """body{font-family:system-ui,sans-serif;margin:2em;max-width:1100px;color:#222}
 table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}
-td:first-child,th:first-child{text-align:left}.best{font-weight:bold}.up{color:#1a7f37}.down{color:#c62828}
+td:first-child,th:first-child,.text{text-align:left}.best{font-weight:bold}.up{color:#1a7f37}.down{color:#c62828}
 figure{display:inline-block;margin:0.5em}img{max-width:520px}.nn{display:inline-block;vertical-align:top;width:340px;
 margin:0.5em}.sim{color:#777;font-size:smaller}"""
 

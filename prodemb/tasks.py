@@ -193,7 +193,8 @@ def shared_data_dir(configured: str | Path | None = None) -> Path:
 
 def _need(path: Path) -> Path:
     if not path.exists():
-        raise FileNotFoundError(f"real data not available: {path} (built-in tasks read ../shared/data)")
+        raise FileNotFoundError(f"real data not available: {path} (built-in tasks read evaluate.shared_data_dir, "
+                                "else $PRODEMB_SHARED_DATA, else ../shared/data)")
     return path
 
 

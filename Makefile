@@ -101,7 +101,8 @@ RETAIL_TASKS ?= retail_premium,retail_returned,retail_bulk
 EN := --set sessions.language=en
 
 # The recommended model (jobs/train.py's default profile) per dataset with sessions, then every method.
-eval-real: export PRODEMB_SHARED_DATA := $(abspath $(REAL_DATA))   # where the built-in tasks read
+# The built-in tasks read REAL_DATA too.
+eval-real: export PRODEMB_SHARED_DATA := $(abspath $(REAL_DATA))
 eval-real: venv
 	@test -d $(REAL_DATA)/movielens-latest-small || { echo "ERROR: real data not found under $(REAL_DATA)"; exit 1; }
 	$(PY) jobs/sessionize.py --input $(REAL_DATA)/movielens-latest-small --input-format movielens --output $(REAL)/movielens $(EN)

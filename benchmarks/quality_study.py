@@ -127,16 +127,16 @@ def vector_method(ctx, vectors: StudiedVector, kind: str):
 
 def tokenizer_for(vocab_size: int | None, ds: Path, out: Path, language: str):
     """The dataset's tokenizer (``prepare``'s, trained at the pipeline's default size: the largest the corpus
-    supports), or one of ``vocab_size`` pieces trained on the same catalog the same way (once, under OUT)."""
+    supports), or one of ``vocab_size`` pieces trained on the same catalog the same way (under OUT; a
+    fraction of a second, so it is trained again rather than trusted from an earlier run)."""
     from prodemb.config import load_config
     from prodemb.tokenizer import Tokenizer, train_from_catalog
 
     if vocab_size is None:
         return Tokenizer.load(str(ds / "tokenizer.model"))
     path = out / f"tokenizer-{vocab_size}.model"
-    if not path.exists():
-        tcfg = load_config("local", [f"sessions.language={language}"]).tokenizer
-        train_from_catalog(str(ds), path, tcfg.model_copy(update={"vocab_size": int(vocab_size)}))
+    tcfg = load_config("local", [f"sessions.language={language}"]).tokenizer
+    train_from_catalog(str(ds), path, tcfg.model_copy(update={"vocab_size": int(vocab_size)}))
     return Tokenizer.load(str(path))
 
 

@@ -98,8 +98,8 @@ def _health_table(health: dict[str, float]) -> str:
         "alignment_random": "E‖u − v‖² over random product pairs",
         "uniformity": "log E exp(−2‖u − v‖²) over random pairs (more negative = more uniform)",
     }
-    rows = "".join(f"<tr><td>{html.escape(k)}</td><td>{v:.4f}</td><td class=text>{html.escape(explain.get(k, ''))}</td></tr>"
-                   for k, v in sorted(health.items()))
+    rows = "".join(f"<tr><td>{html.escape(k)}</td><td>{v:.4f}</td>"
+                   f"<td class=text>{html.escape(explain.get(k, ''))}</td></tr>" for k, v in sorted(health.items()))
     return f'<table id="health"><thead><tr><th>figure</th><th>value</th><th class=text>meaning</th></tr></thead>' \
            f"<tbody>{rows}</tbody></table>"
 

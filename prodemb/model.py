@@ -55,7 +55,8 @@ class ProductEncoder(nn.Module):
     @classmethod
     def from_dims(cls, vocab_size: int, dims: dict) -> "ProductEncoder":
         # versions registered before pooling was configurable are max-pooled
-        return cls(vocab_size, dims["embed_dim"], dims["n_filters"], dims["kernel_sizes"], dims.get("pooling", "max"))
+        return cls(vocab_size, dims["embed_dim"], dims["n_filters"], dims["kernel_sizes"],
+                   dims.get("pooling", "max"))
 
     @classmethod
     def from_config(cls, model_cfg, vocab_size: int) -> "ProductEncoder":

@@ -112,27 +112,24 @@ def run_promote(cfg, tasks: dict, *, tolerance: float | None = None, tracking_ur
         return GateDecision(name, str(candidate.version), str(champion.version), False,
                             "candidate is already the champion", tolerance=tolerance, decided_at=now)
 
+    from prodemb.card import CANDIDATE_METHOD, CHAMPION_METHOD, artifact_uri
+
     champion_version = str(champion.version) if champion else None
     healthy = (candidate.tags or {}).get("health") == "ok"
     card = _card(cfg, name, str(candidate.version), champion_version, tasks, tracking_uri) if cfg.promote.card else None
-    if score_fn is None and card is not None and healthy:
-        # the card's protocol run already scored both versions on the gate's rows: read them, do not refit
-        from prodemb.card import CANDIDATE_METHOD, CHAMPION_METHOD
 
-        by_version = {str(candidate.version): CANDIDATE_METHOD, champion_version: CHAMPION_METHOD}
-        size = cfg.promote.train_size
-
-        def score_fn(uri: str) -> dict[str, float]:
-            return gate_scores(card.results, by_version[uri.rsplit("/", 1)[1]], size)
-    elif score_fn is None:
+    def scores(version: str, card_method: str) -> dict[str, float]:
+        if score_fn is not None:
+            return score_fn(f"models:/{name}/{version}")
+        if card is not None:   # the card's protocol run already scored both versions on the gate's rows
+            return _gate_scores(card.results, card_method, cfg.promote.train_size)
         from prodemb.evaluate import validation_scores
 
-        def score_fn(uri: str) -> dict[str, float]:
-            return validation_scores(uri, tasks, cfg, train_size=cfg.promote.train_size,
-                                     samples=cfg.promote.samples, tracking_uri=tracking_uri)
+        return validation_scores(f"models:/{name}/{version}", tasks, cfg, train_size=cfg.promote.train_size,
+                                 samples=cfg.promote.samples, tracking_uri=tracking_uri)
 
-    cand_scores = score_fn(f"models:/{name}/{candidate.version}") if healthy else {}
-    champ_scores = score_fn(f"models:/{name}/{champion_version}") if (healthy and champion is not None) else {}
+    cand_scores = scores(str(candidate.version), CANDIDATE_METHOD) if healthy else {}
+    champ_scores = scores(champion_version, CHAMPION_METHOD) if (healthy and champion_version) else {}
     cand_auc = _mean(cand_scores) if healthy else None
     champ_auc = _mean(champ_scores) if champ_scores else None
     promoted, reason = decide(cand_auc if cand_auc is not None else float("nan"), champ_auc, tolerance, healthy)
@@ -141,8 +138,6 @@ def run_promote(cfg, tasks: dict, *, tolerance: float | None = None, tracking_ur
     if card is not None:   # before the decision is recorded: a run killed while writing it decides (and writes) again
         decision.quality_card = str(card.path)
         if candidate.run_id:
-            from prodemb.card import artifact_uri
-
             decision.quality_card_artifact = artifact_uri(candidate.run_id)
     _record(client, decision, PENDING if promoted else REFUSED)
     if promoted:
@@ -151,7 +146,7 @@ def run_promote(cfg, tasks: dict, *, tolerance: float | None = None, tracking_ur
     return decision
 
 
-def gate_scores(results, method: str, train_size: int) -> dict[str, float]:
+def _gate_scores(results, method: str, train_size: int) -> dict[str, float]:
     """{task: mean validation AUC} of ``method`` in protocol ``results`` at the gate's size: ``train_size``
     rows, or a task's whole training pool when that is smaller (as ``validation_scores`` draws them)."""
     from prodemb.evaluate import per_task_validation_auc

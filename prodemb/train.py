@@ -29,8 +29,8 @@ import torch
 from prodemb.augment import augment, with_self_pairs
 from prodemb.device import pick_device
 from prodemb.model import BYOLCategoryModel
-from prodemb.sync_batchnorm import convert_sync_batchnorm
 from prodemb.optim import lr_at, make_optimizer, peak_lr, tau_schedule
+from prodemb.sync_batchnorm import convert_sync_batchnorm
 from prodemb.train_data import TrainingData
 
 log = logging.getLogger(__name__)
@@ -88,6 +88,7 @@ def check_in_sync(model: torch.nn.Module, step: int, device: torch.device) -> No
 # --- the loop ----------------------------------------------------------------------------------
 
 _clock = time.perf_counter   # the loop's clock (pace, time cap, pairs/s); tests replace it
+
 
 class TimeCap:
     """``train.max_minutes``: how many steps fit before the deadline at the pace measured so far.

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from prodemb.model import (MLP, BYOLCategoryModel, ProductEncoder, byol_loss, category_loss,
                            flops_per_pair, total_loss)
 from prodemb.optim import tau_schedule
+from tests.test_kernels import assert_matches_reference, reference_forward
 
 TINY = dict(embed_dim=16, n_filters=8, kernel_sizes=(2, 3, 4, 5), hidden_dim=32, proj_dim=8)
 
@@ -274,19 +275,12 @@ def test_max_mean_pooling_appends_the_mean_token_embedding(L):
     lengths = torch.randint(0, L + 1, (40,))
     lengths[0] = 0
     tokens[torch.arange(L)[None, :] >= lengths[:, None]] = 0
-    upstream = torch.randn(40, enc.out_dim)
 
-    params = [enc.embed.weight] + [p for c in enc.convs for p in (c.weight, c.bias)]
-    out = enc(tokens)
-    got = torch.autograd.grad((out * upstream).sum(), params)
-    x = F.embedding(tokens, enc.embed.weight, padding_idx=0)                       # [N, L, E], padding rows 0
-    mean = x.sum(1) / lengths.clamp(min=1)[:, None]
-    ref = torch.cat([_textbook_max_pool(enc, tokens), mean], 1)
-    want = torch.autograd.grad((ref * upstream).sum(), params)
+    def textbook(enc, tokens):   # [max-pooled n-grams ; Σ non-padding embeddings / their count]
+        x = F.embedding(tokens, enc.embed.weight, padding_idx=0)                   # [N, L, E], padding rows 0
+        return torch.cat([reference_forward(enc, tokens), x.sum(1) / lengths.clamp(min=1)[:, None]], 1)
 
-    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
-    for g, w in zip(got, want):
-        torch.testing.assert_close(g, w, rtol=1e-4, atol=1e-5)
+    out, *_ = assert_matches_reference(enc, tokens, grad_atol=1e-5, reference=textbook)
     assert torch.all(out[0, 8:] == 0)
 
 
@@ -299,8 +293,3 @@ def test_architecture_round_trips_through_dims_and_old_metas_are_max_pooled():
     with pytest.raises(ValueError, match="pooling"):
         ProductEncoder(50, 8, 4, (2, 3), pooling="mean")
 
-
-def _textbook_max_pool(enc: ProductEncoder, tokens: torch.Tensor) -> torch.Tensor:
-    x = F.embedding(tokens if tokens.shape[1] >= enc.max_kernel else F.pad(tokens, (0, enc.max_kernel - tokens.shape[1])),
-                    enc.embed.weight, padding_idx=0).transpose(1, 2)
-    return torch.cat([F.relu(F.conv1d(x, c.weight, c.bias)).amax(2) for c in enc.convs], 1)

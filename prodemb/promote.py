@@ -100,6 +100,8 @@ def run_promote(cfg, tasks: dict, *, tolerance: float | None = None, tracking_ur
     except mlflow.exceptions.MlflowException:
         champion = None
 
+    from prodemb.card import CANDIDATE_METHOD, CHAMPION_METHOD, artifact_uri
+
     now = datetime.now(timezone.utc).isoformat(timespec="seconds")
     pending = _pending(name, candidate, champion)
     if pending is not None:     # a promotion a killed run decided but did not finish
@@ -108,11 +110,21 @@ def run_promote(cfg, tasks: dict, *, tolerance: float | None = None, tracking_ur
                  pending.decided_at)
         return pending
     if champion is not None and champion.version == candidate.version:
-        # Nothing to decide; the tags of the decision that made it champion (if any) stay as they are.
-        return GateDecision(name, str(candidate.version), str(champion.version), False,
-                            "candidate is already the champion", tolerance=tolerance, decided_at=now)
-
-    from prodemb.card import CANDIDATE_METHOD, CHAMPION_METHOD, artifact_uri
+        # Nothing to decide; the tags of the decision that made it champion (if any) stay as they are. A first
+        # version (champion from training, never gated) still gets its quality card, once.
+        d = GateDecision(name, str(candidate.version), str(champion.version), False,
+                         "candidate is already the champion", tolerance=tolerance, decided_at=now)
+        card_tag = (candidate.tags or {}).get(TAG_PREFIX + "quality_card")
+        card = _card(cfg, name, d.candidate_version, None, tasks, tracking_uri) \
+            if cfg.promote.card and not card_tag else None
+        d.quality_card = str(card.path) if card is not None else card_tag
+        if card is not None:
+            client.set_model_version_tag(name, d.candidate_version, TAG_PREFIX + "quality_card", d.quality_card)
+            if candidate.run_id:
+                d.quality_card_artifact = artifact_uri(candidate.run_id)
+                client.set_model_version_tag(name, d.candidate_version, TAG_PREFIX + "quality_card_artifact",
+                                             d.quality_card_artifact)
+        return d
 
     champion_version = str(champion.version) if champion else None
     healthy = (candidate.tags or {}).get("health") == "ok"

@@ -93,6 +93,18 @@ def test_decide_rule():
 
 def test_gate_promotes_better_then_refuses_worse_and_unhealthy(registry):
     cfg, client, tasks = registry["cfg"], registry["client"], registry["tasks"]
+    # A first version is champion from training, never gated: the gate still writes its card, once.
+    client.set_registered_model_alias(NAME, "champion", "1")
+    client.set_registered_model_alias(NAME, "candidate", "1")
+    first = run_promote(cfg, tasks, tracking_uri=registry["uri"])
+    assert not first.promoted and "already" in first.reason
+    v1_tags = client.get_model_version(NAME, "1").tags
+    assert Path(first.quality_card).is_file() and v1_tags["promotion.quality_card"] == first.quality_card
+    assert v1_tags["promotion.quality_card_artifact"] == first.quality_card_artifact
+    assert "promotion.decision" not in v1_tags
+    again = run_promote(cfg, tasks, tracking_uri=registry["uri"])
+    assert again.quality_card == first.quality_card and client.get_model_version(NAME, "1").tags == v1_tags
+
     client.set_registered_model_alias(NAME, "champion", "1")
     client.set_registered_model_alias(NAME, "candidate", "2")
 

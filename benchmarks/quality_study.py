@@ -3,7 +3,7 @@
 Each *variant* (``benchmarks/quality_variants.yaml``: a model profile plus ``--set``-style overrides, and
 optionally ``tokenizer_vocab``: a tokenizer of that many pieces trained on the dataset's catalog) is
 trained in this process with ``prodemb.train.train`` on one prepared dataset, then evaluated with the
-project's protocol (``prodemb.evaluate.run_protocol``: the same splits and subsamples for every method)
+project's protocol (``prodemb.protocol.run_protocol``: the same splits and subsamples for every method)
 against TF-IDF, fastText and a random-init encoder of the same architecture. Decisions use validation
 AUC only; test AUC is reported beside it.
 
@@ -205,7 +205,7 @@ def run(args) -> int:
     from prodemb.baselines.combined import TfidfPlusEmbedding
     from prodemb.baselines.encoder import LocalEncoder
     from prodemb.config import load_config
-    from prodemb.evaluate import run_protocol
+    from prodemb.protocol import run_protocol
     from prodemb.health import embedding_health
     from prodemb.model import ProductEncoder
     from prodemb.tasks import load_task_checked
@@ -271,12 +271,13 @@ def run(args) -> int:
             floors_done.add(arch)
         result = train(data, cfg.model, cfg.train, tok.vocab_size, progress=not args.no_progress)
         encoder = result.model.encoder
+        batch = result.pairs_seen // max(result.steps, 1)   # the effective batch (train.without_categories)
         health = embedding_health(encoder, data, cfg.train.health_sample, cfg.train.seed)
         vectors = StudiedVector(encoder, tok, m.max_len, language, data.tokens)
         methods = [vector_method(ctx, vectors, k) for k in args.vectors]
         methods.append(TfidfPlusEmbedding(ctx, embedding=vector_method(ctx, vectors, "raw")))
         evaluate(name, methods)
-        trained[name] = {"architecture": arch, "steps": result.steps, "batch_size": cfg.train.batch_size,
+        trained[name] = {"architecture": arch, "steps": result.steps, "batch_size": batch,
                          "seconds": round(result.seconds, 1), "device": result.device, "alpha": result.alpha,
                          "pairs_per_second": round(result.pairs_seen / max(result.seconds, 1e-9)),
                          "final_loss": result.history[-1]["loss"] if result.history else None,
@@ -285,7 +286,7 @@ def run(args) -> int:
         save()
         s = summarize(pd.concat(frames))
         row = s[(s.variant == name) & (s.method == "prodemb")]
-        print(f"{name}: {result.steps} steps × {cfg.train.batch_size} in {result.seconds:.0f} s on "
+        print(f"{name}: {result.steps} steps × {batch} in {result.seconds:.0f} s on "
               f"{result.device}; prodemb mean val AUC {row.val_auc.mean():.4f} (test {row.auc.mean():.4f})",
               flush=True)
     save()

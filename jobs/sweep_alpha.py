@@ -69,7 +69,8 @@ def main(argv: list[str] | None = None) -> int:
         if not path.exists():
             return fail(f"{what} not found at {path}")
 
-    from prodemb.evaluate import EvaluateInputError, run_sweep
+    from prodemb.protocol import EvaluateInputError
+    from prodemb.sweep import run_sweep
     from prodemb.config import BUSY_EXIT
     from prodemb.fs import OutputBusyError
     from prodemb.tasks import TaskError, task_sources

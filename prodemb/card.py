@@ -194,7 +194,8 @@ def build_card(cfg, model_name: str, version: str, tasks: dict[str, pd.DataFrame
 
     from prodemb.baselines import make_method
     from prodemb.baselines.encoder import PretrainedEncoder
-    from prodemb.evaluate import build_context, plot_learning_curves, run_protocol
+    from prodemb.protocol import build_context, run_protocol
+    from prodemb.report import plot_learning_curves
 
     tracking_uri = tracking_uri or cfg.mlflow.tracking_uri
     uri = f"models:/{model_name}/{version}"
@@ -240,7 +241,8 @@ def build_card(cfg, model_name: str, version: str, tasks: dict[str, pd.DataFrame
                   if k.startswith("health_")}
         keep = ("model.profile", "model.embed_dim", "train.alpha", "train.batch_size", "train.max_steps",
                 "train.self_pair_fraction", "data.data_dir", "data.rows_pairs_train", "data.vocab_size")
-        params = {k: v for k, v in (run.data.params if run else {}).items() if k in keep}
+        params = {k: v for k, v in (run.data.params if run else {}).items()
+                  if k in keep or (k.startswith("data.") and k.endswith("_effective"))}
         facts = CardFacts(model_name, str(version), champion, auc, curves, training_curves, health, params, items,
                           notes=[f"Neighbours searched among {len(pool):,} {source}."])
         page = render_card(facts)

@@ -80,7 +80,7 @@ def run_promote(cfg, tasks: dict, *, tolerance: float | None = None, tracking_ur
     """Score candidate and champion of ``cfg.mlflow.model_name`` on ``tasks`` (name → task table), decide,
     record, and move the alias when the candidate wins. Idempotent: once candidate is champion a rerun
     changes nothing (no rescoring, the recorded decision is kept). ``score_fn(model_uri) → {task: mean val AUC}``
-    defaults to ``prodemb.evaluate.validation_scores`` with the ``promote`` section's sizes."""
+    defaults to ``validation_scores`` with the ``promote`` section's sizes."""
     import mlflow
 
     from prodemb.registry import setup_tracking
@@ -135,8 +135,6 @@ def run_promote(cfg, tasks: dict, *, tolerance: float | None = None, tracking_ur
             return score_fn(f"models:/{name}/{version}")
         if card is not None:   # the card's protocol run already scored both versions on the gate's rows
             return _gate_scores(card.results, card_method, cfg.promote.train_size)
-        from prodemb.evaluate import validation_scores
-
         return validation_scores(f"models:/{name}/{version}", tasks, cfg, train_size=cfg.promote.train_size,
                                  samples=cfg.promote.samples, tracking_uri=tracking_uri)
 
@@ -161,7 +159,7 @@ def run_promote(cfg, tasks: dict, *, tolerance: float | None = None, tracking_ur
 def _gate_scores(results, method: str, train_size: int) -> dict[str, float]:
     """{task: mean validation AUC} of ``method`` in protocol ``results`` at the gate's size: ``train_size``
     rows, or a task's whole training pool when that is smaller (as ``validation_scores`` draws them)."""
-    from prodemb.evaluate import per_task_validation_auc
+    from prodemb.protocol import per_task_validation_auc
 
     rows = results[(results["method"] == method)
                    & (results["train_size"] == results["n_train_pool"].clip(upper=train_size))]
@@ -234,3 +232,32 @@ def _record(client, d: GateDecision, decision: str) -> None:
         faults.point("promote.recording")
     client.set_model_version_tag(d.model_name, d.candidate_version, TAG_PREFIX + "decision", decision)
     faults.point("promote.recorded")
+
+
+# --- scoring a version on its own (without a card) -----------------------------------------------
+
+def validation_scores(model_uri: str, tasks, cfg, *, train_size: int | None = None, samples: int | None = None,
+                      tracking_uri: str | None = None, progress: bool = False) -> dict[str, float]:
+    """{task: mean validation AUC} of the encoder at ``model_uri`` alone (the protocol's ``prodemb``
+    method), at ``train_size`` rows per task (default ``promote.train_size``, capped by each task) ×
+    ``samples`` samples (default ``promote.samples``). ``tasks``: {name: task table or path to one}, or a
+    ``TaskSet``.
+
+    Deterministic: the same tasks and config give the same splits and subsamples for every model, so
+    ``validation_scores(champion, ...)`` and ``validation_scores(candidate, ...)`` compare like with like.
+    """
+    from prodemb.baselines.encoder import PretrainedEncoder
+    from prodemb.protocol import EvaluateInputError, build_context, per_task_validation_auc, run_protocol
+    from prodemb.tasks import TaskSet, gather_tasks
+
+    train_size = int(train_size if train_size is not None else cfg.promote.train_size)
+    samples = int(samples if samples is not None else cfg.promote.samples)
+    ecfg = cfg.evaluate.model_copy(update={"train_sizes": [train_size], "samples": samples})
+    # paths are read, DataFrames validated, order kept
+    tables = dict(tasks.tables) if isinstance(tasks, TaskSet) else gather_tasks(dict(tasks)).tables
+    if not tables:
+        raise EvaluateInputError("no tasks to evaluate the model on")
+    ctx = build_context(cfg, ["prodemb"], model_uri=model_uri, tracking_uri=tracking_uri)
+    ctx.eval_cfg = ecfg
+    results = run_protocol(tables, [PretrainedEncoder(ctx, model_uri=model_uri)], ecfg, progress=progress)
+    return per_task_validation_auc(results, "prodemb")

@@ -77,3 +77,53 @@ def browser_dom(page: Path) -> str:
                           capture_output=True, text=True, timeout=180)
     assert proc.returncode == 0, proc.stderr[-2000:]
     return proc.stdout
+
+
+# --- a tiny registered encoder (evaluation, sweep and gate tests) ----------------------------------------
+
+TINY = ["model.profile=small", "model.max_len=12", "model.embed_dim=16", "model.n_filters=8", "model.hidden_dim=32",
+        "model.proj_dim=16", "train.batch_size=64", "train.max_steps=4", "train.health_sample=200",
+        "train.min_dim_std_ratio=0", "train.log_every=2"]
+
+
+def tiny_cfg(work, *extra):
+    from prodemb.config import load_config
+
+    return load_config("local", overrides=[f"mlflow.tracking_uri=sqlite:///{work}/mlflow.db", *TINY,
+                                           "evaluate.train_sizes=[50, 5000]", "evaluate.samples=2", *extra])
+
+
+@pytest.fixture(scope="session")
+def tiny(tmp_path_factory):
+    """A 600-product generated catalog with category sessions (written as the sessionize tables), a
+    SentencePiece tokenizer, one encoder trained for a few steps and registered as prodemb-encoder v1,
+    and the generator's task tables (condition, free_shipping) plus a category task."""
+    import numpy as np
+    import pandas as pd
+
+    from prodemb.synth import SynthSpec, make_catalog, write_task_tables
+    from prodemb.text import normalize_titles
+    from prodemb.tokenizer import train_tokenizer
+    from prodemb.train import run_training
+
+    work = tmp_path_factory.mktemp("eval")
+    cat = make_catalog(SynthSpec(n_products=600, seed=3))
+    catalog = pd.DataFrame({"site": "default", "product_id": cat.product_id, "title": cat.title,
+                            "title_norm": normalize_titles(cat.title, "es"), "category": cat.category})
+    rng = np.random.default_rng(0)
+    groups = [g.to_numpy() for _, g in catalog.groupby("category")["product_id"] if len(g) >= 2]
+    pairs = [("default", s, *sorted(rng.choice(groups[rng.integers(len(groups))], 2, replace=False)))
+             for s in range(2000)]
+    for name, df in (("catalog", catalog),
+                     ("pairs", pd.DataFrame(pairs, columns=["site", "session_id", "product_a", "product_b"]))):
+        (work / "data" / name).mkdir(parents=True)
+        df.to_parquet(work / "data" / name / "part-0.parquet", index=False)
+    train_tokenizer(catalog["title_norm"], work / "tok.model", vocab_size=300)
+    summary = run_training(str(work / "data"), str(work / "tok.model"), tiny_cfg(work), progress=False)
+    assert summary["model_version"] == "1"
+    tasks = write_task_tables(cat, work)
+    top = cat["category"].value_counts().index[0]
+    pd.DataFrame({"title": cat.title, "label": (cat.category == top).astype(int), "product_id": cat.product_id}
+                 ).to_parquet(work / "tasks" / "category.parquet", index=False)
+    return {"work": work, "uri": f"sqlite:///{work}/mlflow.db", "run_id": summary["run_id"],
+            "tasks": {**{k: str(v) for k, v in tasks.items()}, "category": str(work / "tasks" / "category.parquet")}}

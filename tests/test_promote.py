@@ -16,13 +16,12 @@ import pytest
 import torch
 
 from prodemb.config import load_config
-from prodemb.evaluate import validation_scores
 from prodemb.model import ProductEncoder
-from prodemb.promote import decide, run_promote
+from prodemb.promote import decide, run_promote, validation_scores
 from prodemb.registry import log_encoder, setup_tracking
 from prodemb.text import normalize_title
 from prodemb.tokenizer import train_tokenizer
-from tests.conftest import REPO_ROOT, browser_dom
+from tests.conftest import REPO_ROOT, browser_dom, tiny_cfg
 
 NAME = "prodemb-encoder"
 
@@ -177,3 +176,12 @@ def test_job_reports_json_and_rejects_missing_tasks(registry):
     assert decision["promoted"] and decision["candidate_version"] == "2" and decision["champion_version"] == "1"
     none = subprocess.run(base + ["--config-profile", "base"], capture_output=True, text=True, env=env, cwd=work)
     assert none.returncode == 2 and "no evaluation tasks" in none.stderr
+
+
+def test_validation_scores_for_the_gate_are_deterministic(tiny):
+    cfg = tiny_cfg(tiny["work"], "promote.train_size=100", "promote.samples=2")
+    tasks = {k: tiny["tasks"][k] for k in ("condition", "category")}
+    a = validation_scores("models:/prodemb-encoder/1", tasks, cfg)
+    b = validation_scores("models:/prodemb-encoder@champion", {k: pd.read_parquet(v) for k, v in tasks.items()}, cfg)
+    assert set(a) == {"condition", "category"} and a == b
+    assert a["category"] > 0.6                  # category words are in the titles: the probe finds them

@@ -1,7 +1,7 @@
 """The contract every downstream-evaluation method follows (the encoder under test and the baselines).
 
 A task is a table with ``title`` (str), ``label`` (0/1) and optionally ``product_id`` (str), indexed
-0..n-1. The protocol (``prodemb.evaluate``) splits it 60/20/20 once per task, then for each training
+0..n-1. The protocol (``prodemb.protocol``) splits it 60/20/20 once per task, then for each training
 size and sample calls ``fit_predict(train, val, test, seed)`` with row subsets of that table (their
 index is the task row index) and scores the returned probabilities with AUC-ROC.
 

@@ -1,0 +1,38 @@
+"""The α sweep on the tiny registered encoder's data (``tiny`` in tests/conftest.py)."""
+from __future__ import annotations
+
+import mlflow
+import pandas as pd
+import pytest
+
+from prodemb.protocol import EvaluateInputError, best_alpha
+from prodemb.sweep import run_sweep
+from tests.conftest import tiny_cfg
+
+
+def test_alpha_sweep_trains_one_encoder_per_alpha_and_picks_the_best(tiny, tmp_path):
+    work = tiny["work"]
+    cfg = tiny_cfg(work, "evaluate.samples=1")
+    client = mlflow.MlflowClient(tracking_uri=tiny["uri"], registry_uri=tiny["uri"])
+    prod_before = client.get_model_version_by_alias("prodemb-encoder", "champion").version
+    n_prod = len(client.search_model_versions("name='prodemb-encoder'"))
+    summary = run_sweep(cfg, data_dir=str(work / "data"), tokenizer_path=str(work / "tok.model"),
+                        output=tmp_path / "sweep", tasks={"category": tiny["tasks"]["category"]},
+                        alphas=[0.5, 1.0], progress=False)
+    results = pd.read_csv(tmp_path / "sweep" / "results.csv")
+    assert sorted(results.loc[results.method == "prodemb", "alpha"].unique()) == [0.5, 1.0]
+    assert results.loc[results.method == "random", "alpha"].isna().all()
+    assert [t["alpha"] for t in summary["trained"]] == [0.5, 1.0]
+    best, scores = best_alpha(results)
+    assert summary["best_alpha"] == best and summary["mean_val_auc_by_alpha"]["0.5"] == pytest.approx(scores[0.5], abs=1e-6)
+    assert (tmp_path / "sweep" / "plots" / "category_alpha.png").exists()
+    assert "## α sweep" in (tmp_path / "sweep" / "report.md").read_text()
+    # Registered under the sweep name: the production model's versions and champion are untouched.
+    sweep_versions = client.search_model_versions("name='prodemb-encoder-sweep'")
+    assert len(sweep_versions) >= 2
+    assert client.get_model_version_by_alias("prodemb-encoder", "champion").version == prod_before
+    assert len(client.search_model_versions("name='prodemb-encoder'")) == n_prod
+    assert mlflow.get_run(summary["mlflow_run_id"]).data.metrics["best_alpha"] == best
+    with pytest.raises(EvaluateInputError):
+        run_sweep(cfg, data_dir=str(work / "data"), tokenizer_path=str(work / "tok.model"),
+                  tasks={"category": tiny["tasks"]["category"]}, alphas=[1.5])

@@ -94,6 +94,15 @@ class AugmentConfig(_Section):
     shuffle_window: int = Field(0, ge=0)                 # no token moves further than this
 
 
+class WithoutCategoriesConfig(_Section):
+    """What training changes on data with no category at all, where α is 1 (the BYOL term alone). A field
+    left None keeps the value of ``train``. The quality study chose them on validation AUC
+    (benchmarks/RESULTS.md, "Embedding quality")."""
+    self_pair_fraction: float | None = Field(None, ge=0.0, le=1.0)
+    batch_size: int | None = Field(None, gt=0)
+    max_steps: int | None = Field(None, gt=0)
+
+
 class TrainConfig(_Section):
     alpha: float = 0.9                    # Eq. 4 weight of the BYOL term
     epochs: int = 1
@@ -116,6 +125,21 @@ class TrainConfig(_Section):
     check_sync_every: int = 0             # torchrun: every N steps check that all ranks hold identical weights
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
     self_pair_fraction: float = Field(0.0, ge=0.0, le=1.0)   # share of each batch made of (p, p) pairs
+    without_categories: WithoutCategoriesConfig = Field(default_factory=WithoutCategoriesConfig)
+
+    def for_data(self, n_categories: int) -> "TrainConfig":
+        """The settings that train on data with ``n_categories`` categories: without any, α = 1 (Eq. 4 has
+        no category term to weigh) and ``without_categories`` replaces what it sets."""
+        if n_categories > 0:
+            return self
+        changes = {k: v for k, v in self.without_categories.model_dump().items() if v is not None}
+        return self.model_copy(update={"alpha": 1.0, **changes})
+
+    def changes_for_data(self, n_categories: int) -> dict[str, Any]:
+        """{field: effective value} for the fields ``for_data`` changes."""
+        eff = self.for_data(n_categories)
+        return {k: getattr(eff, k) for k in ("alpha", "self_pair_fraction", "batch_size", "max_steps")
+                if getattr(eff, k) != getattr(self, k)}
 
 
 class MlflowConfig(_Section):
@@ -303,6 +327,13 @@ def load_config(profile: str | None = None, overrides: list[str] | None = None,
     prof = _read_yaml(model_file)
     data["model"] = deep_merge(deep_merge(prof.get("model", {}), data.get("model") or {}), {"profile": model_profile})
     data["train"] = deep_merge(prof.get("train", {}), data.get("train") or {})   # data holds the CLI overrides
+    # A train key set on the command line holds for every kind of data: it also replaces the profile's
+    # setting for data without categories, unless that is set on the command line too.
+    wc = data["train"].get("without_categories") or {}
+    for key in set(WithoutCategoriesConfig.model_fields) & set(wc):
+        said = [over["train"] for over in cli if isinstance(over.get("train"), dict)]
+        if any(key in t for t in said) and not any(key in (t.get("without_categories") or {}) for t in said):
+            wc[key] = None
     data["profile"] = profile
     for var, value in expand_vars(data.get("env") or {}).items():   # first: other values may name them
         os.environ.setdefault(str(var), str(value))

@@ -160,10 +160,12 @@ def _train(data: TrainingData, model_cfg, cfg, vocab_size: int, rank: int, world
     elif data.shard[1] != world or (world > 1 and data.shard[0] != rank):
         raise ValueError(f"data is shard {data.shard}, this is rank {rank} of {world}")
     torch.manual_seed(cfg.seed)          # the same initial weights on every rank
+    changed = cfg.changes_for_data(data.n_categories)
+    if changed and rank == 0:
+        log.warning("the data has no categories at all: training with %s (train.without_categories)",
+                    ", ".join(f"{k} = {v}" for k, v in changed.items()))
+    cfg = cfg.for_data(data.n_categories)
     alpha = cfg.alpha
-    if data.n_categories == 0 and alpha != 1.0:
-        log.warning("the data has no categories at all: training with alpha = 1 (BYOL term only)")
-        alpha = 1.0
     model = BYOLCategoryModel.from_config(model_cfg, vocab_size=vocab_size,
                                           n_categories=data.n_categories).to(device)
     if world > 1:   # BN statistics of the global batch, in the target network's forward too
@@ -438,8 +440,10 @@ def _train_and_register(data: TrainingData, tok, tokenizer_path: str, data_dir: 
                                     ("model", "train", "tokenizer", "sessions")}))
         mlflow.log_params({f"data.{k}": str(v) for k, v in trained_on.items()})
         mlflow.log_params(holdout)   # the held-out sessions, exactly (jobs/similar.py --recall rebuilds them)
-        mlflow.log_params({"data.vocab_size": tok.vocab_size, "data.alpha_effective":
-                           1.0 if data.n_categories == 0 else cfg.train.alpha})
+        changed = cfg.train.changes_for_data(data.n_categories)   # what ``train`` changes on this data
+        mlflow.log_params({"data.vocab_size": tok.vocab_size,
+                           "data.alpha_effective": changed.get("alpha", cfg.train.alpha),
+                           **{f"data.{k}_effective": v for k, v in changed.items() if k != "alpha"}})
         if world > 1:
             mlflow.log_params({"dist.world_size": world})
         mlflow.log_dict(cfg.model_dump(), "config.json")

@@ -52,6 +52,25 @@ def test_no_categories_trains_with_alpha_one():
     assert all(h["loss_ce"] == 0 for h in result.history)
 
 
+def test_without_categories_settings_replace_the_profiles_only_on_data_without_categories():
+    from prodemb.config import WithoutCategoriesConfig
+
+    model_cfg, cfg = small_cfg(alpha=0.5, epochs=1, self_pair_fraction=0.25, max_steps=3)
+    cfg = cfg.model_copy(update={"without_categories": WithoutCategoriesConfig(self_pair_fraction=0.0,
+                                                                               batch_size=32, max_steps=5)})
+    no_cats = train(toy_data(categories=False), model_cfg, cfg, vocab_size=50, progress=False)
+    spelled_out = cfg.model_copy(update={"alpha": 1.0, "self_pair_fraction": 0.0, "batch_size": 32,
+                                         "max_steps": 5})
+    assert (no_cats.steps, no_cats.pairs_seen, no_cats.alpha) == (5, 160, 1.0)
+    assert [h["loss"] for h in no_cats.history] == \
+        [h["loss"] for h in train(toy_data(categories=False), model_cfg, spelled_out, vocab_size=50,
+                                  progress=False).history]
+    with_cats = train(toy_data(), model_cfg, cfg, vocab_size=50, progress=False)
+    assert (with_cats.steps, with_cats.pairs_seen, with_cats.alpha) == (3, 3 * 64, 0.5)
+    assert cfg.changes_for_data(0) == {"alpha": 1.0, "self_pair_fraction": 0.0, "batch_size": 32, "max_steps": 5}
+    assert cfg.changes_for_data(4) == {}
+
+
 @pytest.mark.parametrize("categories", [True, False])
 def test_augmented_views_and_self_pairs_train_deterministically_with_or_without_categories(categories):
     from prodemb.config import AugmentConfig

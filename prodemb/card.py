@@ -38,6 +38,8 @@ NEIGHBOUR_POOL = 20_000          # catalog products searched (a fixed sample of 
 NEIGHBOURS = 5
 CANDIDATE_METHOD = "prodemb"     # the version under review, in the card's protocol rows
 CHAMPION_METHOD = "champion"     # the champion it is compared with
+CARD_TAG = "promotion.quality_card"                     # version tags that link a version to its card
+CARD_ARTIFACT_TAG = "promotion.quality_card_artifact"
 
 
 @dataclass(frozen=True)
@@ -259,4 +261,30 @@ def artifact_uri(run_id: str) -> str:
     return f"runs:/{run_id}/{ARTIFACT_DIR}/{CARD_FILE}"
 
 
-__all__ = ["BuiltCard", "CardFacts", "render_card", "build_card", "fixed_sample", "neighbours", "artifact_uri"]
+def try_build_card(cfg, model_name: str, version: str, tasks: dict[str, pd.DataFrame], *,
+                   champion_version: str | None = None, tracking_uri: str | None = None) -> "BuiltCard | None":
+    """``build_card``, or None when the card cannot be made (logged as an error): a card is a report and
+    never stops the gate or the sweep that asked for it."""
+    try:
+        card = build_card(cfg, model_name, version, tasks, champion_version=champion_version,
+                          tracking_uri=tracking_uri)
+    except Exception as exc:   # noqa: BLE001 - a report, not a gate
+        log.error("quality card of %s version %s not written: %s", model_name, version, exc)
+        return None
+    log.info("quality card: %s", card.path)
+    return card
+
+
+def link_card(client, model_name: str, version: str, card_path: str, run_id: str | None) -> str | None:
+    """Tag the version with its card: ``CARD_TAG`` (the file) and, when it has a run, ``CARD_ARTIFACT_TAG``
+    (the same page in the run). Returns the artifact URI (None without a run)."""
+    client.set_model_version_tag(model_name, version, CARD_TAG, card_path)
+    if not run_id:
+        return None
+    uri = artifact_uri(run_id)
+    client.set_model_version_tag(model_name, version, CARD_ARTIFACT_TAG, uri)
+    return uri
+
+
+__all__ = ["BuiltCard", "CardFacts", "render_card", "build_card", "try_build_card", "link_card", "fixed_sample",
+           "neighbours", "artifact_uri"]

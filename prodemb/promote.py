@@ -100,7 +100,7 @@ def run_promote(cfg, tasks: dict, *, tolerance: float | None = None, tracking_ur
     except mlflow.exceptions.MlflowException:
         champion = None
 
-    from prodemb.card import CANDIDATE_METHOD, CHAMPION_METHOD, artifact_uri
+    from prodemb.card import CANDIDATE_METHOD, CARD_TAG, CHAMPION_METHOD, artifact_uri, link_card, try_build_card
 
     now = datetime.now(timezone.utc).isoformat(timespec="seconds")
     pending = _pending(name, candidate, champion)
@@ -114,21 +114,18 @@ def run_promote(cfg, tasks: dict, *, tolerance: float | None = None, tracking_ur
         # version (champion from training, never gated) still gets its quality card, once.
         d = GateDecision(name, str(candidate.version), str(champion.version), False,
                          "candidate is already the champion", tolerance=tolerance, decided_at=now)
-        card_tag = (candidate.tags or {}).get(TAG_PREFIX + "quality_card")
-        card = _card(cfg, name, d.candidate_version, None, tasks, tracking_uri) \
+        card_tag = (candidate.tags or {}).get(CARD_TAG)
+        card = try_build_card(cfg, name, d.candidate_version, tasks, tracking_uri=tracking_uri) \
             if cfg.promote.card and not card_tag else None
         d.quality_card = str(card.path) if card is not None else card_tag
         if card is not None:
-            client.set_model_version_tag(name, d.candidate_version, TAG_PREFIX + "quality_card", d.quality_card)
-            if candidate.run_id:
-                d.quality_card_artifact = artifact_uri(candidate.run_id)
-                client.set_model_version_tag(name, d.candidate_version, TAG_PREFIX + "quality_card_artifact",
-                                             d.quality_card_artifact)
+            d.quality_card_artifact = link_card(client, name, d.candidate_version, d.quality_card, candidate.run_id)
         return d
 
     champion_version = str(champion.version) if champion else None
     healthy = (candidate.tags or {}).get("health") == "ok"
-    card = _card(cfg, name, str(candidate.version), champion_version, tasks, tracking_uri) if cfg.promote.card else None
+    card = try_build_card(cfg, name, str(candidate.version), tasks, champion_version=champion_version,
+                          tracking_uri=tracking_uri) if cfg.promote.card else None
 
     def scores(version: str, card_method: str) -> dict[str, float]:
         if score_fn is not None:
@@ -164,21 +161,6 @@ def _gate_scores(results, method: str, train_size: int) -> dict[str, float]:
     rows = results[(results["method"] == method)
                    & (results["train_size"] == results["n_train_pool"].clip(upper=train_size))]
     return per_task_validation_auc(rows, method)
-
-
-def _card(cfg, model_name: str, version: str, champion_version: str | None, tasks: dict, tracking_uri: str | None):
-    """The candidate's quality card (``prodemb.card.BuiltCard``), compared with the champion the gate decides
-    against. A card that cannot be made is reported and left out (None): it never changes the decision."""
-    from prodemb.card import build_card
-
-    try:
-        card = build_card(cfg, model_name, version, tasks, champion_version=champion_version,
-                          tracking_uri=tracking_uri)
-    except Exception as exc:   # noqa: BLE001 - a report, not a gate
-        log.error("quality card of %s version %s not written: %s", model_name, version, exc)
-        return None
-    log.info("quality card: %s", card.path)
-    return card
 
 
 def _move_aliases(client, d: GateDecision) -> None:

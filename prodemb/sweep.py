@@ -11,6 +11,7 @@ from typing import Any, Mapping
 
 from prodemb import fs
 from prodemb.baselines.base import Method
+from prodemb.card import link_card, try_build_card
 from prodemb.protocol import (EvaluateInputError, best_alpha, build_context, mean_validation_auc, run_protocol,
                               train_sizes_for)
 from prodemb.report import _metric_key, _write_text, largest_size_means, log_to_mlflow, write_outputs
@@ -29,7 +30,8 @@ def run_sweep(cfg, *, data_dir: str, tokenizer_path: str, output: str | Path | N
     The encoders are registered under ``evaluate.sweep_model_name`` (never ``mlflow.model_name``), so
     the production aliases are untouched. An α whose embeddings collapse is reported and skipped.
     Writes OUT/results.csv (with the ``alpha`` column), OUT/plots/<task>_alpha.png (Fig. 2) and
-    <task>_methods.png, OUT/report.md, OUT/summary.json, and logs an MLflow run.
+    <task>_methods.png, OUT/report.md, OUT/summary.json, and logs an MLflow run. Every registered version
+    gets its quality card (``prodemb/card.py``), linked in its tags, unless ``promote.card`` is off.
     """
     import mlflow
 
@@ -51,12 +53,12 @@ def run_sweep(cfg, *, data_dir: str, tokenizer_path: str, output: str | Path | N
     if sweep_name == cfg.mlflow.model_name:
         raise EvaluateInputError(f"evaluate.sweep_model_name must differ from mlflow.model_name ({sweep_name!r})")
 
+    cfg_sweep = cfg.model_copy(update={   # what each α trains and registers with, but for α itself
+        "mlflow": cfg.mlflow.model_copy(update={"model_name": sweep_name, "tracking_uri": tracking_uri})})
     trained: list[dict] = []
     skipped: list[dict] = []
     for alpha in alphas:
-        cfg_a = cfg.model_copy(update={
-            "train": cfg.train.model_copy(update={"alpha": alpha}),
-            "mlflow": cfg.mlflow.model_copy(update={"model_name": sweep_name, "tracking_uri": tracking_uri})})
+        cfg_a = cfg_sweep.model_copy(update={"train": cfg.train.model_copy(update={"alpha": alpha})})
         log.info("sweep: training α = %g", alpha)
         try:
             s = run_training(data_dir, tokenizer_path, cfg_a, progress=progress)
@@ -97,6 +99,11 @@ def run_sweep(cfg, *, data_dir: str, tokenizer_path: str, output: str | Path | N
     for t in trained:
         t["mean_val_auc"] = round(scores[t["alpha"]], 6)
         client.set_model_version_tag(sweep_name, t["version"], "sweep_mean_val_auc", str(t["mean_val_auc"]))
+        card = try_build_card(cfg_sweep, sweep_name, t["version"], taskset.tables, tracking_uri=tracking_uri) \
+            if cfg.promote.card else None
+        if card is not None:
+            t["quality_card"] = str(card.path)
+            link_card(client, sweep_name, t["version"], t["quality_card"], t["run_id"])
     with fs.output_lock(out, "sweep_alpha"), fs.atomic_dir(out) as stage:   # all at once, or not at all
         written = write_outputs(results, stage, taskset.loaded, model=f"{sweep_name} (one version per α)",
                                 failures=failures, notes=notes, final=out)

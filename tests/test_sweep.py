@@ -1,6 +1,8 @@
 """The α sweep on the tiny registered encoder's data (``tiny`` in tests/conftest.py)."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import mlflow
 import pandas as pd
 import pytest
@@ -12,7 +14,7 @@ from tests.conftest import tiny_cfg
 
 def test_alpha_sweep_trains_one_encoder_per_alpha_and_picks_the_best(tiny, tmp_path):
     work = tiny["work"]
-    cfg = tiny_cfg(work, "evaluate.samples=1")
+    cfg = tiny_cfg(work, "evaluate.samples=1", f"paths.runs_dir={tmp_path}/runs")
     client = mlflow.MlflowClient(tracking_uri=tiny["uri"], registry_uri=tiny["uri"])
     prod_before = client.get_model_version_by_alias("prodemb-encoder", "champion").version
     n_prod = len(client.search_model_versions("name='prodemb-encoder'"))
@@ -33,6 +35,16 @@ def test_alpha_sweep_trains_one_encoder_per_alpha_and_picks_the_best(tiny, tmp_p
     assert client.get_model_version_by_alias("prodemb-encoder", "champion").version == prod_before
     assert len(client.search_model_versions("name='prodemb-encoder'")) == n_prod
     assert mlflow.get_run(summary["mlflow_run_id"]).data.metrics["best_alpha"] == best
+    # Every registered version has its quality card, linked in its tags and logged to its run.
+    for t in summary["trained"]:
+        tags = client.get_model_version("prodemb-encoder-sweep", t["version"]).tags
+        page = Path(tags["promotion.quality_card"])
+        assert page == Path(t["quality_card"]) == tmp_path / "runs" / "cards" / "prodemb-encoder-sweep" / \
+            f"v{t['version']}" / "card.html"
+        html = page.read_text()
+        assert 'id="auc"' in html and "<img" in html and "tfidf" in html
+        assert tags["promotion.quality_card_artifact"] == f"runs:/{t['run_id']}/quality_card/card.html"
+        assert "quality_card" in {a.path for a in client.list_artifacts(t["run_id"])}
     with pytest.raises(EvaluateInputError):
         run_sweep(cfg, data_dir=str(work / "data"), tokenizer_path=str(work / "tok.model"),
                   tasks={"category": tiny["tasks"]["category"]}, alphas=[1.5])

@@ -57,14 +57,6 @@ class SessionsConfig(_Section):
     max_session_hours: float = 24.0
 
 
-class SynthConfig(_Section):
-    n_clicks: int = 200_000
-    n_products: int = 5_000
-    seed: int = 7
-    start: str = "2024-01-01"
-    days: int = 30
-
-
 class TokenizerConfig(_Section):
     vocab_size: int = 30_000             # paper A.1
     model_type: str = "unigram"
@@ -221,7 +213,6 @@ class Config(_Section):
     spark: SparkConfig = Field(default_factory=SparkConfig)
     paths: PathsConfig = Field(default_factory=PathsConfig)
     sessions: SessionsConfig = Field(default_factory=SessionsConfig)
-    synth: SynthConfig = Field(default_factory=SynthConfig)
     tokenizer: TokenizerConfig = Field(default_factory=TokenizerConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)

@@ -1,7 +1,8 @@
 """Training: the BYOL + category loop (one process or torchrun), and the job around it (``run_training``).
 
 The inputs (``prodemb.train_data``), optimizer and schedules (``prodemb.optim``), the health check
-(``prodemb.health``) and the MLflow run keys and aliases (``prodemb.registry``) live in their own modules.
+(``prodemb.health``), the MLflow run keys and aliases (``prodemb.registry``) and the process group and
+collectives of several processes (``prodemb.distributed``) live in their own modules.
 
     step k: idx = perm[k·b:(k+1)·b];  tokens[pair_a[idx]], tokens[pair_b[idx]]  (a gather, on the device)
 
@@ -15,11 +16,9 @@ identical. Rank 0 alone talks to MLflow and registers; the other ranks train and
 """
 from __future__ import annotations
 
-import hashlib
 import inspect
 import logging
 import math
-import os
 import time
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -27,62 +26,13 @@ from typing import Any, Callable
 import torch
 
 from prodemb.augment import augment, with_self_pairs
-from prodemb.device import pick_device
+from prodemb.distributed import broadcast, check_in_sync, global_mean, init_distributed
 from prodemb.model import BYOLCategoryModel
 from prodemb.optim import lr_at, make_optimizer, peak_lr, tau_schedule
 from prodemb.sync_batchnorm import convert_sync_batchnorm
 from prodemb.train_data import TrainingData
 
 log = logging.getLogger(__name__)
-
-
-# --- device / distributed ----------------------------------------------------------------------
-
-def _dist_info() -> tuple[int, int]:
-    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
-
-
-def init_distributed(device_name: str = "auto") -> tuple[int, int, torch.device, bool]:
-    """(rank, world size, this rank's device, whether this call created the process group).
-
-    With WORLD_SIZE > 1: the GPU of LOCAL_RANK becomes the current device and the default process group
-    is initialized (NCCL on CUDA, gloo on the CPU) unless it already is. One process: nothing to set up.
-    """
-    rank, world = _dist_info()
-    device = pick_device(device_name)
-    if world == 1:
-        return rank, world, device, False
-    import torch.distributed as dist
-
-    if device.type == "cuda":
-        if device.index is None:
-            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
-        torch.cuda.set_device(device)
-    if dist.is_initialized():
-        return rank, world, device, False
-    dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    return rank, world, device, True
-
-
-def _state_checksum(model: torch.nn.Module) -> int:
-    """64 bits of a sha256 over every parameter and buffer (online and target networks, BN statistics)."""
-    h = hashlib.sha256()
-    for name, t in model.state_dict().items():
-        h.update(name.encode())
-        h.update(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
-    return int.from_bytes(h.digest()[:8], "little", signed=True)
-
-
-def check_in_sync(model: torch.nn.Module, step: int, device: torch.device) -> None:
-    """All-gather the ranks' weight checksums; every rank raises if any two differ (so none hangs)."""
-    import torch.distributed as dist
-
-    mine = torch.tensor([_state_checksum(model)], dtype=torch.int64, device=device)
-    found = [torch.zeros_like(mine) for _ in range(dist.get_world_size())]
-    dist.all_gather(found, mine)
-    values = [int(t.item()) for t in found]
-    if len(set(values)) > 1:
-        raise RuntimeError(f"ranks out of sync after step {step}: weight checksums {values}")
 
 
 # --- the loop ----------------------------------------------------------------------------------
@@ -248,7 +198,7 @@ def _train(data: TrainingData, model_cfg, cfg, vocab_size: int, rank: int, world
                 sync_checks += 1
             if step % cfg.log_every == 0 or step == total:
                 now = _clock()
-                loss, byol, ce = _global_mean([out["loss"], out["byol"], out["ce"]], world)
+                loss, byol, ce = global_mean([out["loss"], out["byol"], out["ce"]], world)
                 rec = {"loss": loss, "loss_byol": byol, "loss_ce": ce,
                        "lr": lr, "tau": tau, "pairs_per_second": window_pairs / max(now - window_t, 1e-9)}
                 if not math.isfinite(rec["loss"]):   # the same value on every rank: all stop together
@@ -271,18 +221,6 @@ def _train(data: TrainingData, model_cfg, cfg, vocab_size: int, rank: int, world
     return TrainResult(model=model, history=history, steps=step, pairs_seen=step * cfg.batch_size,
                        seconds=seconds, alpha=alpha, device=str(device), rank=rank, world_size=world,
                        sync_checks=sync_checks, planned_steps=planned)
-
-
-def _global_mean(values: list[torch.Tensor], world: int) -> list[float]:
-    """The scalars as floats; with several ranks their mean over ranks (equal per-rank batches: the
-    global batch's value)."""
-    if world == 1:
-        return [v.item() for v in values]
-    import torch.distributed as dist
-
-    t = torch.stack([v.detach().float() for v in values])
-    dist.all_reduce(t)
-    return (t / world).tolist()
 
 
 def _progress(total: int, enabled: bool):
@@ -333,17 +271,6 @@ def _flatten(d: dict, prefix: str = "") -> dict[str, str]:
     return out
 
 
-def _broadcast(value: Any, world: int) -> Any:
-    """Rank 0's ``value`` on every rank."""
-    if world == 1:
-        return value
-    import torch.distributed as dist
-
-    box = [value]
-    dist.broadcast_object_list(box, src=0)
-    return box[0]
-
-
 def run_training(data_dir: str, tokenizer_path: str, cfg, *, progress: bool = True,
                  run_key: str | None = None) -> dict:
     """Load DIR/catalog + DIR/pairs, train, check health, log to MLflow and register the encoder.
@@ -384,7 +311,7 @@ def _run_training(data_dir: str, tokenizer_path: str, cfg, progress: bool, run_k
         if main:
             registry.setup_tracking(cfg.mlflow.tracking_uri, cfg.mlflow.experiment)
             existing = registry.find_run_key_version(cfg.mlflow.model_name, run_key)
-        existing = _broadcast(existing, world)
+        existing = broadcast(existing, world)
         if existing is not None:
             if not main:
                 return {"rank": rank, "world_size": world, "reused": True, "run_key": run_key,

@@ -79,7 +79,7 @@ def test_the_default_model_profile_is_the_recommended_one_and_paper_keeps_every_
     assert (default.train.max_steps, default.train.alpha, default.train.self_pair_fraction) == (300, 0.5, 0.25)
     assert (paper.train.max_steps, paper.train.alpha, paper.train.self_pair_fraction) == (None, 0.9, 0.0)
     assert default.train.changes_for_data(0) == {"alpha": 1.0, "self_pair_fraction": 0.0, "batch_size": 1024,
-                                                 "max_steps": 1200}
+                                                 "max_steps": 1600}
     assert paper.train.changes_for_data(0) == {"alpha": 1.0} and default.train.changes_for_data(5) == {}
     assert paper.train.augment.model_dump() == {"dropout": 0.0, "span_mask": 0.0, "shuffle_window": 0}
     assert load_config("local", ["model.profile=small"]).model.embed_dim == 64
@@ -87,7 +87,7 @@ def test_the_default_model_profile_is_the_recommended_one_and_paper_keeps_every_
 
 def test_a_train_key_set_on_the_command_line_holds_for_data_without_categories_too():
     assert load_config("local", ["train.batch_size=256"]).train.changes_for_data(0) == \
-        {"alpha": 1.0, "self_pair_fraction": 0.0, "max_steps": 1200}
+        {"alpha": 1.0, "self_pair_fraction": 0.0, "max_steps": 1600}
     epochs = load_config("local", ["train.max_steps=null", "train.epochs=2"]).train   # what --epochs sets
     assert epochs.for_data(0).max_steps is None and epochs.for_data(0).batch_size == 1024
     both = load_config("local", ["train.batch_size=256", "train.without_categories.batch_size=64"]).train

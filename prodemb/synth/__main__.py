@@ -1,0 +1,3 @@
+from prodemb.synth.cli import main
+
+raise SystemExit(main())

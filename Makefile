@@ -14,7 +14,7 @@ CLICKS ?= 200000
 export SPARK_LOCAL_IP ?= 127.0.0.1
 export PYSPARK_PYTHON := $(abspath $(PY))
 
-.PHONY: venv test demo bench eval-real study java browser clean cluster-up cluster-down
+.PHONY: venv test demo serve bench eval-real study java browser clean cluster-up cluster-down
 
 venv: $(STAMP)
 
@@ -41,7 +41,8 @@ test: venv browser
 	$(PY) -m pytest -q
 
 TOKENIZER ?= runs/tokenizer.model
-MLFLOW_URI ?= sqlite:///mlflow.db
+# An exported MLFLOW_TRACKING_URI is honoured (MLflow's convention); MLFLOW_URI=... overrides both.
+MLFLOW_URI ?= $(or $(MLFLOW_TRACKING_URI),sqlite:///mlflow.db)
 EVAL_OUT ?= runs/demo-eval
 # Downstream tasks for the demo's evaluation: the generator's labels, or built-in tasks of the chosen data.
 EVAL_METHODS ?= prodemb,random,tfidf,tfidf+prodemb,fasttext,prod2vec,meta_prod2vec,sbert
@@ -137,6 +138,11 @@ bench: venv
 	$(PY) benchmarks/sessionize_bench.py
 	$(PY) benchmarks/train_bench.py
 	$(PY) benchmarks/feature_store_bench.py
+	$(PY) benchmarks/serve_bench.py
+
+# Embeddings over HTTP for new titles (cold start): MLflow's scoring server on the champion, 127.0.0.1:5001.
+serve: venv
+	$(PY) jobs/serve.py --mlflow-uri $(MLFLOW_URI)
 
 # The real cluster on this machine (prodemb/cluster.py; profile conf/cluster-local.yaml): Spark standalone
 # master :7077 + 2 workers, Redis :6379, MLflow server :5000, S3-compatible store :9000 (moto), all on

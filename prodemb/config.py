@@ -150,6 +150,15 @@ class ScoreConfig(_Section):
     model_uri: str | None = None          # None: models:/<mlflow.model_name>@champion
 
 
+class ServeConfig(_Section):
+    """``jobs/serve.py``: MLflow's scoring server for new titles (cold start)."""
+    host: str = "127.0.0.1"
+    port: int = Field(5001, ge=1, le=65535)   # 5000 is the MLflow tracking server's
+    workers: int = Field(1, ge=1)
+    torch_threads: int = Field(0, ge=0)       # per worker; 0 = the cores / workers
+    timeout_s: int = Field(60, ge=1)          # per request
+
+
 class EvaluateConfig(_Section):
     """Downstream evaluation protocol (paper §4.1, §4.2, §5.1, A.1) and its baselines (A.2)."""
     methods: list[str] = Field(default_factory=lambda: [
@@ -219,6 +228,7 @@ class Config(_Section):
     mlflow: MlflowConfig = Field(default_factory=MlflowConfig)
     feast: FeastConfig = Field(default_factory=FeastConfig)
     score: ScoreConfig = Field(default_factory=ScoreConfig)
+    serve: ServeConfig = Field(default_factory=ServeConfig)
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
     promote: PromoteConfig = Field(default_factory=PromoteConfig)
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)

@@ -1,8 +1,8 @@
 """MLflow: tracking setup, the ``prodemb-encoder`` pyfunc (raw titles → vectors), registration, aliases,
 and the training job's run keys (idempotent reruns).
 
-The registered model is self-contained: the tokenizer, the encoder weights, the normalization
-settings and this package's code travel inside it, so
+The registered model is self-contained and pickle-free (a model from code, ``prodemb/encoder_from_code.py``):
+the tokenizer, the encoder weights, the normalization settings and this package's code travel inside it, so
 
     mlflow.pyfunc.load_model("models:/prodemb-encoder@champion").predict(pd.DataFrame({"title": [...]}))
 
@@ -25,8 +25,13 @@ import mlflow
 import numpy as np
 import pandas as pd
 
+# Versions registered before the model came from code hold a pickle of ``prodemb.registry.EncoderPyfunc``:
+# the name stays importable here so they still load.
+from prodemb.encoder_pyfunc import EncoderPyfunc  # noqa: F401
+
 log = logging.getLogger(__name__)
 PACKAGE_DIR = Path(__file__).resolve().parent
+MODEL_CODE = PACKAGE_DIR / "encoder_from_code.py"   # the model-from-code file (no pickle in the model)
 
 
 def setup_tracking(tracking_uri: str, experiment: str, artifact_root: str | Path | None = None) -> str:
@@ -50,47 +55,19 @@ def setup_tracking(tracking_uri: str, experiment: str, artifact_root: str | Path
     return mlflow.set_experiment(experiment).experiment_id
 
 
-class EncoderPyfunc(mlflow.pyfunc.PythonModel):
-    """Raw titles → L2-unnormalized float32 embeddings y = f(t(tokens)) (the paper's product embedding)."""
-
-    def load_context(self, context):
-        import torch
-
-        from prodemb.model import ProductEncoder
-        from prodemb.tokenizer import Tokenizer
-
-        meta = json.loads(Path(context.artifacts["meta"]).read_text())
-        self.meta = meta
-        self.tokenizer = Tokenizer.load(context.artifacts["tokenizer"])
-        dims = meta["encoder"]
-        self.encoder = ProductEncoder.from_dims(meta["vocab_size"], dims)
-        self.encoder.load_state_dict(torch.load(context.artifacts["encoder"], map_location="cpu", weights_only=True))
-        self.encoder.eval()
-
-    def predict(self, context, model_input, params=None) -> np.ndarray:
-        return self.embed(_titles(model_input))[0]
-
-    def embed(self, titles: list[str]) -> tuple[np.ndarray, np.ndarray]:
-        """(vectors [n, dim] float32, tokens the encoder saw per title [n]): ``predict``'s vectors, and what
-        batch scoring needs to tell an empty title (0 tokens: a vector of pure padding) from a real one."""
-        import torch
-
-        tokens = self.tokenizer.encode_raw(titles, self.meta["max_len"], language=self.meta["language"])
-        with torch.inference_mode():   # local to this call: never flip the process's grad mode
-            out = [self.encoder(torch.from_numpy(tokens[i:i + 4096]).long()).numpy()
-                   for i in range(0, len(tokens), 4096)]
-        vectors = (np.concatenate(out) if out else np.zeros((0, self.encoder.out_dim))).astype(np.float32)
-        return vectors, (tokens != self.tokenizer.pad_id).sum(axis=1)
-
-
-def _titles(model_input) -> list[str]:
-    if isinstance(model_input, pd.DataFrame):
-        if "title" not in model_input.columns:
-            raise ValueError(f"expected a DataFrame with a 'title' column, got columns {list(model_input.columns)}")
-        series = model_input["title"]
-    else:
-        series = pd.Series(list(model_input))
-    return [t if isinstance(t, str) else "" for t in series.tolist()]
+def resolve_version(model_uri: str) -> tuple[str, str]:
+    """``models:/name@alias`` or ``models:/name/N`` → (name, version), checked against the registry (the
+    tracking URI must be set; raises MlflowException when absent). Any other model URI → ("unregistered", uri)."""
+    if not model_uri.startswith("models:/"):
+        return "unregistered", model_uri
+    client = mlflow.MlflowClient()
+    ref = model_uri.removeprefix("models:/")
+    if "@" in ref:
+        name, alias = ref.split("@", 1)
+        return name, str(client.get_model_version_by_alias(name, alias).version)
+    name, version = ref.split("/", 1)
+    client.get_model_version(name, version)
+    return name, version
 
 
 def encoder_signature(dim: int):
@@ -124,7 +101,7 @@ def log_encoder(encoder, tokenizer_path: str | Path, *, max_len: int, language: 
     }, indent=2))
     info = mlflow.pyfunc.log_model(
         name="encoder",
-        python_model=EncoderPyfunc(),
+        python_model=str(MODEL_CODE),
         artifacts={"tokenizer": str(tokenizer_path), "encoder": str(state), "meta": str(meta)},
         code_paths=[str(PACKAGE_DIR)],
         signature=encoder_signature(encoder.out_dim),

@@ -55,17 +55,10 @@ def resolve_model(model_uri: str, tracking_uri: str | None, download_dir: str) -
     if tracking_uri:
         mlflow.set_tracking_uri(tracking_uri)
         mlflow.set_registry_uri(tracking_uri)
-    client = mlflow.MlflowClient()
-    name, version = "unregistered", model_uri
+    from prodemb.registry import resolve_version
+
     try:
-        if model_uri.startswith("models:/"):
-            ref = model_uri.removeprefix("models:/")
-            if "@" in ref:
-                name, alias = ref.split("@", 1)
-                version = str(client.get_model_version_by_alias(name, alias).version)
-            else:
-                name, version = ref.split("/", 1)
-                client.get_model_version(name, version)
+        name, version = resolve_version(model_uri)
         local = mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}/{version}"
                                                     if model_uri.startswith("models:/") else model_uri,
                                                     dst_path=download_dir)

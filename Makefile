@@ -37,8 +37,11 @@ $(STAMP): pyproject.toml | java
 	@rm -f $(VENV)/.installed-*; touch $@
 	@echo "venv ready: $(VENV)"
 
+# Test files run in TEST_WORKERS processes (pytest-xdist), each file whole on one worker: its module
+# fixtures are built once, and the files that start fixed-port services never overlap with themselves.
+TEST_WORKERS ?= 2
 test: venv browser
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 TOKENIZER ?= runs/tokenizer.model
 # An exported MLFLOW_TRACKING_URI is honoured (MLflow's convention); MLFLOW_URI=... overrides both.

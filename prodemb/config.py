@@ -4,9 +4,11 @@
 
 Profiles are YAML files in ``conf/`` deep-merged over ``base.yaml``; ``PRODEMB_PROFILE`` picks the
 default profile and ``PRODEMB_CONF_DIR`` the folder. Precedence: CLI flags and ``--set`` > standard
-environment variables (``MLFLOW_TRACKING_URI``) > profile > base. String values may hold
-``${NAME:-default}`` references to the environment (``PRODEMB_ROOT`` = the repository root). Overrides are ``dotted.key=value`` strings whose
-values are parsed as YAML scalars (``15`` → int, ``true`` → bool, ``[a, b]`` → list).
+environment variables (``MLFLOW_TRACKING_URI``, ``MLFLOW_REGISTRY_URI``, Feast's
+``FEAST_FS_YAML_FILE_PATH`` and ``FEATURE_REPO_DIR_ENV_VAR``) > profile > base. String values may hold
+``${NAME:-default}`` references to the environment (``PRODEMB_ROOT`` = the repository root). Overrides are
+``dotted.key=value`` strings whose values are parsed as YAML scalars (``15`` → int, ``true`` → bool,
+``[a, b]`` → list).
 """
 from __future__ import annotations
 
@@ -136,13 +138,15 @@ class TrainConfig(_Section):
 
 class MlflowConfig(_Section):
     tracking_uri: str = "sqlite:///mlflow.db"
+    registry_uri: str | None = None       # the model registry; None: the tracking URI (MLflow's default)
     experiment: str = "prodemb"
     model_name: str = "prodemb-encoder"
 
 
 class FeastConfig(_Section):
     repo_dir: str = "feature_repo"
-    yaml_file: str = "feature_store.yaml"   # feature_store.cluster.yaml: Redis + Spark offline store
+    # relative to repo_dir, or absolute; feature_store.cluster.yaml: Redis + Spark offline store
+    yaml_file: str = "feature_store.yaml"
 
 
 class ScoreConfig(_Section):
@@ -258,7 +262,14 @@ def _read_yaml(path: Path) -> dict:
 
 # Standard environment variables that set a config key: a profile's value gives way to them, a job's
 # flag or --set still wins.
-ENV_KEYS = {"MLFLOW_TRACKING_URI": ("mlflow", "tracking_uri")}
+ENV_KEYS = {
+    "MLFLOW_TRACKING_URI": ("mlflow", "tracking_uri"),
+    "MLFLOW_REGISTRY_URI": ("mlflow", "registry_uri"),
+    "FEATURE_REPO_DIR_ENV_VAR": ("feast", "repo_dir"),          # the Feast CLI's --chdir
+    "FEAST_FS_YAML_FILE_PATH": ("feast", "yaml_file"),          # the Feast CLI's --feature-store-yaml
+}
+# Paths in those variables are relative to the working directory, as the Feast CLI reads them.
+_ENV_PATHS = {"FEATURE_REPO_DIR_ENV_VAR", "FEAST_FS_YAML_FILE_PATH"}
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^${}]*))?\}")
 
 
@@ -314,7 +325,8 @@ def load_config(profile: str | None = None, overrides: list[str] | None = None,
         data = deep_merge(data, _read_yaml(overlay))
     for var, (section, key) in ENV_KEYS.items():
         if os.environ.get(var):
-            data = deep_merge(data, {section: {key: os.environ[var]}})
+            value = str(Path(os.environ[var]).resolve()) if var in _ENV_PATHS else os.environ[var]
+            data = deep_merge(data, {section: {key: value}})
     cli = [parse_override(item) for item in overrides or []]
     for over in cli:
         data = deep_merge(data, over)
@@ -401,4 +413,17 @@ def config_from_args(args, **flag_overrides: Any) -> Config:
     # An --epochs flag means epochs: it replaces a profile's step budget (unless --max-steps or a --set
     # train.max_steps, both applied after this, says otherwise).
     lead = ["train.max_steps=null"] if flag_overrides.get("train.epochs") is not None else []
-    return load_config(getattr(args, "conf_profile", None), lead + list(getattr(args, "overrides", [])) + extra)
+    cfg = load_config(getattr(args, "conf_profile", None), lead + list(getattr(args, "overrides", [])) + extra)
+    global _job_registry_uri
+    _job_registry_uri = cfg.mlflow.registry_uri
+    return cfg
+
+
+_job_registry_uri: str | None = None
+
+
+def job_registry_uri() -> str | None:
+    """The running job's ``mlflow.registry_uri`` (set by ``config_from_args``; cfg already ranks a flag over
+    ``$MLFLOW_REGISTRY_URI`` over the profile): every MLflow client of the job uses that registry, also
+    where a library call is given only a tracking URI (``prodemb.registry.use_tracking``)."""
+    return _job_registry_uri

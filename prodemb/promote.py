@@ -88,7 +88,7 @@ def run_promote(cfg, tasks: dict, *, tolerance: float | None = None, tracking_ur
     tolerance = cfg.promote.tolerance if tolerance is None else tolerance
     if not tasks:
         raise GateError("no evaluation tasks: configure evaluate.tasks or pass --task NAME=PATH")
-    setup_tracking(tracking_uri or cfg.mlflow.tracking_uri, cfg.mlflow.experiment)
+    setup_tracking(tracking_uri or cfg.mlflow.tracking_uri, cfg.mlflow.experiment, registry_uri=cfg.mlflow.registry_uri)
     client = mlflow.MlflowClient()
     name = cfg.mlflow.model_name
     try:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 from pathlib import Path
 
@@ -34,14 +35,38 @@ PACKAGE_DIR = Path(__file__).resolve().parent
 MODEL_CODE = PACKAGE_DIR / "encoder_from_code.py"   # the model-from-code file (no pickle in the model)
 
 
-def setup_tracking(tracking_uri: str, experiment: str, artifact_root: str | Path | None = None) -> str:
-    """Point MLflow at ``tracking_uri`` (SQLite by default) and make sure the experiment exists.
+def use_tracking(tracking_uri: str, registry_uri: str | None = None) -> str:
+    """Point this process's MLflow client at a tracking store and a model registry. The registry is
+    ``registry_uri``, else the job's ``mlflow.registry_uri`` (``config.job_registry_uri``: a flag,
+    ``$MLFLOW_REGISTRY_URI`` or the profile), else the tracking store (MLflow's own default).
+    Returns the registry URI.
+
+    MLflow's setters also write ``MLFLOW_TRACKING_URI``/``MLFLOW_REGISTRY_URI`` into the process
+    environment; they are put back, so that the environment keeps saying what the user set, for this
+    process's later configs and for the processes it starts."""
+    from prodemb.config import job_registry_uri
+
+    registry_uri = registry_uri or job_registry_uri() or tracking_uri
+    saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
+    mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_registry_uri(registry_uri)
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+    return registry_uri
+
+
+def setup_tracking(tracking_uri: str, experiment: str, artifact_root: str | Path | None = None,
+                   registry_uri: str | None = None) -> str:
+    """Point MLflow at ``tracking_uri`` (SQLite by default) and its registry (``use_tracking``), and make
+    sure the experiment exists.
 
     With a database backend and no tracking server, new experiments store artifacts under
     ``artifact_root`` (default: ``mlartifacts`` next to the SQLite file) as absolute file URIs.
     """
-    mlflow.set_tracking_uri(tracking_uri)
-    mlflow.set_registry_uri(tracking_uri)
+    use_tracking(tracking_uri, registry_uri)
     if mlflow.get_experiment_by_name(experiment) is None:
         if artifact_root is None and tracking_uri.startswith("sqlite:///"):
             artifact_root = Path(tracking_uri.removeprefix("sqlite:///")).resolve().parent / "mlartifacts"

@@ -52,10 +52,10 @@ def resolve_model(model_uri: str, tracking_uri: str | None, download_dir: str) -
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     import mlflow
 
+    from prodemb.registry import resolve_version, use_tracking
+
     if tracking_uri:
-        mlflow.set_tracking_uri(tracking_uri)
-        mlflow.set_registry_uri(tracking_uri)
-    from prodemb.registry import resolve_version
+        use_tracking(tracking_uri)
 
     try:
         name, version = resolve_version(model_uri)

@@ -31,13 +31,13 @@ def serve_command(name: str, version: str, *, host: str, port: int, workers: int
             "--timeout", str(timeout_s)]
 
 
-def server_env(environ: dict[str, str], tracking_uri: str, torch_threads: int) -> dict[str, str]:
-    """The server's environment: the registry to download from, and torch's threads per worker (workers ×
-    threads should not exceed the cores)."""
+def server_env(environ: dict[str, str], tracking_uri: str, registry_uri: str, torch_threads: int) -> dict[str, str]:
+    """The server's environment: the stores the version was resolved in, and torch's threads per worker
+    (workers × threads should not exceed the cores)."""
     env = dict(environ)
     # MLflow starts the server as `uvicorn` from PATH: this environment's, whether or not it is activated.
     env["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), env.get("PATH", "")])
-    env["MLFLOW_TRACKING_URI"] = env["MLFLOW_REGISTRY_URI"] = tracking_uri   # where the version was resolved
+    env["MLFLOW_TRACKING_URI"], env["MLFLOW_REGISTRY_URI"] = tracking_uri, registry_uri
     env["OMP_NUM_THREADS"] = str(torch_threads)
     env.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     return env

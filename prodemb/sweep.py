@@ -36,6 +36,7 @@ def run_sweep(cfg, *, data_dir: str, tokenizer_path: str, output: str | Path | N
     import mlflow
 
     from prodemb.baselines.encoder import PretrainedEncoder, RandomEncoder
+    from prodemb.registry import use_tracking
     from prodemb.train import CollapsedError, run_training
 
     t0 = time.perf_counter()
@@ -93,8 +94,7 @@ def run_sweep(cfg, *, data_dir: str, tokenizer_path: str, output: str | Path | N
                   f"{scores[t['alpha']]:.4f} |" for t in trained]
         notes += [f"| random encoder | - | {random_val:.4f} |", ""]
         notes += [f"α = {c['alpha']:g} collapsed and was skipped." for c in skipped] + ([""] if skipped else [])
-    mlflow.set_tracking_uri(tracking_uri)
-    mlflow.set_registry_uri(tracking_uri)
+    use_tracking(tracking_uri, cfg.mlflow.registry_uri)
     client = mlflow.MlflowClient()
     for t in trained:
         t["mean_val_auc"] = round(scores[t["alpha"]], 6)

@@ -309,7 +309,8 @@ def _run_training(data_dir: str, tokenizer_path: str, cfg, progress: bool, run_k
         registry.check_run_key(run_key)
         existing = None
         if main:
-            registry.setup_tracking(cfg.mlflow.tracking_uri, cfg.mlflow.experiment)
+            registry.setup_tracking(cfg.mlflow.tracking_uri, cfg.mlflow.experiment,
+                                    registry_uri=cfg.mlflow.registry_uri)
             existing = registry.find_run_key_version(cfg.mlflow.model_name, run_key)
         existing = broadcast(existing, world)
         if existing is not None:
@@ -356,7 +357,7 @@ def _train_and_register(data: TrainingData, tok, tokenizer_path: str, data_dir: 
     }
     holdout = data.holdout.as_params() if data.holdout is not None else {}
     data = data.sharded(0, world)   # the hash covers all pairs; rank 0 trains on its shard only
-    registry.setup_tracking(cfg.mlflow.tracking_uri, cfg.mlflow.experiment)
+    registry.setup_tracking(cfg.mlflow.tracking_uri, cfg.mlflow.experiment, registry_uri=cfg.mlflow.registry_uri)
     with mlflow.start_run(tags={registry.RUN_KEY_TAG: run_key} if run_key else None) as run, \
             tempfile.TemporaryDirectory() as tmp:
         local_tokenizer = tokenizer_path

@@ -22,6 +22,16 @@ def shared_data(*parts: str) -> Path:
     return path
 
 
+@pytest.fixture(autouse=True)
+def _mlflow_variables_as_the_test_found_them(monkeypatch):
+    """MLflow's set_tracking_uri/set_registry_uri write MLFLOW_TRACKING_URI/MLFLOW_REGISTRY_URI into the
+    environment: a test that calls them must not hand its stores to the configs and jobs of the next."""
+    for name in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
+        monkeypatch.setenv(name, os.environ.get(name, ""))   # recorded: put back as it was after the test
+        if not os.environ[name]:
+            monkeypatch.delenv(name)
+
+
 @pytest.fixture(scope="session")
 def spark():
     from prodemb.spark import get_spark

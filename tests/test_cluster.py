@@ -94,3 +94,11 @@ def test_the_feast_spark_offline_store_loads_delta_as_the_jobs_do():
     assert not {"spark.jars.packages", "spark.jars", "spark.jars.excludes"} & set(spark_conf)
     for key in ("spark.sql.extensions", "spark.sql.catalog.spark_catalog"):
         assert spark_conf[key] == DELTA_CONF[key]
+
+
+def test_spark_home_is_kept_when_set(tmp_path, monkeypatch):
+    monkeypatch.setenv("SPARK_HOME", str(tmp_path))
+    assert cluster.spark_home() == tmp_path
+    assert cluster._spark_env(tmp_path)["SPARK_HOME"] == str(tmp_path)    # what the master and workers get
+    monkeypatch.delenv("SPARK_HOME")
+    assert (cluster.spark_home() / "bin" / "spark-class").exists()        # else the pip package's

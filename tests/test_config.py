@@ -32,6 +32,36 @@ def test_mlflow_tracking_uri_env_sits_between_profile_and_flags(monkeypatch):
     assert flagged.mlflow.tracking_uri == "sqlite:///x.db"
 
 
+def test_registry_and_feast_variables_sit_between_profile_and_flags(monkeypatch, tmp_path):
+    import argparse
+
+    from prodemb.config import add_config_args, config_from_args
+
+    _unset_for_this_test(monkeypatch, "MLFLOW_REGISTRY_URI", "FEAST_FS_YAML_FILE_PATH", "FEATURE_REPO_DIR_ENV_VAR")
+    monkeypatch.chdir(tmp_path)
+    plain = load_config("local")
+    assert plain.mlflow.registry_uri is None and plain.feast.repo_dir == "feature_repo"
+    assert load_config("cluster-local").feast.yaml_file == "feature_store.cluster-local.yaml"
+    monkeypatch.setenv("MLFLOW_REGISTRY_URI", "http://127.0.0.1:5998")
+    monkeypatch.setenv("FEATURE_REPO_DIR_ENV_VAR", "repos/prodemb")              # relative to the working dir,
+    monkeypatch.setenv("FEAST_FS_YAML_FILE_PATH", "repos/prodemb/online.yaml")   # as the Feast CLI reads them
+    for profile in ("local", "cluster-local"):
+        cfg = load_config(profile)
+        assert cfg.mlflow.registry_uri == "http://127.0.0.1:5998"
+        assert cfg.feast.repo_dir == str(tmp_path / "repos" / "prodemb")
+        assert cfg.feast.yaml_file == str(tmp_path / "repos" / "prodemb" / "online.yaml")
+    flagged = load_config("local", ["mlflow.registry_uri=sqlite:///reg.db", "feast.yaml_file=other.yaml"])
+    assert flagged.mlflow.registry_uri == "sqlite:///reg.db" and flagged.feast.yaml_file == "other.yaml"
+    # A job's registry (here from --set, over the environment) is the one its MLflow clients use.
+    from prodemb import config
+
+    monkeypatch.setattr(config, "_job_registry_uri", None)
+    ap = argparse.ArgumentParser()
+    add_config_args(ap)
+    config_from_args(ap.parse_args(["--set", "mlflow.registry_uri=sqlite:///reg.db"]))
+    assert config.job_registry_uri() == "sqlite:///reg.db"
+
+
 def _unset_for_this_test(monkeypatch, *names: str) -> None:
     for name in names:   # set first, so that teardown removes whatever the code under test sets
         monkeypatch.setenv(name, "")

@@ -77,7 +77,12 @@ def test_rerun_replaces_output_and_delta_keeps_history(spark, tmp_path):
 def test_cli_runs_and_reruns_atomically(tmp_path):
     log = write_log(tmp_path / "log.csv")
     out = tmp_path / "out"
-    env = {**os.environ, "SPARK_LOCAL_IP": "127.0.0.1", "PYSPARK_PYTHON": sys.executable}
+    # A PYSPARK_PYTHON of the user's is kept: here a wrapper that leaves a mark, then runs this interpreter.
+    marks = tmp_path / "python-workers"
+    wrapper = tmp_path / "python-wrapper"
+    wrapper.write_text(f'#!/bin/sh\necho started >> "{marks}"\nexec "{sys.executable}" "$@"\n')
+    wrapper.chmod(0o755)
+    env = {**os.environ, "SPARK_LOCAL_IP": "127.0.0.1", "PYSPARK_PYTHON": str(wrapper)}
     cmd = [sys.executable, str(REPO_ROOT / "jobs" / "sessionize.py"), "--input", log, "--input-format", "clicks",
            "--output", str(out), "--gap-minutes", "3", "--max-items", "5", "--set", "spark.master=local[1]"]
     runs = []
@@ -91,6 +96,7 @@ def test_cli_runs_and_reruns_atomically(tmp_path):
     assert report["parameters"]["gap_minutes"] == 3 and report["parameters"]["max_items"] == 5
     # The 5-minute gap is > 3: u1 has two sessions, [p1] and [p2, p1] (one pair); u2 has [p3].
     assert report["sessions"] == 3 and report["pairs"] == 1
+    assert marks.read_text().count("started") >= 2                   # the session kernel ran in its workers
 
 
 def test_cli_fails_clearly_on_missing_input(tmp_path):

@@ -1,6 +1,7 @@
 """Scoring and publishing killed mid-write, a corrupt model artifact, a lost Feast registry."""
 from __future__ import annotations
 
+import json
 import shutil
 import sqlite3
 from datetime import datetime, timezone
@@ -92,3 +93,8 @@ def test_a_lost_feast_registry_is_a_clear_error_and_publishing_rebuilds_it(spark
     run_publish(str(data), repo_dir=repo, progress=False)
     store.refresh_registry()
     assert (online_vectors(store, [pid])[pid]["embedding"] == before).all()
+    # A job finds the rebuilt repo through Feast's own variables too (the Feast CLI's conventions).
+    proc = run_job("lookup", "--product-id", pid, "--json", cwd=tmp_path,
+                   env={"FEATURE_REPO_DIR_ENV_VAR": "repo", "FEAST_FS_YAML_FILE_PATH": "repo/feature_store.yaml"})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json.loads(proc.stdout)[0]["embedding"] == pytest.approx(before.tolist())

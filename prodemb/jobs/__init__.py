@@ -1,0 +1,38 @@
+"""The pipeline's jobs, one module each (argument parsing, config, one library call). Three ways to run one:
+
+    spark-submit jobs/sessionize.py ...        # the files in jobs/ call these modules
+    prodemb sessionize ...                     # the console script of the installed package
+    python -m prodemb.jobs sessionize ...
+"""
+from __future__ import annotations
+
+import importlib
+import sys
+
+# command → module, in pipeline order
+JOBS = {
+    "sessionize": "sessionize", "train-tokenizer": "train_tokenizer", "train": "train", "promote": "promote",
+    "score": "score", "publish": "publish", "lookup": "lookup", "similar": "similar", "serve": "serve",
+    "evaluate": "evaluate", "sweep-alpha": "sweep_alpha", "consolidate": "consolidate",
+}
+
+
+def _usage() -> str:
+    lines = ["usage: prodemb JOB [ARGS ...]   (prodemb JOB --help for a job's flags)", "", "jobs:"]
+    for command, module in JOBS.items():
+        doc = (importlib.import_module(f"prodemb.jobs.{module}").__doc__ or "").strip().splitlines()
+        lines.append(f"  {command:<16} {doc[0] if doc else ''}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else list(argv)
+    if not args or args[0] in ("-h", "--help"):
+        print(_usage())
+        return 0 if args else 2
+    command = args[0].replace("_", "-")
+    if command not in JOBS:
+        print(f"prodemb: error: unknown job {args[0]!r} (one of: {', '.join(JOBS)})", file=sys.stderr)
+        return 2
+    sys.argv[0] = f"prodemb {command}"        # argparse's usage line names the command
+    return importlib.import_module(f"prodemb.jobs.{JOBS[command]}").main(args[1:])

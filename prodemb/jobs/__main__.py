@@ -1,0 +1,5 @@
+import sys
+
+from prodemb.jobs import main
+
+sys.exit(main())

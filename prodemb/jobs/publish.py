@@ -1,0 +1,35 @@
+"""Apply the Feast repo over DIR/embeddings and load every product's latest vector into the online store.
+
+    python jobs/publish.py --data DIR [--embeddings PATH]
+
+Fast path for the SQLite online store (bulk writes of the exact bytes Feast writes); other stores go
+through the Feast SDK. `cd feature_repo && feast materialize ...` remains the standard, slower path.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+from prodemb.config import add_config_args, config_from_args, finish_job
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", default=None, help="folder with embeddings/ (default paths.data_dir)")
+    ap.add_argument("--embeddings", default=None, help="embeddings table (default DIR/embeddings)")
+    ap.add_argument("--no-progress", action="store_true")
+    add_config_args(ap)
+    args = ap.parse_args(argv)
+    cfg = config_from_args(args)
+
+    from prodemb.features import UnservableVectorsError, run_publish
+
+    return finish_job("publish", lambda: run_publish(args.data or cfg.paths.data_dir, repo_dir=cfg.feast.repo_dir,
+                                                     yaml_file=cfg.feast.yaml_file, embeddings=args.embeddings,
+                                                     progress=not args.no_progress),
+                      bad_input=(FileNotFoundError, UnservableVectorsError))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

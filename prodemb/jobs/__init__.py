@@ -17,6 +17,23 @@ JOBS = {
 }
 
 
+def evaluation_logging() -> None:
+    """INFO lines on stderr for the evaluation jobs, without the baselines' libraries' per-epoch chatter."""
+    import logging
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    for noisy in ("gensim", "sentence_transformers", "httpx"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def error_printer(job: str):
+    """``fail(msg, code=2)`` for a job: ``JOB: error: msg`` on stderr, returns the exit code."""
+    def fail(msg: str, code: int = 2) -> int:
+        print(f"{job}: error: {msg}", file=sys.stderr)
+        return code
+    return fail
+
+
 def _usage() -> str:
     lines = ["usage: prodemb JOB [ARGS ...]   (prodemb JOB --help for a job's flags)", "", "jobs:"]
     for command, module in JOBS.items():

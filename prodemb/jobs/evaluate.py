@@ -16,12 +16,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
 
-
 from prodemb.config import add_config_args, comma_list, config_from_args
-
+from prodemb.jobs import error_printer, evaluation_logging
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -51,18 +49,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    for noisy in ("gensim", "sentence_transformers", "httpx"):   # per-epoch chatter of the baselines' libraries
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    evaluation_logging()
     from prodemb.config import BUSY_EXIT
     from prodemb.evaluate import EvaluateInputError, run_evaluate
     from prodemb.fs import OutputBusyError
     from prodemb.score import ModelNotFoundError
     from prodemb.tasks import TaskError, task_sources
 
-    def fail(msg: str, code: int = 2) -> int:
-        print(f"evaluate: error: {msg}", file=sys.stderr)
-        return code
+    fail = error_printer("evaluate")
 
     try:
         cfg = config_from_args(args, **{

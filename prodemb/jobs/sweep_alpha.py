@@ -16,13 +16,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
 from pathlib import Path
 
-
 from prodemb.config import add_config_args, comma_list, config_from_args
-
+from prodemb.jobs import error_printer, evaluation_logging
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -47,13 +45,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-progress", action="store_true")
     add_config_args(ap)
     args = ap.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    for noisy in ("gensim", "sentence_transformers", "httpx"):   # per-epoch chatter of the baselines' libraries
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    evaluation_logging()
 
-    def fail(msg: str, code: int = 2) -> int:
-        print(f"sweep_alpha: error: {msg}", file=sys.stderr)
-        return code
+    fail = error_printer("sweep_alpha")
 
     try:
         cfg = config_from_args(args, **{
@@ -68,10 +62,10 @@ def main(argv: list[str] | None = None) -> int:
         if not path.exists():
             return fail(f"{what} not found at {path}")
 
-    from prodemb.protocol import EvaluateInputError
-    from prodemb.sweep import run_sweep
     from prodemb.config import BUSY_EXIT
     from prodemb.fs import OutputBusyError
+    from prodemb.protocol import EvaluateInputError
+    from prodemb.sweep import run_sweep
     from prodemb.tasks import TaskError, task_sources
     from prodemb.train import CollapsedError
 

@@ -7,7 +7,14 @@
 from __future__ import annotations
 
 import importlib
+import os
 import sys
+
+# What a user can do nothing about stays out of a job's output: MLflow's INFO lines (database set-up,
+# input-example validation) and its artifact progress bars. Its warnings and errors still show, and an
+# MLFLOW_LOGGING_LEVEL the user set wins. (Importing any job module runs this first.)
+os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 # command → module, in pipeline order
 JOBS = {

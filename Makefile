@@ -41,6 +41,7 @@ $(STAMP): pyproject.toml | java
 # fixtures are built once, and the files that start fixed-port services never overlap with themselves.
 TEST_WORKERS ?= 2
 test: venv browser
+	$(PY) -m ruff check --quiet .
 	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 TOKENIZER ?= runs/tokenizer.model

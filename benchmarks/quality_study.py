@@ -179,7 +179,8 @@ def study_markdown(results: pd.DataFrame, trained: dict) -> str:
                for r in rows.itertuples() if (peer, r.task, r.train_size) in base.index]
         return f"{sum(got)}/{len(got)}" if got else "–"
 
-    for (variant, method), rows in s[~s.variant.isin(["baselines", "floors"])].groupby(["variant", "method"], sort=False):
+    trained_rows = s[~s.variant.isin(["baselines", "floors"])]
+    for (variant, method), rows in trained_rows.groupby(["variant", "method"], sort=False):
         info = trained.get(variant, {})
         floor = f"random:{info.get('architecture')}"
         fl = s[(s.variant == "floors") & (s.method == floor)].set_index(["task", "train_size"])

@@ -69,7 +69,8 @@ from prodemb.train_data import load_training_data
 t0 = time.perf_counter()
 data = load_training_data(sys.argv[1], sys.argv[2], Tokenizer.load(sys.argv[3]), 32)
 print(json.dumps({"seconds": time.perf_counter() - t0, "pairs": int(len(data.pair_a) + len(data.holdout_a)),
-                  "index_bytes": int(data.pair_a.nbytes + data.pair_b.nbytes + data.holdout_a.nbytes + data.holdout_b.nbytes)}))
+                  "index_bytes": int(data.pair_a.nbytes + data.pair_b.nbytes
+                                     + data.holdout_a.nbytes + data.holdout_b.nbytes)}))
 """
 
 def spark_metrics(event_dir: Path) -> dict:
@@ -235,7 +236,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"sessionize Spark I/O: input {spark['input_bytes'] / 2**20:,.0f} MiB, shuffle write "
           f"{spark['shuffle_write_bytes'] / 2**20:,.0f} MiB, output {spark['output_bytes'] / 2**20:,.0f} MiB "
           f"({spark['shuffle_write_bytes'] / args.clicks:.1f} shuffle bytes/click), {spark['tasks']} tasks")
-    print(f"train loader: {loaded['pairs'] / loaded['seconds']:,.0f} pairs/s, index {loaded['index_bytes'] / 2**30:.2f} GiB, "
+    print(f"train loader: {loaded['pairs'] / loaded['seconds']:,.0f} pairs/s, "
+          f"index {loaded['index_bytes'] / 2**30:.2f} GiB, "
           f"peak RSS {loader['peak_rss_gib']:.2f} GiB; peer pyarrow scan {scanned['pairs'] / scanned['seconds']:,.0f} "
           f"pairs/s (loader/scan time ratio {loaded['seconds'] / scanned['seconds']:.2f}x)")
     (work / "scale_bench.json").write_text(json.dumps({"args": vars(args), "stages": results + [scan, loader],

@@ -42,7 +42,8 @@ def run_spark(clicks_dir: Path, out: Path, cores: int) -> list[tuple[float, dict
     return runs
 
 
-def run_duckdb(clicks_dir: Path, out: Path, cores: int, gap_minutes: float = 30, max_items: int = 10) -> tuple[float, dict]:
+def run_duckdb(clicks_dir: Path, out: Path, cores: int, gap_minutes: float = 30,
+               max_items: int = 10) -> tuple[float, dict]:
     """The session rules in DuckDB SQL (basic validation, accent-strip + stopword normalization, outputs)."""
     import duckdb
 

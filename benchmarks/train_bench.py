@@ -232,7 +232,8 @@ def run_parts(model_cfg, n_titles: int) -> None:
     params = [t for c in enc.convs for t in (c.weight, c.bias)]
     conv_flops = N * sum((L - k + 1) * k for k in ks) * E * Fn * 2        # useful forward FLOPs
     print(f"\n--parts: {N} titles padded to {L} tokens ({LENGTHS[0]}-{LENGTHS[1]} real); GFLOP/s = the dense "
-          f"{L}-token FLOPs (conv forward {conv_flops / 1e9:.1f} G, fwd+bwd 3x) / time, so rows that skip work beat the peak")
+          f"{L}-token FLOPs (conv forward {conv_flops / 1e9:.1f} G, fwd+bwd 3x) / time, "
+          "so rows that skip work beat the peak")
 
     def line(name, ms, flops=None):
         rate = f"{flops / ms / 1e6:8.1f} GFLOP/s" if flops else ""

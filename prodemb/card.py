@@ -78,8 +78,8 @@ def _auc_table(auc: pd.DataFrame, champion: bool) -> str:
     for (task, size), g in auc.groupby(["task", "train_size"], sort=True):
         by = dict(zip(g["method"], g["auc"]))
         best = max(v for m, v in by.items() if m != CHAMPION_METHOD)
-        cells = "".join(f'<td class="{"best" if by.get(m) == best else ""}">{by[m]:.3f}</td>' if m in by else "<td>–</td>"
-                        for m in methods)
+        cells = "".join(f'<td class="{"best" if by.get(m) == best else ""}">{by[m]:.3f}</td>'
+                        if m in by else "<td>–</td>" for m in methods)
         if champion and CHAMPION_METHOD in by and CANDIDATE_METHOD in by:
             d = by[CANDIDATE_METHOD] - by[CHAMPION_METHOD]
             cells += f'<td>{by[CHAMPION_METHOD]:.3f}</td><td class="{"up" if d >= 0 else "down"}">{d:+.3f}</td>'
@@ -132,12 +132,14 @@ def render_card(f: CardFacts) -> str:
     champion = f.champion_version is not None and f.champion_version != f.version
     title = f"{f.model_name} version {f.version}"
     vs = f"champion (version {f.champion_version})" if champion else "no other champion"
-    params = "".join(f"<tr><td>{html.escape(k)}</td><td>{html.escape(v)}</td></tr>" for k, v in sorted(f.params.items()))
+    params = "".join(f"<tr><td>{html.escape(k)}</td><td>{html.escape(v)}</td></tr>"
+                     for k, v in sorted(f.params.items()))
     images = "".join(_img(p, p.stem.replace("_", " ")) for p in f.curves)
     if f.training_curves is not None:
         images += _img(f.training_curves, "training curves (loss, learning rate, target EMA)")
     notes = "".join(f"<li>{html.escape(n)}</li>" for n in f.notes)
-    return f"""<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)} · quality card</title>
+    return f"""<!doctype html><html lang="en"><head><meta charset="utf-8">
+<title>{html.escape(title)} · quality card</title>
 <style>{STYLE}</style></head><body>
 <h1>{html.escape(title)}</h1>
 <p>Compared with the {html.escape(vs)} on the same rows. Test AUC-ROC, mean over the labelled samples; the frozen vector

@@ -8,10 +8,10 @@ an S3-compatible object store.
 
 | service | listens on | how |
 |---|---|---|
-| Spark master | spark://127.0.0.1:7077 (UI 8080, REST 6066) | ``spark-class org.apache.spark.deploy.master.Master`` of the pip pyspark |
+| Spark master | spark://127.0.0.1:7077 (UI 8080, REST 6066) | ``spark-class ...deploy.master.Master`` (pip pyspark) |
 | 2 Spark workers | 127.0.0.1, 1 core each (UIs 8081, 8082) | ``spark-class org.apache.spark.deploy.worker.Worker`` |
 | Redis | 127.0.0.1:6379 | Debian's ``redis-server`` (installed with apt-get when missing), no persistence |
-| MLflow | http://127.0.0.1:5000 | ``mlflow server``, SQLite backend, artifacts proxied over HTTP (``--serve-artifacts``) |
+| MLflow | http://127.0.0.1:5000 | ``mlflow server``, SQLite backend, artifacts proxied (``--serve-artifacts``) |
 | S3 | http://127.0.0.1:9000, bucket ``prodemb-lake`` | moto's server mode (``python -m moto.server``), in memory |
 
 Each service is a detached process with its pid in ``<state>/pids/`` and its log in ``<state>/logs/``

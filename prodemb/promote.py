@@ -190,7 +190,8 @@ def _pending(name: str, candidate, champion) -> GateDecision | None:
                         auc(TAG_PREFIX + "candidate_val_auc"), auc(TAG_PREFIX + "champion_val_auc"),
                         float(tags.get(TAG_PREFIX + "tolerance") or 0.0), per_task.get("candidate", {}),
                         per_task.get("champion", {}), tags.get(TAG_PREFIX + "decided_at", ""),
-                        tags.get(TAG_PREFIX + "quality_card") or None, tags.get(TAG_PREFIX + "quality_card_artifact") or None)
+                        tags.get(TAG_PREFIX + "quality_card") or None,
+                        tags.get(TAG_PREFIX + "quality_card_artifact") or None)
 
 
 def _record(client, d: GateDecision, decision: str) -> None:

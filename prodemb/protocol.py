@@ -254,7 +254,8 @@ def build_context(cfg, method_names: Iterable[str] | None = None, *, model_uri: 
     The model under test (``model_uri``, else ``evaluate.model_uri``, else ``score.model_uri``) is
     resolved and loaded once when an encoder method needs it, or when the supervised Text-CNN needs a
     tokenizer and none was given: ``ctx.tokenizer_path`` is then the model's own SentencePiece file,
-    ``ctx.language`` its normalization language and ``ctx.model_cfg`` its encoder dimensions and max_len. Raises ``prodemb.score.ModelNotFoundError`` for a bad URI.
+    ``ctx.language`` its normalization language and ``ctx.model_cfg`` its encoder dimensions and max_len.
+    Raises ``prodemb.score.ModelNotFoundError`` for a bad URI.
     """
     from prodemb.baselines.encoder import encoder_model
 

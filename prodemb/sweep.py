@@ -119,7 +119,8 @@ def run_sweep(cfg, *, data_dir: str, tokenizer_path: str, output: str | Path | N
         summary["mlflow_run_id"] = log_to_mlflow(
             results, out, tracking_uri=tracking_uri, experiment=ecfg.experiment or f"{cfg.mlflow.experiment}-eval",
             run_name="sweep_alpha",
-            params={"alphas": alphas, "model_name": sweep_name, "versions": {str(t["alpha"]): t["version"] for t in trained},
+            params={"alphas": alphas, "model_name": sweep_name,
+                    "versions": {str(t["alpha"]): t["version"] for t in trained},
                     "tasks": {k: t.source for k, t in taskset.loaded.items()}, "train_sizes": ecfg.train_sizes,
                     "samples": ecfg.samples, "split": ecfg.split, "seed": ecfg.seed, "best_alpha": best},
             extra_metrics={"best_alpha": best, "mean_val_auc_random": random_val,

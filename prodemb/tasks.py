@@ -19,14 +19,14 @@ Built-in tasks (``BUILTIN_TASKS``) are derived from real facts of the public dat
 
 | name | source | label = 1 when | product_id |
 |---|---|---|---|
-| retail_premium | UCI Online Retail | the product's median unit price (sale lines) is in the top quartile of products | StockCode |
-| retail_returned | UCI Online Retail | the product appears in a cancellation invoice (InvoiceNo starts with "C") | StockCode |
+| retail_premium | UCI Online Retail | its median unit price (sale lines) is in the products' top quartile | StockCode |
+| retail_returned | UCI Online Retail | it appears in a cancellation invoice (InvoiceNo starts with "C") | StockCode |
 | retail_bulk | UCI Online Retail | the product's median quantity per sale line is ≥ 12 | StockCode |
 | movielens_<genre> | MovieLens | the movie has that genre (title without its "(year)") | movieId |
 | movielens_well_rated | MovieLens | mean rating ≥ 3.5, among movies with ≥ 10 ratings | movieId |
 | meli_condition | MercadoLibre API items | condition is "used" (the two files that have both conditions) | item id |
 | meli_free_shipping | MercadoLibre API items | shipping.free_shipping is true | item id |
-| hepsiburada_<category> | Hepsiburada catalogue | the product's top-level category is that one (Turkish titles) | productid |
+| hepsiburada_<category> | Hepsiburada catalogue | its top-level category is that one (Turkish titles) | productid |
 """
 from __future__ import annotations
 

@@ -6,8 +6,8 @@
 The pairs table is read in Arrow record batches (Parquet: file by file, straight from the files;
 Delta tables through Spark). Per batch, (site, product_a) and (site, product_b) are looked up in the
 catalog's key array with ``pyarrow.compute.index_in`` (key = site + "\\x1f" + product_id), the hold-out
-rule (``HoldoutRule``: whole sessions) reads ``session_id`` as int64 numpy, and only the int32 indices are kept: memory is
-8 bytes per pair plus one batch; product ids never become Python strings. ``index_in`` hashes its value
+rule (``HoldoutRule``: whole sessions) reads ``session_id`` as int64 numpy, and only the int32 indices are kept:
+memory is 8 bytes per pair plus one batch; product ids never become Python strings. ``index_in`` hashes its value
 set on every call (≈ 0.35 µs a catalog row here), so batches are large (2^20 pairs) and both sides of
 a batch are looked up in one call.
 """

@@ -89,7 +89,8 @@ assert not bag.import_errors, bag.import_errors
 dag = bag.dags.get("prodemb")
 run = dag.test(logical_date=datetime.fromisoformat(sys.argv[2]).replace(tzinfo=timezone.utc),
                run_conf=json.loads(sys.argv[3]))
-print("RESULT " + json.dumps({"state": str(run.state), "interval": [str(run.data_interval_start), str(run.data_interval_end)],
+print("RESULT " + json.dumps({"state": str(run.state),
+                              "interval": [str(run.data_interval_start), str(run.data_interval_end)],
                               "tasks": {ti.task_id: str(ti.state) for ti in run.get_task_instances()}}))
 """
 
@@ -276,8 +277,8 @@ def test_train_run_key_reuses_the_registered_version(spark, tmp_path):
     generate(SynthSpec(n_clicks=8000, n_products=300, seed=2), tmp_path / "synth")
     run_sessionize(spark, str(tmp_path / "synth" / "clicks"), "clicks", str(tmp_path / "data"), SessionsConfig())
     uri = f"sqlite:///{tmp_path}/mlflow.db"
-    cfg = load_config("local", [f"mlflow.tracking_uri={uri}", "model.profile=small", "tokenizer.vocab_size=500", "train.max_steps=3",
-                                "train.batch_size=128", "train.health_sample=300"])
+    cfg = load_config("local", [f"mlflow.tracking_uri={uri}", "model.profile=small", "tokenizer.vocab_size=500",
+                                "train.max_steps=3", "train.batch_size=128", "train.health_sample=300"])
     train_from_catalog(str(tmp_path / "data"), tmp_path / "tok.model", cfg.tokenizer)
     args = (str(tmp_path / "data"), str(tmp_path / "tok.model"), cfg)
     first = run_training(*args, progress=False, run_key="prodemb/20240101T000000-20240102T000000")
@@ -289,7 +290,8 @@ def test_train_run_key_reuses_the_registered_version(spark, tmp_path):
     client = mlflow.MlflowClient(uri)
     assert str(client.get_model_version_by_alias("prodemb-encoder", "candidate").version) == "2"
     # Reusing version 1 leaves the aliases where they are (candidate stays on 2).
-    assert run_training(*args, progress=False, run_key="prodemb/20240101T000000-20240102T000000")["model_version"] == "1"
+    reused = run_training(*args, progress=False, run_key="prodemb/20240101T000000-20240102T000000")
+    assert reused["model_version"] == "1"
     assert str(client.get_model_version_by_alias("prodemb-encoder", "candidate").version) == "2"
     assert len(client.search_model_versions("name = 'prodemb-encoder'")) == 2
     # A job killed after registering version 2 but before tagging it and setting its aliases: the rerun
@@ -329,7 +331,8 @@ def snapshot(work: Path, interval: str) -> dict:
         aliases = dict(db.execute("SELECT alias, version FROM registered_model_aliases "
                                   "WHERE name = 'prodemb-encoder'").fetchall())
     with sqlite3.connect(work / "feature_repo" / "data" / "online_store.db") as db:
-        table = db.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE '%embeddings%'").fetchone()[0]
+        table = db.execute("SELECT name FROM sqlite_master WHERE type = 'table' "
+                           "AND name LIKE '%embeddings%'").fetchone()[0]
         online = db.execute(f'SELECT COUNT(*), COUNT(DISTINCT entity_key) FROM "{table}"').fetchone()
     emb = ds.dataset(os.path.realpath(work / "data" / "embeddings"), format="parquet").to_table(
         columns=["product_id", "model_version"])

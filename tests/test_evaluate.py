@@ -59,7 +59,8 @@ def test_run_evaluate_writes_results_plots_report_and_an_mlflow_run(tiny, tmp_pa
                            methods=["prodemb", "random"], progress=False)
     results = pd.read_csv(out / "results.csv")
     assert list(results.columns) == RESULT_COLUMNS and len(results) == 2 * 2 * 2 * 2
-    assert set(results["method"]) == {"prodemb", "random"} and set(results["train_size"]) == {50, 360, 178}   # 298 valid rows
+    assert set(results["method"]) == {"prodemb", "random"}
+    assert set(results["train_size"]) == {50, 360, 178}   # 298 valid rows
     assert results.loc[results.method == "prodemb", "alpha"].eq(0.9).all()
     assert results.loc[results.method == "prodemb", "model"].eq("prodemb-encoder/1").all()
     top = results[(results.task == "category") & (results.train_size == 360)]
@@ -100,7 +101,8 @@ def test_evaluate_cli(tiny, tmp_path):
     bad = tmp_path / "bad.csv"
     pd.DataFrame({"title": ["a", "b"], "etiqueta": [0, 1]}).to_csv(bad, index=False)
     for args, msg in ((("--task", f"bad={bad}"), "lacks column"),
-                      (("--task", f"condition={tasks['condition']}", "--methods", "prodemb,word2vec"), "unknown method"),
+                      (("--task", f"condition={tasks['condition']}", "--methods", "prodemb,word2vec"),
+                       "unknown method"),
                       (("--task", f"condition={tasks['condition']}", "--model-uri", "models:/prodemb-encoder@nope"),
                        "cannot resolve model"),
                       (("--config-profile", "base"), "no tasks")):   # base: no evaluate.tasks configured

@@ -83,8 +83,9 @@ def world(spark, tmp_path_factory):
     work = tmp_path_factory.mktemp("fs")
     generate(SynthSpec(n_clicks=30_000, n_products=600, seed=3), work / "synth")
     run_sessionize(spark, str(work / "synth" / "clicks"), "clicks", str(work / "data"), SessionsConfig())
-    cfg = load_config("local", overrides=[f"mlflow.tracking_uri=sqlite:///{work}/mlflow.db", "model.profile=small", "tokenizer.vocab_size=800",
-                                          "train.max_steps=25", "train.batch_size=256", "train.health_sample=500"])
+    cfg = load_config("local", overrides=[f"mlflow.tracking_uri=sqlite:///{work}/mlflow.db", "model.profile=small",
+                                          "tokenizer.vocab_size=800", "train.max_steps=25", "train.batch_size=256",
+                                          "train.health_sample=500"])
     train_from_catalog(str(work / "data"), work / "tok.model", cfg.tokenizer)
     for seed in (0, 1):
         run_training(str(work / "data"), str(work / "tok.model"),
@@ -220,7 +221,8 @@ def test_feast_materialize_still_works_from_the_repo(spark, world):
 
     store = FeatureStore(repo_path=str(repo))
     pid = spark.read.parquet(str(emb)).first().product_id
-    got = store.get_online_features(features=["product_embeddings:embedding"], entity_rows=[{"product_id": pid}]).to_dict()
+    got = store.get_online_features(features=["product_embeddings:embedding"],
+                                    entity_rows=[{"product_id": pid}]).to_dict()
     assert got["embedding"][0] is not None and len(got["embedding"][0]) == 128
     assert len(repo_objects(emb)) == 3
 
@@ -266,7 +268,8 @@ def test_empty_titles_are_quarantined_and_a_table_with_bad_vectors_is_refused(sp
     vectors = table.column("embedding").to_pylist()
     vectors[3] = [float("nan")] * len(vectors[3])
     vectors[7] = vectors[7][:-1]
-    bad = table.set_column(table.schema.get_field_index("embedding"), "embedding", pa.array(vectors, pa.list_(pa.float32())))
+    bad = table.set_column(table.schema.get_field_index("embedding"), "embedding",
+                           pa.array(vectors, pa.list_(pa.float32())))
     (work / "bad_embeddings").mkdir()
     pq.write_table(bad, work / "bad_embeddings" / "part-0.parquet")
     with pytest.raises(UnservableVectorsError, match=r"2 of 20 rows .*non_finite_vector: 1, wrong_dimension: 1"):

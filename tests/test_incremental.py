@@ -67,5 +67,6 @@ def test_sessions_crossing_the_boundary_and_rerun_idempotence(spark, tmp_path):
     assert _pairs(spark, str(out / "pairs")) == before          # rerun: replaced, not duplicated
     assert read_table(spark, str(out / "sessions")).count() == 2
     # An interval with no events at all still reports (zeros) and writes empty partitions.
-    r0 = run_sessionize(spark, str(log), "clicks", str(out), cfg, start=d1 - timedelta(days=9), end=d1 - timedelta(days=8))
+    r0 = run_sessionize(spark, str(log), "clicks", str(out), cfg,
+                        start=d1 - timedelta(days=9), end=d1 - timedelta(days=8))
     assert (r0["rows_in"], r0["sessions"], r0["pairs"]) == (0, 0, 0)

@@ -54,7 +54,8 @@ def registry(tmp_path_factory):
     import sentencepiece as spm
 
     vocab = spm.SentencePieceProcessor(model_file=str(tok)).get_piece_size()
-    for version, kind, health in ((1, "zero", "ok"), (2, "random", "ok"), (3, "zero", "ok"), (4, "random", "collapsed")):
+    versions = ((1, "zero", "ok"), (2, "random", "ok"), (3, "zero", "ok"), (4, "random", "collapsed"))
+    for version, kind, health in versions:
         torch.manual_seed(version)
         enc = ProductEncoder(vocab, embed_dim=16, n_filters=32, kernel_sizes=(2, 3))
         if kind == "zero":

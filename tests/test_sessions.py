@@ -7,7 +7,8 @@ import pytest
 from prodemb.sessions import build_catalog, explode_pairs, sessionize
 
 T0 = datetime(2024, 3, 1, 12, 0, 0)
-SCHEMA = "site string, user_id string, ts timestamp, product_id string, title string, title_norm string, category string"
+SCHEMA = ("site string, user_id string, ts timestamp, product_id string, title string, title_norm string, "
+          "category string")
 
 
 def clicks(spark, rows):

@@ -26,7 +26,8 @@ def test_alpha_sweep_trains_one_encoder_per_alpha_and_picks_the_best(tiny, tmp_p
     assert results.loc[results.method == "random", "alpha"].isna().all()
     assert [t["alpha"] for t in summary["trained"]] == [0.5, 1.0]
     best, scores = best_alpha(results)
-    assert summary["best_alpha"] == best and summary["mean_val_auc_by_alpha"]["0.5"] == pytest.approx(scores[0.5], abs=1e-6)
+    assert summary["best_alpha"] == best
+    assert summary["mean_val_auc_by_alpha"]["0.5"] == pytest.approx(scores[0.5], abs=1e-6)
     assert (tmp_path / "sweep" / "plots" / "category_alpha.png").exists()
     assert "## α sweep" in (tmp_path / "sweep" / "report.md").read_text()
     # Registered under the sweep name: the production model's versions and champion are untouched.

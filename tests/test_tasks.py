@@ -42,7 +42,8 @@ def test_numeric_and_boolean_labels():
 
 
 def test_csv_and_parquet_give_the_same_table(tmp_path):
-    raw = pd.DataFrame({"title": ["uno", "dos", "tres", "cuatro"], "label": [1, 0, 1, 0], "product_id": [10, 11, 12, 13]})
+    raw = pd.DataFrame({"title": ["uno", "dos", "tres", "cuatro"], "label": [1, 0, 1, 0],
+                        "product_id": [10, 11, 12, 13]})
     raw.to_csv(tmp_path / "t.csv", index=False)
     raw.to_parquet(tmp_path / "t.parquet", index=False)
     a, b = load_task(tmp_path / "t.csv"), load_task(tmp_path / "t.parquet")

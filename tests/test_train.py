@@ -207,7 +207,8 @@ def test_collapse_registers_nothing_and_the_job_exits_3(movielens_run):
     uri = f"sqlite:///{work}/collapse.db"
     # An impossible spread threshold stands in for a collapsed encoder: the job must refuse to register.
     proc = subprocess.run([sys.executable, str(REPO_ROOT / "jobs" / "train.py"), "--data", str(work / "data"),
-                           "--tokenizer", str(work / "tok.model"), "--profile", "small", "--max-steps", "3", "--batch-size", "128",
+                           "--tokenizer", str(work / "tok.model"), "--profile", "small", "--max-steps", "3",
+                           "--batch-size", "128",
                            "--mlflow-uri", uri, "--no-progress", "--set", "sessions.language=en",
                            "--set", "train.min_dim_std_ratio=1000"],
                           capture_output=True, text=True, timeout=300)

@@ -11,7 +11,6 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-import pytest
 import torch
 
 from tests.conftest import REPO_ROOT
@@ -116,9 +115,9 @@ def write_inputs(root: Path) -> None:
 
 
 STEPS, BATCH = 24, 64
-OVERRIDES = ["model.profile=small", "model.embed_dim=16", "model.n_filters=8", "model.hidden_dim=32", "model.proj_dim=16",
-             "model.max_len=8", "train.log_every=1", "train.health_sample=200", "train.base_lr=5.0",
-             "train.check_sync_every=1"]
+OVERRIDES = ["model.profile=small", "model.embed_dim=16", "model.n_filters=8", "model.hidden_dim=32",
+             "model.proj_dim=16", "model.max_len=8", "train.log_every=1", "train.health_sample=200",
+             "train.base_lr=5.0", "train.check_sync_every=1"]
 
 
 def single_process_losses(root: Path, seed: int = 0, shuffle_pairs: int | None = None) -> list[float]:

@@ -29,7 +29,8 @@ def main(argv: list[str] | None = None) -> int:
 
     import pandas as pd
 
-    from prodemb.features import NotPublishedError, feature_store, historical_features, online_vectors, require_published
+    from prodemb.features import (NotPublishedError, feature_store, historical_features, online_vectors,
+                                  require_published)
 
     store = feature_store(cfg.feast.repo_dir, cfg.feast.yaml_file)
     try:
@@ -59,7 +60,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     for r in rows:
         emb = r["embedding"]
-        shown = "not found" if emb is None else f"dim={len(emb)} [{', '.join(f'{x:.4f}' for x in emb[:args.head])}, ...]"
+        head = ", ".join(f"{x:.4f}" for x in (emb or [])[:args.head])
+        shown = "not found" if emb is None else f"dim={len(emb)} [{head}, ...]"
         print(f"{r['product_id']}  model_version={r['model_version']}  {r.get('event_timestamp', '')}  {shown}")
     return 0 if all(r["embedding"] is not None for r in rows) else 1
 

@@ -2,7 +2,8 @@
 with the random-initialized encoder as the floor, and report the α with the best mean validation AUC.
 
     python jobs/sweep_alpha.py --data DIR --tokenizer PATH --task NAME=PATH [--task ...] [--builtin NAME,...] \\
-        [--alphas 0,0.1,0.5,0.9,1] [--max-steps N] [--epochs 1] [--batch-size 4096] [--max-minutes N] [--profile default|paper|small] \\
+        [--alphas 0,0.1,0.5,0.9,1] [--max-steps N] [--epochs 1] [--batch-size 4096] [--max-minutes N] \\
+        [--profile default|paper|small] \\
         [--train-sizes 100,500,1000] [--samples 5] [--mlflow-uri URI] --output OUT
 
 The encoders are registered as ``evaluate.sweep_model_name`` (default ``prodemb-encoder-sweep``), never as

@@ -4,8 +4,9 @@
 
 Reads ``DIR/catalog`` (written by jobs/sessionize.py), writes the model (one file, atomically), prints a
 one-line JSON summary. SentencePiece's ``.vocab`` listing comes from the model on demand:
-``python -c "from prodemb.tokenizer import Tokenizer; print(Tokenizer.load('runs/tokenizer.model').vocab_listing())"``. Exit code 2: missing data folder or catalog, or no
-usable titles. Other settings: ``--set tokenizer.seed=1``, ``--set tokenizer.input_sentence_size=...``.
+``python -c "from prodemb.tokenizer import Tokenizer; print(Tokenizer.load('runs/tokenizer.model').vocab_listing())"``.
+Exit code 2: missing data folder or catalog, or no usable titles. Other settings: ``--set tokenizer.seed=1``,
+``--set tokenizer.input_sentence_size=...``.
 """
 from __future__ import annotations
 

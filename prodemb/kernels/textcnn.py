@@ -94,7 +94,8 @@ class _TextCNNMaxPool(torch.autograd.Function):
     Backward: only the arg-max window of each (title, filter) receives a gradient, so with
     g = dL/dy·[y > 0] and t* the arg-max window of filter f of kernel k, writing x[n, t] = t(tokens[n, t]):
         dW_k[f, :, j] = Σ_n g[n, f] · x[n, t*[n, f] + j]             db_k[f] = Σ_n g[n, f]
-        dx[n, t]      = Σ_{(k, j, f): t*[n, f] + j = t} g[n, f] · W_k[f, :, j]      d(table)[v] = Σ_{tokens[n, t] = v} dx[n, t]
+        dx[n, t]      = Σ_{(k, j, f): t*[n, f] + j = t} g[n, f] · W_k[f, :, j]
+        d(table)[v]   = Σ_{tokens[n, t] = v} dx[n, t]
     which are the dense conv gradients with their structurally zero terms left out: N·Σk·F·E
     multiply-adds each instead of N·Σ_k (L−k+1)·k·E·F (≈ L times fewer). Both are weighted row sums done
     by F.embedding_bag per block of titles (dW: one bag of rows of x per weight column; dx: one bag of

@@ -39,8 +39,8 @@ def assert_one_line_error(proc: subprocess.CompletedProcess, job: str, *needles:
 
 # Short-lived test JVMs compile with C1 only (as conf/cluster-local.yaml's): ~2 s less per Spark job here.
 QUICK_JVM = ["--set", "spark.conf.spark.driver.extraJavaOptions=-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"]
-SMALL_TRAINING = ["--set", "model.profile=small", "--set", "tokenizer.vocab_size=400", "--set", "train.max_steps=5", "--set", "train.batch_size=128",
-                  "--set", "train.health_sample=200"]
+SMALL_TRAINING = ["--set", "model.profile=small", "--set", "tokenizer.vocab_size=400", "--set", "train.max_steps=5",
+                  "--set", "train.batch_size=128", "--set", "train.health_sample=200"]
 
 
 @pytest.fixture(scope="session")

@@ -31,7 +31,8 @@ def test_a_killed_scoring_leaves_the_previous_embeddings_and_a_rerun_converges(s
 
 def online_rows(repo) -> list[tuple]:
     with sqlite3.connect(repo / "data" / "online_store.db") as db:
-        table = db.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE '%embeddings%'").fetchone()[0]
+        table = db.execute("SELECT name FROM sqlite_master WHERE type = 'table' "
+                           "AND name LIKE '%embeddings%'").fetchone()[0]
         return sorted(db.execute(f'SELECT entity_key, feature_name, value, event_ts FROM "{table}"').fetchall())
 
 

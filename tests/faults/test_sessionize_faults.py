@@ -130,6 +130,7 @@ def test_a_failure_at_any_of_the_four_table_writes_leaves_every_table_readable(s
         run_sessionize(spark, world["clicks"], "clicks", str(out), SessionsConfig())
     monkeypatch.delenv(faults.ENV)
     after, undisturbed = snapshot(spark, out), snapshot(spark, world["data"])
-    assert {t: after[t] for t in TABLES} == {t: (undisturbed if i < nth - 1 else before)[t] for i, t in enumerate(TABLES)}
+    expected = {t: (undisturbed if i < nth - 1 else before)[t] for i, t in enumerate(TABLES)}
+    assert {t: after[t] for t in TABLES} == expected
     run_sessionize(spark, world["clicks"], "clicks", str(out), SessionsConfig())
     assert snapshot(spark, out) == undisturbed

@@ -8,7 +8,8 @@ them) with a SentencePiece tokenizer of generated titles, in a temp MLflow store
   * `POST /invocations` with 1 and with 100 titles (`{"inputs": [...]}`), p50/p99 over ``--reps`` requests
     after 10 warm-up requests, one client on the same machine;
   * the peer: the same model's `predict` in-process on the same titles (no HTTP, no JSON), p50/p99, and the
-    HTTP/in-process ratio.
+    HTTP/in-process ratio;
+  * the JSON answer for 100 titles alone: its size and the time to encode and decode it.
 """
 from __future__ import annotations
 
@@ -119,6 +120,16 @@ def main() -> int:
             server.wait(timeout=30)
 
     dim = model.unwrap_python_model().encoder.out_dim
+    # Where HTTP's extra time goes at 100 titles: the JSON answer alone, encoded (server) and decoded (client).
+    answer = {"predictions": np.asarray(local(batches[100][0])).tolist()}
+    text = json.dumps(answer)
+    t0 = time.perf_counter()
+    json.dumps(answer)
+    t1 = time.perf_counter()
+    json.loads(text)
+    t2 = time.perf_counter()
+    print(f"JSON answer for 100 titles: {len(text) / 2**20:.2f} MiB, json.dumps {(t1 - t0) * 1000:.1f} ms, "
+          f"json.loads {(t2 - t1) * 1000:.1f} ms")
     print(f"server start (python jobs/serve.py → /ping answers): {startup:.1f} s; model {dim}-d, "
           f"{os.cpu_count()} cores, {args.reps} requests per size after 10 warm-up")
     print("| titles per request | HTTP p50 / p99 ms | in-process predict p50 / p99 ms (peer) | HTTP / peer (p50) "

@@ -39,5 +39,4 @@ def server_env(environ: dict[str, str], tracking_uri: str, registry_uri: str, to
     env["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), env.get("PATH", "")])
     env["MLFLOW_TRACKING_URI"], env["MLFLOW_REGISTRY_URI"] = tracking_uri, registry_uri
     env["OMP_NUM_THREADS"] = str(torch_threads)
-    env.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     return env

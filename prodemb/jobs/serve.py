@@ -32,7 +32,6 @@ def main(argv: list[str] | None = None) -> int:
     cfg = config_from_args(args, **{"mlflow.tracking_uri": args.mlflow_uri, "score.model_uri": args.model_uri,
                                     "serve.host": args.host, "serve.port": args.port,
                                     "serve.workers": args.workers})
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     import mlflow
 
     from prodemb.registry import resolve_version, use_tracking

@@ -11,16 +11,26 @@ through ``FeatureStore.write_to_online_store``.
 
 Every published row carries the scoring time as its event timestamp, and the write is an upsert:
 a new model version replaces the old values even on stores that ignore non-newer timestamps.
+
+Pinned versions. ``product_embeddings`` always serves the newest scoring (the champion's). Beside it,
+every model version still in the embeddings table (scoring keeps the last ``score.keep_model_versions``)
+gets a feature view of its own, ``product_embeddings_v3``, online and offline: its offline source is the
+table's partition of that model, its online table holds that model's vectors only. A consumer trained on
+v3 reads ``product_embeddings_v3:embedding`` and keeps getting v3 after v4 is promoted. Publishing
+retires (registry entry and online table) the pinned views of versions no longer in the table.
 """
 from __future__ import annotations
 
 import importlib.util
+import json
 import logging
 import os
+import re
 import sqlite3
 import struct
 import sys
 import time
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import lru_cache
 from pathlib import Path
@@ -37,6 +47,7 @@ FEATURE_REPO = REPO_ROOT / "feature_repo"
 FEATURE_VIEW = "product_embeddings"
 JOIN_KEY = "product_id"
 FEATURES = ("embedding", "model_version")
+DEFAULT_MODEL_NAME = "prodemb-encoder"
 
 
 # --- the store ---------------------------------------------------------------------------------
@@ -56,25 +67,72 @@ def feature_store(repo_dir: str | Path = FEATURE_REPO, yaml_file: str = "feature
     return _STORES[key]
 
 
-def repo_objects(embeddings_path: str | Path, repo_dir: str | Path = FEATURE_REPO) -> list:
-    """Entity, feature view and service from ``feature_repo/features.py``, pointed at ``embeddings_path``."""
+# --- pinned versions -----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class PinnedView:
+    """The feature view of one model version: its name, the model, and its partition of the table."""
+    view: str
+    model_name: str
+    model_version: str
+    partition: str
+
+
+def pinned_view_name(model_name: str, model_version: str, default_model: str = DEFAULT_MODEL_NAME) -> str:
+    """``product_embeddings_v3`` for the configured model; another registered name keeps its own views:
+    ``prodemb-encoder-other`` version 1 → ``product_embeddings_other_v1``."""
+    if model_name == default_model:
+        return f"{FEATURE_VIEW}_v{model_version}"
+    rest = model_name[len(default_model) + 1:] if model_name.startswith(default_model + "-") else model_name
+    return f"{FEATURE_VIEW}_{re.sub(r'[^A-Za-z0-9_]', '_', rest)}_v{model_version}"
+
+
+def pinned_views(keys: pa.Table, default_model: str = DEFAULT_MODEL_NAME) -> list[PinnedView]:
+    """One pinned view per (model_name, model_version) of the embeddings table's key columns."""
+    from prodemb.score import model_partition
+
+    models = pa.TableGroupBy(keys.select(["model_name", "model_version"]), ["model_name", "model_version"],
+                             use_threads=False).aggregate([]).to_pylist()
+    views = [PinnedView(pinned_view_name(m["model_name"], m["model_version"], default_model), m["model_name"],
+                        m["model_version"], model_partition(m["model_name"], m["model_version"])) for m in models]
+    for field in ("view", "partition"):
+        names = [getattr(v, field) for v in views]
+        if len(set(names)) < len(names):
+            clash = sorted(n for n in set(names) if names.count(n) > 1)
+            raise ValueError(f"two models of the embeddings table share the pinned {field} {clash[0]!r}: rename one")
+    return sorted(views, key=lambda v: (v.model_name, int(v.model_version) if v.model_version.isdigit() else 0))
+
+
+def repo_objects(embeddings_path: str | Path, repo_dir: str | Path = FEATURE_REPO,
+                 pinned: list[PinnedView] = ()) -> list:
+    """Entity, feature views and service from ``feature_repo/features.py``, pointed at ``embeddings_path``,
+    with one view per ``pinned`` model version."""
     # absolute(), not resolve(): the table path is a symlink swapped on every write; resolving it would pin
     # the registry to one version folder, which a later scoring prunes.
     from prodemb import fs
 
     os.environ["PRODEMB_EMBEDDINGS"] = fs.absolute(embeddings_path)
+    os.environ["PRODEMB_PINNED_VIEWS"] = json.dumps([vars(p) for p in pinned])
     path = Path(repo_dir) / "features.py"
     spec = importlib.util.spec_from_file_location("prodemb_feature_repo", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return [module.product, module.product_embeddings, module.product_embeddings_service]
+    return [module.product, module.product_embeddings, module.product_embeddings_service,
+            *module.pinned_embeddings]
 
 
-def apply_repo(store, embeddings_path: str | Path, repo_dir: str | Path = FEATURE_REPO) -> None:
-    """``feast apply`` from Python: registry entries and online tables for our objects."""
+def apply_repo(store, embeddings_path: str | Path, repo_dir: str | Path = FEATURE_REPO,
+               pinned: list[PinnedView] = ()) -> list[str]:
+    """``feast apply`` from Python: registry entries and online tables for our objects. Pinned views of
+    versions not in ``pinned`` are retired: registry entry and online table. Returns the retired names."""
     # features.py picks the source that this store's offline store reads (FileSource or SparkSource).
     os.environ["PRODEMB_FEAST_OFFLINE"] = "spark" if store.config.offline_store.type == "spark" else "file"
-    store.apply(repo_objects(embeddings_path, repo_dir))
+    objects = repo_objects(embeddings_path, repo_dir, pinned)
+    keep = {o.name for o in objects}
+    retired = [fv for fv in store.list_feature_views()
+               if fv.name.startswith(FEATURE_VIEW + "_") and fv.name not in keep]
+    store.apply(objects, objects_to_delete=retired, partial=not retired)
+    return sorted(fv.name for fv in retired)
 
 
 # --- byte encodings (identical to Feast's) -----------------------------------------------------
@@ -119,8 +177,8 @@ def encode_string(value: str) -> bytes:
 
 # --- publishing --------------------------------------------------------------------------------
 
-def _sqlite_target(store) -> tuple[str, str] | None:
-    """(db path, table name) when the online store is Feast's SQLite store, else None."""
+def _sqlite_target(store, view: str = FEATURE_VIEW) -> tuple[str, str] | None:
+    """(db path, table name of ``view``) when the online store is Feast's SQLite store, else None."""
     cfg = store.config
     if getattr(cfg.online_store, "type", "sqlite") != "sqlite":
         return None
@@ -129,7 +187,7 @@ def _sqlite_target(store) -> tuple[str, str] | None:
     path = Path(cfg.online_store.path)
     if not path.is_absolute():
         path = Path(store.repo_path) / path
-    fv = store.get_feature_view(FEATURE_VIEW)
+    fv = store.get_feature_view(view)
     return str(path), compute_table_id(cfg.project, fv, cfg.registry.enable_online_feature_view_versioning)
 
 
@@ -150,8 +208,10 @@ def latest_rows(embeddings: pd.DataFrame) -> pd.DataFrame:
 def latest_row_mask(dataset) -> tuple[np.ndarray, pa.Table]:
     """For a pyarrow dataset of the embeddings table: a bool per row, in file order (``use_threads=False``),
     true for the newest scoring of its product (``latest_rows`` without reading a single vector), and
-    the (product_id, event_timestamp, model_version) columns it was computed from."""
-    keys = dataset.to_table(columns=["product_id", "event_timestamp", "model_version"], use_threads=False)
+    the (product_id, event_timestamp, model_version[, model_name]) columns it was computed from."""
+    columns = ["product_id", "event_timestamp", "model_version"]
+    columns += ["model_name"] if "model_name" in dataset.schema.names else []
+    keys = dataset.to_table(columns=columns, use_threads=False)
     keys = keys.append_column("row", pa.array(np.arange(keys.num_rows, dtype=np.int64)))
     newest = pa.TableGroupBy(keys.sort_by("event_timestamp"), "product_id", use_threads=False) \
         .aggregate([("row", "last")])      # sort_by is stable: ties go to the later row, as latest_rows
@@ -163,14 +223,28 @@ def latest_row_mask(dataset) -> tuple[np.ndarray, pa.Table]:
 def iter_latest_rows(dataset, mask: np.ndarray, batch_rows: int = 20_000) -> Iterator[pd.DataFrame]:
     """The rows ``mask`` selects, streamed as pandas chunks of at most ``batch_rows`` rows: memory is one
     batch of vectors, whatever the table's size."""
+    for view, chunk in iter_routed_rows(dataset, mask, (), batch_rows):
+        yield chunk
+
+
+def iter_routed_rows(dataset, mask: np.ndarray, pinned: list[PinnedView],
+                     batch_rows: int = 20_000) -> Iterator[tuple[str, pd.DataFrame]]:
+    """One pass over the table, streamed: (view, chunk) pairs where the rows ``mask`` selects go to
+    ``product_embeddings`` and every row goes to its model's pinned view, if that model is ``pinned``."""
     from prodemb.tables import iter_batches
 
+    columns = ["product_id", *FEATURES, "event_timestamp"]
     offset = 0
-    for batch in iter_batches(dataset, ["product_id", *FEATURES, "event_timestamp"], batch_rows):
+    for batch in iter_batches(dataset, [*columns, "model_name"] if pinned else columns, batch_rows):
         keep = mask[offset:offset + batch.num_rows]
         offset += batch.num_rows
         if keep.any():
-            yield batch.filter(pa.array(keep)).to_pandas()
+            yield FEATURE_VIEW, batch.filter(pa.array(keep)).select(columns).to_pandas()
+        for p in pinned:
+            mine = pc.and_(pc.equal(batch.column("model_name"), p.model_name),
+                           pc.equal(batch.column("model_version"), p.model_version))
+            if pc.any(mine).as_py():
+                yield p.view, batch.filter(mine).select(columns).to_pandas()
     if offset != len(mask):
         raise RuntimeError(f"the embeddings table changed while publishing ({offset} rows read, {len(mask)} expected)")
 
@@ -181,60 +255,77 @@ def _chunks(rows: pd.DataFrame, batch_rows: int) -> Iterator[pd.DataFrame]:
 
 
 def publish_online(store, rows: pd.DataFrame | Iterable[pd.DataFrame], batch_rows: int = 20_000,
-                   progress: bool = True, total: int | None = None) -> dict:
-    """Write rows (product_id, embedding, model_version, event_timestamp) to the online store: one
+                   progress: bool = True, total: int | None = None, view: str = FEATURE_VIEW) -> dict:
+    """Write rows (product_id, embedding, model_version, event_timestamp) to ``view``'s online table: one
     DataFrame, or an iterable of chunks (``total`` rows in all, for the progress bar)."""
+    if isinstance(rows, pd.DataFrame):
+        total, rows = len(rows), _chunks(rows, batch_rows)
+    return write_online(store, ((view, chunk) for chunk in rows), total=total, progress=progress)
+
+
+def write_online(store, routed: Iterable[tuple[str, pd.DataFrame]], total: int | None = None,
+                 progress: bool = True) -> dict:
+    """Write (view, chunk) pairs to the online store, in one transaction on SQLite. Returns rows written in
+    all and per view."""
     from tqdm.auto import tqdm
 
     from prodemb import faults
 
     t0 = time.perf_counter()
-    target = _sqlite_target(store)
-    if isinstance(rows, pd.DataFrame):
-        total, rows = len(rows), _chunks(rows, batch_rows)
-    n = 0
+    by_view: dict[str, int] = {}
     bar = tqdm(total=total, desc="publish", unit="row", disable=not progress,
                mininterval=0.1 if sys.stderr.isatty() else 15.0)
+    target = _sqlite_target(store)
     if target is None:   # any other online store (Redis, ...): the SDK path, chunk by chunk
-        for chunk in rows:
-            store.write_to_online_store(FEATURE_VIEW, chunk[["product_id", *FEATURES, "event_timestamp"]])
-            n += len(chunk)
-            bar.update(len(chunk))
-            faults.point("publish.batch")
-        bar.close()
-        seconds = time.perf_counter() - t0
-        return {"rows": n, "seconds": seconds, "rows_per_second": n / max(seconds, 1e-9), "path": "feast-sdk"}
+        try:
+            for view, chunk in routed:
+                store.write_to_online_store(view, chunk[["product_id", *FEATURES, "event_timestamp"]])
+                by_view[view] = by_view.get(view, 0) + len(chunk)
+                bar.update(len(chunk))
+                faults.point("publish.batch")
+        finally:
+            bar.close()
+        return _written(by_view, t0, path="feast-sdk")
     db, table = target
+    tables = {FEATURE_VIEW: table}
     version = store.config.entity_key_serialization_version
     conn = sqlite3.connect(db)
     try:
         # Keep the database's journal mode (Feast's default rollback journal): the one transaction
         # below is atomic either way, and bulk inserts run 2x faster than under WAL.
         conn.execute("PRAGMA synchronous=NORMAL")
-        sql = (f'INSERT INTO "{table}" (entity_key, feature_name, value, value_text, event_ts, created_ts) '
+        sql = ('INSERT INTO "{}" (entity_key, feature_name, value, value_text, event_ts, created_ts) '
                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(entity_key, feature_name) DO UPDATE SET "
                "value = excluded.value, value_text = excluded.value_text, event_ts = excluded.event_ts, "
                "created_ts = excluded.created_ts")
         created = _feast_epochs(pd.Series([datetime.now(timezone.utc)]))[0]
-        with conn:   # one transaction: readers see all of it or none of it
-            for chunk in rows:
+        with conn:   # one transaction: readers see all of it (every view) or none of it
+            for view, chunk in routed:
+                if view not in tables:
+                    tables[view] = _sqlite_target(store, view)[1]
+                insert = sql.format(tables[view])
                 keys = encode_entity_keys(chunk["product_id"], version)
                 vectors = encode_float_lists(np.stack(chunk["embedding"].to_numpy()))
                 ts = _feast_epochs(chunk["event_timestamp"])
                 versions = [str(v) for v in chunk["model_version"]]
-                conn.executemany(sql, zip(keys, ["embedding"] * len(keys), vectors, [None] * len(keys), ts,
-                                          [created] * len(keys)))
-                conn.executemany(sql, zip(keys, ["model_version"] * len(keys), map(encode_string, versions),
-                                          versions, ts, [created] * len(keys)))
-                n += len(chunk)
+                conn.executemany(insert, zip(keys, ["embedding"] * len(keys), vectors, [None] * len(keys), ts,
+                                             [created] * len(keys)))
+                conn.executemany(insert, zip(keys, ["model_version"] * len(keys), map(encode_string, versions),
+                                             versions, ts, [created] * len(keys)))
+                by_view[view] = by_view.get(view, 0) + len(chunk)
                 bar.update(len(chunk))
                 faults.point("publish.batch")
     finally:
         conn.close()
         bar.close()
+    return _written(by_view, t0, path="sqlite-bulk", db=db, table=table)
+
+
+def _written(by_view: dict[str, int], t0: float, **extra) -> dict:
+    n = sum(by_view.values())
     seconds = time.perf_counter() - t0
-    return {"rows": n, "seconds": seconds, "rows_per_second": n / max(seconds, 1e-9), "path": "sqlite-bulk",
-            "db": db, "table": table}
+    return {"rows": n, "rows_by_view": by_view, "seconds": seconds, "rows_per_second": n / max(seconds, 1e-9),
+            **extra}
 
 
 # --- reading -----------------------------------------------------------------------------------
@@ -243,28 +334,32 @@ class NotPublishedError(ValueError):
     """The feature view is not in the store's registry (nothing published yet, or the registry was lost)."""
 
 
-def require_published(store) -> None:
+def require_published(store, view: str = FEATURE_VIEW) -> None:
     """A clear error when the registry does not know the feature view, before any lookup."""
     from feast.errors import FeatureViewNotFoundException
 
     try:
-        store.get_feature_view(FEATURE_VIEW)
+        store.get_feature_view(view)
     except FeatureViewNotFoundException:
-        raise NotPublishedError(f"feature view {FEATURE_VIEW!r} is not in the registry of {store.repo_path} "
+        if view != FEATURE_VIEW:
+            pinned = sorted(fv.name for fv in store.list_feature_views() if fv.name.startswith(FEATURE_VIEW + "_"))
+            raise NotPublishedError(f"feature view {view!r} is not in the registry of {store.repo_path}: that model "
+                                    f"version is not published or was retired (pinned views now: "
+                                    f"{', '.join(pinned) or 'none'})") from None
+        raise NotPublishedError(f"feature view {view!r} is not in the registry of {store.repo_path} "
                                 "(nothing published yet, or the registry was lost): run jobs/publish.py") from None
 
-def online_vectors(store, product_ids: list[str]) -> dict[str, dict]:
+def online_vectors(store, product_ids: list[str], view: str = FEATURE_VIEW) -> dict[str, dict]:
     """{product_id: {"embedding": np.ndarray | None, "model_version": str | None}} from the online store."""
-    resp = store.get_online_features(features=[f"{FEATURE_VIEW}:{f}" for f in FEATURES],
+    resp = store.get_online_features(features=[f"{view}:{f}" for f in FEATURES],
                                      entity_rows=[{JOIN_KEY: p} for p in product_ids]).to_dict()
     return {pid: {"embedding": None if emb is None else np.asarray(emb, dtype=np.float32), "model_version": ver}
             for pid, emb, ver in zip(resp[JOIN_KEY], resp["embedding"], resp["model_version"])}
 
 
-def historical_features(store, entity_df: pd.DataFrame) -> pd.DataFrame:
+def historical_features(store, entity_df: pd.DataFrame, view: str = FEATURE_VIEW) -> pd.DataFrame:
     """Point-in-time join: for each (product_id, event_timestamp) the vector valid at that time."""
-    job = store.get_historical_features(entity_df=entity_df,
-                                        features=[f"{FEATURE_VIEW}:{f}" for f in FEATURES])
+    job = store.get_historical_features(entity_df=entity_df, features=[f"{view}:{f}" for f in FEATURES])
     return job.to_df()
 
 
@@ -305,9 +400,13 @@ def check_servable(dataset, batch_rows: int = 20_000) -> int:
 
 
 def run_publish(data_dir: str, *, repo_dir: str | Path = FEATURE_REPO, yaml_file: str = "feature_store.yaml",
-                embeddings: str | None = None, progress: bool = True) -> dict:
-    """Apply the feature repo over DIR/embeddings and load the latest vector of every product online."""
+                embeddings: str | None = None, progress: bool = True,
+                model_name: str = DEFAULT_MODEL_NAME) -> dict:
+    """Apply the feature repo over DIR/embeddings and load the latest vector of every product online, and
+    every kept model version's vectors into its pinned view (``model_name`` is the configured registered
+    name: its versions get the short view names, product_embeddings_v3)."""
     from prodemb import fs
+    from prodemb.score import MODEL_PARTITION
     from prodemb.tables import arrow_dataset
 
     path = embeddings or f"{data_dir.rstrip('/')}/embeddings"
@@ -315,18 +414,36 @@ def run_publish(data_dir: str, *, repo_dir: str | Path = FEATURE_REPO, yaml_file
         raise FileNotFoundError(f"no embeddings table at {path}: run jobs/score.py first")
     dataset = arrow_dataset(path)          # streamed: one batch of vectors in memory at a time
     check_servable(dataset)                # before the registry or the online store is touched
+    mask, keys = latest_row_mask(dataset)
+    models = pinned_views(keys, model_name)
+    # A table scored before pinning existed has no partition per model: its versions get no pinned view
+    # until the next scoring rewrites it.
+    pinned = [p for p in models if fs.exists(fs.join(path, f"{MODEL_PARTITION}={p.partition}"))]
     # One publisher per feature repo; the lock file sits with the registry and the store, in data/.
     with fs.output_lock(Path(repo_dir) / "data" / "publish", "publish"):
         store = feature_store(repo_dir, yaml_file)
-        apply_repo(store, path, repo_dir)
-        mask, keys = latest_row_mask(dataset)
-        report = publish_online(store, iter_latest_rows(dataset, mask), progress=progress,
-                                total=int(mask.sum()))
+        retired = apply_repo(store, path, repo_dir, pinned)
+        report = write_online(store, iter_routed_rows(dataset, mask, pinned), progress=progress,
+                              total=int(mask.sum()) + _rows_of(keys, pinned))
+    champion = report["rows_by_view"].get(FEATURE_VIEW, 0)
     versions = pc.unique(keys.column("model_version").filter(pa.array(mask))).to_pylist()
-    # rows_in = rows_out (newest per product) + rows_superseded (older model versions, kept offline).
-    report.update(rows_in=keys.num_rows, rows_out=report["rows"], rows_superseded=keys.num_rows - report["rows"],
-                  rows_quarantined=0, model_versions=sorted(versions))
+    # rows_in = rows_out (newest per product) + rows_superseded (older model versions, kept offline and in
+    # their pinned views).
+    report.update(rows_in=keys.num_rows, rows_out=champion, rows_superseded=keys.num_rows - champion,
+                  rows_quarantined=0, model_versions=sorted(versions),
+                  pinned_views={p.view: f"{p.model_name}/{p.model_version}" for p in pinned},
+                  unpinned_models=[f"{p.model_name}/{p.model_version}" for p in models if p not in pinned],
+                  retired_views=retired)
     return report
+
+
+def _rows_of(keys: pa.Table, pinned: list[PinnedView]) -> int:
+    """Rows of the key columns that belong to one of the ``pinned`` models."""
+    if not pinned:
+        return 0
+    model = pc.binary_join_element_wise(keys.column("model_name"), keys.column("model_version"), "/")
+    return int(pc.sum(pc.is_in(model, pa.array([f"{p.model_name}/{p.model_version}" for p in pinned]))).as_py()
+            or 0)
 
 
 class SqliteVectorReader:

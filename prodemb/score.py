@@ -10,13 +10,16 @@ its reason; the report's rows in = out + quarantined.
 
 The table keeps the rows of the last ``keep_model_versions`` models (a model is a registered name and
 version), so a feature store's point-in-time join can return the vector that was current at any entity
-timestamp; rescoring with the same model replaces that model's rows. Every write is an atomic table replace
+timestamp; rescoring with the same model replaces that model's rows. It is partitioned by model (column
+``model``, e.g. ``model=prodemb-encoder-v3``): each partition is the offline source of that version's
+pinned feature view (prodemb.features). Every write is an atomic table replace
 (prodemb.tables), so a failed or killed scoring leaves the previous table readable.
 """
 from __future__ import annotations
 
 import logging
 import os
+import re
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -193,6 +196,20 @@ def model_key(name: str, version: str) -> str:
     return f"{name}/{version}"
 
 
+MODEL_PARTITION = "model"   # the embeddings table's partition column: one folder per model
+
+
+def model_partition(name: str, version: str) -> str:
+    """A model's partition value, safe in a path: ``prodemb-encoder-v3``."""
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", f"{name}-v{version}")
+
+
+def with_model_partition(table: DataFrame) -> DataFrame:
+    """The table with its ``model`` column computed from model_name and model_version (as model_partition)."""
+    key = F.concat(F.col("model_name"), F.lit("-v"), F.col("model_version"))
+    return table.withColumn(MODEL_PARTITION, F.regexp_replace(key, r"[^A-Za-z0-9_.-]", "_"))
+
+
 def merge_versions(previous: DataFrame | None, new: DataFrame, name: str, version: str,
                    keep: int) -> tuple[DataFrame, dict[str, int]]:
     """New rows + previous rows of other models, keeping the ``keep`` newest models: a model is a
@@ -259,9 +276,9 @@ def _score_with(spark, model: ResolvedModel, data_dir: str, output: str, *, fmt:
         if counts or fs.exists(quarantine_path):
             written_quarantine = write_table(quarantined(scored), quarantine_path, fmt)
         # The previous version's files stay on disk until after the swap (tables.keep_versions).
-        previous = read_table(spark, output) if fs.exists(output) else None
+        previous = read_table(spark, output).drop(MODEL_PARTITION) if fs.exists(output) else None
         table, kept = merge_versions(previous, servable(scored), model.name, model.version, keep_model_versions)
-        written = write_table(table, output, fmt)
+        written = write_table(with_model_partition(table), output, fmt, partition_by=[MODEL_PARTITION])
     finally:
         scored.unpersist()
     versions = {model_key(model.name, model.version): n_new, **kept}

@@ -187,6 +187,83 @@ def test_scoring_publishing_and_reading_back(spark, world):
         ("prodemb-encoder", "1", n), ("prodemb-encoder", "2", n), ("prodemb-encoder-other", "1", n)]
 
 
+def test_a_reader_pinned_to_a_version_keeps_it_after_a_newer_one_is_published(spark, world):
+    """product_embeddings_v1 serves v1's vectors online and point-in-time after v2 is scored and published,
+    while product_embeddings serves v2; a version that scoring no longer keeps is retired from Feast."""
+    import sqlite3
+
+    from prodemb.features import (NotPublishedError, feature_store, historical_features, online_vectors,
+                                  require_published, run_publish)
+    from prodemb.score import run_score
+
+    work = world["work"]
+    out = work / "pinned" / "embeddings"
+    repo = work / "feature_repo_pinned"
+    shutil.copytree(REPO_ROOT / "feature_repo", repo, ignore=shutil.ignore_patterns("data"))
+    t1, t2 = datetime(2025, 1, 1, tzinfo=timezone.utc), datetime(2025, 2, 1, tzinfo=timezone.utc)
+
+    def score_and_publish(version, when, keep=3):
+        run_score(spark, str(work / "data"), f"models:/prodemb-encoder/{version}", str(out), tracking_uri=world["uri"],
+                  keep_model_versions=keep, scored_at=when)
+        return run_publish(str(work / "data"), repo_dir=repo, embeddings=str(out), progress=False)
+
+    first = score_and_publish("1", t1)
+    assert first["pinned_views"] == {"product_embeddings_v1": "prodemb-encoder/1"}
+    store = feature_store(repo)
+    ids = sorted(pd.read_parquet(os.path.realpath(out))["product_id"].unique())[:6]
+    v1 = online_vectors(store, ids, "product_embeddings_v1")
+    assert all(v["model_version"] == "1" and v["embedding"] is not None for v in v1.values())
+
+    second = score_and_publish("2", t2)
+    assert second["pinned_views"] == {"product_embeddings_v1": "prodemb-encoder/1",
+                                      "product_embeddings_v2": "prodemb-encoder/2"}
+    n = second["rows_out"]
+    assert second["rows_by_view"] == {"product_embeddings": n, "product_embeddings_v1": n, "product_embeddings_v2": n}
+    champion = online_vectors(store, ids)
+    pinned1 = online_vectors(store, ids, "product_embeddings_v1")
+    pinned2 = online_vectors(store, ids, "product_embeddings_v2")
+    for pid in ids:
+        assert champion[pid]["model_version"] == "2" and pinned1[pid]["model_version"] == "1"
+        np.testing.assert_array_equal(pinned1[pid]["embedding"], v1[pid]["embedding"])
+        np.testing.assert_array_equal(pinned2[pid]["embedding"], champion[pid]["embedding"])
+        assert not np.allclose(pinned1[pid]["embedding"], champion[pid]["embedding"])
+    # Point-in-time, after v2's scoring: the champion view gives v2, the pinned view still v1.
+    frame = pd.DataFrame({"product_id": ids[:2], "event_timestamp": [t2 + timedelta(days=3)] * 2})
+    assert set(historical_features(store, frame)["model_version"]) == {"2"}
+    pinned_hist = historical_features(store, frame, "product_embeddings_v1")
+    assert set(pinned_hist["model_version"]) == {"1"}
+    for pid, emb in zip(pinned_hist["product_id"], pinned_hist["embedding"]):
+        np.testing.assert_allclose(np.asarray(emb, dtype=np.float32), v1[pid]["embedding"], rtol=1e-6)
+
+    # The consumer's command line reads the pinned view too.
+    proc = subprocess.run([sys.executable, str(REPO_ROOT / "jobs" / "lookup.py"), "--product-id", ids[0],
+                           "--model-version", "1", "--json"], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "FEATURE_REPO_DIR_ENV_VAR": str(repo)})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    import json
+
+    got = json.loads(proc.stdout)[0]
+    assert got["model_version"] == "1"
+    np.testing.assert_array_equal(np.asarray(got["embedding"], dtype=np.float32), v1[ids[0]]["embedding"])
+
+    # Scoring that keeps one version drops v1 from the table; publishing retires its view and online table.
+    table_v1 = sqlite3.connect(second["db"]).execute(
+        "SELECT name FROM sqlite_master WHERE name LIKE '%product_embeddings_v1'").fetchall()
+    assert len(table_v1) == 1
+    third = score_and_publish("2", t2 + timedelta(hours=1), keep=1)
+    assert third["retired_views"] == ["product_embeddings_v1"]
+    assert third["pinned_views"] == {"product_embeddings_v2": "prodemb-encoder/2"}
+    store.refresh_registry()
+    with pytest.raises(NotPublishedError, match="product_embeddings_v1.*retired.*product_embeddings_v2"):
+        require_published(store, "product_embeddings_v1")
+    assert sqlite3.connect(second["db"]).execute(
+        "SELECT name FROM sqlite_master WHERE name LIKE '%product_embeddings_v1'").fetchall() == []
+    proc = subprocess.run([sys.executable, str(REPO_ROOT / "jobs" / "lookup.py"), "--product-id", ids[0],
+                           "--model-version", "1"], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "FEATURE_REPO_DIR_ENV_VAR": str(repo)})
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "retired" in proc.stderr, proc.stderr[-2000:]
+
+
 def test_bad_model_uri_fails_clearly_and_leaves_embeddings_untouched(spark, world):
     from prodemb.tables import table_version
 
@@ -224,7 +301,7 @@ def test_feast_materialize_still_works_from_the_repo(spark, world):
     got = store.get_online_features(features=["product_embeddings:embedding"],
                                     entity_rows=[{"product_id": pid}]).to_dict()
     assert got["embedding"][0] is not None and len(got["embedding"][0]) == 128
-    assert len(repo_objects(emb)) == 3
+    assert len(repo_objects(emb)) == 3    # no pinned view unless publishing names the versions
 
 
 def test_empty_titles_are_quarantined_and_a_table_with_bad_vectors_is_refused(spark, world):

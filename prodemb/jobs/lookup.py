@@ -3,6 +3,10 @@
     python jobs/lookup.py --product-id ID [--product-id ID ...]            # online store
     python jobs/lookup.py --product-id ID --at 2024-05-01T00:00:00         # point-in-time (offline store)
     python jobs/lookup.py --entities frame.csv                              # product_id,event_timestamp rows
+    python jobs/lookup.py --product-id ID --model-version 3                 # pinned: version 3's vectors
+
+Without --model-version the champion's view `product_embeddings` answers (the newest scoring); with it,
+the pinned view `product_embeddings_v<N>` of a version still kept (score.keep_model_versions).
 """
 from __future__ import annotations
 
@@ -19,6 +23,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--product-id", action="append", default=[])
     ap.add_argument("--at", default=None, help="historical retrieval at this UTC time instead of the online store")
     ap.add_argument("--entities", default=None, help="CSV/Parquet training frame (product_id, event_timestamp)")
+    ap.add_argument("--model-version", default=None,
+                    help="read the pinned view of this registered version (product_embeddings_v<N>)")
     ap.add_argument("--head", type=int, default=8, help="vector values to print (all with --json)")
     ap.add_argument("--json", action="store_true")
     add_config_args(ap)
@@ -29,12 +35,15 @@ def main(argv: list[str] | None = None) -> int:
 
     import pandas as pd
 
-    from prodemb.features import (NotPublishedError, feature_store, historical_features, online_vectors,
-                                  require_published)
+    from prodemb.features import (FEATURE_VIEW, NotPublishedError, feature_store, historical_features,
+                                  online_vectors, pinned_view_name, require_published)
 
+    view = FEATURE_VIEW if args.model_version is None else pinned_view_name(cfg.mlflow.model_name,
+                                                                             args.model_version,
+                                                                             cfg.mlflow.model_name)
     store = feature_store(cfg.feast.repo_dir, cfg.feast.yaml_file)
     try:
-        require_published(store)
+        require_published(store, view)
     except NotPublishedError as exc:
         print(f"lookup: error: {exc}", file=sys.stderr)
         return 2
@@ -46,13 +55,13 @@ def main(argv: list[str] | None = None) -> int:
             frame["event_timestamp"] = args.at
         frame["event_timestamp"] = pd.to_datetime(frame["event_timestamp"], utc=True)
         frame["product_id"] = frame["product_id"].astype(str)
-        result = historical_features(store, frame)
+        result = historical_features(store, frame, view)
         rows = [{"product_id": r.product_id, "event_timestamp": str(r.event_timestamp),
                  "model_version": r.model_version,
                  "embedding": None if r.embedding is None else list(map(float, r.embedding))}
                 for r in result.itertuples()]
     else:
-        found = online_vectors(store, args.product_id)
+        found = online_vectors(store, args.product_id, view)
         rows = [{"product_id": pid, "model_version": v["model_version"],
                  "embedding": None if v["embedding"] is None else v["embedding"].tolist()} for pid, v in found.items()]
     if args.json:

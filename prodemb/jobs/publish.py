@@ -27,7 +27,8 @@ def main(argv: list[str] | None = None) -> int:
 
     return finish_job("publish", lambda: run_publish(args.data or cfg.paths.data_dir, repo_dir=cfg.feast.repo_dir,
                                                      yaml_file=cfg.feast.yaml_file, embeddings=args.embeddings,
-                                                     progress=not args.no_progress),
+                                                     progress=not args.no_progress,
+                                                     model_name=cfg.mlflow.model_name),
                       bad_input=(FileNotFoundError, UnservableVectorsError))
 
 

@@ -106,7 +106,17 @@ entity = pd.DataFrame({"product_id": ids * 2,
                        "event_timestamp": [pd.Timestamp.now(tz="UTC") + pd.Timedelta(hours=1)] * len(ids)
                        + [pd.Timestamp("2000-01-01", tz="UTC")] * len(ids)})
 hist = store.get_historical_features(entity_df=entity, features=["product_embeddings:embedding"]).to_df()
+# The pinned view of the one version (its offline source a query on the Delta table's model partition).
+pinned = sorted(fv.name for fv in store.list_feature_views() if fv.name.startswith("product_embeddings_"))
+pinned_online = store.get_online_features(features=[f"{pinned[0]}:embedding"],
+                                          entity_rows=[{"product_id": p} for p in ids]).to_dict()
+pinned_hist = store.get_historical_features(entity_df=entity.iloc[:len(ids)],
+                                            features=[f"{pinned[0]}:embedding"]).to_df()
 out = {"offline_store": type(store._get_provider().offline_store).__name__,
+       "pinned_views": pinned,
+       "pinned_online": {p: list(map(float, e))
+                         for p, e in zip(pinned_online["product_id"], pinned_online["embedding"])},
+       "pinned_historical": {r.product_id: list(map(float, r.embedding)) for r in pinned_hist.itertuples()},
        "online": {p: (None if e is None else list(map(float, e)))
                   for p, e in zip(online["product_id"], online["embedding"])},
        "online_versions": online["model_version"],
@@ -237,3 +247,10 @@ def test_pipeline_on_the_cluster(services, tmp_path, monkeypatch):
         before = [r["embedding"] for r in out["historical"] if r["ts"].startswith("2000")]
         np.testing.assert_allclose(np.asarray([now[p] for p in ids], dtype=np.float32), expected, rtol=1e-5, atol=1e-6)
         assert before == [None] * len(ids)        # nothing had been scored in 2000
+        # Version 1's pinned view, online (Redis) and point-in-time (Spark over its Delta partition).
+        from prodemb.features import pinned_view_name
+
+        assert out["pinned_views"] == [pinned_view_name(model_name, "1", model_name)] == ["product_embeddings_v1"]
+        for got in (out["pinned_online"], out["pinned_historical"]):
+            np.testing.assert_allclose(np.asarray([got[p] for p in ids], dtype=np.float32), expected,
+                                       rtol=1e-5, atol=1e-6)

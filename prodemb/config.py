@@ -154,6 +154,15 @@ class ScoreConfig(_Section):
     model_uri: str | None = None          # None: models:/<mlflow.model_name>@champion
 
 
+class AnnConfig(_Section):
+    """The similar-products index publishing builds per model version (prodemb.ann: faiss HNSW)."""
+    enabled: bool = True
+    m: int = Field(32, ge=4)                  # graph links per vector
+    ef_construction: int = Field(80, ge=8)
+    ef_search: int = Field(96, ge=10)         # the recall/speed knob at query time
+    recall_queries: int = Field(500, ge=10)   # sample whose exact top-10 measures the index's recall@10
+
+
 class ServeConfig(_Section):
     """``jobs/serve.py``: MLflow's scoring server for new titles (cold start)."""
     host: str = "127.0.0.1"
@@ -233,6 +242,7 @@ class Config(_Section):
     feast: FeastConfig = Field(default_factory=FeastConfig)
     score: ScoreConfig = Field(default_factory=ScoreConfig)
     serve: ServeConfig = Field(default_factory=ServeConfig)
+    ann: AnnConfig = Field(default_factory=AnnConfig)
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
     promote: PromoteConfig = Field(default_factory=PromoteConfig)
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)

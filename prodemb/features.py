@@ -41,6 +41,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from prodemb.ann import HnswParams
+
 log = logging.getLogger(__name__)
 REPO_ROOT = Path(__file__).resolve().parent.parent
 FEATURE_REPO = REPO_ROOT / "feature_repo"
@@ -401,10 +403,11 @@ def check_servable(dataset, batch_rows: int = 20_000) -> int:
 
 def run_publish(data_dir: str, *, repo_dir: str | Path = FEATURE_REPO, yaml_file: str = "feature_store.yaml",
                 embeddings: str | None = None, progress: bool = True,
-                model_name: str = DEFAULT_MODEL_NAME) -> dict:
+                model_name: str = DEFAULT_MODEL_NAME, ann: HnswParams | None = HnswParams()) -> dict:
     """Apply the feature repo over DIR/embeddings and load the latest vector of every product online, and
     every kept model version's vectors into its pinned view (``model_name`` is the configured registered
-    name: its versions get the short view names, product_embeddings_v3)."""
+    name: its versions get the short view names, product_embeddings_v3). Every kept version gets its
+    similar-products index too (prodemb.ann, built once per scoring), unless ``ann`` is None."""
     from prodemb import fs
     from prodemb.score import MODEL_PARTITION
     from prodemb.tables import arrow_dataset
@@ -425,6 +428,12 @@ def run_publish(data_dir: str, *, repo_dir: str | Path = FEATURE_REPO, yaml_file
         retired = apply_repo(store, path, repo_dir, pinned)
         report = write_online(store, iter_routed_rows(dataset, mask, pinned), progress=progress,
                               total=int(mask.sum()) + _rows_of(keys, pinned))
+        if ann is not None:
+            from prodemb.ann import build_for_model, retire
+
+            report["ann"] = {f"{p.model_name}/{p.model_version}": build_for_model(
+                dataset, path, p.model_name, p.model_version, p.partition, ann) for p in models}
+            report["ann_retired"] = retire(path, {p.partition for p in models})
     champion = report["rows_by_view"].get(FEATURE_VIEW, 0)
     versions = pc.unique(keys.column("model_version").filter(pa.array(mask))).to_pylist()
     # rows_in = rows_out (newest per product) + rows_superseded (older model versions, kept offline and in

@@ -219,6 +219,11 @@ def test_a_reader_pinned_to_a_version_keeps_it_after_a_newer_one_is_published(sp
                                       "product_embeddings_v2": "prodemb-encoder/2"}
     n = second["rows_out"]
     assert second["rows_by_view"] == {"product_embeddings": n, "product_embeddings_v1": n, "product_embeddings_v2": n}
+    # Each version has its similar-products index, built once: v1's is reused.
+    assert first["ann"]["prodemb-encoder/1"]["reused"] is False
+    assert second["ann"]["prodemb-encoder/1"]["reused"] is True
+    assert second["ann"]["prodemb-encoder/2"]["reused"] is False
+    assert second["ann"]["prodemb-encoder/2"]["rows"] == n and second["ann"]["prodemb-encoder/2"]["recall_at_10"] >= 0.9
     champion = online_vectors(store, ids)
     pinned1 = online_vectors(store, ids, "product_embeddings_v1")
     pinned2 = online_vectors(store, ids, "product_embeddings_v2")
@@ -251,7 +256,7 @@ def test_a_reader_pinned_to_a_version_keeps_it_after_a_newer_one_is_published(sp
         "SELECT name FROM sqlite_master WHERE name LIKE '%product_embeddings_v1'").fetchall()
     assert len(table_v1) == 1
     third = score_and_publish("2", t2 + timedelta(hours=1), keep=1)
-    assert third["retired_views"] == ["product_embeddings_v1"]
+    assert third["retired_views"] == ["product_embeddings_v1"] and third["ann_retired"] == ["prodemb-encoder-v1"]
     assert third["pinned_views"] == {"product_embeddings_v2": "prodemb-encoder/2"}
     store.refresh_registry()
     with pytest.raises(NotPublishedError, match="product_embeddings_v1.*retired.*product_embeddings_v2"):
@@ -383,3 +388,24 @@ def test_similar_recall_uses_exactly_the_sessions_the_model_held_out(spark, worl
     assert out["holdout"]["holdout.cutoff"] == params["holdout.cutoff"]
     assert out["holdout_pairs"] == int(params["data.rows_pairs_holdout"]) > 0     # the same pairs, every one
     assert len(out["neighbours"][pid]) == 5 and 0 <= out["recall_at_5"] <= 1
+    assert out["search"] == "exact"          # this table was never published: no index, an exact search
+
+    # Published: the neighbours come from the model's HNSW index, the same as the exact search's here.
+    from prodemb.features import run_publish
+
+    repo = world["work"] / "feature_repo_similar"
+    shutil.copytree(REPO_ROOT / "feature_repo", repo, ignore=shutil.ignore_patterns("data"))
+    published = run_publish(str(data), repo_dir=repo, progress=False)
+    answers = {}
+    for flag in ([], ["--exact"]):
+        proc = subprocess.run([sys.executable, str(REPO_ROOT / "jobs" / "similar.py"), "--data", str(data),
+                               "--product-id", pid, "--k", "5", "--json", *flag], capture_output=True, text=True,
+                              timeout=300)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        answers[tuple(flag)] = json.loads(proc.stdout)
+    indexed, exact = answers[()], answers[("--exact",)]
+    assert indexed["search"] == "hnsw" and exact["search"] == "exact"
+    assert indexed["index"]["recall_at_10"] == published["ann"][indexed["model"]]["recall_at_10"] >= 0.9
+    assert [n["product_id"] for n in indexed["neighbours"][pid]] == [n["product_id"] for n in exact["neighbours"][pid]]
+    np.testing.assert_allclose([n["cosine"] for n in indexed["neighbours"][pid]],
+                               [n["cosine"] for n in exact["neighbours"][pid]], atol=2e-4)

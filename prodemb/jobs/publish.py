@@ -2,6 +2,10 @@
 
     python jobs/publish.py --data DIR [--embeddings PATH]
 
+Every model version kept in the table also gets its pinned feature view (product_embeddings_v<N>) and,
+unless ann.enabled is false, its similar-products index (prodemb/ann.py: faiss HNSW, beside the table in
+<embeddings>_ann/), whose path, parameters, build seconds and measured recall@10 the report records.
+
 Fast path for the SQLite online store (bulk writes of the exact bytes Feast writes); other stores go
 through the Feast SDK. `cd feature_repo && feast materialize ...` remains the standard, slower path.
 """
@@ -23,12 +27,16 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     cfg = config_from_args(args)
 
+    from prodemb.ann import HnswParams
     from prodemb.features import UnservableVectorsError, run_publish
+
+    ann = HnswParams(m=cfg.ann.m, ef_construction=cfg.ann.ef_construction, ef_search=cfg.ann.ef_search,
+                     recall_queries=cfg.ann.recall_queries) if cfg.ann.enabled else None
 
     return finish_job("publish", lambda: run_publish(args.data or cfg.paths.data_dir, repo_dir=cfg.feast.repo_dir,
                                                      yaml_file=cfg.feast.yaml_file, embeddings=args.embeddings,
                                                      progress=not args.no_progress,
-                                                     model_name=cfg.mlflow.model_name),
+                                                     model_name=cfg.mlflow.model_name, ann=ann),
                       bad_input=(FileNotFoundError, UnservableVectorsError))
 
 

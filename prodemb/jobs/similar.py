@@ -1,6 +1,10 @@
 """Nearest products by cosine over the current embeddings, with titles; optional recall@k.
 
-    python jobs/similar.py --product-id ID [--k 10] [--data DIR] [--recall]
+    python jobs/similar.py --product-id ID [--k 10] [--data DIR] [--exact] [--recall]
+
+The neighbours come from the similar-products index that jobs/publish.py built for the newest scoring's
+model (prodemb/ann.py: HNSW; its measured recall@10 is printed with the answer). --exact searches every
+vector instead (chunked matrix products), as does a table whose model has no index yet (with a note).
 
 --recall reports recall@k of held-out session co-occurrences (the sessions training never saw): the
 share of held-out pairs (a, b) with b among a's k nearest products. The held-out sessions are exactly
@@ -21,7 +25,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--product-id", action="append", default=[], help="query product (repeatable)")
     ap.add_argument("--k", type=int, default=10)
     ap.add_argument("--data", default=None, help="folder with embeddings/, catalog/, pairs/ (default paths.data_dir)")
-    ap.add_argument("--recall", action="store_true", help="also report recall@k on held-out sessions")
+    ap.add_argument("--exact", action="store_true", help="search every vector instead of the index")
+    ap.add_argument("--recall", action="store_true",
+                    help="also report recall@k on held-out sessions (an exact search over every vector)")
     ap.add_argument("--json", action="store_true", help="print JSON instead of a table")
     ap.add_argument("--mlflow-uri", default=None, help="tracking URI of the model's training run (--recall)")
     add_config_args(ap)
@@ -32,6 +38,8 @@ def main(argv: list[str] | None = None) -> int:
     import numpy as np
 
     from prodemb import fs
+    from prodemb.ann import index_dir, load_index, read_meta, search
+    from prodemb.score import model_partition
     from prodemb.similar import current_vectors, recall_at_k, top_k
     from prodemb.tables import read_table_arrow
     from prodemb.train_data import HoldoutRule
@@ -40,19 +48,40 @@ def main(argv: list[str] | None = None) -> int:
         print(f"similar: error: no embeddings under {data}: run jobs/score.py first", file=sys.stderr)
         return 2
     read = lambda name, cols: read_table_arrow(f"{data}/{name}", cols).to_pandas()  # noqa: E731
-    ids, vectors, rows = current_vectors(read("embeddings", ["product_id", "embedding", "model_name",
-                                                             "model_version", "event_timestamp"]))
     titles = dict(read("catalog", ["product_id", "title"]).astype({"product_id": str}).values)
-    position = {p: i for i, p in enumerate(ids)}
-    out = {"model_version": sorted(rows["model_version"].unique().tolist()), "neighbours": {}}
+    keys = read("embeddings", ["model_name", "model_version", "event_timestamp"])
+    newest = keys.sort_values("event_timestamp", kind="stable").iloc[-1]
+    model = f"{newest['model_name']}/{newest['model_version']}"
+    folder = index_dir(f"{data}/embeddings", model_partition(newest["model_name"], str(newest["model_version"])))
+    use_index = not args.exact and read_meta(folder) is not None
+    if not args.exact and not use_index:
+        print(f"note: no similar-products index for {model} (jobs/publish.py builds it): exact search",
+              file=sys.stderr)
+    out = {"model": model, "search": "hnsw" if use_index else "exact", "neighbours": {}}
+    if args.recall or not use_index:   # every current vector, in memory
+        ids, vectors, rows = current_vectors(read("embeddings", ["product_id", "embedding", "model_name",
+                                                                 "model_version", "event_timestamp"]))
+        position = {p: i for i, p in enumerate(ids)}
+        out["model_version"] = sorted(rows["model_version"].unique().tolist())
+    if use_index:                      # the index and its product ids only
+        index, index_ids, meta = load_index(folder)
+        out["index"] = {"path": folder, **{k: meta[k] for k in ("recall_at_10", "params", "rows", "build")}}
+        index_position = {p: i for i, p in enumerate(index_ids)}
     for pid in args.product_id:
-        if pid not in position:
-            print(f"similar: error: unknown product {pid!r}", file=sys.stderr)
+        if pid not in (index_position if use_index else position):
+            where = f"the index of {model}" if use_index else "the embeddings"
+            print(f"similar: error: unknown product {pid!r} (not in {where})", file=sys.stderr)
             return 2
-        i = position[pid]
-        idx, scores = top_k(vectors[[i]], vectors, args.k, exclude=np.array([i]))
-        out["neighbours"][pid] = [{"product_id": ids[j], "cosine": round(float(s), 4), "title": titles.get(ids[j])}
-                                  for j, s in zip(idx[0], scores[0])]
+        if use_index:
+            i = index_position[pid]
+            found, scores = search(index, index.reconstruct(i)[None, :], args.k + 1)
+            hits = [(index_ids[j], c) for j, c in zip(found[0], scores[0]) if 0 <= j != i][:args.k]
+        else:
+            i = position[pid]
+            idx, sc = top_k(vectors[[i]], vectors, args.k, exclude=np.array([i]))
+            hits = [(ids[j], c) for j, c in zip(idx[0], sc[0])]
+        out["neighbours"][pid] = [{"product_id": str(p), "cosine": round(float(c), 4), "title": titles.get(p)}
+                                  for p, c in hits]
     if args.recall:
         newest = rows.sort_values("event_timestamp").iloc[-1]
         model = f"{newest['model_name']}/{newest['model_version']}"
@@ -86,6 +115,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{pid}  {titles.get(pid)}")
         for n in neighbours:
             print(f"   {n['cosine']:.3f}  {n['product_id']:>16}  {n['title']}")
+    if use_index:
+        print(f"(HNSW index of {model}: recall@10 {out['index']['recall_at_10']:.3f} against exact search; "
+              "--exact for exact)")
     if args.recall:
         print(f"recall@{args.k} of held-out session pairs: {out[f'recall_at_{args.k}']:.3f} "
               f"({out['holdout_pairs']} pairs)")

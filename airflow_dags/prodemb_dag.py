@@ -104,7 +104,8 @@ WORK = local_path(S.work_dir or CFG.paths.runs_dir)
 SOURCE = local_path(S.source_path or f"{CFG.paths.synth_dir.rstrip('/')}/clicks")
 MLFLOW_URI = tracking_uri(CFG.mlflow.tracking_uri)
 PYTHON = S.python or sys.executable
-CONFIG_ARGS = ["--config-profile", CFG.profile, *[x for o in OVERRIDES for x in ("--set", o)]]
+# --json: each job's whole report goes to the task log (a person at a terminal gets one summary line).
+CONFIG_ARGS = ["--config-profile", CFG.profile, *[x for o in OVERRIDES for x in ("--set", o)], "--json"]
 if set(S.task_retries) - set(TASK_IDS):
     raise ValueError(f"schedule.task_retries names unknown tasks {sorted(set(S.task_retries) - set(TASK_IDS))} "
                      f"(tasks: {list(TASK_IDS)})")

@@ -374,32 +374,6 @@ def add_config_args(parser) -> None:
 BUSY_EXIT = 75   # EX_TEMPFAIL: another run holds the output's lock; try again when it has finished
 
 
-def finish_job(name: str, call, *, bad_input: tuple[type[BaseException], ...] = (FileNotFoundError, ValueError),
-               show=None) -> int:
-    """The common tail of a job: run ``call()``; bad input → ``name: error: …`` on stderr and exit code 2;
-    an output another run is writing → the same line and exit code 75 (``BUSY_EXIT``); a write the disk or
-    the store refused (OSError) → the same line and exit code 1; otherwise print the result (or
-    ``show(result)``) as one JSON line and return 0."""
-    import json
-    import sys
-
-    from prodemb.fs import OutputBusyError
-
-    try:
-        result = call()
-    except bad_input as exc:
-        print(f"{name}: error: {exc}", file=sys.stderr)
-        return 2
-    except OutputBusyError as exc:
-        print(f"{name}: error: {exc}", file=sys.stderr)
-        return BUSY_EXIT
-    except OSError as exc:   # a write the disk or the store refused: what failed, in one line
-        print(f"{name}: error: {' '.join(str(exc).split())}", file=sys.stderr)
-        return 1
-    print(json.dumps(show(result) if show else result, default=str))
-    return 0
-
-
 def comma_list(kind=str):
     """argparse ``type=`` for ``--flag 1,2,3`` → ``[kind(1), kind(2), kind(3)]`` (at least one value)."""
     import argparse

@@ -83,7 +83,7 @@ def test_run_evaluate_writes_results_plots_report_and_an_mlflow_run(tiny, tmp_pa
 
 
 def _cli(*args, timeout=300):
-    return subprocess.run([sys.executable, str(REPO_ROOT / "jobs" / "evaluate.py"), *map(str, args)],
+    return subprocess.run([sys.executable, str(REPO_ROOT / "jobs" / "evaluate.py"), "--json", *map(str, args)],
                           capture_output=True, text=True, timeout=timeout, cwd=str(REPO_ROOT))
 
 

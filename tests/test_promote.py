@@ -169,7 +169,7 @@ def test_job_reports_json_and_rejects_missing_tasks(registry):
     registry["client"].set_registered_model_alias(NAME, "champion", "1")
     registry["client"].set_registered_model_alias(NAME, "candidate", "2")
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
-    base = [sys.executable, str(REPO_ROOT / "jobs" / "promote.py"), "--mlflow-uri", uri,
+    base = [sys.executable, str(REPO_ROOT / "jobs" / "promote.py"), "--json", "--mlflow-uri", uri,
             "--set", "promote.train_size=120", "--set", "promote.samples=1"]
     out = subprocess.run(base + ["--task", f"usado={path}"], capture_output=True, text=True, env=env, cwd=work)
     assert out.returncode == 0, out.stderr[-2000:]

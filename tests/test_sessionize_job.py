@@ -84,7 +84,8 @@ def test_cli_runs_and_reruns_atomically(tmp_path):
     wrapper.chmod(0o755)
     env = {**os.environ, "SPARK_LOCAL_IP": "127.0.0.1", "PYSPARK_PYTHON": str(wrapper)}
     cmd = [sys.executable, str(REPO_ROOT / "jobs" / "sessionize.py"), "--input", log, "--input-format", "clicks",
-           "--output", str(out), "--gap-minutes", "3", "--max-items", "5", "--set", "spark.master=local[1]"]
+           "--output", str(out), "--gap-minutes", "3", "--max-items", "5", "--set", "spark.master=local[1]",
+           "--json"]
     runs = []
     for _ in range(2):
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)

@@ -186,7 +186,7 @@ def run_job(*args: str) -> subprocess.CompletedProcess:
 def test_job_end_to_end(corpus, tmp_path):
     write_catalog(tmp_path / "data", corpus)
     out = tmp_path / "runs" / "tokenizer.model"
-    res = run_job("--data", str(tmp_path / "data"), "--output", str(out), "--vocab-size", "500",
+    res = run_job("--json", "--data", str(tmp_path / "data"), "--output", str(out), "--vocab-size", "500",
                   "--set", "tokenizer.seed=2")
     assert res.returncode == 0, res.stderr
     lines = res.stdout.strip().splitlines()

@@ -182,7 +182,7 @@ def test_short_training_on_movielens_registers_a_healthy_model(movielens_run):
 
 def test_epochs_replace_the_default_profiles_step_budget_and_max_minutes_caps_it(movielens_run):
     work = movielens_run
-    proc = subprocess.run([sys.executable, str(REPO_ROOT / "jobs" / "train.py"), "--data", str(work / "data"),
+    proc = subprocess.run([sys.executable, str(REPO_ROOT / "jobs" / "train.py"), "--json", "--data", str(work / "data"),
                            "--tokenizer", str(work / "tok.model"), "--epochs", "3", "--batch-size", "64",
                            "--max-minutes", "0.05", "--mlflow-uri", f"sqlite:///{work}/epochs.db", "--no-progress",
                            "--set", "sessions.language=en", "--set", "model.embed_dim=16", "--set", "model.n_filters=8",

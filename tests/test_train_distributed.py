@@ -169,7 +169,7 @@ def test_torchrun_two_processes_register_one_version_and_follow_the_one_process_
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     env = {**{k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")},
            "OMP_NUM_THREADS": "1", "MASTER_ADDR": "127.0.0.1", "PYTHONUNBUFFERED": "1"}
-    cmd = [str(TORCHRUN), "--standalone", "--nproc_per_node", "2", str(REPO_ROOT / "jobs" / "train.py"),
+    cmd = [str(TORCHRUN), "--standalone", "--nproc_per_node", "2", str(REPO_ROOT / "jobs" / "train.py"), "--json",
            "--data", str(tmp_path / "data"), "--tokenizer", str(tmp_path / "tok.model"), "--device", "cpu",
            "--max-steps", str(STEPS), "--batch-size", str(BATCH), "--mlflow-uri", uri, "--no-progress",
            *[a for o in OVERRIDES for a in ("--set", o)]]
@@ -207,7 +207,7 @@ def test_torchrun_rank_zero_failing_before_training_does_not_leave_rank_one_wait
     write_inputs(tmp_path)
     env = {**{k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")},
            "OMP_NUM_THREADS": "1", "MASTER_ADDR": "127.0.0.1"}
-    cmd = [str(TORCHRUN), "--standalone", "--nproc_per_node", "2", str(REPO_ROOT / "jobs" / "train.py"),
+    cmd = [str(TORCHRUN), "--standalone", "--nproc_per_node", "2", str(REPO_ROOT / "jobs" / "train.py"), "--json",
            "--data", str(tmp_path / "data"), "--tokenizer", str(tmp_path / "tok.model"), "--device", "cpu",
            "--max-steps", "5", "--batch-size", str(BATCH), "--mlflow-uri", "bogus-scheme://nowhere",
            "--no-progress", *[a for o in OVERRIDES for a in ("--set", o)]]

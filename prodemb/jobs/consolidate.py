@@ -17,7 +17,8 @@ import argparse
 import sys
 
 
-from prodemb.config import add_config_args, config_from_args, finish_job
+from prodemb.config import add_config_args, config_from_args
+from prodemb.jobs import add_output_args, finish_job
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -26,6 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--output", default=None, help="folder of the full tables (default paths.data_dir)")
     ap.add_argument("--format", choices=["parquet", "delta"], default=None, help="table format (default parquet)")
     add_config_args(ap)
+    add_output_args(ap)
     args = ap.parse_args(argv)
     cfg = config_from_args(args, **{"sessions.format": args.format})
 
@@ -34,8 +36,7 @@ def main(argv: list[str] | None = None) -> int:
 
     spark = spark_for(cfg, "consolidate")
     return finish_job("consolidate", lambda: run_consolidate(spark, args.intervals, args.output or cfg.paths.data_dir,
-                                                             cfg.sessions.format),
-                      show=lambda report: {"intervals": len(report["intervals"]), **report["rows"]})
+                                                             cfg.sessions.format), args)
 
 
 if __name__ == "__main__":

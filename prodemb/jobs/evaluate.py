@@ -15,11 +15,10 @@ Exit codes: 0 done, 1 a method failed (with --keep-going: the others finished), 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
 from prodemb.config import add_config_args, comma_list, config_from_args
-from prodemb.jobs import error_printer, evaluation_logging
+from prodemb.jobs import add_output_args, emit_report, error_printer, evaluation_logging
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -44,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="a failing method is reported and the others go on (exit 1 at the end)")
     ap.add_argument("--no-progress", action="store_true")
     add_config_args(ap)
+    add_output_args(ap)
     return ap
 
 
@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         return fail(str(exc), BUSY_EXIT)
     except OSError as exc:   # a write the disk or the store refused
         return fail(" ".join(str(exc).split()), 1)
-    print(json.dumps(summary, default=str))
+    emit_report("evaluate", summary, args)
     return 1 if summary["failures"] else 0
 
 

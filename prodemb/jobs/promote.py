@@ -12,10 +12,10 @@ scores are printed as JSON and written as `promotion.*` tags on the candidate ve
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
 
+from prodemb.jobs import add_output_args, emit_report
 from prodemb.config import add_config_args, config_from_args
 
 
@@ -31,6 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--train-size", type=int, default=None, help="LR training rows per task and sample")
     ap.add_argument("--samples", type=int, default=None, help="random training samples per task")
     add_config_args(ap)
+    add_output_args(ap)
     args = ap.parse_args(argv)
     from prodemb.promote import GateError, run_promote
     from prodemb.score import ModelNotFoundError
@@ -45,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     except (GateError, TaskError, ModelNotFoundError, OSError, ValueError) as exc:
         print(f"promote: error: {exc}", file=sys.stderr)
         return 2
-    print(json.dumps(decision.as_dict(), indent=2))
+    emit_report("promote", decision.as_dict(), args)
     return 0
 
 

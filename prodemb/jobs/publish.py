@@ -15,7 +15,8 @@ import argparse
 import sys
 
 
-from prodemb.config import add_config_args, config_from_args, finish_job
+from prodemb.config import add_config_args, config_from_args
+from prodemb.jobs import add_output_args, finish_job
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,6 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--embeddings", default=None, help="embeddings table (default DIR/embeddings)")
     ap.add_argument("--no-progress", action="store_true")
     add_config_args(ap)
+    add_output_args(ap)
     args = ap.parse_args(argv)
     cfg = config_from_args(args)
 
@@ -37,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
                                                      yaml_file=cfg.feast.yaml_file, embeddings=args.embeddings,
                                                      progress=not args.no_progress,
                                                      model_name=cfg.mlflow.model_name, ann=ann),
-                      bad_input=(FileNotFoundError, UnservableVectorsError))
+                      args, bad_input=(FileNotFoundError, UnservableVectorsError, ValueError))
 
 
 if __name__ == "__main__":

@@ -11,7 +11,8 @@ import argparse
 import sys
 
 
-from prodemb.config import add_config_args, config_from_args, finish_job
+from prodemb.config import add_config_args, config_from_args
+from prodemb.jobs import add_output_args, finish_job
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -22,6 +23,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--mlflow-uri", default=None, help="tracking URI (default sqlite:///mlflow.db)")
     ap.add_argument("--format", choices=["parquet", "delta"], default=None)
     add_config_args(ap)
+    add_output_args(ap)
     args = ap.parse_args(argv)
     cfg = config_from_args(args, **{"mlflow.tracking_uri": args.mlflow_uri, "score.model_uri": args.model_uri,
                                     "sessions.format": args.format})
@@ -38,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     return finish_job("score", lambda: run_score(spark, data, cfg.score.model_uri, args.output,
                                                  tracking_uri=cfg.mlflow.tracking_uri, fmt=cfg.sessions.format,
                                                  keep_model_versions=cfg.score.keep_model_versions),
-                      bad_input=(ModelNotFoundError,))
+                      args, bad_input=(ModelNotFoundError,))
 
 
 if __name__ == "__main__":

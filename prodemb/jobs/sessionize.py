@@ -12,7 +12,8 @@ import sys
 from datetime import datetime, timezone
 
 
-from prodemb.config import add_config_args, config_from_args, finish_job
+from prodemb.config import add_config_args, config_from_args
+from prodemb.jobs import add_output_args, finish_job
 from prodemb.sources import FORMATS
 
 
@@ -33,6 +34,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="interval start (ISO-8601, UTC): process only sessions that begin in [start, end)")
     ap.add_argument("--end", type=_utc, default=None, help="interval end (exclusive)")
     add_config_args(ap)
+    add_output_args(ap)
     args = ap.parse_args(argv)
     cfg = config_from_args(args, **{"sessions.gap_minutes": args.gap_minutes,
                                     "sessions.max_items": args.max_items,
@@ -42,12 +44,9 @@ def main(argv: list[str] | None = None) -> int:
     from prodemb.spark import spark_for
 
     spark = spark_for(cfg, "sessionize")
-    keys = ["rows_in", "rows_valid", "rows_filtered", "rows_quarantined", "sessions", "pairs", "products",
-            "seconds"]
     return finish_job("sessionize", lambda: run_sessionize(spark, args.input, args.input_format,
                                                            args.output or cfg.paths.data_dir, cfg.sessions,
-                                                           start=args.start, end=args.end),
-                      show=lambda report: {k: report[k] for k in keys})
+                                                           start=args.start, end=args.end), args)
 
 
 if __name__ == "__main__":

@@ -16,12 +16,11 @@ Exit codes: 0 done, 2 bad input, 3 every α collapsed.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 from prodemb.config import add_config_args, comma_list, config_from_args
-from prodemb.jobs import error_printer, evaluation_logging
+from prodemb.jobs import add_output_args, emit_report, error_printer, evaluation_logging
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -45,6 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-mlflow", action="store_true", help="do not log the evaluation run (training still logs)")
     ap.add_argument("--no-progress", action="store_true")
     add_config_args(ap)
+    add_output_args(ap)
     args = ap.parse_args(argv)
     evaluation_logging()
 
@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         return fail(str(exc), BUSY_EXIT)
     except OSError as exc:   # a write the disk or the store refused
         return fail(" ".join(str(exc).split()), 1)
-    print(json.dumps(summary, default=str))
+    emit_report("sweep_alpha", summary, args)
     return 0
 
 

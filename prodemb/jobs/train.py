@@ -18,11 +18,11 @@ Exit codes: 0 registered (or reused), 2 bad input, 3 embeddings collapsed (nothi
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 
 
+from prodemb.jobs import add_output_args, emit_report
 from prodemb.config import add_config_args, config_from_args
 
 
@@ -50,6 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--run-key", default=None,
                     help="idempotency key (e.g. the data interval): reuse the version registered under it")
     add_config_args(ap)
+    add_output_args(ap)
     args = ap.parse_args(argv)
     if args.max_minutes is not None and args.max_minutes <= 0:
         ap.error("--max-minutes must be positive")
@@ -79,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     if summary.get("reused") and summary.get("rank", 0) == 0:
         print(f"train: run key {args.run_key} already registered as {summary['model_name']} version "
               f"{summary['model_version']}: nothing trained, aliases unchanged", file=sys.stderr)
-    print(json.dumps(summary, default=str))
+    emit_report("train", summary, args)
     return 0
 
 

@@ -16,7 +16,8 @@ import os
 import sys
 
 
-from prodemb.config import add_config_args, config_from_args, finish_job
+from prodemb.config import add_config_args, config_from_args
+from prodemb.jobs import add_output_args, finish_job
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -26,6 +27,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="model file to write (default: <paths.runs_dir>/tokenizer.model)")
     ap.add_argument("--vocab-size", type=int, default=None, help="pieces in the vocabulary (default 30000)")
     add_config_args(ap)
+    add_output_args(ap)
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
@@ -38,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from prodemb.tokenizer import train_from_catalog
 
-    return finish_job("train_tokenizer", lambda: train_from_catalog(data, output, cfg.tokenizer))
+    return finish_job("train_tokenizer", lambda: train_from_catalog(data, output, cfg.tokenizer), args)
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ def test_killed_after_moving_the_aliases_the_rerun_marks_it_done_without_scoring
     assert _aliases(client) == {"champion": "2", "candidate": "2", "previous_champion": "1"}
     pending = _tags(client, "2")
     assert pending["promotion.decision"] == "pending" and pending["promotion.champion_version"] == "1"
-    done = run_job("promote", *args, cwd=work)
+    done = run_job("promote", *args, "--json", cwd=work)
     assert done.returncode == 0, done.stderr[-2000:]
     decision = json.loads(done.stdout[done.stdout.index("{"):])
     assert decision["promoted"] and decision["decided_at"] == pending["promotion.decided_at"]   # not rescored

@@ -33,7 +33,7 @@ def test_killed_after_registering_the_rerun_completes_that_version(world, tmp_pa
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     assert_killed(run_job("train", *_train_args(world, uri, "prodemb/k1"), faults="train.registered"))
     assert list(_versions(uri)) == ["1"] and "health" not in _versions(uri)["1"] and _aliases(uri) == {}
-    rerun = run_job("train", *_train_args(world, uri, "prodemb/k1"))
+    rerun = run_job("train", *_train_args(world, uri, "prodemb/k1"), "--json")
     assert rerun.returncode == 0, rerun.stderr[-2000:]
     summary = json.loads(rerun.stdout.strip().splitlines()[-1])
     assert summary["reused"] is True and summary["model_version"] == "1"     # nothing trained twice
@@ -47,7 +47,7 @@ def test_two_trainings_racing_on_one_run_key_leave_one_version(world, tmp_path):
     # The store exists before the runs, as in any deployment: MLflow's schema migrations of a new SQLite file
     # race when two processes create it at once. The experiment and the registered model do not exist yet.
     mlflow.MlflowClient(uri, registry_uri=uri).search_experiments()
-    cmd = [sys.executable, str(REPO_ROOT / "jobs" / "train.py"), *_train_args(world, uri, "prodemb/k2")]
+    cmd = [sys.executable, str(REPO_ROOT / "jobs" / "train.py"), *_train_args(world, uri, "prodemb/k2"), "--json"]
     env = {**os.environ, "SPARK_LOCAL_IP": "127.0.0.1"}
     procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
              for _ in range(2)]

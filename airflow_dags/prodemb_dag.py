@@ -70,6 +70,7 @@ from airflow.sdk import DAG, CronDataIntervalTimetable  # noqa: E402
 
 from prodemb import fs  # noqa: E402
 from prodemb.config import load_config  # noqa: E402
+from prodemb.registry import site_model_name  # noqa: E402
 from prodemb.spark import delta_package_conf, resolve_conf, uses_s3a  # noqa: E402
 
 DAG_ID = "prodemb"
@@ -177,6 +178,21 @@ def python_job(task_id: str, script: str, *args: str, **kwargs) -> BashOperator:
                         append_env=True, retries=S.task_retries.get(task_id, S.retries), **kwargs)
 
 
+def per_site_job(task_id: str, script: str, args_of_site, **kwargs):
+    """One task, or with ``sites:`` configured one mapped task instance per site (dynamic task mapping):
+    ``args_of_site(site)`` gives the job's arguments for a site (None: no sites, one model)."""
+    if not CFG.sites:
+        return python_job(task_id, script, *args_of_site(None), **kwargs)
+    commands = [sh(PYTHON, str(REPO_ROOT / script), *args_of_site(site), *CONFIG_ARGS) for site in CFG.sites]
+    return BashOperator.partial(task_id=task_id, cwd=str(REPO_ROOT), env=TEMPLATED_ENV, append_env=True,
+                                retries=S.task_retries.get(task_id, S.retries), **kwargs) \
+        .expand(bash_command=commands)
+
+
+def model_of(site: str | None) -> str:
+    return site_model_name(CFG.mlflow.model_name, site)
+
+
 _TRUE, _FALSE = ("true", "1", "yes"), ("false", "0", "no")
 
 
@@ -226,13 +242,18 @@ with DAG(
                                retries=S.task_retries.get("retrain_due", S.retries))
     tokenizer = word(f"{WORK}/tokenizers/", "$PRODEMB_INTERVAL", "/tokenizer.model")
     train_tokenizer = python_job("train_tokenizer", "jobs/train_tokenizer.py", "--data", DATA, "--output", tokenizer)
-    train = python_job("train", "jobs/train.py", "--data", DATA, "--tokenizer", tokenizer,
-                       "--mlflow-uri", MLFLOW_URI, "--run-key", word("$PRODEMB_RUN_KEY"), "--no-progress",
-                       queue=S.train_queue, **({"pool": S.train_pool} if S.train_pool else {}))
-    evaluate = python_job("evaluate", "jobs/evaluate.py", "--model-uri", f"models:/{CFG.mlflow.model_name}@candidate",
-                          "--output", word(f"{WORK}/eval/", "$PRODEMB_INTERVAL"), "--data", DATA,
-                          "--mlflow-uri", MLFLOW_URI, "--no-progress", "--keep-going")
-    promote = python_job("promote", "jobs/promote.py", "--mlflow-uri", MLFLOW_URI)
+    # One model per site (`sites:`): train, evaluate and promote map over the sites; score scores every
+    # site with its own champion and publish keys the vectors by (site, product_id).
+    train = per_site_job("train", "jobs/train.py", lambda site: [
+        "--data", DATA, "--tokenizer", tokenizer, "--mlflow-uri", MLFLOW_URI, "--run-key", word("$PRODEMB_RUN_KEY"),
+        "--no-progress", *(["--site", site] if site else [])],
+        queue=S.train_queue, **({"pool": S.train_pool} if S.train_pool else {}))
+    evaluate = per_site_job("evaluate", "jobs/evaluate.py", lambda site: [
+        "--model-uri", f"models:/{model_of(site)}@candidate",
+        "--output", word(f"{WORK}/eval/", "$PRODEMB_INTERVAL", *([f"/{site}"] if site else [])), "--data", DATA,
+        "--mlflow-uri", MLFLOW_URI, "--no-progress", "--keep-going"])
+    promote = per_site_job("promote", "jobs/promote.py", lambda site: [
+        "--mlflow-uri", MLFLOW_URI, "--model-name", model_of(site)])
     score = spark_job("score", "jobs/score.py", "--data", DATA, "--mlflow-uri", MLFLOW_URI,
                       trigger_rule="all_done_min_one_success")
     publish = python_job("publish", "jobs/publish.py", "--data", DATA, "--no-progress")

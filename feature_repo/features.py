@@ -1,5 +1,6 @@
-"""Feast definitions: entity `product`, feature view `product_embeddings`, a feature service, and one
-pinned feature view per kept model version (`product_embeddings_v3`, ...).
+"""Feast definitions: entity `product` (and `site` when each site has its model), feature view
+`product_embeddings`, a feature service, and one pinned feature view per kept model version
+(`product_embeddings_v3`, ...).
 
 The offline source is the `embeddings` table written by jobs/score.py (default: ../data/demo/embeddings;
 set PRODEMB_EMBEDDINGS to point elsewhere, a path or URI): a FileSource over Parquet for the file offline
@@ -27,6 +28,11 @@ EMBEDDINGS = os.environ.get("PRODEMB_EMBEDDINGS",
 
 product = Entity(name="product", join_keys=["product_id"], value_type=ValueType.STRING,
                  description="A catalog product (site-local id)")
+# One model per site (`sites:` in the config): the vectors are keyed by (site, product_id), since two sites
+# may use the same product id. A single-site deployment keys them by product_id alone.
+BY_SITE = os.environ.get("PRODEMB_FEAST_BY_SITE", "0") == "1"
+site = Entity(name="site", join_keys=["site"], value_type=ValueType.STRING, description="A marketplace site")
+entities = [product, site] if BY_SITE else [product]
 
 SPARK_OFFLINE = os.environ.get("PRODEMB_FEAST_OFFLINE", "file") == "spark"
 SCHEMA = [Field(name="embedding", dtype=Array(Float32)), Field(name="model_version", dtype=String)]
@@ -51,7 +57,7 @@ embeddings_source_all = embeddings_source("product_embeddings_source")
 
 product_embeddings = FeatureView(
     name="product_embeddings",
-    entities=[product],
+    entities=entities,
     ttl=timedelta(days=3650),   # a vector stays valid until a newer scoring replaces it
     schema=SCHEMA,
     source=embeddings_source_all,
@@ -64,7 +70,7 @@ product_embeddings_service = FeatureService(name="product_embeddings_service", f
 
 def pinned_view(view: str, model_name: str, model_version: str, partition: str) -> FeatureView:
     """The vectors of one registered model version only: stays that version's after a newer one is promoted."""
-    return FeatureView(name=view, entities=[product], ttl=timedelta(days=3650), schema=SCHEMA,
+    return FeatureView(name=view, entities=entities, ttl=timedelta(days=3650), schema=SCHEMA,
                        source=embeddings_source(f"{view}_source", partition), online=True,
                        description=f"Product title embeddings of {model_name} version {model_version} (pinned)",
                        tags={"model_name": model_name, "model_version": model_version})

@@ -15,10 +15,10 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CONF_DIR = Path(os.environ.get("PRODEMB_CONF_DIR", REPO_ROOT / "conf"))
@@ -97,7 +97,11 @@ class WithoutCategoriesConfig(_Section):
     max_steps: int | None = Field(None, gt=0)
 
 
+SITE_PATTERN = r"^[A-Za-z0-9_]+$"   # a site's name goes into model names, Feast view names and paths
+
+
 class TrainConfig(_Section):
+    site: str | None = Field(None, pattern=SITE_PATTERN)   # one site's model (jobs/train.py --site); None: all
     alpha: float = 0.9                    # Eq. 4 weight of the BYOL term
     epochs: int = 1
     max_steps: int | None = None         # the budget in optimizer steps; None: ``epochs`` over the pairs
@@ -229,6 +233,10 @@ class ScheduleConfig(_Section):
 
 class Config(_Section):
     profile: str = DEFAULT_PROFILE
+    # One model per site (paper A.1): each listed site trains, registers (<mlflow.model_name>-<site>) and
+    # scores its own model, and Feast keys vectors by (site, product_id). Empty: one model for all data,
+    # keyed by product_id (a single-site deployment).
+    sites: list[Annotated[str, StringConstraints(pattern=SITE_PATTERN)]] = Field(default_factory=list)
     # Environment defaults of a profile (e.g. the standard AWS variables of a local object store): set for
     # this process and its children where the environment does not set them already.
     env: dict[str, str] = Field(default_factory=dict)

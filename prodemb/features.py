@@ -48,6 +48,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 FEATURE_REPO = REPO_ROOT / "feature_repo"
 FEATURE_VIEW = "product_embeddings"
 JOIN_KEY = "product_id"
+SITE_JOIN_KEYS = ("product_id", "site")   # one model per site: Feast's key is (site, product_id), sorted
 FEATURES = ("embedding", "model_version")
 DEFAULT_MODEL_NAME = "prodemb-encoder"
 
@@ -106,30 +107,31 @@ def pinned_views(keys: pa.Table, default_model: str = DEFAULT_MODEL_NAME) -> lis
 
 
 def repo_objects(embeddings_path: str | Path, repo_dir: str | Path = FEATURE_REPO,
-                 pinned: list[PinnedView] = ()) -> list:
-    """Entity, feature views and service from ``feature_repo/features.py``, pointed at ``embeddings_path``,
-    with one view per ``pinned`` model version."""
+                 pinned: list[PinnedView] = (), by_site: bool = False) -> list:
+    """Entities, feature views and service from ``feature_repo/features.py``, pointed at ``embeddings_path``,
+    with one view per ``pinned`` model version; ``by_site``: keyed by (site, product_id)."""
     # absolute(), not resolve(): the table path is a symlink swapped on every write; resolving it would pin
     # the registry to one version folder, which a later scoring prunes.
     from prodemb import fs
 
     os.environ["PRODEMB_EMBEDDINGS"] = fs.absolute(embeddings_path)
     os.environ["PRODEMB_PINNED_VIEWS"] = json.dumps([vars(p) for p in pinned])
+    os.environ["PRODEMB_FEAST_BY_SITE"] = "1" if by_site else "0"
     path = Path(repo_dir) / "features.py"
     spec = importlib.util.spec_from_file_location("prodemb_feature_repo", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return [module.product, module.product_embeddings, module.product_embeddings_service,
+    return [*module.entities, module.product_embeddings, module.product_embeddings_service,
             *module.pinned_embeddings]
 
 
 def apply_repo(store, embeddings_path: str | Path, repo_dir: str | Path = FEATURE_REPO,
-               pinned: list[PinnedView] = ()) -> list[str]:
+               pinned: list[PinnedView] = (), by_site: bool = False) -> list[str]:
     """``feast apply`` from Python: registry entries and online tables for our objects. Pinned views of
     versions not in ``pinned`` are retired: registry entry and online table. Returns the retired names."""
     # features.py picks the source that this store's offline store reads (FileSource or SparkSource).
     os.environ["PRODEMB_FEAST_OFFLINE"] = "spark" if store.config.offline_store.type == "spark" else "file"
-    objects = repo_objects(embeddings_path, repo_dir, pinned)
+    objects = repo_objects(embeddings_path, repo_dir, pinned, by_site)
     keep = {o.name for o in objects}
     retired = [fv for fv in store.list_feature_views()
                if fv.name.startswith(FEATURE_VIEW + "_") and fv.name not in keep]
@@ -150,10 +152,33 @@ def _entity_key_prefix(serialization_version: int) -> bytes:
     return empty[:-4]   # drop the trailing uint32 length (0) of the empty value
 
 
-def encode_entity_keys(product_ids, serialization_version: int = 3) -> list[bytes]:
-    prefix = _entity_key_prefix(serialization_version)
+@lru_cache(maxsize=None)
+def _site_key_layout(serialization_version: int) -> tuple[bytes, bytes]:
+    """(header, value type tag) of a (site, product_id) entity key: Feast writes the header of the sorted
+    join key names, then per value (product_id, then site) its type tag, its length and its bytes."""
+    from feast.infra.key_encoding_utils import serialize_entity_key, serialize_entity_key_prefix
+    from feast.protos.feast.types.EntityKey_pb2 import EntityKey
+    from feast.protos.feast.types.Value_pb2 import Value
+
+    header = serialize_entity_key_prefix(list(SITE_JOIN_KEYS), serialization_version)
+    empty = serialize_entity_key(EntityKey(join_keys=list(SITE_JOIN_KEYS), entity_values=[Value(string_val="")] * 2),
+                                 entity_key_serialization_version=serialization_version)
+    tag = empty[len(header):len(header) + 4]
+    if empty != header + (tag + struct.pack("<I", 0)) * 2:
+        raise RuntimeError("Feast's entity key layout changed: the bulk publisher needs updating")
+    return header, tag
+
+
+def encode_entity_keys(product_ids, serialization_version: int = 3, sites=None) -> list[bytes]:
+    """Entity keys as Feast serializes them: of ``product_id``, or with ``sites`` of (site, product_id)."""
     pack = struct.Struct("<I").pack
-    return [prefix + pack(len(b)) + b for b in (str(p).encode("utf-8") for p in product_ids)]
+    ids = [str(p).encode("utf-8") for p in product_ids]
+    if sites is None:
+        prefix = _entity_key_prefix(serialization_version)
+        return [prefix + pack(len(b)) + b for b in ids]
+    header, tag = _site_key_layout(serialization_version)
+    return [header + tag + pack(len(b)) + b + tag + pack(len(s)) + s
+            for b, s in zip(ids, (str(x).encode("utf-8") for x in sites))]
 
 
 @lru_cache(maxsize=None)
@@ -209,13 +234,14 @@ def latest_rows(embeddings: pd.DataFrame) -> pd.DataFrame:
 
 def latest_row_mask(dataset) -> tuple[np.ndarray, pa.Table]:
     """For a pyarrow dataset of the embeddings table: a bool per row, in file order (``use_threads=False``),
-    true for the newest scoring of its product (``latest_rows`` without reading a single vector), and
-    the (product_id, event_timestamp, model_version[, model_name]) columns it was computed from."""
+    true for the newest scoring of its (site, product) (``latest_rows`` without reading a single vector),
+    and the (product_id, event_timestamp, model_version[, model_name, site]) columns it was computed from."""
     columns = ["product_id", "event_timestamp", "model_version"]
-    columns += ["model_name"] if "model_name" in dataset.schema.names else []
+    columns += [c for c in ("model_name", "site") if c in dataset.schema.names]
     keys = dataset.to_table(columns=columns, use_threads=False)
     keys = keys.append_column("row", pa.array(np.arange(keys.num_rows, dtype=np.int64)))
-    newest = pa.TableGroupBy(keys.sort_by("event_timestamp"), "product_id", use_threads=False) \
+    group = ["site", "product_id"] if "site" in columns else ["product_id"]
+    newest = pa.TableGroupBy(keys.sort_by("event_timestamp"), group, use_threads=False) \
         .aggregate([("row", "last")])      # sort_by is stable: ties go to the later row, as latest_rows
     mask = np.zeros(keys.num_rows, dtype=bool)
     mask[newest.column("row_last").to_numpy()] = True
@@ -230,12 +256,13 @@ def iter_latest_rows(dataset, mask: np.ndarray, batch_rows: int = 20_000) -> Ite
 
 
 def iter_routed_rows(dataset, mask: np.ndarray, pinned: list[PinnedView],
-                     batch_rows: int = 20_000) -> Iterator[tuple[str, pd.DataFrame]]:
+                     batch_rows: int = 20_000, by_site: bool = False) -> Iterator[tuple[str, pd.DataFrame]]:
     """One pass over the table, streamed: (view, chunk) pairs where the rows ``mask`` selects go to
-    ``product_embeddings`` and every row goes to its model's pinned view, if that model is ``pinned``."""
+    ``product_embeddings`` and every row goes to its model's pinned view, if that model is ``pinned``.
+    ``by_site``: the chunks carry the ``site`` key column too."""
     from prodemb.tables import iter_batches
 
-    columns = ["product_id", *FEATURES, "event_timestamp"]
+    columns = ["product_id", *FEATURES, "event_timestamp"] + (["site"] if by_site else [])
     offset = 0
     for batch in iter_batches(dataset, [*columns, "model_name"] if pinned else columns, batch_rows):
         keep = mask[offset:offset + batch.num_rows]
@@ -281,7 +308,7 @@ def write_online(store, routed: Iterable[tuple[str, pd.DataFrame]], total: int |
     if target is None:   # any other online store (Redis, ...): the SDK path, chunk by chunk
         try:
             for view, chunk in routed:
-                store.write_to_online_store(view, chunk[["product_id", *FEATURES, "event_timestamp"]])
+                store.write_to_online_store(view, chunk)
                 by_view[view] = by_view.get(view, 0) + len(chunk)
                 bar.update(len(chunk))
                 faults.point("publish.batch")
@@ -306,7 +333,8 @@ def write_online(store, routed: Iterable[tuple[str, pd.DataFrame]], total: int |
                 if view not in tables:
                     tables[view] = _sqlite_target(store, view)[1]
                 insert = sql.format(tables[view])
-                keys = encode_entity_keys(chunk["product_id"], version)
+                keys = encode_entity_keys(chunk["product_id"], version,
+                                          chunk["site"] if "site" in chunk.columns else None)
                 vectors = encode_float_lists(np.stack(chunk["embedding"].to_numpy()))
                 ts = _feast_epochs(chunk["event_timestamp"])
                 versions = [str(v) for v in chunk["model_version"]]
@@ -351,12 +379,15 @@ def require_published(store, view: str = FEATURE_VIEW) -> None:
         raise NotPublishedError(f"feature view {view!r} is not in the registry of {store.repo_path} "
                                 "(nothing published yet, or the registry was lost): run jobs/publish.py") from None
 
-def online_vectors(store, product_ids: list[str], view: str = FEATURE_VIEW) -> dict[str, dict]:
-    """{product_id: {"embedding": np.ndarray | None, "model_version": str | None}} from the online store."""
-    resp = store.get_online_features(features=[f"{view}:{f}" for f in FEATURES],
-                                     entity_rows=[{JOIN_KEY: p} for p in product_ids]).to_dict()
-    return {pid: {"embedding": None if emb is None else np.asarray(emb, dtype=np.float32), "model_version": ver}
-            for pid, emb, ver in zip(resp[JOIN_KEY], resp["embedding"], resp["model_version"])}
+def online_vectors(store, product_ids: list[str], view: str = FEATURE_VIEW, sites: list[str] | None = None) -> dict:
+    """{product_id: {"embedding": np.ndarray | None, "model_version": str | None}} from the online store;
+    with ``sites`` (a store keyed by site, one model per site) the keys are (site, product_id)."""
+    rows = [{JOIN_KEY: p} for p in product_ids] if sites is None else \
+        [{JOIN_KEY: p, "site": s} for p, s in zip(product_ids, sites)]
+    resp = store.get_online_features(features=[f"{view}:{f}" for f in FEATURES], entity_rows=rows).to_dict()
+    keys = resp[JOIN_KEY] if sites is None else list(zip(resp["site"], resp[JOIN_KEY]))
+    return {key: {"embedding": None if emb is None else np.asarray(emb, dtype=np.float32), "model_version": ver}
+            for key, emb, ver in zip(keys, resp["embedding"], resp["model_version"])}
 
 
 def historical_features(store, entity_df: pd.DataFrame, view: str = FEATURE_VIEW) -> pd.DataFrame:
@@ -403,11 +434,14 @@ def check_servable(dataset, batch_rows: int = 20_000) -> int:
 
 def run_publish(data_dir: str, *, repo_dir: str | Path = FEATURE_REPO, yaml_file: str = "feature_store.yaml",
                 embeddings: str | None = None, progress: bool = True,
-                model_name: str = DEFAULT_MODEL_NAME, ann: HnswParams | None = HnswParams()) -> dict:
+                model_name: str = DEFAULT_MODEL_NAME, ann: HnswParams | None = HnswParams(),
+                by_site: bool = False) -> dict:
     """Apply the feature repo over DIR/embeddings and load the latest vector of every product online, and
     every kept model version's vectors into its pinned view (``model_name`` is the configured registered
     name: its versions get the short view names, product_embeddings_v3). Every kept version gets its
-    similar-products index too (prodemb.ann, built once per scoring), unless ``ann`` is None."""
+    similar-products index too (prodemb.ann, built once per scoring), unless ``ann`` is None. ``by_site``
+    (one model per site): Feast keys the vectors by (site, product_id); otherwise by product_id, and a
+    table holding several sites is refused (two sites' products with one id would overwrite each other)."""
     from prodemb import fs
     from prodemb.score import MODEL_PARTITION
     from prodemb.tables import arrow_dataset
@@ -418,6 +452,11 @@ def run_publish(data_dir: str, *, repo_dir: str | Path = FEATURE_REPO, yaml_file
     dataset = arrow_dataset(path)          # streamed: one batch of vectors in memory at a time
     check_servable(dataset)                # before the registry or the online store is touched
     mask, keys = latest_row_mask(dataset)
+    sites = sorted(pc.unique(keys.column("site")).to_pylist()) if "site" in keys.column_names else []
+    if len(sites) > 1 and not by_site:
+        raise ValueError(f"the embeddings table holds several sites ({', '.join(map(str, sites))}): with Feast "
+                         "keyed by product_id alone their vectors would overwrite each other; list them in `sites:` "
+                         "(one model per site, keyed by (site, product_id))")
     models = pinned_views(keys, model_name)
     # A table scored before pinning existed has no partition per model: its versions get no pinned view
     # until the next scoring rewrites it.
@@ -425,8 +464,8 @@ def run_publish(data_dir: str, *, repo_dir: str | Path = FEATURE_REPO, yaml_file
     # One publisher per feature repo; the lock file sits with the registry and the store, in data/.
     with fs.output_lock(Path(repo_dir) / "data" / "publish", "publish"):
         store = feature_store(repo_dir, yaml_file)
-        retired = apply_repo(store, path, repo_dir, pinned)
-        report = write_online(store, iter_routed_rows(dataset, mask, pinned), progress=progress,
+        retired = apply_repo(store, path, repo_dir, pinned, by_site)
+        report = write_online(store, iter_routed_rows(dataset, mask, pinned, by_site=by_site), progress=progress,
                               total=int(mask.sum()) + _rows_of(keys, pinned))
         if ann is not None:
             from prodemb.ann import build_for_model, retire
@@ -440,6 +479,7 @@ def run_publish(data_dir: str, *, repo_dir: str | Path = FEATURE_REPO, yaml_file
     # their pinned views).
     report.update(rows_in=keys.num_rows, rows_out=champion, rows_superseded=keys.num_rows - champion,
                   rows_quarantined=0, model_versions=sorted(versions),
+                  keyed_by=list(SITE_JOIN_KEYS if by_site else (JOIN_KEY,)),
                   pinned_views={p.view: f"{p.model_name}/{p.model_version}" for p in pinned},
                   unpinned_models=[f"{p.model_name}/{p.model_version}" for p in models if p not in pinned],
                   retired_views=retired)

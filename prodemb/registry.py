@@ -35,6 +35,12 @@ PACKAGE_DIR = Path(__file__).resolve().parent
 MODEL_CODE = PACKAGE_DIR / "encoder_from_code.py"   # the model-from-code file (no pickle in the model)
 
 
+def site_model_name(model_name: str, site: str | None) -> str:
+    """The registered name of one site's model: ``prodemb-encoder-MLA`` (one name per site, so each site
+    has its own versions and its own ``champion``); ``model_name`` itself when no site is given."""
+    return f"{model_name}-{site}" if site else model_name
+
+
 def use_tracking(tracking_uri: str, registry_uri: str | None = None) -> str:
     """Point this process's MLflow client at a tracking store and a model registry. The registry is
     ``registry_uri``, else the job's ``mlflow.registry_uri`` (``config.job_registry_uri``: a flag,

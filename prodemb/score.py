@@ -3,16 +3,18 @@
     catalog (site, product_id, title, ...) ──mapInArrow(pyfunc, loaded once per Python worker)──▶
     embeddings (site, product_id, embedding array<float>, model_name, model_version, event_timestamp, dim)
     + embeddings_quarantine (site, product_id, title, model_name, model_version, event_timestamp, reason)
+      (embeddings_quarantine_<site> for one site's scoring)
 
 A product whose vector could not be served (``prodemb.vectors``: an empty title, a wrong dimension, a
 non-finite or zero vector) gets no row in ``embeddings`` but one in ``<embeddings>_quarantine`` with
 its reason; the report's rows in = out + quarantined.
 
-The table keeps the rows of the last ``keep_model_versions`` models (a model is a registered name and
-version), so a feature store's point-in-time join can return the vector that was current at any entity
-timestamp; rescoring with the same model replaces that model's rows. It is partitioned by model (column
-``model``, e.g. ``model=prodemb-encoder-v3``): each partition is the offline source of that version's
-pinned feature view (prodemb.features). Every write is an atomic table replace
+The table keeps the rows of the last ``keep_model_versions`` versions of each registered name (a model
+is a registered name and version; each site's model has its own name), so a feature store's
+point-in-time join can return the vector that was current at any entity timestamp; rescoring with the
+same model replaces that model's rows. It is partitioned by model (column ``model``, e.g.
+``model=prodemb-encoder-v3``): each partition is the offline source of that version's pinned feature
+view (prodemb.features). Every write is an atomic table replace
 (prodemb.tables), so a failed or killed scoring leaves the previous table readable.
 """
 from __future__ import annotations
@@ -212,16 +214,22 @@ def with_model_partition(table: DataFrame) -> DataFrame:
 
 def merge_versions(previous: DataFrame | None, new: DataFrame, name: str, version: str,
                    keep: int) -> tuple[DataFrame, dict[str, int]]:
-    """New rows + previous rows of other models, keeping the ``keep`` newest models: a model is a
+    """New rows + previous rows of other models, keeping the ``keep`` newest versions of each registered
+    name (one name per site's model: a site's scoring never drops another site's rows). A model is a
     (model_name, model_version) pair, so rescoring replaces only its own rows. Returns the table and the
     row count of every kept previous model by ``model_key`` (the report needs no read-back)."""
     if previous is None:
         return new, {}
     same = (F.col("model_name") == name) & (F.col("model_version") == version)
     others = previous.where(~same)
-    newest = (others.groupBy("model_name", "model_version")
+    models = (others.groupBy("model_name", "model_version")
               .agg(F.max("event_timestamp").alias("t"), F.count(F.lit(1)).alias("n"))
-              .orderBy(F.desc("t")).limit(max(0, keep - 1)).collect())
+              .orderBy(F.desc("t")).collect())
+    newest, per_name = [], {}
+    for r in models:   # newest first; the scored model counts as one of its name's versions
+        per_name[r["model_name"]] = per_name.get(r["model_name"], int(r["model_name"] == name)) + 1
+        if per_name[r["model_name"]] <= keep:
+            newest.append(r)
     kept = {model_key(r["model_name"], r["model_version"]): r["n"] for r in newest}
     keep_rows = F.lit(False)
     for r in newest:
@@ -231,9 +239,11 @@ def merge_versions(previous: DataFrame | None, new: DataFrame, name: str, versio
 
 
 def run_score(spark, data_dir: str, model_uri: str, output: str | None, *, tracking_uri: str | None,
-              fmt: str = "parquet", keep_model_versions: int = 3, scored_at: datetime | None = None) -> dict:
-    """Embed DIR/catalog into ``output`` (default DIR/embeddings). Returns a report dict. The model is
-    downloaded into a temporary folder that is removed when scoring ends."""
+              fmt: str = "parquet", keep_model_versions: int = 3, scored_at: datetime | None = None,
+              site: str | None = None) -> dict:
+    """Embed DIR/catalog into ``output`` (default DIR/embeddings); with ``site``, that site's products only
+    (with that site's model; the other sites' rows stay). Returns a report dict. The model is downloaded
+    into a temporary folder that is removed when scoring ends."""
     import tempfile
 
     t0 = time.perf_counter()
@@ -244,11 +254,11 @@ def run_score(spark, data_dir: str, model_uri: str, output: str | None, *, track
     with tempfile.TemporaryDirectory(prefix="prodemb-model-") as download, fs.output_lock(output, "score"):
         model = resolve_model(model_uri, tracking_uri, download)    # fails before touching the table
         return _score_with(spark, model, data_dir, output, fmt=fmt, keep_model_versions=keep_model_versions,
-                           scored_at=scored_at, t0=t0)
+                           scored_at=scored_at, t0=t0, site=site)
 
 
 def _score_with(spark, model: ResolvedModel, data_dir: str, output: str, *, fmt: str, keep_model_versions: int,
-                scored_at: datetime | None, t0: float) -> dict:
+                scored_at: datetime | None, t0: float, site: str | None = None) -> dict:
     from pyspark import StorageLevel
 
     from prodemb import fs
@@ -266,12 +276,16 @@ def _score_with(spark, model: ResolvedModel, data_dir: str, output: str, *, fmt:
             lambda _: __import__("prodemb").__path__[0]).first()
     scored_at = scored_at or datetime.now(timezone.utc)
     catalog = read_table(spark, f"{data_dir}/catalog")
+    if site is not None:
+        catalog = catalog.where(F.col("site") == site)
     scored = score_catalog(catalog, model, scored_at, shipped).persist(StorageLevel.MEMORY_AND_DISK)
-    quarantine_path = f"{output}_quarantine"
+    quarantine_path = f"{output}_quarantine" + (f"_{site}" if site else "")   # a site's scoring replaces its own
     try:
         # One job counts every outcome (null: servable): rows in = rows out + rows quarantined.
         counts = {r["reason"]: r["count"] for r in scored.groupBy("reason").count().collect()}
         n_new = counts.pop(None, 0)
+        if site is not None and n_new + sum(counts.values()) == 0:
+            raise ValueError(f"site {site!r} has no products in {data_dir}/catalog: nothing scored")
         written_quarantine = None   # this scoring's quarantine replaces the previous one, if any
         if counts or fs.exists(quarantine_path):
             written_quarantine = write_table(quarantined(scored), quarantine_path, fmt)
@@ -289,7 +303,8 @@ def _score_with(spark, model: ResolvedModel, data_dir: str, output: str, *, fmt:
     if written_quarantine is not None and written_quarantine.get("rows") not in (None, n_quarantined):
         raise RuntimeError(f"accounting mismatch: {n_quarantined} rows meant for {quarantine_path}, "
                            f"{written_quarantine['rows']} written")
-    return {"model_uri": model.uri, "model_name": model.name, "model_version": model.version, "dim": model.dim,
+    return {"site": site, "model_uri": model.uri, "model_name": model.name, "model_version": model.version,
+            "dim": model.dim,
             "products_scored": n_new, "rows_in": n_new + n_quarantined, "rows_out": n_new,
             "rows_quarantined": n_quarantined, "rows_quarantined_by_reason": counts,
             "quarantine": quarantine_path if counts else None, "rows_by_model_version": versions,

@@ -283,9 +283,17 @@ def run_training(data_dir: str, tokenizer_path: str, cfg, *, progress: bool = Tr
     already carries tag ``run_key=<key>`` nothing is trained, that version is returned with
     ``reused: True`` and the aliases are left as they are.
 
+    ``cfg.train.site`` trains one site's model on that site's products and pairs, registered as
+    ``<mlflow.model_name>-<site>`` (prodemb.registry.site_model_name).
+
     Under torchrun only rank 0 uses MLflow (run-key lookup, run, metrics, artifacts, health, the one
     registered version, aliases); every other rank trains on its shard and returns a short summary.
     """
+    if cfg.train.site:   # one site's model: its own registered name, its own versions and aliases
+        from prodemb.registry import site_model_name
+
+        cfg = cfg.model_copy(update={"mlflow": cfg.mlflow.model_copy(update={
+            "model_name": site_model_name(cfg.mlflow.model_name, cfg.train.site)})})
     rank, world, _, created = init_distributed(cfg.train.device)
     try:
         return _run_training(data_dir, tokenizer_path, cfg, progress, run_key, rank, world)
@@ -326,7 +334,8 @@ def _run_training(data_dir: str, tokenizer_path: str, cfg, progress: bool, run_k
         if not fs.exists(path):
             raise FileNotFoundError(f"{what} not found at {path}")
     tok = Tokenizer.load(tokenizer_path)
-    data = load_training_data(catalog_path, pairs_path, tok, cfg.model.max_len, cfg.sessions.language)
+    data = load_training_data(catalog_path, pairs_path, tok, cfg.model.max_len, cfg.sessions.language,
+                              site=cfg.train.site)
     if not main:
         data = data.sharded(rank, world)
         result = train(data, cfg.model, cfg.train, tok.vocab_size, progress=False)

@@ -312,15 +312,25 @@ def build_training_data(catalog, pairs, tokenizer, max_len: int, language: str =
 
 
 def load_training_data(catalog_path: str, pairs_path: str, tokenizer, max_len: int, language: str = "es",
-                       batch_rows: int = BATCH_ROWS) -> TrainingData:
-    """``build_training_data`` from the sessionize job's tables on any filesystem (``prodemb.fs``).
+                       batch_rows: int = BATCH_ROWS, site: str | None = None) -> TrainingData:
+    """``build_training_data`` from the sessionize job's tables on any filesystem (``prodemb.fs``); with
+    ``site``, that site's products and pairs only (one model per site).
 
     Pairs are scanned in record batches straight from the files, Parquet or the files of a Delta table's
     current snapshot (``prodemb.tables.arrow_dataset``), and indexed batch by batch.
     """
+    import pyarrow.compute as pc
+    import pyarrow.dataset as ds
+
     from prodemb.tables import arrow_dataset, read_table_arrow
 
     catalog = read_table_arrow(catalog_path, CATALOG_COLUMNS)
     pairs: Any = arrow_dataset(pairs_path)
+    if site is not None:
+        found = sorted(pc.unique(catalog.column("site")).to_pylist())
+        catalog = catalog.filter(pc.equal(catalog.column("site"), site))
+        if catalog.num_rows == 0:
+            raise ValueError(f"site {site!r} has no products in {catalog_path} (sites there: {', '.join(found)})")
+        pairs = pairs.scanner(columns=PAIR_COLUMNS, filter=ds.field("site") == site, batch_size=batch_rows)
     return build_training_data(catalog, pairs, tokenizer, max_len, language, batch_rows=batch_rows)
 

@@ -54,7 +54,10 @@ if dag is not None:
         packages={t.task_id: t.packages for t in dag.tasks if hasattr(t, "application_args")},
         spark_args={t.task_id: t.application_args for t in dag.tasks if hasattr(t, "application_args")},
         spark_env={t.task_id: t.env_vars for t in dag.tasks if hasattr(t, "application_args")},
-        commands={t.task_id: t.bash_command for t in dag.tasks if hasattr(t, "bash_command")},
+        commands={t.task_id: t.bash_command for t in dag.tasks
+                  if type(t).__name__ != "MappedOperator" and hasattr(t, "bash_command")},
+        mapped={t.task_id: t.expand_input.value["bash_command"] for t in dag.tasks
+                if type(t).__name__ == "MappedOperator"},
         gate={"cron": cron,
               "monday": gate(cron, data_interval_end=datetime(2024, 1, 8, tzinfo=utc), dag_run=Run({})),
               "tuesday": gate(cron, data_interval_end=datetime(2024, 1, 9, tzinfo=utc), dag_run=Run({})),
@@ -223,6 +226,23 @@ def test_cluster_profile_sends_train_to_the_gpu_queue_and_retrains_weekly(tmp_pa
     assert load_config("cluster").evaluate.tasks == {
         "condition": "/mnt/prodemb/tasks/condition.parquet",
         "free_shipping": "/mnt/prodemb/tasks/free_shipping.parquet"}
+
+
+def test_with_sites_train_evaluate_and_promote_map_over_them(tmp_path):
+    """One model per site: the training branch is one mapped task instance per configured site (dynamic
+    task mapping), each training, evaluating and promoting that site's registered model; the graph stays."""
+    out = probe(tmp_path, "local", [f"paths.data_dir={tmp_path}/data", "sites=[MLA, MLB]"])
+    assert out["import_errors"] == {} and out["edges"] == EXPECTED_EDGES
+    assert set(out["mapped"]) == {"train", "evaluate", "promote"}
+    train, evaluate, promote = (out["mapped"][t] for t in ("train", "evaluate", "promote"))
+    assert [("--site MLA" in c, "--site MLB" in c) for c in train] == [(True, False), (False, True)]
+    assert all('--run-key "$PRODEMB_RUN_KEY"' in c and "--json" in c for c in train)
+    assert ["models:/prodemb-encoder-MLA@candidate" in evaluate[0], "models:/prodemb-encoder-MLB@candidate" in
+            evaluate[1]] == [True, True]
+    assert ["--model-name prodemb-encoder-MLA" in promote[0], "--model-name prodemb-encoder-MLB" in promote[1]] \
+        == [True, True]
+    # score and publish stay single tasks: score runs every site's champion, publish keys by site.
+    assert out["operators"]["score"] == "SparkSubmitOperator" and "publish" in out["commands"]
 
 
 def test_unknown_task_in_task_retries_is_an_import_error(tmp_path):

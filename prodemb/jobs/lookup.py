@@ -25,6 +25,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--entities", default=None, help="CSV/Parquet training frame (product_id, event_timestamp)")
     ap.add_argument("--model-version", default=None,
                     help="read the pinned view of this registered version (product_embeddings_v<N>)")
+    ap.add_argument("--site", default=None,
+                    help="the products' site (a store keyed by site: `sites:` configured, one model per site)")
     ap.add_argument("--head", type=int, default=8, help="vector values to print (all with --json)")
     ap.add_argument("--json", action="store_true")
     add_config_args(ap)
@@ -32,14 +34,18 @@ def main(argv: list[str] | None = None) -> int:
     cfg = config_from_args(args)
     if not args.product_id and not args.entities:
         ap.error("give --product-id or --entities")
+    if cfg.sites and not args.site and not args.entities:
+        ap.error(f"vectors are keyed by site (sites: {', '.join(cfg.sites)}): give --site")
 
     import pandas as pd
 
     from prodemb.features import (FEATURE_VIEW, NotPublishedError, feature_store, historical_features,
                                   online_vectors, pinned_view_name, require_published)
 
-    view = FEATURE_VIEW if args.model_version is None else pinned_view_name(cfg.mlflow.model_name,
-                                                                             args.model_version,
+    from prodemb.registry import site_model_name
+
+    model = site_model_name(cfg.mlflow.model_name, args.site if cfg.sites else None)
+    view = FEATURE_VIEW if args.model_version is None else pinned_view_name(model, args.model_version,
                                                                              cfg.mlflow.model_name)
     store = feature_store(cfg.feast.repo_dir, cfg.feast.yaml_file)
     try:
@@ -53,6 +59,8 @@ def main(argv: list[str] | None = None) -> int:
         else:
             frame = pd.DataFrame({"product_id": args.product_id})
             frame["event_timestamp"] = args.at
+            if cfg.sites:
+                frame["site"] = args.site
         frame["event_timestamp"] = pd.to_datetime(frame["event_timestamp"], utc=True)
         frame["product_id"] = frame["product_id"].astype(str)
         result = historical_features(store, frame, view)
@@ -61,9 +69,11 @@ def main(argv: list[str] | None = None) -> int:
                  "embedding": None if r.embedding is None else list(map(float, r.embedding))}
                 for r in result.itertuples()]
     else:
-        found = online_vectors(store, args.product_id, view)
-        rows = [{"product_id": pid, "model_version": v["model_version"],
-                 "embedding": None if v["embedding"] is None else v["embedding"].tolist()} for pid, v in found.items()]
+        sites = [args.site] * len(args.product_id) if cfg.sites else None
+        found = online_vectors(store, args.product_id, view, sites)
+        rows = [{"product_id": key[1] if sites else key, **({"site": key[0]} if sites else {}),
+                 "model_version": v["model_version"],
+                 "embedding": None if v["embedding"] is None else v["embedding"].tolist()} for key, v in found.items()]
     if args.json:
         print(json.dumps(rows))
         return 0

@@ -6,6 +6,9 @@ Every model version kept in the table also gets its pinned feature view (product
 unless ann.enabled is false, its similar-products index (prodemb/ann.py: faiss HNSW, beside the table in
 <embeddings>_ann/), whose path, parameters, build seconds and measured recall@10 the report records.
 
+With `sites:` configured (one model per site) Feast keys the vectors by (site, product_id); without, by
+product_id, and a table holding several sites is refused.
+
 Fast path for the SQLite online store (bulk writes of the exact bytes Feast writes); other stores go
 through the Feast SDK. `cd feature_repo && feast materialize ...` remains the standard, slower path.
 """
@@ -38,7 +41,8 @@ def main(argv: list[str] | None = None) -> int:
     return finish_job("publish", lambda: run_publish(args.data or cfg.paths.data_dir, repo_dir=cfg.feast.repo_dir,
                                                      yaml_file=cfg.feast.yaml_file, embeddings=args.embeddings,
                                                      progress=not args.no_progress,
-                                                     model_name=cfg.mlflow.model_name, ann=ann),
+                                                     model_name=cfg.mlflow.model_name, ann=ann,
+                                                     by_site=bool(cfg.sites)),
                       args, bad_input=(FileNotFoundError, UnservableVectorsError, ValueError))
 
 

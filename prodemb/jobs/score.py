@@ -22,6 +22,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--output", default=None, help="embeddings table (default DIR/embeddings)")
     ap.add_argument("--mlflow-uri", default=None, help="tracking URI (default sqlite:///mlflow.db)")
     ap.add_argument("--format", choices=["parquet", "delta"], default=None)
+    ap.add_argument("--site", default=None,
+                    help="score one site's products with its model (models:/<model_name>-<site>@champion); "
+                         "default: every site of `sites:` in turn, or all products with one model")
     add_config_args(ap)
     add_output_args(ap)
     args = ap.parse_args(argv)
@@ -29,6 +32,7 @@ def main(argv: list[str] | None = None) -> int:
                                     "sessions.format": args.format})
 
     from prodemb import fs
+    from prodemb.registry import site_model_name
     from prodemb.score import ModelNotFoundError, run_score
     from prodemb.spark import spark_for
 
@@ -37,11 +41,29 @@ def main(argv: list[str] | None = None) -> int:
         print(f"score: error: no catalog under {data}: run jobs/sessionize.py first", file=sys.stderr)
         return 2
     spark = spark_for(cfg, "score")
-    return finish_job("score", lambda: run_score(spark, data, cfg.score.model_uri, args.output,
-                                                 tracking_uri=cfg.mlflow.tracking_uri, fmt=cfg.sessions.format,
-                                                 keep_model_versions=cfg.score.keep_model_versions),
-                      args, bad_input=(ModelNotFoundError,))
+    sites = [args.site] if args.site else cfg.sites or [None]
 
+    def score_sites() -> dict:
+        reports = []
+        for site in sites:   # one site's model at a time; each write keeps the other sites' rows
+            uri = args.model_uri or (f"models:/{site_model_name(cfg.mlflow.model_name, site)}@champion"
+                                     if site else cfg.score.model_uri)
+            reports.append(run_score(spark, data, uri, args.output, tracking_uri=cfg.mlflow.tracking_uri,
+                                     fmt=cfg.sessions.format, keep_model_versions=cfg.score.keep_model_versions,
+                                     site=site))
+        return reports[0] if len(reports) == 1 else combined(reports)
+
+    return finish_job("score", score_sites, args, bad_input=(ModelNotFoundError, ValueError))
+
+
+def combined(reports: list[dict]) -> dict:
+    """One report for a scoring of several sites: the sums, the models, and each site's report."""
+    return {"rows_in": sum(r["rows_in"] for r in reports), "rows_out": sum(r["rows_out"] for r in reports),
+            "rows_quarantined": sum(r["rows_quarantined"] for r in reports),
+            "model_name": ", ".join(r["model_name"] for r in reports), "model_version": "champion",
+            "output": reports[-1]["output"], "seconds": round(sum(r["seconds"] for r in reports), 2),
+            "rows_by_model_version": reports[-1]["rows_by_model_version"],
+            "sites": {r["site"]: r for r in reports}}
 
 if __name__ == "__main__":
     sys.exit(main())

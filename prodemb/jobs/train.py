@@ -47,6 +47,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--compile", action="store_true", default=None, help="torch.compile the network")
     ap.add_argument("--seed", type=int, default=None)
     ap.add_argument("--no-progress", action="store_true")
+    ap.add_argument("--site", default=None,
+                    help="train one site's model on its products and pairs, registered as <model_name>-<site>")
     ap.add_argument("--run-key", default=None,
                     help="idempotency key (e.g. the data interval): reuse the version registered under it")
     add_config_args(ap)
@@ -58,7 +60,8 @@ def main(argv: list[str] | None = None) -> int:
         "model.profile": args.profile, "train.alpha": args.alpha, "train.epochs": args.epochs,
         "train.max_steps": args.max_steps, "train.max_minutes": args.max_minutes, "train.batch_size": args.batch_size,
         "mlflow.tracking_uri": args.mlflow_uri, "train.optimizer": args.optimizer, "train.base_lr": args.lr,
-        "train.device": args.device, "train.compile": args.compile, "train.seed": args.seed})
+        "train.device": args.device, "train.compile": args.compile, "train.seed": args.seed,
+        "train.site": args.site})
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
     from mlflow.exceptions import MlflowException

@@ -75,8 +75,10 @@ SUMMARIES = {   # job → the human line of its report
         f"; {_n(r['steps'])} steps on {r['device']}, final loss {r['final_loss']:.4f}, {_seconds(r)}; "
         f"run {r['run_id']}"),
     "score": lambda r: (
-        f"{_n(r['rows_out'])} products embedded with {r['model_name']}/{r['model_version']} "
-        f"({_n(r['rows_quarantined'])} quarantined) in {_seconds(r)} → {r['output']}"),
+        f"{_n(r['rows_out'])} products embedded with "
+        + (", ".join(f"{s['model_name']}/{s['model_version']} ({_n(s['rows_out'])})" for s in r["sites"].values())
+           if r.get("sites") else f"{r['model_name']}/{r['model_version']}")
+        + f" ({_n(r['rows_quarantined'])} quarantined) in {_seconds(r)} → {r['output']}"),
     "publish": lambda r: (
         f"{_n(r['rows_out'])} products online in product_embeddings"
         + (f"; pinned views: {', '.join(r['pinned_views'])}" if r.get("pinned_views") else "")

@@ -60,7 +60,6 @@ def combined(reports: list[dict]) -> dict:
     """One report for a scoring of several sites: the sums, the models, and each site's report."""
     return {"rows_in": sum(r["rows_in"] for r in reports), "rows_out": sum(r["rows_out"] for r in reports),
             "rows_quarantined": sum(r["rows_quarantined"] for r in reports),
-            "model_name": ", ".join(r["model_name"] for r in reports), "model_version": "champion",
             "output": reports[-1]["output"], "seconds": round(sum(r["seconds"] for r in reports), 2),
             "rows_by_model_version": reports[-1]["rows_by_model_version"],
             "sites": {r["site"]: r for r in reports}}

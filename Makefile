@@ -34,6 +34,7 @@ $(STAMP): pyproject.toml | java
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e ".[$(EXTRAS)]"
+	$(PY) -c "from prodemb.spark import install_log4j2; install_log4j2()"   # Spark's start-up notices off
 	@rm -f $(VENV)/.installed-*; touch $@
 	@echo "venv ready: $(VENV)"
 

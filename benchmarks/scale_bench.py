@@ -50,7 +50,7 @@ def run(name: str, cmd: list[str], env: dict, log: Path) -> dict:
 
 
 def last_json(log: Path) -> dict:
-    """The last JSON object a stage printed (one line or pretty-printed up to the end of its log)."""
+    """The last JSON object a stage printed (its report: every stage runs with --json)."""
     lines = log.read_text(errors="replace").splitlines()
     for i in range(len(lines) - 1, -1, -1):
         if lines[i].startswith("{"):
@@ -165,14 +165,15 @@ def main(argv: list[str] | None = None) -> int:
           f"work {work}")
     stages = [
         ("generate", [PY, "-m", "prodemb.synth", "--out", str(work / "synth"), "--clicks", str(args.clicks),
-                      "--products", str(args.products)]),
+                      "--products", str(args.products), "--json"]),
         ("sessionize", [*submit, *event_log, "jobs/sessionize.py", "--input", str(work / "synth" / "clicks"),
-                        "--input-format", "clicks", "--output", data]),
-        ("train_tokenizer", [PY, "jobs/train_tokenizer.py", "--data", data, "--output", str(work / "tok.model")]),
+                        "--input-format", "clicks", "--output", data, "--json"]),
+        ("train_tokenizer", [PY, "jobs/train_tokenizer.py", "--data", data, "--output", str(work / "tok.model"),
+                             "--json"]),
         ("train", [PY, "jobs/train.py", "--data", data, "--tokenizer", str(work / "tok.model"), "--profile", "small",
-                   "--max-steps", str(args.train_steps), "--mlflow-uri", mlflow, "--no-progress"]),
-        ("score", [*submit, "jobs/score.py", "--data", data, "--mlflow-uri", mlflow]),
-        ("publish", [PY, "jobs/publish.py", "--data", data, "--no-progress", "--set",
+                   "--max-steps", str(args.train_steps), "--mlflow-uri", mlflow, "--no-progress", "--json"]),
+        ("score", [*submit, "jobs/score.py", "--data", data, "--mlflow-uri", mlflow, "--json"]),
+        ("publish", [PY, "jobs/publish.py", "--data", data, "--no-progress", "--json", "--set",
                      f"feast.repo_dir={work / 'feature_repo'}"]),
     ]
     results = []
@@ -203,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
         store_conf["online_store"] = {"type": "redis", "redis_type": "redis",
                                       "connection_string": f"127.0.0.1:{port},db=0"}
         (work / "feature_repo" / "feature_store.redis.yaml").write_text(yaml.safe_dump(store_conf))
-        results.append(run("publish_redis", [PY, "jobs/publish.py", "--data", data, "--no-progress", "--set",
+        results.append(run("publish_redis", [PY, "jobs/publish.py", "--data", data, "--no-progress", "--json", "--set",
                                              f"feast.repo_dir={work / 'feature_repo'}", "--set",
                                              "feast.yaml_file=feature_store.redis.yaml"], env,
                            logs / "publish_redis.log"))

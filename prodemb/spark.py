@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 from typing import Any, Mapping
 
 DELTA_JAR_VERSION = "4.4.0"
@@ -208,3 +209,23 @@ def spark_for(cfg, stage: str):
     the profile's ``spark.conf``)."""
     return get_spark(cfg.spark.master, delta=cfg.sessions.format == "delta", app_name=f"prodemb-{stage}",
                      extra=cfg.spark.conf)
+
+
+LOG4J2_CONFIG = Path(__file__).resolve().parent.parent / "conf" / "spark" / "log4j2.properties"
+
+
+def install_log4j2(source: Path = LOG4J2_CONFIG) -> Path | None:
+    """Put prodemb's Spark logging settings (``conf/spark/log4j2.properties``: WARN, no start-up notices)
+    into this Spark install's conf folder (``$SPARK_CONF_DIR``, else ``$SPARK_HOME/conf``, else the pip
+    package's), where every driver and executor of that install finds them. A log4j2.properties already
+    there is the admins' and is left alone (returns None)."""
+    import shutil
+
+    from prodemb.cluster import spark_home
+
+    target = Path(os.environ.get("SPARK_CONF_DIR") or spark_home() / "conf") / "log4j2.properties"
+    if target.exists() and target.read_bytes() != source.read_bytes():
+        return None
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(source, target)
+    return target

@@ -52,8 +52,11 @@ class SentenceEncoder(EmbeddingMethod):
             os.environ.setdefault("HF_HUB_OFFLINE", "1")          # never reach the network
             os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
             from sentence_transformers import SentenceTransformer
+            from transformers.utils import logging as transformers_logging
 
             from prodemb.device import pick_device
+
+            transformers_logging.disable_progress_bar()   # a bar for loading 103 tensors from disk: noise
 
             self._model = SentenceTransformer(model_path(), device=str(pick_device(self.ctx.eval_cfg.device)),
                                               local_files_only=True)

@@ -1,4 +1,5 @@
-"""``python -m prodemb.synth --out DIR [--clicks N] [--products N] [--seed S]``: generate and print a summary."""
+"""``python -m prodemb.synth --out DIR [--clicks N] [--products N] [--seed S]``: generate; one summary line
+(the whole summary as JSON with ``--json``)."""
 from __future__ import annotations
 
 import argparse
@@ -20,10 +21,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--days", type=int, default=SynthSpec.days)
     p.add_argument("--start", default=SynthSpec.start)
     p.add_argument("--chunk-clicks", type=int, default=SynthSpec.chunk_clicks)
+    p.add_argument("--site", default=SynthSpec.site, help="the site of every click (and the product id prefix)")
+    p.add_argument("--json", action="store_true", help="print the whole summary as JSON instead of one line")
     a = p.parse_args(argv)
     spec = SynthSpec(n_clicks=a.clicks, n_products=a.products, n_users=a.users, seed=a.seed, days=a.days,
-                     start=a.start, chunk_clicks=a.chunk_clicks)
+                     start=a.start, chunk_clicks=a.chunk_clicks, site=a.site)
     summary = generate(spec, a.out)
     summary["files"] = f"{len(summary['files'])} files in {summary['clicks_dir']}"
-    print(json.dumps(summary, indent=2, ensure_ascii=False))
+    if a.json:
+        print(json.dumps(summary, ensure_ascii=False))
+    else:
+        print(f"synth: {summary['n_clicks']:,} clicks of {summary['n_users']:,} users over {summary['n_products']:,} "
+              f"products, site {summary['site']}, in {summary['seconds']:.1f} s → {summary['clicks_dir']} "
+              f"(products, tasks: {a.out})")
     return 0

@@ -17,6 +17,7 @@ export PYSPARK_PYTHON := $(abspath $(PY))
 .PHONY: venv test demo serve bench eval-real study java browser clean cluster-up cluster-down
 
 venv: $(STAMP)
+	@$(PY) -c "from prodemb.spark import install_log4j2; install_log4j2()"   # Spark's start-up notices off
 
 # Headless Chromium renders the quality card in the tests (tests/test_card.py).
 browser:
@@ -34,7 +35,6 @@ $(STAMP): pyproject.toml | java
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e ".[$(EXTRAS)]"
-	$(PY) -c "from prodemb.spark import install_log4j2; install_log4j2()"   # Spark's start-up notices off
 	@rm -f $(VENV)/.installed-*; touch $@
 	@echo "venv ready: $(VENV)"
 

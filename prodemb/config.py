@@ -155,6 +155,7 @@ class FeastConfig(_Section):
 
 class ScoreConfig(_Section):
     keep_model_versions: int = 3          # model versions kept in the embeddings table (history)
+    incremental: bool = True              # embed only new or changed products of the model's last scoring
     model_uri: str | None = None          # None: models:/<mlflow.model_name>@champion
 
 

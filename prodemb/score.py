@@ -114,7 +114,9 @@ def _embed(model, titles: list[str]) -> tuple[np.ndarray, np.ndarray]:
     return vectors, (tokens != impl.tokenizer.pad_id).sum(axis=1)
 
 
-SCORED_SCHEMA = "site string, product_id string, embedding array<float>, reason string, title string"
+SCORED_SCHEMA = ("site string, product_id string, embedding array<float>, reason string, title string, "
+                 "content_hash long")
+CONTENT_HASH = "content_hash"   # of (title_norm, category): what a product's vector is computed from
 
 
 def embed_batches(model_dir: str, dim: int, shipped: str | None = None):
@@ -143,8 +145,9 @@ def embed_batches(model_dir: str, dim: int, shipped: str | None = None):
                 [batch.column("site"), batch.column("product_id"),
                  pa.ListArray.from_arrays(offsets, pa.array(vectors.reshape(-1)), mask=bad),
                  pa.array(reason_names(codes), pa.string()),
-                 pc.if_else(bad, batch.column("title"), pa.scalar(None, pa.string()))],   # kept for the quarantine
-                names=["site", "product_id", "embedding", "reason", "title"])
+                 pc.if_else(bad, batch.column("title"), pa.scalar(None, pa.string())),   # kept for the quarantine
+                 batch.column(CONTENT_HASH)],
+                names=["site", "product_id", "embedding", "reason", "title", CONTENT_HASH])
     return run
 
 
@@ -167,23 +170,56 @@ def ship_model(spark, model: ResolvedModel) -> str:
     return os.path.basename(archive)
 
 
+def with_content_hash(catalog: DataFrame) -> DataFrame:
+    """The catalog with ``content_hash``: a hash of the normalized title and the category, so a product
+    whose hash is unchanged since a scoring by the same model has the same vector (incremental scoring)."""
+    title = "title_norm" if "title_norm" in catalog.columns else "title"   # a hand-made catalog: the raw title
+    category = F.col("category") if "category" in catalog.columns else F.lit(None).cast("string")
+    return catalog.withColumn(CONTENT_HASH, F.xxhash64(F.coalesce(F.col(title), F.lit("")),
+                                                       F.coalesce(category, F.lit(""))))
+
+
 def score_catalog(catalog: DataFrame, model: ResolvedModel, scored_at: datetime,
                   shipped: str | None = None) -> DataFrame:
     """catalog → one row per product for ``model`` (pure DataFrame → DataFrame; the model runs in workers):
     the embeddings table's columns plus ``reason`` (null: servable) and ``title`` (kept for quarantined
     rows only). ``servable`` and ``quarantined`` split it."""
-    vectors = catalog.select("site", "product_id", "title").mapInArrow(
+    if CONTENT_HASH not in catalog.columns:
+        catalog = with_content_hash(catalog)
+    vectors = catalog.select("site", "product_id", "title", CONTENT_HASH).mapInArrow(
         embed_batches(model.local_dir, model.dim, shipped), SCORED_SCHEMA)
     return vectors.select(
         "site", "product_id", "embedding",
         F.lit(model.name).alias("model_name"), F.lit(model.version).alias("model_version"),
         F.lit(scored_at).cast("timestamp").alias("event_timestamp"), F.lit(model.dim).alias("dim"),
-        "reason", "title")
+        "reason", "title", CONTENT_HASH, F.lit(False).alias("carried"))
+
+
+INCREMENTAL_KEYS = ["site", "product_id", CONTENT_HASH]
+
+
+def carry_over(catalog: DataFrame, previous: DataFrame | None, model: ResolvedModel,
+               scored_at: datetime) -> tuple[DataFrame, DataFrame | None]:
+    """Incremental scoring: (products to embed, rows carried over). A product keeps its vector from the
+    previous scoring by the same model (name and version) when its ``content_hash`` is unchanged; new
+    products, changed ones, and all of them for a model with no rows yet, are embedded. The carried rows
+    have ``score_catalog``'s columns and this scoring's time, so the table equals a full rescoring's."""
+    if previous is None or CONTENT_HASH not in previous.columns:
+        return catalog, None
+    same = (F.col("model_name") == model.name) & (F.col("model_version") == model.version)
+    before = previous.where(same & F.col(CONTENT_HASH).isNotNull()).select(*INCREMENTAL_KEYS, "embedding", "dim")
+    carried = catalog.select(*INCREMENTAL_KEYS).join(before, INCREMENTAL_KEYS, "inner").select(
+        "site", "product_id", "embedding",
+        F.lit(model.name).alias("model_name"), F.lit(model.version).alias("model_version"),
+        F.lit(scored_at).cast("timestamp").alias("event_timestamp"), "dim",
+        F.lit(None).cast("string").alias("reason"), F.lit(None).cast("string").alias("title"), CONTENT_HASH,
+        F.lit(True).alias("carried"))
+    return catalog.join(before.select(*INCREMENTAL_KEYS), INCREMENTAL_KEYS, "left_anti"), carried
 
 
 def servable(scored: DataFrame) -> DataFrame:
     """The rows of ``score_catalog`` that go into the embeddings table, with its columns."""
-    return scored.where(F.col("reason").isNull()).drop("reason", "title")
+    return scored.where(F.col("reason").isNull()).drop("reason", "title", "carried")
 
 
 def quarantined(scored: DataFrame) -> DataFrame:
@@ -235,15 +271,18 @@ def merge_versions(previous: DataFrame | None, new: DataFrame, name: str, versio
     for r in newest:
         keep_rows = keep_rows | ((F.col("model_name") == r["model_name"])
                                  & (F.col("model_version") == r["model_version"]))
-    return new.unionByName(others.where(keep_rows)), kept
+    # allowMissingColumns: a table written before a column existed (content_hash) gets nulls there
+    return new.unionByName(others.where(keep_rows), allowMissingColumns=True), kept
 
 
 def run_score(spark, data_dir: str, model_uri: str, output: str | None, *, tracking_uri: str | None,
               fmt: str = "parquet", keep_model_versions: int = 3, scored_at: datetime | None = None,
-              site: str | None = None) -> dict:
+              site: str | None = None, incremental: bool = True) -> dict:
     """Embed DIR/catalog into ``output`` (default DIR/embeddings); with ``site``, that site's products only
-    (with that site's model; the other sites' rows stay). Returns a report dict. The model is downloaded
-    into a temporary folder that is removed when scoring ends."""
+    (with that site's model; the other sites' rows stay). ``incremental``: products whose normalized title
+    and category are unchanged since the last scoring by the same model keep their vector (``carry_over``);
+    False embeds every product. Returns a report dict. The model is downloaded into a temporary folder
+    that is removed when scoring ends."""
     import tempfile
 
     t0 = time.perf_counter()
@@ -254,11 +293,11 @@ def run_score(spark, data_dir: str, model_uri: str, output: str | None, *, track
     with tempfile.TemporaryDirectory(prefix="prodemb-model-") as download, fs.output_lock(output, "score"):
         model = resolve_model(model_uri, tracking_uri, download)    # fails before touching the table
         return _score_with(spark, model, data_dir, output, fmt=fmt, keep_model_versions=keep_model_versions,
-                           scored_at=scored_at, t0=t0, site=site)
+                           scored_at=scored_at, t0=t0, site=site, incremental=incremental)
 
 
 def _score_with(spark, model: ResolvedModel, data_dir: str, output: str, *, fmt: str, keep_model_versions: int,
-                scored_at: datetime | None, t0: float, site: str | None = None) -> dict:
+                scored_at: datetime | None, t0: float, site: str | None = None, incremental: bool = True) -> dict:
     from pyspark import StorageLevel
 
     from prodemb import fs
@@ -275,22 +314,30 @@ def _score_with(spark, model: ResolvedModel, data_dir: str, output: str, *, fmt:
         executor_package = spark.sparkContext.parallelize([0], 1).map(
             lambda _: __import__("prodemb").__path__[0]).first()
     scored_at = scored_at or datetime.now(timezone.utc)
-    catalog = read_table(spark, f"{data_dir}/catalog")
+    catalog = with_content_hash(read_table(spark, f"{data_dir}/catalog"))
     if site is not None:
         catalog = catalog.where(F.col("site") == site)
-    scored = score_catalog(catalog, model, scored_at, shipped).persist(StorageLevel.MEMORY_AND_DISK)
+    # The previous version's files stay on disk until after the swap (tables.keep_versions).
+    previous = read_table(spark, output).drop(MODEL_PARTITION) if fs.exists(output) else None
+    to_embed, carried = carry_over(catalog, previous, model, scored_at) if incremental else (catalog, None)
+    scored = score_catalog(to_embed, model, scored_at, shipped)
+    if carried is not None:
+        scored = scored.unionByName(carried)
+    scored = scored.persist(StorageLevel.MEMORY_AND_DISK)
     quarantine_path = f"{output}_quarantine" + (f"_{site}" if site else "")   # a site's scoring replaces its own
     try:
         # One job counts every outcome (null: servable): rows in = rows out + rows quarantined.
-        counts = {r["reason"]: r["count"] for r in scored.groupBy("reason").count().collect()}
+        outcomes = scored.groupBy("reason", "carried").count().collect()
+        n_carried = sum(r["count"] for r in outcomes if r["carried"])
+        counts: dict = {}
+        for r in outcomes:
+            counts[r["reason"]] = counts.get(r["reason"], 0) + r["count"]
         n_new = counts.pop(None, 0)
         if site is not None and n_new + sum(counts.values()) == 0:
             raise ValueError(f"site {site!r} has no products in {data_dir}/catalog: nothing scored")
         written_quarantine = None   # this scoring's quarantine replaces the previous one, if any
         if counts or fs.exists(quarantine_path):
             written_quarantine = write_table(quarantined(scored), quarantine_path, fmt)
-        # The previous version's files stay on disk until after the swap (tables.keep_versions).
-        previous = read_table(spark, output).drop(MODEL_PARTITION) if fs.exists(output) else None
         table, kept = merge_versions(previous, servable(scored), model.name, model.version, keep_model_versions)
         written = write_table(with_model_partition(table), output, fmt, partition_by=[MODEL_PARTITION])
     finally:
@@ -306,6 +353,7 @@ def _score_with(spark, model: ResolvedModel, data_dir: str, output: str, *, fmt:
     return {"site": site, "model_uri": model.uri, "model_name": model.name, "model_version": model.version,
             "dim": model.dim,
             "products_scored": n_new, "rows_in": n_new + n_quarantined, "rows_out": n_new,
+            "rows_embedded": n_new + n_quarantined - n_carried, "rows_carried": n_carried, "incremental": incremental,
             "rows_quarantined": n_quarantined, "rows_quarantined_by_reason": counts,
             "quarantine": quarantine_path if counts else None, "rows_by_model_version": versions,
             "scored_at": scored_at.isoformat(), "output": output, "table": written,

@@ -269,6 +269,59 @@ def test_a_reader_pinned_to_a_version_keeps_it_after_a_newer_one_is_published(sp
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "retired" in proc.stderr, proc.stderr[-2000:]
 
 
+def test_incremental_scoring_embeds_only_new_and_changed_products_and_equals_a_full_rescoring(spark, world):
+    from pyspark.sql import functions as F
+
+    from prodemb.score import run_score
+    from prodemb.tables import read_table, write_table
+
+    work = world["work"]
+    t1, t2 = datetime(2025, 1, 1, tzinfo=timezone.utc), datetime(2025, 1, 2, tzinfo=timezone.utc)
+    incremental, full = work / "incr" / "embeddings", work / "incr" / "full_embeddings"
+    model = "models:/prodemb-encoder/1"
+    first = run_score(spark, str(work / "data"), model, str(incremental), tracking_uri=world["uri"], scored_at=t1)
+    assert first["rows_carried"] == 0 and first["rows_embedded"] == first["rows_in"]
+    was = {r.product_id: np.asarray(r.embedding, dtype=np.float32)
+           for r in read_table(spark, str(incremental)).select("product_id", "embedding").collect()}
+
+    # The next day's catalog: 5 titles changed, 3 products gone, 2 new ones.
+    catalog = read_table(spark, str(work / "data" / "catalog")).orderBy("product_id").cache()
+    ids = [r.product_id for r in catalog.select("product_id").collect()]
+    changed, gone = ids[:5], ids[5:8]
+    edited = catalog.where(~F.col("product_id").isin(gone)).withColumn(
+        "title", F.when(F.col("product_id").isin(changed), F.concat(F.col("title"), F.lit(" usado mini")))
+        .otherwise(F.col("title"))).withColumn(
+        "title_norm", F.when(F.col("product_id").isin(changed), F.concat(F.col("title_norm"), F.lit(" usado mini")))
+        .otherwise(F.col("title_norm")))
+    new = catalog.limit(2).withColumn("product_id", F.concat(F.lit("new-"), F.col("product_id")))
+    write_table(edited.unionByName(new), str(work / "incr" / "data" / "catalog"))
+    n = len(ids) - 3 + 2
+
+    second = run_score(spark, str(work / "incr" / "data"), model, str(incremental), tracking_uri=world["uri"],
+                       scored_at=t2)
+    assert (second["rows_in"], second["rows_embedded"], second["rows_carried"]) == (n, 5 + 2, n - 7)
+    assert second["rows_by_model_version"] == {"prodemb-encoder/1": n}    # the gone products' rows are gone too
+    rescored = run_score(spark, str(work / "incr" / "data"), model, str(full), tracking_uri=world["uri"],
+                         scored_at=t2, incremental=False)
+    assert rescored["rows_carried"] == 0 and rescored["rows_embedded"] == n
+
+    # Row for row, the incremental table equals the full rescoring (vectors to float32 rounding).
+    cols = ["site", "product_id", "model_name", "model_version", "event_timestamp", "dim", "content_hash", "model"]
+    a = read_table(spark, str(incremental)).orderBy("site", "product_id").toPandas()
+    b = read_table(spark, str(full)).orderBy("site", "product_id").toPandas()
+    pd.testing.assert_frame_equal(a[cols], b[cols])
+    np.testing.assert_allclose(np.stack(a["embedding"]), np.stack(b["embedding"]), rtol=1e-5, atol=1e-6)
+    # The changed titles got new vectors; the unchanged products kept theirs, bit for bit.
+    now = {p: np.asarray(e, dtype=np.float32) for p, e in zip(a["product_id"], a["embedding"])}
+    assert all(not np.allclose(now[p], was[p]) for p in changed)
+    assert all(np.array_equal(now[p], was[p]) for p in ids[8:])
+
+    # A new model version embeds everything, carrying nothing over.
+    third = run_score(spark, str(work / "incr" / "data"), "models:/prodemb-encoder/2", str(incremental),
+                      tracking_uri=world["uri"], scored_at=t2 + timedelta(hours=1))
+    assert third["rows_carried"] == 0 and third["rows_embedded"] == n
+
+
 def test_bad_model_uri_fails_clearly_and_leaves_embeddings_untouched(spark, world):
     from prodemb.tables import table_version
 

@@ -253,8 +253,12 @@ def test_generate_writes_byte_identical_files_and_overwrites(tmp_path):
     assert not [p for p in a.iterdir() if p.name.startswith(".")]
 
 
-def test_cli_prints_summary(tmp_path, capsys):
-    assert main(["--out", str(tmp_path), "--clicks", "4000", "--products", "300", "--seed", "9"]) == 0
+def test_cli_prints_one_line_or_the_summary_as_json(tmp_path, capsys):
+    args = ["--out", str(tmp_path), "--clicks", "4000", "--products", "300", "--seed", "9"]
+    assert main(args) == 0
+    line = capsys.readouterr().out
+    assert line.count("\n") == 1 and line.startswith("synth: 4,000 clicks of ") and str(tmp_path) in line
+    assert main([*args, "--json"]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["n_clicks"] == 4000 and summary["seed"] == 9
     assert pq.read_table(tmp_path / "clicks").num_rows == 4000

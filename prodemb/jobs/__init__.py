@@ -78,7 +78,9 @@ SUMMARIES = {   # job → the human line of its report
         f"{_n(r['rows_out'])} products embedded with "
         + (", ".join(f"{s['model_name']}/{s['model_version']} ({_n(s['rows_out'])})" for s in r["sites"].values())
            if r.get("sites") else f"{r['model_name']}/{r['model_version']}")
-        + f" ({_n(r['rows_quarantined'])} quarantined) in {_seconds(r)} → {r['output']}"),
+        + f" ({_n(r['rows_quarantined'])} quarantined"
+        + (f", {_n(r['rows_carried'])} unchanged carried over" if r.get("rows_carried") else "")
+        + f") in {_seconds(r)} → {r['output']}"),
     "publish": lambda r: (
         f"{_n(r['rows_out'])} products online in product_embeddings"
         + (f"; pinned views: {', '.join(r['pinned_views'])}" if r.get("pinned_views") else "")

@@ -4,6 +4,9 @@
     python jobs/score.py ...                      # Spark local[*]
 
 A bad model URI fails before anything is written: the previous embeddings stay as they were.
+Incremental by default: a product whose normalized title and category are unchanged since the last scoring
+with the same model version keeps its vector; new and changed products are embedded; a new model version
+embeds everything. The output equals a full rescoring (--full) row for row.
 """
 from __future__ import annotations
 
@@ -22,6 +25,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--output", default=None, help="embeddings table (default DIR/embeddings)")
     ap.add_argument("--mlflow-uri", default=None, help="tracking URI (default sqlite:///mlflow.db)")
     ap.add_argument("--format", choices=["parquet", "delta"], default=None)
+    ap.add_argument("--full", action="store_true",
+                    help="embed every product (default: only products that are new, or whose normalized title or "
+                         "category changed, since the last scoring with the same model version)")
     ap.add_argument("--site", default=None,
                     help="score one site's products with its model (models:/<model_name>-<site>@champion); "
                          "default: every site of `sites:` in turn, or all products with one model")
@@ -50,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
                                      if site else cfg.score.model_uri)
             reports.append(run_score(spark, data, uri, args.output, tracking_uri=cfg.mlflow.tracking_uri,
                                      fmt=cfg.sessions.format, keep_model_versions=cfg.score.keep_model_versions,
-                                     site=site))
+                                     site=site, incremental=cfg.score.incremental and not args.full))
         return reports[0] if len(reports) == 1 else combined(reports)
 
     return finish_job("score", score_sites, args, bad_input=(ModelNotFoundError, ValueError))
@@ -60,6 +66,7 @@ def combined(reports: list[dict]) -> dict:
     """One report for a scoring of several sites: the sums, the models, and each site's report."""
     return {"rows_in": sum(r["rows_in"] for r in reports), "rows_out": sum(r["rows_out"] for r in reports),
             "rows_quarantined": sum(r["rows_quarantined"] for r in reports),
+            "rows_carried": sum(r["rows_carried"] for r in reports),
             "output": reports[-1]["output"], "seconds": round(sum(r["seconds"] for r in reports), 2),
             "rows_by_model_version": reports[-1]["rows_by_model_version"],
             "sites": {r["site"]: r for r in reports}}

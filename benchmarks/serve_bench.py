@@ -48,8 +48,10 @@ def percentiles(fn, batches, reps: int) -> tuple[float, float]:
     return float(np.percentile(times, 50)), float(np.percentile(times, 99))
 
 
-def register_encoder(work: Path, n_products: int) -> tuple[str, list[str]]:
-    """A default-profile encoder (untrained) registered as prodemb-encoder v1 in work/mlflow.db; its titles."""
+def register_encoder(work: Path, n_products: int, profile: str = "default",
+                     tokenizer_titles: int | None = None) -> tuple[str, list[str]]:
+    """An encoder of a model profile (untrained) registered as prodemb-encoder v1 in work/mlflow.db, its
+    tokenizer trained on (the first ``tokenizer_titles`` of) the generated titles; the titles."""
     import mlflow
 
     from prodemb.config import load_config
@@ -59,9 +61,9 @@ def register_encoder(work: Path, n_products: int) -> tuple[str, list[str]]:
     from prodemb.text import normalize_titles
     from prodemb.tokenizer import train_tokenizer
 
-    cfg = load_config("local")
+    cfg = load_config("local", overrides=[f"model.profile={profile}"])
     titles = make_catalog(SynthSpec(n_products=n_products, seed=5)).title.tolist()
-    info = train_tokenizer(normalize_titles(titles, "es"), work / "tok.model", vocab_size=2000)
+    info = train_tokenizer(normalize_titles(titles[:tokenizer_titles], "es"), work / "tok.model", vocab_size=2000)
     encoder = ProductEncoder.from_config(cfg.model, info["vocab_size"]).eval()
     uri = f"sqlite:///{work}/mlflow.db"
     setup_tracking(uri, "serve-bench")

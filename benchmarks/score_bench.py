@@ -1,0 +1,113 @@
+"""Scoring speed at paper dimensions: the whole `spark-submit jobs/score.py`, and the encoder's forward alone
+against the FLOP limit measured in the same run.
+
+    python benchmarks/score_bench.py [--products 100000] [--batch 1024]
+
+Setup (not timed): ``--products`` generated products and an untrained encoder of the `default` profile
+(the paper's dimensions: 512-d token embeddings, 4 × 128 Text-CNN filters, max_len 32) registered in a
+temp MLflow store, with a SentencePiece tokenizer of the titles. Then:
+  * FLOP limit: float32 matrix products (2048 × 4096 @ 4096 × 2048) at 1 and 2 torch threads, GFLOP/s;
+  * forward alone: the registered model's encoder on the titles' tokens (tokenized beforehand), batches of
+    ``--batch``, at 1 thread (what each Spark Python worker gets: Spark sets OMP_NUM_THREADS to
+    spark.task.cpus = 1, so 2 workers × 1 thread fill 2 cores without oversubscribing) and at 2 threads.
+    Useful FLOPs per title: Σ over kernel sizes k of 2·F·k·E per window, over the title's windows
+    (max(1, tokens − k + 1); the CPU path skips padding). Reported as GFLOP/s and as a share of the limit;
+  * whole process: `spark-submit --master local[2] jobs/score.py --full` from start to exit (JVM start,
+    model download and load in each Python worker, reading the catalog, writing the table), products/s.
+Targets (issue): ≥ 1,000 products/s whole process at 10^5 products; the forward within 2× of the limit.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from benchmarks.incremental_score_bench import score, write_catalog  # noqa: E402
+from benchmarks.serve_bench import register_encoder  # noqa: E402
+
+
+def matmul_gflops(threads: int, n: int = 2048, k: int = 4096, reps: int = 5) -> float:
+    import torch
+
+    torch.set_num_threads(threads)
+    a, b = torch.randn(n, k), torch.randn(k, n)
+    a @ b
+    best = min(_timed(lambda: a @ b) for _ in range(reps))
+    return 2 * n * k * n / best / 1e9
+
+
+def _timed(fn) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def useful_flops(lengths: np.ndarray, dims: dict) -> float:
+    """Multiply-adds ×2 of the Text-CNN over each title's real windows (the layer that costs)."""
+    e, f = dims["embed_dim"], dims["n_filters"]
+    return float(sum(2 * f * k * e * np.maximum(1, lengths - k + 1).sum() for k in dims["kernel_sizes"]))
+
+
+def forward_rate(encoder, tokens: np.ndarray, batch: int, threads: int) -> float:
+    import torch
+
+    torch.set_num_threads(threads)
+    x = torch.from_numpy(tokens).long()
+    with torch.inference_mode():
+        encoder(x[:batch])                                      # warm-up
+        t0 = time.perf_counter()
+        for s in range(0, len(x), batch):
+            encoder(x[s:s + batch])
+        return len(x) / (time.perf_counter() - t0)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--products", type=int, default=100_000)
+    ap.add_argument("--batch", type=int, default=1024)
+    ap.add_argument("--forward-titles", type=int, default=20_000, help="titles the forward alone is timed on")
+    args = ap.parse_args()
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    import mlflow
+
+    from prodemb.synth import SynthSpec, make_catalog
+
+    with tempfile.TemporaryDirectory(prefix="score-bench-") as tmp:
+        work = Path(tmp)
+        catalog = make_catalog(SynthSpec(n_products=args.products, seed=5))
+        uri, _ = register_encoder(work, min(args.products, 50_000), profile="default")
+        write_catalog(work / "data" / "catalog", catalog.product_id.tolist(), catalog.title.tolist(),
+                      catalog.category.tolist())
+        mlflow.set_tracking_uri(uri)
+        impl = mlflow.pyfunc.load_model("models:/prodemb-encoder/1").unwrap_python_model()
+        titles = catalog.title.tolist()[:args.forward_titles]
+        tokens = impl.tokenizer.encode_raw(titles, impl.meta["max_len"], language=impl.meta["language"])
+        lengths = (tokens != impl.tokenizer.pad_id).sum(axis=1)
+        per_title = useful_flops(lengths, impl.meta["encoder"]) / len(titles)
+        print(f"setup: {args.products:,} products, default profile {impl.meta['encoder']}, max_len "
+              f"{impl.meta['max_len']}; {lengths.mean():.1f} tokens per title; {per_title / 1e6:.1f} MFLOP per title")
+
+        for threads in (1, 2):
+            limit = matmul_gflops(threads)
+            rate = forward_rate(impl.encoder, tokens, args.batch, threads)
+            achieved = rate * per_title / 1e9
+            print(f"{threads} thread{'s' if threads > 1 else ' '}: matmul limit {limit:6.1f} GFLOP/s; forward alone "
+                  f"{rate:8,.0f} titles/s = {achieved:6.1f} GFLOP/s = {achieved / limit:5.1%} of the limit "
+                  f"({limit / achieved:.1f}x from it); FLOP-limited rate {limit * 1e9 / per_title:8,.0f} titles/s")
+
+        seconds, report = score(work / "data", uri, work / "score.log", "--full")
+        print(f"whole process (spark-submit --master local[2] jobs/score.py): {seconds:.1f} s for "
+              f"{report['rows_embedded']:,} products = {report['rows_embedded'] / seconds:,.0f} products/s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,15 +1,16 @@
 """Scoring speed at paper dimensions: the whole `spark-submit jobs/score.py`, and the encoder's forward alone
 against the FLOP limit measured in the same run.
 
-    python benchmarks/score_bench.py [--products 100000] [--batch 1024]
+    python benchmarks/score_bench.py [--products 100000] [--batch 4096]
 
 Setup (not timed): ``--products`` generated products and an untrained encoder of the `default` profile
 (the paper's dimensions: 512-d token embeddings, 4 × 128 Text-CNN filters, max_len 32) registered in a
 temp MLflow store, with a SentencePiece tokenizer of the titles. Then:
   * FLOP limit: float32 matrix products (2048 × 4096 @ 4096 × 2048) at 1 and 2 torch threads, GFLOP/s;
   * forward alone: the registered model's encoder on the titles' tokens (tokenized beforehand), batches of
-    ``--batch``, at 1 thread (what each Spark Python worker gets: Spark sets OMP_NUM_THREADS to
-    spark.task.cpus = 1, so 2 workers × 1 thread fill 2 cores without oversubscribing) and at 2 threads.
+    ``--batch`` (default: the pyfunc's 4,096 titles per forward, what scoring runs), at 1 thread (what
+    each Spark Python worker gets: Spark sets OMP_NUM_THREADS to spark.task.cpus = 1, so 2 workers × 1
+    thread fill 2 cores without oversubscribing) and at 2 threads.
     Useful FLOPs per title: Σ over kernel sizes k of 2·F·k·E per window, over the title's windows
     (max(1, tokens − k + 1); the CPU path skips padding). Reported as GFLOP/s and as a share of the limit;
   * whole process: `spark-submit --master local[2] jobs/score.py --full` from start to exit (JVM start,
@@ -32,6 +33,7 @@ sys.path.insert(0, str(REPO))
 
 from benchmarks.incremental_score_bench import score, write_catalog  # noqa: E402
 from benchmarks.serve_bench import register_encoder  # noqa: E402
+from prodemb.encoder_pyfunc import BATCH  # noqa: E402
 
 
 def matmul_gflops(threads: int, n: int = 2048, k: int = 4096, reps: int = 5) -> float:
@@ -72,7 +74,8 @@ def forward_rate(encoder, tokens: np.ndarray, batch: int, threads: int) -> float
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--products", type=int, default=100_000)
-    ap.add_argument("--batch", type=int, default=1024)
+    ap.add_argument("--batch", type=int, default=BATCH, help="titles per forward (default: the pyfunc's, what "
+                                                              "scoring runs)")
     ap.add_argument("--forward-titles", type=int, default=20_000, help="titles the forward alone is timed on")
     args = ap.parse_args()
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")

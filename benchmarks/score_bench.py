@@ -1,7 +1,7 @@
 """Scoring speed at paper dimensions: the whole `spark-submit jobs/score.py`, and the encoder's forward alone
 against the FLOP limit measured in the same run.
 
-    python benchmarks/score_bench.py [--products 100000] [--batch 4096]
+    python benchmarks/score_bench.py [--products 100000] [--batch 4096 [1024 ...]]
 
 Setup (not timed): ``--products`` generated products and an untrained encoder of the `default` profile
 (the paper's dimensions: 512-d token embeddings, 4 × 128 Text-CNN filters, max_len 32) registered in a
@@ -74,8 +74,8 @@ def forward_rate(encoder, tokens: np.ndarray, batch: int, threads: int) -> float
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--products", type=int, default=100_000)
-    ap.add_argument("--batch", type=int, default=BATCH, help="titles per forward (default: the pyfunc's, what "
-                                                              "scoring runs)")
+    ap.add_argument("--batch", type=int, nargs="+", default=[BATCH],
+                    help="titles per forward, one or more sizes (default: the pyfunc's, what scoring runs)")
     ap.add_argument("--forward-titles", type=int, default=20_000, help="titles the forward alone is timed on")
     args = ap.parse_args()
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
@@ -100,11 +100,13 @@ def main() -> int:
 
         for threads in (1, 2):
             limit = matmul_gflops(threads)
-            rate = forward_rate(impl.encoder, tokens, args.batch, threads)
-            achieved = rate * per_title / 1e9
-            print(f"{threads} thread{'s' if threads > 1 else ' '}: matmul limit {limit:6.1f} GFLOP/s; forward alone "
-                  f"{rate:8,.0f} titles/s = {achieved:6.1f} GFLOP/s = {achieved / limit:5.1%} of the limit "
-                  f"({limit / achieved:.1f}x from it); FLOP-limited rate {limit * 1e9 / per_title:8,.0f} titles/s")
+            print(f"{threads} thread{'s' if threads > 1 else ''}: matmul limit {limit:.1f} GFLOP/s, FLOP-limited "
+                  f"rate {limit * 1e9 / per_title:,.0f} titles/s")
+            for batch in args.batch:
+                rate = forward_rate(impl.encoder, tokens, batch, threads)
+                achieved = rate * per_title / 1e9
+                print(f"   batch {batch:6,d}: forward alone {rate:8,.0f} titles/s = {achieved:6.1f} GFLOP/s = "
+                      f"{achieved / limit:5.1%} of the limit ({limit / achieved:.2f}x from it)")
 
         seconds, report = score(work / "data", uri, work / "score.log", "--full")
         print(f"whole process (spark-submit --master local[2] jobs/score.py): {seconds:.1f} s for "

@@ -137,41 +137,52 @@ def load_index(folder: str):
     return index, ids.to_numpy(zero_copy_only=False).astype(str), meta
 
 
+def _of_model(table, model_name: str, model_version: str):
+    return pc.and_(pc.equal(table.column("model_name"), model_name),
+                   pc.equal(table.column("model_version"), model_version))
+
+
+def scoring_of(keys: pa.Table, model_name: str, model_version: str) -> dict:
+    """What identifies one model's scoring in the table's key columns (model_name, model_version,
+    event_timestamp): its row count and newest scoring time. An index built from the same is current."""
+    mine = keys.filter(_of_model(keys, model_name, model_version))
+    newest = pc.max(mine.column("event_timestamp")).as_py() if mine.num_rows else None
+    return {"rows": int(mine.num_rows), "scored_at": "" if newest is None else str(newest)}
+
+
 def model_vectors(dataset, model_name: str, model_version: str,
-                  batch_rows: int = 20_000) -> tuple[np.ndarray, np.ndarray, str]:
-    """(product ids, L2-normalized vectors, newest scoring time) of one model's rows of an embeddings
-    dataset, streamed batch by batch into one matrix."""
+                  batch_rows: int = 20_000) -> tuple[np.ndarray, np.ndarray]:
+    """(product ids, L2-normalized vectors) of one model's rows of an embeddings dataset, streamed batch by
+    batch into one matrix."""
     from prodemb.tables import iter_batches
 
-    ids, blocks, newest = [], [], None
-    for batch in iter_batches(dataset, ["product_id", "embedding", "model_name", "model_version",
-                                        "event_timestamp"], batch_rows):
-        mine = pc.and_(pc.equal(batch.column("model_name"), model_name),
-                       pc.equal(batch.column("model_version"), model_version))
-        rows = batch.filter(mine)
+    ids, blocks = [], []
+    for batch in iter_batches(dataset, ["product_id", "embedding", "model_name", "model_version"], batch_rows):
+        rows = batch.filter(_of_model(batch, model_name, model_version))
         if not rows.num_rows:
             continue
         emb = rows.column("embedding")
-        dim = len(emb[0])
-        blocks.append(normalize(emb.flatten().to_numpy(zero_copy_only=False).reshape(-1, dim)))
+        blocks.append(normalize(emb.flatten().to_numpy(zero_copy_only=False).reshape(rows.num_rows, -1)))
         ids.append(rows.column("product_id").to_numpy(zero_copy_only=False).astype(str))
-        t = pc.max(rows.column("event_timestamp")).as_py()
-        newest = t if newest is None or t > newest else newest
     if not blocks:
-        return np.array([], dtype=str), np.zeros((0, 0), dtype=np.float32), ""
-    return np.concatenate(ids), np.concatenate(blocks), str(newest)
+        return np.array([], dtype=str), np.zeros((0, 0), dtype=np.float32)
+    return np.concatenate(ids), np.concatenate(blocks)
 
 
 def build_for_model(dataset, embeddings_path: str, model_name: str, model_version: str, partition: str,
-                    params: HnswParams = HnswParams()) -> dict:
+                    params: HnswParams = HnswParams(), keys: pa.Table | None = None) -> dict:
     """The index of one model version, built unless the stored one covers the same scoring (same rows,
-    same newest scoring time, same parameters). Returns its meta (``reused`` says which)."""
+    same newest scoring time, same parameters): then no vector is read. ``keys``: the table's
+    (model_name, model_version, event_timestamp) columns when the caller has them. Returns its meta
+    (``reused`` says which)."""
     folder = index_dir(embeddings_path, partition)
-    ids, vectors, scored_at = model_vectors(dataset, model_name, model_version)
+    if keys is None:
+        keys = dataset.to_table(columns=["model_name", "model_version", "event_timestamp"])
+    same = {**scoring_of(keys, model_name, model_version), "params": asdict(params)}
     stored = read_meta(folder)
-    same = {"rows": int(len(ids)), "scored_at": scored_at, "params": asdict(params)}
     if stored is not None and all(stored.get(k) == v for k, v in same.items()):
         return {**stored, "path": folder, "reused": True}
+    ids, vectors = model_vectors(dataset, model_name, model_version)
     t0 = time.perf_counter()
     index = build_hnsw(vectors, params)
     seconds = time.perf_counter() - t0

@@ -227,8 +227,9 @@ def _feast_epochs(timestamps: pd.Series) -> list[int]:
 
 
 def latest_rows(embeddings: pd.DataFrame) -> pd.DataFrame:
-    """One row per product: the newest scoring (what the online store should serve)."""
-    newest = embeddings.sort_values("event_timestamp").drop_duplicates("product_id", keep="last")
+    """One row per (site, product): the newest scoring (what the online store should serve)."""
+    key = ["site", "product_id"] if "site" in embeddings.columns else ["product_id"]   # as latest_row_mask
+    newest = embeddings.sort_values("event_timestamp", kind="stable").drop_duplicates(key, keep="last")
     return newest.reset_index(drop=True)
 
 
@@ -246,13 +247,6 @@ def latest_row_mask(dataset) -> tuple[np.ndarray, pa.Table]:
     mask = np.zeros(keys.num_rows, dtype=bool)
     mask[newest.column("row_last").to_numpy()] = True
     return mask, keys
-
-
-def iter_latest_rows(dataset, mask: np.ndarray, batch_rows: int = 20_000) -> Iterator[pd.DataFrame]:
-    """The rows ``mask`` selects, streamed as pandas chunks of at most ``batch_rows`` rows: memory is one
-    batch of vectors, whatever the table's size."""
-    for view, chunk in iter_routed_rows(dataset, mask, (), batch_rows):
-        yield chunk
 
 
 def iter_routed_rows(dataset, mask: np.ndarray, pinned: list[PinnedView],
@@ -471,7 +465,7 @@ def run_publish(data_dir: str, *, repo_dir: str | Path = FEATURE_REPO, yaml_file
             from prodemb.ann import build_for_model, retire
 
             report["ann"] = {f"{p.model_name}/{p.model_version}": build_for_model(
-                dataset, path, p.model_name, p.model_version, p.partition, ann) for p in models}
+                dataset, path, p.model_name, p.model_version, p.partition, ann, keys) for p in models}
             report["ann_retired"] = retire(path, {p.partition for p in models})
     champion = report["rows_by_view"].get(FEATURE_VIEW, 0)
     versions = pc.unique(keys.column("model_version").filter(pa.array(mask))).to_pylist()

@@ -202,13 +202,16 @@ BROADCAST_MAX_KEYS = 2_000_000   # catalog keys broadcast by incremental scoring
 
 
 def carry_over(catalog: DataFrame, previous: DataFrame | None, model: ResolvedModel,
-               scored_at: datetime, broadcast: bool = True) -> tuple[DataFrame, DataFrame | None]:
+               scored_at: datetime, broadcast: bool | None = None) -> tuple[DataFrame, DataFrame | None]:
     """Incremental scoring: (products to embed, rows carried over). A product keeps its vector from the
     previous scoring by the same model (name and version) when its ``content_hash`` is unchanged; new
     products, changed ones, and all of them for a model with no rows yet, are embedded. The carried rows
-    have ``score_catalog``'s columns and this scoring's time, so the table equals a full rescoring's."""
+    have ``score_catalog``'s columns and this scoring's time, so the table equals a full rescoring's.
+    ``broadcast`` None: broadcast the keys when the catalog has at most ``BROADCAST_MAX_KEYS`` products."""
     if previous is None or CONTENT_HASH not in previous.columns:
         return catalog, None
+    if broadcast is None:
+        broadcast = catalog.count() <= BROADCAST_MAX_KEYS
     same = (F.col("model_name") == model.name) & (F.col("model_version") == model.version)
     before = previous.where(same & F.col(CONTENT_HASH).isNotNull()).select(*INCREMENTAL_KEYS, "embedding", "dim")
     # The keys are small next to the vectors: broadcast, no vector is shuffled (measured: 43 → 35 s for
@@ -241,17 +244,18 @@ def model_key(name: str, version: str) -> str:
 
 
 MODEL_PARTITION = "model"   # the embeddings table's partition column: one folder per model
+_NOT_IN_PATH = r"[^A-Za-z0-9_.-]"   # characters of a model name replaced by "_" in its partition value
 
 
 def model_partition(name: str, version: str) -> str:
     """A model's partition value, safe in a path: ``prodemb-encoder-v3``."""
-    return re.sub(r"[^A-Za-z0-9_.-]", "_", f"{name}-v{version}")
+    return re.sub(_NOT_IN_PATH, "_", f"{name}-v{version}")
 
 
 def with_model_partition(table: DataFrame) -> DataFrame:
     """The table with its ``model`` column computed from model_name and model_version (as model_partition)."""
     key = F.concat(F.col("model_name"), F.lit("-v"), F.col("model_version"))
-    return table.withColumn(MODEL_PARTITION, F.regexp_replace(key, r"[^A-Za-z0-9_.-]", "_"))
+    return table.withColumn(MODEL_PARTITION, F.regexp_replace(key, _NOT_IN_PATH, "_"))
 
 
 def merge_versions(previous: DataFrame | None, new: DataFrame, name: str, version: str,
@@ -325,9 +329,7 @@ def _score_with(spark, model: ResolvedModel, data_dir: str, output: str, *, fmt:
         catalog = catalog.where(F.col("site") == site)
     # The previous version's files stay on disk until after the swap (tables.keep_versions).
     previous = read_table(spark, output).drop(MODEL_PARTITION) if fs.exists(output) else None
-    to_embed, carried = (carry_over(catalog, previous, model, scored_at,
-                                    broadcast=catalog.count() <= BROADCAST_MAX_KEYS) if incremental
-                         else (catalog, None))
+    to_embed, carried = carry_over(catalog, previous, model, scored_at) if incremental else (catalog, None)
     scored = score_catalog(to_embed, model, scored_at, shipped)
     if carried is not None:
         scored = scored.unionByName(carried)

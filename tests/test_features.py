@@ -43,7 +43,7 @@ def test_streamed_latest_rows_equal_latest_rows(tmp_path):
     import pyarrow.dataset as ds
     import pyarrow.parquet as pq
 
-    from prodemb.features import iter_latest_rows, latest_row_mask, latest_rows
+    from prodemb.features import FEATURE_VIEW, iter_routed_rows, latest_row_mask, latest_rows
 
     rng = np.random.default_rng(0)
     t0 = pd.Timestamp("2024-01-01", tz="UTC")
@@ -59,7 +59,9 @@ def test_streamed_latest_rows_equal_latest_rows(tmp_path):
         pq.write_table(pa.Table.from_pandas(part, preserve_index=False), tmp_path / f"part-{i}.parquet")
     dataset = ds.dataset(str(tmp_path), format="parquet")
     mask, keys = latest_row_mask(dataset)
-    streamed = pd.concat(list(iter_latest_rows(dataset, mask, batch_rows=97)))
+    routed = list(iter_routed_rows(dataset, mask, [], batch_rows=97))
+    assert {view for view, _ in routed} == {FEATURE_VIEW}
+    streamed = pd.concat([chunk for _, chunk in routed])
     expected = latest_rows(frame)
     assert keys.num_rows == len(frame) and mask.sum() == len(expected) == 500
     key = lambda df: df.sort_values("product_id").reset_index(drop=True)  # noqa: E731

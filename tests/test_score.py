@@ -33,3 +33,16 @@ def test_carry_over_keeps_unchanged_products_of_the_same_model_only(spark, broad
     assert rows[0].event_timestamp.replace(tzinfo=None) == later.replace(tzinfo=None)   # this scoring's time
     # A table without content hashes (written before incremental scoring) carries nothing.
     assert carry_over(catalog, previous.drop("content_hash"), model, later)[1] is None
+
+
+def test_each_python_worker_gets_one_torch_thread(spark):
+    """Scoring runs the encoder in Spark's Python workers, one per task slot: Spark sets their
+    OMP_NUM_THREADS to spark.task.cpus (1), so local[2]'s two workers use two cores, not 2 × 2 threads."""
+    def threads(_):
+        import os
+
+        import torch
+
+        yield os.environ.get("OMP_NUM_THREADS"), torch.get_num_threads()
+
+    assert set(spark.sparkContext.parallelize(range(4), 2).mapPartitions(threads).collect()) == {("1", 1)}

@@ -1,93 +1,111 @@
-"""Sessionize throughput: the Spark job vs the same rules in DuckDB SQL, on the same Parquet input.
+"""Sessionize as users run it: whole processes, the Spark job against DuckDB peers, on one Parquet file.
 
-    python benchmarks/sessionize_bench.py [--clicks 5000000] [--cores 2] [--skip-duckdb]
+    python benchmarks/sessionize_bench.py [--clicks 10000000] [--cores 2] [--input uniform|synth]
+                                          [--skip-warm] [--skip-default-memory] [--workdir DIR]
 
-Generates N clicks with prodemb.synth (not timed), then times, end to end (read → validate →
-normalize titles → catalog / sessions / pairs / quarantine written as Parquet):
-  * prodemb's Spark job (``run_sessionize``, local[cores]; Spark start-up excluded), twice in one JVM:
-    "cold" includes JIT warm-up and Python worker start, "warm" is the steady state
-  * DuckDB (threads = cores) running the same session rules in SQL (simpler title normalization and
-    quarantine checks; the session and pair counts are checked equal)
-and prints clicks/s/core for both and their ratio. Results go to benchmarks/RESULTS.md by hand.
+Input (not timed): ``uniform`` (default) is the scale workload: 250,000 users and products, titles of 5
+random words from 20,000, geometric session lengths (mean 6) in which a click goes back to a product
+seen earlier in the session with probability 0.38, one Parquet file. At 10^7 clicks it gives
+1,653,545 sessions and 15,787,772 pairs. ``synth`` is the project's own generator (prodemb.synth).
+
+Every contender is timed from process start to exit, as a scheduler runs it:
+  * ``spark-submit --master local[cores] jobs/sessionize.py`` with Spark's default 1g driver heap;
+  * the same with ``--driver-memory`` sized to the machine (prodemb.spark.local_driver_memory), as
+    the job's start-up note advises;
+  * DuckDB SQL of the session rules, pairs only (threads = cores);
+  * DuckDB SQL of the full contract: quarantine, catalog, sessions and pairs.
+The warm figure (extra column) is the second of two runs of ``run_sessionize`` in one JVM: no
+start-up, JIT warm. Counts of sessions and pairs are checked equal across contenders.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
 
-from prodemb.config import SessionsConfig  # noqa: E402
-from prodemb.synth import SynthSpec, generate  # noqa: E402
-from prodemb.text import stopwords  # noqa: E402
-
-
-def run_spark(clicks_dir: Path, out: Path, cores: int) -> list[tuple[float, dict]]:
-    """Two runs in one JVM: the first pays JIT warm-up and Python worker start, the second does not."""
-    from prodemb.sessions import run_sessionize
-    from prodemb.spark import get_spark
-
-    spark = get_spark(f"local[{cores}]", extra={"spark.driver.memory": "8g",
-                                                "spark.sql.shuffle.partitions": str(4 * cores)})
-    runs = []
-    for _ in range(2):
-        t0 = time.perf_counter()
-        report = run_sessionize(spark, str(clicks_dir), "clicks", str(out), SessionsConfig())
-        runs.append((time.perf_counter() - t0, report))
-    return runs
+TARGET_CLICKS_PER_CORE = 150_000
+TARGET_RATIO = 2.0
 
 
-def run_duckdb(clicks_dir: Path, out: Path, cores: int, gap_minutes: float = 30,
-               max_items: int = 10) -> tuple[float, dict]:
-    """The session rules in DuckDB SQL (basic validation, accent-strip + stopword normalization, outputs)."""
+def uniform_clicks(n_clicks: int, path: Path, n_users: int = 250_000, n_products: int = 250_000,
+                   mean_length: float = 6.0, revisit: float = 0.38, vocabulary: int = 20_000,
+                   seed: int = 7) -> None:
+    """The scale workload (see the module docstring) as one Parquet file, ordered by time."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rng = np.random.default_rng(seed)
+    lengths = rng.geometric(1 / mean_length, int(n_clicks / mean_length * 1.1) + 10)
+    n_sessions = int(np.searchsorted(np.cumsum(lengths), n_clicks)) + 1
+    lengths = lengths[:n_sessions]
+    lengths[-1] -= int(lengths.sum()) - n_clicks
+    first = np.r_[0, np.cumsum(lengths)[:-1]]                       # [sessions] index of each first click
+    session_of = np.repeat(np.arange(n_sessions), lengths)          # [clicks]
+    start = 1_700_000_000_000_000 + rng.integers(0, 30 * 86_400 * 10**6, n_sessions)   # µs, 30 days
+    step = rng.integers(0, 10 * 60 * 10**6, n_clicks)               # < 10 min: inside the 30-min gap
+    step[first] = 0
+    offset = np.cumsum(step)
+    offset -= np.repeat(offset[first], lengths)
+    ts = start[session_of] + offset
+    user = rng.integers(0, n_users, n_sessions)[session_of]
+    product = rng.integers(0, n_products, n_clicks)
+    position = np.arange(n_clicks) - first[session_of]
+    goes_back = (position > 0) & (rng.random(n_clicks) < revisit)
+    earlier = first[session_of] + (rng.random(n_clicks) * np.maximum(position, 1)).astype(np.int64)
+    for level in range(1, int(position.max()) + 1):                 # in order: a revisit of a revisit
+        at = np.flatnonzero(goes_back & (position == level))
+        product[at] = product[earlier[at]]
+    order = np.argsort(ts, kind="stable")
+    words = ["".join(chr(97 + c) for c in rng.integers(0, 26, rng.integers(3, 10))) for _ in range(vocabulary)]
+    titles = [" ".join(words[w] for w in rng.integers(0, vocabulary, 5)) for _ in range(n_products)]
+    categories = [f"c{c}" for c in rng.integers(0, 200, n_products)]
+
+    def by_product(values: list[str]) -> pa.Array:
+        return pa.DictionaryArray.from_arrays(pa.array(product[order].astype(np.int32)), pa.array(values)) \
+            .cast(pa.string())
+
+    users = pa.array([f"u{i}" for i in range(n_users)])
+    table = pa.table({
+        "user_id": pa.DictionaryArray.from_arrays(pa.array(user[order].astype(np.int32)), users).cast(pa.string()),
+        "ts": pa.array(ts[order], pa.timestamp("us", tz="UTC")),
+        "product_id": by_product([f"p{i}" for i in range(n_products)]),
+        "title": by_product(titles),
+        "category": by_product(categories),
+    })
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(table, path)
+
+
+def duckdb_peer(source: str, out: Path, threads: int, contract: str, gap_minutes: float = 30,
+                max_items: int = 10) -> dict:
+    """The session rules in DuckDB SQL. ``pairs``: the pairs table alone. ``full``: quarantine (basic
+    checks), catalog (accent-strip + stopword normalization), sessions and pairs, all as Parquet."""
     import duckdb
+
+    from prodemb.text import stopwords
 
     out.mkdir(parents=True, exist_ok=True)
     con = duckdb.connect()
-    con.execute(f"SET threads = {cores}")
-    stop = sorted(stopwords("es"))
-    t0 = time.perf_counter()
-    con.execute(f"""
-        CREATE TEMP TABLE tagged AS
-        SELECT coalesce(site, 'default') AS site, user_id, ts::TIMESTAMP AS ts, product_id, title, category,
-               array_to_string(list_filter(
-                   string_split(trim(regexp_replace(strip_accents(lower(title)), '[^a-z0-9]+', ' ', 'g')), ' '),
-                   lambda x: x <> '' AND NOT list_contains($stop, x)), ' ') AS title_norm
-        FROM read_parquet('{clicks_dir}/*.parquet')
-    """, {"stop": stop})
-    con.execute("""
-        CREATE TEMP TABLE checked AS
-        SELECT *, CASE WHEN user_id IS NULL OR trim(user_id) = '' THEN 'missing_user_id'
-                       WHEN product_id IS NULL OR trim(product_id) = '' THEN 'missing_product_id'
-                       WHEN ts IS NULL THEN 'missing_ts'
-                       WHEN ts < TIMESTAMP '1995-01-01' OR ts > now()::TIMESTAMP + INTERVAL 1 DAY THEN 'ts_out_of_range'
-                       WHEN title IS NULL OR trim(title) = '' THEN 'missing_title'
-                       WHEN length(title) > 1000 THEN 'title_too_long'
-                       WHEN title_norm = '' THEN 'empty_title_after_normalization' END AS reason
-        FROM tagged
-    """)
-    con.execute(f"COPY (SELECT * EXCLUDE (title_norm) FROM checked WHERE reason IS NOT NULL) "
-                f"TO '{out}/quarantine.parquet' (FORMAT parquet)")
-    con.execute(f"""
-        COPY (SELECT site, product_id, arg_max(title, ts) AS title, arg_max(title_norm, ts) AS title_norm,
-                     arg_max(category, ts) AS category, count(*) AS n_events, min(ts) AS first_seen,
-                     max(ts) AS last_seen
-              FROM checked WHERE reason IS NULL GROUP BY site, product_id)
-        TO '{out}/catalog.parquet' (FORMAT parquet)
-    """)
-    con.execute(f"""
-        CREATE TEMP TABLE sessions AS
+    con.execute(f"SET threads = {threads}")
+    src = f"read_parquet('{source}')"
+    sessions_sql = f"""
         WITH ev AS (
             SELECT site, user_id, ts, product_id,
                    lag(ts) OVER (PARTITION BY site, user_id ORDER BY ts, product_id) AS prev
-            FROM checked WHERE reason IS NULL
+            FROM {{events}}
         ), numbered AS (
-            SELECT *, sum(CASE WHEN prev IS NULL OR epoch(ts) - epoch(prev) > {gap_minutes * 60} THEN 1 ELSE 0 END)
+            SELECT *, sum(CASE WHEN prev IS NULL OR ts - prev > INTERVAL {int(gap_minutes * 60)} SECOND
+                               THEN 1 ELSE 0 END)
                       OVER (PARTITION BY site, user_id ORDER BY ts, product_id ROWS UNBOUNDED PRECEDING) AS s
             FROM ev
         ), grouped AS (
@@ -97,53 +115,156 @@ def run_duckdb(clicks_dir: Path, out: Path, cores: int, gap_minutes: float = 30,
         )
         SELECT site, hash(site, user_id, start_ts) AS session_id, user_id, start_ts, end_ts, n_events,
                list_filter(l, lambda x, i: list_position(l, x) = i)[1:{max_items}] AS products
-        FROM grouped
-    """)
-    con.execute(f"COPY sessions TO '{out}/sessions.parquet' (FORMAT parquet)")
+        FROM grouped"""
+    pairs_sql = """
+        SELECT site, session_id, least(products[i], products[j]) AS product_a,
+               greatest(products[i], products[j]) AS product_b
+        FROM {sessions}, range(1, len(products) + 1) r1(i), range(1, len(products) + 1) r2(j)
+        WHERE i < j"""
+    if contract == "pairs":
+        events = f"(SELECT 'default' AS site, user_id, ts, product_id FROM {src})"
+        sessions = f"({sessions_sql.format(events=events)})"
+        con.execute(f"COPY ({pairs_sql.format(sessions=sessions)}) TO '{out}/pairs.parquet' (FORMAT parquet)")
+        return {"pairs": con.execute(f"SELECT count(*) FROM '{out}/pairs.parquet'").fetchone()[0]}
     con.execute(f"""
-        COPY (SELECT site, session_id, least(products[i], products[j]) AS product_a,
-                     greatest(products[i], products[j]) AS product_b
-              FROM sessions, range(1, len(products) + 1) r1(i), range(1, len(products) + 1) r2(j)
-              WHERE i < j)
-        TO '{out}/pairs.parquet' (FORMAT parquet)
-    """)
+        CREATE TEMP TABLE checked AS
+        SELECT *, CASE WHEN user_id IS NULL OR trim(user_id) = '' THEN 'missing_user_id'
+                       WHEN product_id IS NULL OR trim(product_id) = '' THEN 'missing_product_id'
+                       WHEN ts IS NULL THEN 'missing_ts'
+                       WHEN ts < TIMESTAMP '1995-01-01' OR ts > now() + INTERVAL 1 DAY THEN 'ts_out_of_range'
+                       WHEN title IS NULL OR trim(title) = '' THEN 'missing_title'
+                       WHEN length(title) > 1000 THEN 'title_too_long'
+                       WHEN title_norm = '' THEN 'empty_title_after_normalization' END AS reason
+        FROM (SELECT 'default' AS site, user_id, ts, product_id, title, category,
+                     array_to_string(list_filter(string_split(trim(regexp_replace(
+                         strip_accents(lower(title)), '[^a-z0-9]+', ' ', 'g')), ' '),
+                         lambda x: x <> '' AND NOT list_contains($stop, x)), ' ') AS title_norm
+              FROM {src})
+    """, {"stop": sorted(stopwords("es"))})
+    con.execute(f"COPY (SELECT * EXCLUDE (title_norm) FROM checked WHERE reason IS NOT NULL) "
+                f"TO '{out}/quarantine.parquet' (FORMAT parquet)")
+    con.execute(f"""
+        COPY (SELECT site, product_id, arg_max(title, ts) AS title, arg_max(title_norm, ts) AS title_norm,
+                     arg_max(category, ts) AS category, count(*) AS n_events, min(ts) AS first_seen,
+                     max(ts) AS last_seen
+              FROM checked WHERE reason IS NULL GROUP BY site, product_id)
+        TO '{out}/catalog.parquet' (FORMAT parquet)""")
+    valid = "(SELECT * FROM checked WHERE reason IS NULL)"
+    con.execute(f"CREATE TEMP TABLE sessions AS {sessions_sql.format(events=valid)}")
+    con.execute(f"COPY sessions TO '{out}/sessions.parquet' (FORMAT parquet)")
+    con.execute(f"COPY ({pairs_sql.format(sessions='sessions')}) TO '{out}/pairs.parquet' (FORMAT parquet)")
+    return {"sessions": con.execute("SELECT count(*) FROM sessions").fetchone()[0],
+            "pairs": con.execute(f"SELECT count(*) FROM '{out}/pairs.parquet'").fetchone()[0]}
+
+
+def spark_warm(source: str, out: Path, cores: int) -> dict:
+    """Two runs of the job's library call in one JVM; the second is the warm figure."""
+    from prodemb.config import SessionsConfig
+    from prodemb.sessions import run_sessionize
+    from prodemb.spark import get_spark, local_driver_memory
+
+    spark = get_spark(f"local[{cores}]", extra={"spark.driver.memory": local_driver_memory()})
+    seconds = []
+    for _ in range(2):
+        t0 = time.perf_counter()
+        report = run_sessionize(spark, source, "clicks", str(out), SessionsConfig())
+        seconds.append(time.perf_counter() - t0)
+    return {"seconds": seconds[-1], "sessions": report["sessions"], "pairs": report["pairs"],
+            "step_seconds": report["step_seconds"]}
+
+
+def timed(cmd: list[str], env: dict | None = None) -> tuple[float, str]:
+    """Wall seconds of a whole process, and its stdout (the process must succeed)."""
+    t0 = time.perf_counter()
+    done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
     seconds = time.perf_counter() - t0
-    counts = {"sessions": con.execute("SELECT count(*) FROM sessions").fetchone()[0],
-              "pairs": con.execute(f"SELECT count(*) FROM '{out}/pairs.parquet'").fetchone()[0]}
-    return seconds, counts
+    if done.returncode != 0:
+        raise SystemExit(f"failed ({done.returncode}): {' '.join(cmd)}\n{done.stderr[-2000:]}")
+    return seconds, done.stdout
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--clicks", type=int, default=5_000_000)
-    ap.add_argument("--products", type=int, default=50_000)
+    ap.add_argument("--clicks", type=int, default=10_000_000)
     ap.add_argument("--cores", type=int, default=os.cpu_count() or 2)
-    ap.add_argument("--skip-duckdb", action="store_true")
+    ap.add_argument("--input", choices=["uniform", "synth"], default="uniform")
+    ap.add_argument("--skip-warm", action="store_true", help="no in-JVM warm figure")
+    ap.add_argument("--skip-default-memory", action="store_true", help="no run with Spark's 1g driver")
     ap.add_argument("--workdir", default=None, help="where to put data (default: a temp folder, removed)")
+    ap.add_argument("--peer", choices=["pairs", "full", "spark-warm"], help=argparse.SUPPRESS)  # one contender
+    ap.add_argument("--source", help=argparse.SUPPRESS)
+    ap.add_argument("--out", help=argparse.SUPPRESS)
     args = ap.parse_args()
+
+    if args.peer:   # a contender in its own process: prints its counts as JSON
+        if args.peer == "spark-warm":
+            result = spark_warm(args.source, Path(args.out), args.cores)
+        else:
+            result = duckdb_peer(args.source, Path(args.out), args.cores, args.peer)
+        print(json.dumps(result))
+        return 0
+
+    from prodemb.spark import local_driver_memory
 
     work = Path(args.workdir or tempfile.mkdtemp(prefix="prodemb-bench-"))
     try:
-        spec = SynthSpec(n_clicks=args.clicks, n_products=args.products, seed=11)
         t = time.perf_counter()
-        generate(spec, work / "synth")
-        print(f"generated {args.clicks:,} clicks in {time.perf_counter() - t:.1f}s (not timed below)")
+        if args.input == "uniform":
+            source = work / "uniform" / "clicks.parquet"
+            if not source.exists():
+                uniform_clicks(args.clicks, source)
+        else:
+            from prodemb.synth import SynthSpec, generate
 
-        for label, (secs, report) in zip(["cold", "warm"], run_spark(work / "synth" / "clicks", work / "spark",
-                                                                      args.cores)):
-            spark_rate = args.clicks / secs / args.cores
-            print(f"spark {label}: {secs:7.2f}s  {spark_rate:10,.0f} clicks/s/core  sessions={report['sessions']:,} "
-                  f"pairs={report['pairs']:,} quarantined={report['rows_quarantined']:,}")
-            print("        steps: " + ", ".join(f"{k} {v:.1f}s" for k, v in report["step_seconds"].items()))
-        if not args.skip_duckdb:
-            dsecs, dcounts = run_duckdb(work / "synth" / "clicks", work / "duckdb", args.cores)
-            duck_rate = args.clicks / dsecs / args.cores
-            print(f"duckdb    : {dsecs:7.2f}s  {duck_rate:10,.0f} clicks/s/core  "
-                  f"sessions={dcounts['sessions']:,} pairs={dcounts['pairs']:,}")
-            print(f"ratio spark (warm) / duckdb throughput: {spark_rate / duck_rate:.2f}x")
-            if (dcounts["sessions"], dcounts["pairs"]) != (report["sessions"], report["pairs"]):
-                print("WARNING: DuckDB and Spark disagree on session/pair counts")
-        print(f"target >= 150,000 clicks/s/core (warm): {'met' if spark_rate >= 150_000 else 'NOT met'}")
+            generate(SynthSpec(n_clicks=args.clicks, n_products=max(1000, args.clicks // 100), seed=11),
+                     work / "synth")
+            source = work / "synth" / "clicks"
+        print(f"input: {args.clicks:,} clicks ({args.input}) ready in {time.perf_counter() - t:.1f}s (not timed)")
+
+        env = {**os.environ, "SPARK_LOCAL_IP": "127.0.0.1"}
+        env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"   # the venv's spark-submit
+        job = ["spark-submit", "--master", f"local[{args.cores}]"]
+        job_args = ["jobs/sessionize.py", "--input", str(source), "--input-format", "clicks", "--json"]
+        peer = [sys.executable, str(Path(__file__).resolve()), "--cores", str(args.cores), "--source", str(source)]
+        memory = local_driver_memory()
+        rows = []    # (label, seconds, counts, warm seconds)
+        if not args.skip_default_memory:
+            secs, out = timed([*job, *job_args, "--output", str(work / "spark-1g")], env)
+            rows.append(("spark-submit jobs/sessionize.py (Spark's default 1g driver)", secs, json.loads(out), None))
+        secs, out = timed([*job, "--driver-memory", memory, *job_args, "--output", str(work / "spark")], env)
+        report = json.loads(out)
+        warm = None
+        if not args.skip_warm:
+            _, out = timed([*peer, "--peer", "spark-warm", "--out", str(work / "spark-warm")], env)
+            warm = json.loads(out)
+        rows.append((f"spark-submit --driver-memory {memory} jobs/sessionize.py", secs, report,
+                     warm["seconds"] if warm else None))
+        for contract, label in (("pairs", "DuckDB SQL, pairs only"), ("full", "DuckDB SQL, all four tables")):
+            secs, out = timed([*peer, "--peer", contract, "--out", str(work / f"duckdb-{contract}")], env)
+            rows.append((label, secs, json.loads(out), None))
+
+        duck_pairs = next(secs for label, secs, _, _ in rows if label.endswith("pairs only"))
+        print(f"\n{args.clicks:,} clicks, {args.cores} cores, whole processes (start to exit):\n")
+        print("| run | wall s | clicks/s/core | × DuckDB pairs-only wall | warm s (in one JVM) |")
+        print("|---|---|---|---|---|")
+        for label, secs, counts, warm_s in rows:
+            print(f"| {label} | {secs:.1f} | {args.clicks / secs / args.cores:,.0f} | {secs / duck_pairs:.2f} | "
+                  + (f"{warm_s:.1f} ({args.clicks / warm_s / args.cores:,.0f}/s/core)" if warm_s else "") + " |")
+        print(f"\nsessions {report['sessions']:,}, pairs {report['pairs']:,}; spark steps (s): "
+              + ", ".join(f"{k} {v:.1f}" for k, v in report["step_seconds"].items()))
+        if warm:
+            print("warm steps (s): " + ", ".join(f"{k} {v:.1f}" for k, v in warm["step_seconds"].items()))
+        mismatched = [label for label, _, counts, _ in rows
+                      if counts["pairs"] != report["pairs"] or counts.get("sessions", report["sessions"])
+                      != report["sessions"]]
+        if mismatched:
+            print(f"WARNING: session/pair counts differ from the Spark job's: {mismatched}")
+        spark_secs = rows[-3][1]
+        rate = args.clicks / spark_secs / args.cores
+        print(f"target >= {TARGET_CLICKS_PER_CORE:,} clicks/s/core whole process: "
+              f"{'met' if rate >= TARGET_CLICKS_PER_CORE else 'NOT met'} ({rate:,.0f})")
+        print(f"target <= {TARGET_RATIO:.0f}x DuckDB pairs-only wall: "
+              f"{'met' if spark_secs <= TARGET_RATIO * duck_pairs else 'NOT met'} ({spark_secs / duck_pairs:.2f}x)")
     finally:
         if not args.workdir:
             shutil.rmtree(work, ignore_errors=True)

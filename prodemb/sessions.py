@@ -2,9 +2,10 @@
 
 Pure DataFrame → DataFrame functions:
 
-    tag_rows        canonical frame (prodemb.sources) → + quarantine_reason (row-level rules)
+    tag_rows        canonical frame (prodemb.sources) → + quarantine_reason (row-level rules: ids, time)
     title_variants  clicks → one row per (site, product, title, category): where per-title work happens
-    empty_titles    titles that normalize to nothing (quarantined via with_empty_title_reason)
+                    (normalization, the title rules of ``variant_reason``)
+    with_variant_reason  rows of a bad variant get its reason (broadcast join on the variant's keys)
     sessionize      valid clicks → one row per session (products deduped in first-seen order, truncated)
     explode_pairs   sessions → every unordered product pair of a session, once (product_a < product_b)
     build_catalog   valid clicks → one row per (site, product_id)
@@ -34,16 +35,14 @@ def _blank(c: Column) -> Column:
     return c.isNull() | (F.octet_length(c) == 0) | (c.startswith(" ") & (F.trim(c) == ""))
 
 
-def quarantine_reason(valid_from: datetime, valid_until: datetime, max_title_chars: int) -> Column:
+def quarantine_reason(valid_from: datetime, valid_until: datetime) -> Column:
     """The first row-level rule a row breaks, as a short reason string; null for a good row.
 
-    Titles that normalize to nothing are found per distinct title (``empty_titles``), not here:
-    normalizing every event's title would dominate the job's cost.
+    Row-level rules read the ids and the time only. The rules on a title (``variant_reason``) are checked
+    once per distinct (site, product, title, category) on the small per-title table, not per event: that
+    keeps the title column out of the sessions pass altogether when every title is good.
     """
-    text_fields = [F.col(c) for c in ("site", "user_id", "product_id", "title", "category")]
-    has_bad_bytes = F.coalesce(*[F.when(c.contains(_REPLACEMENT_CHAR), True) for c in text_fields], F.lit(False))
-    # Character count only when the byte length could exceed the limit (bytes >= characters).
-    too_long = (F.octet_length("title") > max_title_chars) & (F.length("title") > max_title_chars)
+    id_fields = [F.col(c) for c in ("site", "user_id", "product_id")]
     return (
         F.when(F.col("raw_record").isNotNull(), F.lit("malformed_record"))
         .when(_blank(F.col("user_id")), F.lit("missing_user_id"))
@@ -51,46 +50,66 @@ def quarantine_reason(valid_from: datetime, valid_until: datetime, max_title_cha
         .when(F.col("ts_missing"), F.lit("missing_ts"))
         .when(F.col("ts").isNull(), F.lit("unparseable_ts"))
         .when((F.col("ts") < F.lit(valid_from)) | (F.col("ts") > F.lit(valid_until)), F.lit("ts_out_of_range"))
-        .when(has_bad_bytes, F.lit("invalid_utf8"))
+        .when(_has_bad_bytes(id_fields), F.lit("invalid_utf8"))
+    )
+
+
+def _has_bad_bytes(fields: list[Column]) -> Column:
+    return F.coalesce(*[F.when(c.contains(_REPLACEMENT_CHAR), True) for c in fields], F.lit(False))
+
+
+def variant_reason(max_title_chars: int) -> Column:
+    """The first title rule a (title, category) variant breaks; null for a good one. Needs ``title_norm``.
+
+    These rules come after the row-level ones in the order of reasons (``invalid_utf8`` is where they
+    meet: bad bytes in an id are found per row, bad bytes in a title or category per variant).
+    """
+    # Character count only when the byte length could exceed the limit (bytes >= characters).
+    too_long = (F.octet_length("title") > max_title_chars) & (F.length("title") > max_title_chars)
+    return (
+        F.when(_has_bad_bytes([F.col("title"), F.col("category")]), F.lit("invalid_utf8"))
         .when(_blank(F.col("title")), F.lit("missing_title"))
         .when(too_long, F.lit("title_too_long"))
+        .when(F.col("title_norm") == "", F.lit("empty_title_after_normalization"))
     )
 
 
 def tag_rows(raw: DataFrame, *, valid_from: str = "1995-01-01", future_slack_days: int = 1,
-             max_title_chars: int = 1000, now: datetime | None = None) -> DataFrame:
+             now: datetime | None = None) -> DataFrame:
     """Add ``quarantine_reason`` (row-level rules) to a canonical frame (see prodemb.sources)."""
     now = now or datetime.now(timezone.utc)
     lo = datetime.fromisoformat(valid_from).replace(tzinfo=timezone.utc)
     hi = now + timedelta(days=future_slack_days)
-    return raw.withColumn("quarantine_reason",
-                          F.when(F.col("filter_reason").isNull(), quarantine_reason(lo, hi, max_title_chars)))
+    return raw.withColumn("quarantine_reason", F.when(F.col("filter_reason").isNull(), quarantine_reason(lo, hi)))
 
 
-def title_variants(clicks: DataFrame) -> DataFrame:
-    """Clicks → one row per (site, product_id, title, category) with n, first_ts, last_ts.
+def title_variants(clicks: DataFrame, language: str = "es", max_title_chars: int = 1000) -> DataFrame:
+    """Clicks that pass the row-level rules → one row per (site, product_id, title, category) with n,
+    first_ts, last_ts, ``title_norm`` and the variant's ``reason`` (null when its title is good).
 
-    Titles repeat on every view of a product, so this small table is where per-title work
-    (normalization, the catalog) happens. Only fixed-width aggregates: Spark keeps a hash aggregate.
+    Titles repeat on every view of a product, so this small table is where per-title work happens:
+    the title rules and normalization run once per variant, and the catalog is built from it. The
+    grouping uses fixed-width aggregates only, so Spark keeps a hash aggregate.
     """
-    return clicks.groupBy("site", "product_id", "title", "category").agg(
+    variants = clicks.groupBy("site", "product_id", "title", "category").agg(
         F.count(F.lit(1)).alias("n"), F.min("ts").alias("first_ts"), F.max("ts").alias("last_ts"))
+    return (variants.withColumn("title_norm", normalize_title_col(F.col("title"), language))
+            .withColumn("reason", variant_reason(max_title_chars)))
 
 
-def empty_titles(variants: DataFrame, language: str = "es") -> DataFrame:
-    """Distinct titles whose normalized form is empty (only stopwords/punctuation)."""
-    # Filter first, dedupe after: the few empty titles are all that reaches the shuffle.
-    return variants.where(normalize_title_col(F.col("title"), language) == "").select("title").distinct()
+_VARIANT_KEYS = ("site", "product_id", "title", "category")
 
 
-def with_empty_title_reason(tagged: DataFrame, empty: DataFrame) -> DataFrame:
-    """Mark rows whose title normalizes to nothing (``empty`` is small: broadcast)."""
-    flagged = F.broadcast(empty.select("title", F.lit(True).alias("_empty_title")))
-    joined = tagged.join(flagged, on="title", how="left")
+def with_variant_reason(tagged: DataFrame, bad_variants: DataFrame) -> DataFrame:
+    """Give rows of a bad variant that reason (``bad_variants`` is small: broadcast). Null-safe on the
+    keys: a missing title or category is a variant like any other."""
+    bad = F.broadcast(bad_variants.select(*[F.col(k).alias(f"_bad_{k}") for k in _VARIANT_KEYS],
+                                          F.col("reason").alias("_variant_reason")))
+    on = [tagged[k].eqNullSafe(bad[f"_bad_{k}"]) for k in _VARIANT_KEYS]
+    joined = tagged.join(bad, on=on, how="left")
     reason = F.coalesce(F.col("quarantine_reason"),
-                        F.when(F.col("filter_reason").isNull() & F.col("_empty_title"),
-                               F.lit("empty_title_after_normalization")))
-    return joined.withColumn("quarantine_reason", reason).drop("_empty_title")
+                        F.when(F.col("filter_reason").isNull(), F.col("_variant_reason")))
+    return joined.withColumn("quarantine_reason", reason).drop(*bad.columns)
 
 
 def valid_clicks(tagged: DataFrame) -> DataFrame:
@@ -217,22 +236,25 @@ def explode_pairs(sessions: DataFrame) -> DataFrame:
                     F.greatest("a", "b").alias("product_b")))
 
 
-def catalog_from_variants(variants: DataFrame, language: str = "es") -> DataFrame:
-    """One row per (site, product_id): the latest-seen title (ties broken by title), its normalized
-    form, the latest non-null category, event count and first/last seen."""
+def catalog_from_variants(variants: DataFrame) -> DataFrame:
+    """Good variants (``title_variants``) → one row per (site, product_id): the latest-seen title (ties
+    broken by title) with its normalized form, the latest non-null category, event count and
+    first/last seen."""
     per_product = variants.groupBy("site", "product_id").agg(
-        F.max_by("title", F.struct("last_ts", "title")).alias("title"),
+        F.max_by(F.struct("title", "title_norm"), F.struct("last_ts", "title")).alias("_title"),
         F.max_by("category", F.when(F.col("category").isNotNull(), F.col("last_ts"))).alias("category"),
         F.sum("n").alias("n_events"),
         F.min("first_ts").alias("first_seen"),
         F.max("last_ts").alias("last_seen"),
     )
-    return per_product.select("site", "product_id", "title", normalize_title_col(F.col("title"), language)
-                              .alias("title_norm"), "category", "n_events", "first_seen", "last_seen")
+    return per_product.select("site", "product_id", F.col("_title.title").alias("title"),
+                              F.col("_title.title_norm").alias("title_norm"), "category", "n_events",
+                              "first_seen", "last_seen")
 
 
 def build_catalog(clicks: DataFrame, language: str = "es") -> DataFrame:
-    return catalog_from_variants(title_variants(clicks), language)
+    variants = title_variants(clicks, language)
+    return catalog_from_variants(variants.where(F.col("reason").isNull()))
 
 
 # --- the job: I/O at the edge ------------------------------------------------------------------
@@ -275,7 +297,7 @@ def sessionize_tables(spark, input_path: str, input_format: str, output_dir: str
 
     from prodemb.sources import read_source
     from prodemb import fs
-    from prodemb.tables import read_table, write_table, written_rows
+    from prodemb.tables import read_table, write_table
 
     t0 = time.perf_counter()
     steps: dict[str, float] = {}
@@ -287,8 +309,7 @@ def sessionize_tables(spark, input_path: str, input_format: str, output_dir: str
 
     out, fmt = output_dir.rstrip("/"), cfg.format
     raw = read_source(spark, input_path, input_format, default_site=cfg.default_site)
-    tagged = tag_rows(raw, valid_from=cfg.valid_from, future_slack_days=cfg.future_slack_days,
-                      max_title_chars=cfg.max_title_chars, now=now)
+    tagged = tag_rows(raw, valid_from=cfg.valid_from, future_slack_days=cfg.future_slack_days, now=now)
     partition = None
     context = tagged                       # what sessions are cut from
     if start is not None or end is not None:
@@ -301,41 +322,63 @@ def sessionize_tables(spark, input_path: str, input_format: str, output_dir: str
                                & (ts < F.lit(end + timedelta(hours=cfg.max_session_hours))))
         tagged = tagged.where(((ts >= F.lit(start)) & (ts < F.lit(end))) | ts.isNull())
 
+    observations: dict[str, Observation] = {}
+
+    def counted_rows(df: DataFrame, name: str, *more: Column) -> DataFrame:
+        """``df`` counting its rows (and ``more``) as the write that consumes it runs."""
+        observations[name] = Observation(name)
+        return df.observe(observations[name], F.count(F.lit(1)).alias("rows"), *more)
+
+    def observed_counts(name: str) -> dict:
+        try:
+            got = observations[name].get
+        except Exception:  # no metrics (a plan Spark proved empty): count the written table instead
+            got = None
+        if not got:
+            table = this_run(name)
+            got = table.agg(F.count(F.lit(1)).alias("rows"),
+                            *([F.sum("n_events").alias("events")] if name == "sessions" else [])).first().asDict()
+        return {k: v or 0 for k, v in got.items()}
+
+    def variants_of(rows: DataFrame) -> DataFrame:
+        return title_variants(valid_clicks(rows), cfg.language, cfg.max_title_chars)
+
     # Pass 1: row counts (observed while scanning) + the per-title table, cached (it is small).
     counters = [F.count(F.lit(1)).alias("rows_in"),
                 F.count_if(F.col("filter_reason").isNotNull()).alias("rows_filtered"),
                 F.count_if(F.col("quarantine_reason").isNotNull()).alias("rows_quarantined_rowlevel")]
     counted = Observation("rows")
-    observed = tagged.observe(counted, *counters)
-    variants = title_variants(valid_clicks(observed)).persist(StorageLevel.MEMORY_AND_DISK)
+    variants = variants_of(tagged.observe(counted, *counters)).persist(StorageLevel.MEMORY_AND_DISK)
     try:
-        variants.count()
+        # One job fills the cache and counts the rows of bad variants.
+        n_bad_variant_rows = variants.agg(F.sum(F.when(F.col("reason").isNotNull(), F.col("n")))).first()[0] or 0
         try:
             counts = dict(counted.get)
         except Exception:  # Spark skips the metrics when the optimizer proves the input empty
             counts = tagged.agg(*counters).first().asDict()
-        empty = empty_titles(variants, cfg.language).persist()
-        n_empty = variants.join(empty, "title", "left_semi").agg(F.sum("n")).first()[0] or 0
-        final = with_empty_title_reason(tagged, empty)
+        bad = variants.where(F.col("reason").isNotNull()).drop("title_norm")
+        # No bad title: the passes below never read the title column (nor join on it).
+        final = with_variant_reason(tagged, bad) if n_bad_variant_rows else tagged
         step("scan_and_titles")
 
         quarantined = quarantine_rows(final)
-        if counts["rows_quarantined_rowlevel"] + n_empty == 0:   # exact counts: skip a pass over the input
+        if counts["rows_quarantined_rowlevel"] + n_bad_variant_rows == 0:   # exact counts: skip a pass
             quarantined = spark.createDataFrame([], quarantined.schema)
         written = {"quarantine": write_table(quarantined, f"{out}/quarantine", fmt, partition=partition)}
         step("quarantine")
-        written["catalog"] = write_table(
-            catalog_from_variants(variants.join(empty, "title", "left_anti"), cfg.language), f"{out}/catalog", fmt,
-            partition=partition)
+        written["catalog"] = write_table(counted_rows(catalog_from_variants(variants.where(F.col("reason").isNull())),
+                                                      "catalog"), f"{out}/catalog", fmt, partition=partition)
         step("catalog")
-        # Neighbouring rows read for context can carry empty titles of their own.
-        context_empty = empty if partition is None else empty_titles(title_variants(
-            valid_clicks(context)), cfg.language)
-        sessions_df = sessionize(valid_clicks(with_empty_title_reason(context, context_empty)), cfg.gap_minutes,
-                                 cfg.max_items)
+        if partition is None:
+            context_final = final
+        else:   # neighbouring rows read for context can carry bad titles of their own
+            context_bad = variants_of(context).where(F.col("reason").isNotNull())
+            context_final = with_variant_reason(context, context_bad)
+        sessions_df = sessionize(valid_clicks(context_final), cfg.gap_minutes, cfg.max_items)
         if partition:   # a session belongs to the interval of its first event
             sessions_df = sessions_df.where((F.col("start_ts") >= F.lit(start)) & (F.col("start_ts") < F.lit(end)))
-        written["sessions"] = write_table(sessions_df, f"{out}/sessions", fmt, partition=partition)
+        written["sessions"] = write_table(counted_rows(sessions_df, "sessions", F.sum("n_events").alias("events")),
+                                          f"{out}/sessions", fmt, partition=partition)
         step("sessions")
     finally:
         variants.unpersist()
@@ -349,17 +392,17 @@ def sessionize_tables(spark, input_path: str, input_format: str, output_dir: str
         return spark.read.parquet(f"{out}/{name}/{partition[0]}={partition[1]}")
 
     # Pairs from the written sessions: no second shuffle of the clicks.
-    written["pairs"] = write_table(explode_pairs(this_run("sessions")), f"{out}/pairs", fmt, partition=partition)
+    written["pairs"] = write_table(counted_rows(explode_pairs(this_run("sessions")), "pairs"), f"{out}/pairs", fmt,
+                                   partition=partition)
     step("pairs")
 
-    rows_quarantined = counts.pop("rows_quarantined_rowlevel") + n_empty
+    rows_quarantined = counts.pop("rows_quarantined_rowlevel") + n_bad_variant_rows
     rows_valid = counts["rows_in"] - counts["rows_filtered"] - rows_quarantined
-    # Table sizes from the Delta commits where they have them (no read-back job on the cluster).
-    sizes = {name: written_rows(written[name], lambda name=name: this_run(name))
-             for name in ("catalog", "sessions", "pairs")}
+    # Table sizes as observed while writing (no read-back job).
+    sizes = {name: observed_counts(name)["rows"] for name in ("catalog", "sessions", "pairs")}
     if partition is None:
         # Every valid click is in exactly one session (interval runs: possibly one of a neighbour interval).
-        events_in_sessions = this_run("sessions").agg(F.sum("n_events")).first()[0]
+        events_in_sessions = observed_counts("sessions")["events"]
         if (events_in_sessions or 0) != rows_valid:
             raise RuntimeError(f"accounting mismatch: {rows_valid} valid rows but {events_in_sessions} "
                                "events in sessions")

@@ -17,7 +17,8 @@ export PYSPARK_PYTHON := $(abspath $(PY))
 .PHONY: venv test demo serve bench eval-real study java browser clean cluster-up cluster-down
 
 venv: $(STAMP)
-	@$(PY) -c "from prodemb.spark import install_log4j2; install_log4j2()"   # Spark's start-up notices off
+	@# Spark's start-up notices off; spark-submit's local driver sized to this machine (spark-defaults.conf)
+	@$(PY) -c "from prodemb.spark import install_log4j2, install_local_defaults; install_log4j2(); install_local_defaults()"
 
 # Headless Chromium renders the quality card in the tests (tests/test_card.py).
 browser:

@@ -9,9 +9,11 @@ seen earlier in the session with probability 0.38, one Parquet file. At 10^7 cli
 1,653,545 sessions and 15,787,772 pairs. ``synth`` is the project's own generator (prodemb.synth).
 
 Every contender is timed from process start to exit, as a scheduler runs it:
-  * ``spark-submit --master local[cores] jobs/sessionize.py`` with Spark's default 1g driver heap;
-  * the same with ``--driver-memory`` sized to the machine (prodemb.spark.local_driver_memory), as
-    the job's start-up note advises;
+  * ``spark-submit --master local[cores] jobs/sessionize.py`` with the settings ``make venv`` puts in the
+    venv's spark-defaults.conf (prodemb.spark.install_local_defaults: half the memory for the driver,
+    the throughput collector);
+  * the same with Spark's stock settings (a 1g driver, G1), and with ``--study`` with the sized driver
+    and G1 (what the collector alone moves);
   * DuckDB SQL of the session rules, pairs only (threads = cores);
   * DuckDB SQL of the full contract: quarantine, catalog, sessions and pairs.
 The warm figure (extra column) is the second of two runs of ``run_sessionize`` in one JVM: no
@@ -189,7 +191,8 @@ def main() -> int:
     ap.add_argument("--cores", type=int, default=os.cpu_count() or 2)
     ap.add_argument("--input", choices=["uniform", "synth"], default="uniform")
     ap.add_argument("--skip-warm", action="store_true", help="no in-JVM warm figure")
-    ap.add_argument("--skip-default-memory", action="store_true", help="no run with Spark's 1g driver")
+    ap.add_argument("--skip-stock", action="store_true", help="no run with Spark's stock settings (1g, G1)")
+    ap.add_argument("--study", action="store_true", help="also the sized driver with G1")
     ap.add_argument("--workdir", default=None, help="where to put data (default: a temp folder, removed)")
     ap.add_argument("--peer", choices=["pairs", "full", "spark-warm"], help=argparse.SUPPRESS)  # one contender
     ap.add_argument("--source", help=argparse.SUPPRESS)
@@ -204,7 +207,7 @@ def main() -> int:
         print(json.dumps(result))
         return 0
 
-    from prodemb.spark import local_driver_memory
+    from prodemb.spark import LOCAL_JAVA_OPTIONS, local_driver_memory
 
     work = Path(args.workdir or tempfile.mkdtemp(prefix="prodemb-bench-"))
     try:
@@ -228,17 +231,20 @@ def main() -> int:
         peer = [sys.executable, str(Path(__file__).resolve()), "--cores", str(args.cores), "--source", str(source)]
         memory = local_driver_memory()
         rows = []    # (label, seconds, counts, warm seconds)
-        if not args.skip_default_memory:
-            secs, out = timed([*job, *job_args, "--output", str(work / "spark-1g")], env)
-            rows.append(("spark-submit jobs/sessionize.py (Spark's default 1g driver)", secs, json.loads(out), None))
-        secs, out = timed([*job, "--driver-memory", memory, *job_args, "--output", str(work / "spark")], env)
+        secs, out = timed([*job, *job_args, "--output", str(work / "spark")], env)
         report = json.loads(out)
         warm = None
         if not args.skip_warm:
             _, out = timed([*peer, "--peer", "spark-warm", "--out", str(work / "spark-warm")], env)
             warm = json.loads(out)
-        rows.append((f"spark-submit --driver-memory {memory} jobs/sessionize.py", secs, report,
-                     warm["seconds"] if warm else None))
+        rows.append((f"spark-submit jobs/sessionize.py (make venv's spark-defaults: {memory} driver, "
+                     f"{LOCAL_JAVA_OPTIONS})", secs, report, warm["seconds"] if warm else None))
+        others = [] if args.skip_stock else [("1g", "Spark's stock settings: 1g driver, G1")]
+        others += [(memory, f"{memory} driver, G1")] if args.study else []
+        for heap, label in others:
+            secs, out = timed([*job, "--driver-memory", heap, "--driver-java-options", "-XX:+UseG1GC", *job_args,
+                               "--output", str(work / f"spark-{heap}")], env)
+            rows.append((f"spark-submit jobs/sessionize.py ({label})", secs, json.loads(out), None))
         for contract, label in (("pairs", "DuckDB SQL, pairs only"), ("full", "DuckDB SQL, all four tables")):
             secs, out = timed([*peer, "--peer", contract, "--out", str(work / f"duckdb-{contract}")], env)
             rows.append((label, secs, json.loads(out), None))
@@ -259,7 +265,7 @@ def main() -> int:
                       != report["sessions"]]
         if mismatched:
             print(f"WARNING: session/pair counts differ from the Spark job's: {mismatched}")
-        spark_secs = rows[-3][1]
+        spark_secs = rows[0][1]
         rate = args.clicks / spark_secs / args.cores
         print(f"target >= {TARGET_CLICKS_PER_CORE:,} clicks/s/core whole process: "
               f"{'met' if rate >= TARGET_CLICKS_PER_CORE else 'NOT met'} ({rate:,.0f})")

@@ -356,30 +356,13 @@ def install_spark_defaults(jars: Path) -> Path | None:
     nothing and ships no jars to its executors (``--packages`` costs every application an Ivy resolution,
     and every executor a download of the jars). Replaces the block an earlier cluster-up wrote; a file whose
     own settings already set these keys is left alone (returns None)."""
-    conf_dir = Path(os.environ.get("SPARK_CONF_DIR") or spark_home() / "conf")
-    path = conf_dir / "spark-defaults.conf"
+    from prodemb.spark import write_defaults_block
+
     classpath = f"{Path(jars).absolute()}/*"
-    wanted = {"spark.driver.extraClassPath": classpath, "spark.executor.extraClassPath": classpath}
-    ours = [f"{DEFAULTS_MARKER} Delta Lake and s3a on the classpath of every Spark application of this install",
-            *(f"{k} {v}" for k, v in wanted.items())]
-    lines = path.read_text().splitlines() if path.exists() else []
-
-    def setting(line: str) -> str:
-        return (line.split(None, 1) or [""])[0]
-
-    kept, in_block = [], False
-    for ln in lines:     # drop the block an earlier cluster-up wrote (marker + the lines right after it)
-        in_block = ln.startswith(DEFAULTS_MARKER) or (in_block and setting(ln) in _BLOCK_KEYS)
-        if not in_block:
-            kept.append(ln)
-    if any(setting(ln) in wanted for ln in kept):
-        print(f"note: {path} already sets {', '.join(wanted)}; add {classpath} to them for Delta and s3a",
-              file=sys.stderr)
-        return None
-    if kept + ours != lines:
-        conf_dir.mkdir(parents=True, exist_ok=True)
-        path.write_text("\n".join(kept + ours) + "\n")
-    return path
+    return write_defaults_block(
+        DEFAULTS_MARKER, "Delta Lake and s3a on the classpath of every Spark application of this install",
+        {"spark.driver.extraClassPath": classpath, "spark.executor.extraClassPath": classpath},
+        old_keys=_BLOCK_KEYS, advice=f"add {classpath} to them for Delta and s3a")
 
 
 def _selected(services) -> list[Service]:

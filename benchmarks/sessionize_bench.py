@@ -18,6 +18,10 @@ Every contender is timed from process start to exit, as a scheduler runs it:
   * DuckDB SQL of the full contract: quarantine, catalog, sessions and pairs.
 The warm figure (extra column) is the second of two runs of ``run_sessionize`` in one JVM: no
 start-up, JIT warm. Counts of sessions and pairs are checked equal across contenders.
+
+``--pairs-encodings`` instead times the pairs write alone, in one warm JVM, with the Parquet settings a
+Spark expert would try (dictionary pages large enough to keep product ids dictionary-encoded, zstd, no
+compression) against Spark's defaults, from the sessions table of a run in ``--workdir``.
 """
 from __future__ import annotations
 
@@ -175,6 +179,34 @@ def spark_warm(source: str, out: Path, cores: int) -> dict:
             "step_seconds": report["step_seconds"]}
 
 
+PAIRS_ENCODINGS = {   # label: DataFrameWriter options
+    "Spark's defaults (snappy; dictionary pages of 1 MiB, so ids fall back to plain)": {},
+    "dictionary pages of 8 MiB (ids stay dictionary-encoded)": {"parquet.dictionary.page.size": str(8 << 20)},
+    "zstd": {"compression": "zstd"},
+    "no compression": {"compression": "none"},
+}
+
+
+def pairs_encodings(sessions_dir: Path, out: Path, cores: int, repeats: int = 2) -> None:
+    """The pairs write (explode + Parquet) under each of ``PAIRS_ENCODINGS``, best of ``repeats``."""
+    from prodemb.sessions import explode_pairs
+    from prodemb.spark import get_spark, local_driver_memory
+
+    spark = get_spark(f"local[{cores}]", extra={"spark.driver.memory": local_driver_memory()})
+    sessions = spark.read.parquet(str(sessions_dir))
+    explode_pairs(sessions).write.format("noop").mode("overwrite").save()     # JIT warm-up
+    print("| pairs written with | best of 2, s | MiB on disk |\n|---|---|---|")
+    for label, options in PAIRS_ENCODINGS.items():
+        best = float("inf")
+        for _ in range(repeats):
+            shutil.rmtree(out, ignore_errors=True)
+            t0 = time.perf_counter()
+            explode_pairs(sessions).write.options(**options).parquet(str(out))
+            best = min(best, time.perf_counter() - t0)
+        size = sum(f.stat().st_size for f in out.glob("*.parquet")) / 2**20
+        print(f"| {label} | {best:.1f} | {size:.0f} |")
+
+
 def timed(cmd: list[str], env: dict | None = None) -> tuple[float, str]:
     """Wall seconds of a whole process, and its stdout (the process must succeed)."""
     t0 = time.perf_counter()
@@ -193,6 +225,8 @@ def main() -> int:
     ap.add_argument("--skip-warm", action="store_true", help="no in-JVM warm figure")
     ap.add_argument("--skip-stock", action="store_true", help="no run with Spark's stock settings (1g, G1)")
     ap.add_argument("--study", action="store_true", help="also the sized driver with G1")
+    ap.add_argument("--pairs-encodings", action="store_true",
+                    help="time the pairs write alone under several Parquet settings (needs --workdir of a run)")
     ap.add_argument("--workdir", default=None, help="where to put data (default: a temp folder, removed)")
     ap.add_argument("--peer", choices=["pairs", "full", "spark-warm"], help=argparse.SUPPRESS)  # one contender
     ap.add_argument("--source", help=argparse.SUPPRESS)
@@ -208,6 +242,12 @@ def main() -> int:
         return 0
 
     from prodemb.spark import LOCAL_JAVA_OPTIONS, local_driver_memory
+
+    if args.pairs_encodings:
+        if not args.workdir or not (Path(args.workdir) / "spark" / "sessions").exists():
+            raise SystemExit("--pairs-encodings reads <workdir>/spark/sessions: run the benchmark with --workdir first")
+        pairs_encodings(Path(args.workdir) / "spark" / "sessions", Path(args.workdir) / "pairs-encodings", args.cores)
+        return 0
 
     work = Path(args.workdir or tempfile.mkdtemp(prefix="prodemb-bench-"))
     try:

@@ -248,7 +248,8 @@ def write_defaults_block(marker: str, comment: str, wanted: Mapping[str, str], *
 
 
 # Batch jobs on a few cores: the throughput collector beats G1 (the default), whose concurrent threads compete
-# with the tasks for the cores. 10^7 clicks, whole spark-submit on 2 cores: 97 s vs 125 s (benchmarks/RESULTS.md).
+# with the tasks for the cores. 10^7 clicks, whole spark-submit on 2 cores, same heap: 91 s vs 134 s with G1
+# (benchmarks/RESULTS.md, sessionize_bench.py --study).
 LOCAL_JAVA_OPTIONS = "-XX:+UseParallelGC"
 LOCAL_DEFAULTS_MARKER = "# prodemb make venv:"
 

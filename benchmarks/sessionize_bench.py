@@ -241,7 +241,7 @@ def main() -> int:
         print(json.dumps(result))
         return 0
 
-    from prodemb.spark import LOCAL_JAVA_OPTIONS, local_driver_memory
+    from prodemb.spark import local_driver_memory, spark_defaults
 
     if args.pairs_encodings:
         if not args.workdir or not (Path(args.workdir) / "spark" / "sessions").exists():
@@ -277,8 +277,11 @@ def main() -> int:
         if not args.skip_warm:
             _, out = timed([*peer, "--peer", "spark-warm", "--out", str(work / "spark-warm")], env)
             warm = json.loads(out)
-        rows.append((f"spark-submit jobs/sessionize.py (make venv's spark-defaults: {memory} driver, "
-                     f"{LOCAL_JAVA_OPTIONS})", secs, report, warm["seconds"] if warm else None))
+        defaults = spark_defaults()
+        rows.append((f"spark-submit jobs/sessionize.py (the venv's spark-defaults.conf: "
+                     f"{defaults.get('spark.driver.memory', '1g')} driver, "
+                     f"{defaults.get('spark.driver.extraJavaOptions', 'G1')})", secs, report,
+                     warm["seconds"] if warm else None))
         others = [] if args.skip_stock else [("1g", "Spark's stock settings: 1g driver, G1")]
         others += [(memory, f"{memory} driver, G1")] if args.study else []
         for heap, label in others:

@@ -219,26 +219,39 @@ def spark_conf_dir() -> Path:
     return Path(os.environ.get("SPARK_CONF_DIR") or spark_home() / "conf")
 
 
+def spark_defaults_path() -> Path:
+    return spark_conf_dir() / "spark-defaults.conf"
+
+
+def _setting(line: str) -> tuple[str, str]:
+    """(key, value) of a spark-defaults.conf line; ("", "") for a blank one."""
+    parts = line.split(None, 1)
+    return (parts[0], parts[1].strip() if len(parts) > 1 else "") if parts else ("", "")
+
+
+def spark_defaults() -> dict[str, str]:
+    """The settings of ``spark-defaults.conf`` (what every spark-submit of this install starts with)."""
+    path = spark_defaults_path()
+    lines = path.read_text().splitlines() if path.exists() else []
+    return dict(_setting(ln) for ln in lines if ln.strip() and not ln.lstrip().startswith("#"))
+
+
 def write_defaults_block(marker: str, comment: str, wanted: Mapping[str, str], *, old_keys: tuple[str, ...] = (),
                          advice: str = "") -> Path | None:
     """Write ``wanted`` as one marked block of ``spark-defaults.conf`` (in ``spark_conf_dir()``), replacing
     the block an earlier call with the same ``marker`` wrote (the marker line and the settings of
     ``wanted`` or ``old_keys`` right after it). Other lines are the admins' and stay; when they already set
     one of these keys the file is left alone (returns None, with a note naming the keys and ``advice``)."""
-    path = spark_conf_dir() / "spark-defaults.conf"
+    path = spark_defaults_path()
     ours = [f"{marker} {comment}", *(f"{k} {v}" for k, v in wanted.items())]
     lines = path.read_text().splitlines() if path.exists() else []
     block_keys = {*wanted, *old_keys}
-
-    def setting(line: str) -> str:
-        return (line.split(None, 1) or [""])[0]
-
     kept, in_block = [], False
     for ln in lines:     # drop the block an earlier call wrote (marker + the lines right after it)
-        in_block = ln.startswith(marker) or (in_block and setting(ln) in block_keys)
+        in_block = ln.startswith(marker) or (in_block and _setting(ln)[0] in block_keys)
         if not in_block:
             kept.append(ln)
-    if any(setting(ln) in wanted for ln in kept):
+    if any(_setting(ln)[0] in wanted for ln in kept):
         print(f"note: {path} already sets {', '.join(wanted)}; {advice}".rstrip("; "), file=sys.stderr)
         return None
     if kept + ours != lines:

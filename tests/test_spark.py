@@ -23,7 +23,7 @@ def test_delta_sessions_exclude_the_jars_pyspark_already_ships():
 
 def test_make_venv_sizes_the_local_driver_in_spark_defaults_and_leaves_the_admins_settings(tmp_path, monkeypatch):
     from prodemb import cluster
-    from prodemb.spark import LOCAL_JAVA_OPTIONS, install_local_defaults
+    from prodemb.spark import LOCAL_JAVA_OPTIONS, install_local_defaults, spark_defaults
 
     monkeypatch.setenv("SPARK_CONF_DIR", str(tmp_path))
     defaults = tmp_path / "spark-defaults.conf"
@@ -36,6 +36,8 @@ def test_make_venv_sizes_the_local_driver_in_spark_defaults_and_leaves_the_admin
     assert settings.count(["spark.driver.extraJavaOptions", LOCAL_JAVA_OPTIONS]) == 1
     assert settings[0] == ["spark.eventLog.enabled", "true"]
     assert [k for k, _ in settings].count("spark.driver.extraClassPath") == 1
+    assert {k: spark_defaults()[k] for k in ("spark.driver.memory", "spark.driver.extraJavaOptions")} == {
+        "spark.driver.memory": local_driver_memory(), "spark.driver.extraJavaOptions": LOCAL_JAVA_OPTIONS}
     defaults.write_text("spark.driver.memory 3g\n")           # the admins chose: nothing is written
     assert install_local_defaults() is None
     assert defaults.read_text() == "spark.driver.memory 3g\n"

@@ -17,8 +17,9 @@ export PYSPARK_PYTHON := $(abspath $(PY))
 .PHONY: venv test demo serve bench eval-real study java browser clean cluster-up cluster-down
 
 venv: $(STAMP)
-	@# Spark's start-up notices off; spark-submit's local driver sized to this machine (spark-defaults.conf)
-	@$(PY) -c "from prodemb.spark import install_log4j2, install_local_defaults; install_log4j2(); install_local_defaults()"
+	@# Spark's start-up notices off; spark-submit's local driver sized to this machine and started from a
+	@# class-data archive (spark-defaults.conf; the archive is built once per JDK and Spark, ~30 s)
+	@$(PY) -c "from prodemb.spark import install_local_spark; install_local_spark()"
 
 # Headless Chromium renders the quality card in the tests (tests/test_card.py).
 browser:

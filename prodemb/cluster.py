@@ -356,13 +356,18 @@ def install_spark_defaults(jars: Path) -> Path | None:
     nothing and ships no jars to its executors (``--packages`` costs every application an Ivy resolution,
     and every executor a download of the jars). Replaces the block an earlier cluster-up wrote; a file whose
     own settings already set these keys is left alone (returns None)."""
+    from prodemb.class_data import spark_jars_classpath
     from prodemb.spark import write_defaults_block
 
     classpath = f"{Path(jars).absolute()}/*"
+    # The driver's list starts with Spark's own jars, as make venv's does (prodemb.class_data: the conf
+    # folder must come after them for the class-data archive); this replaces make venv's line.
+    driver = f"{spark_jars_classpath()}:{classpath}"
     return write_defaults_block(
         DEFAULTS_MARKER, "Delta Lake and s3a on the classpath of every Spark application of this install",
-        {"spark.driver.extraClassPath": classpath, "spark.executor.extraClassPath": classpath},
-        old_keys=_BLOCK_KEYS, advice=f"add {classpath} to them for Delta and s3a")
+        {"spark.driver.extraClassPath": driver, "spark.executor.extraClassPath": classpath},
+        old_keys=_BLOCK_KEYS, advice=f"add {classpath} to them for Delta and s3a",
+        supersedes={"spark.driver.extraClassPath": spark_jars_classpath()})
 
 
 def _selected(services) -> list[Service]:

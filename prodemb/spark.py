@@ -9,6 +9,7 @@ at 4.4.0), so the JVM side is pinned separately (``DELTA_JAR_VERSION``); the Pyt
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any, Mapping
@@ -237,23 +238,28 @@ def spark_defaults() -> dict[str, str]:
 
 
 def write_defaults_block(marker: str, comment: str, wanted: Mapping[str, str], *, old_keys: tuple[str, ...] = (),
-                         advice: str = "") -> Path | None:
+                         advice: str = "", optional: tuple[str, ...] = (),
+                         supersedes: Mapping[str, str] | None = None) -> Path | None:
     """Write ``wanted`` as one marked block of ``spark-defaults.conf`` (in ``spark_conf_dir()``), replacing
     the block an earlier call with the same ``marker`` wrote (the marker line and the settings of
     ``wanted`` or ``old_keys`` right after it). Other lines are the admins' and stay; when they already set
-    one of these keys the file is left alone (returns None, with a note naming the keys and ``advice``)."""
+    one of these keys the file is left alone (returns None, with a note naming the keys and ``advice``).
+    Keys in ``optional`` are left out, not fought over, where another line sets them. Lines equal to a
+    ``supersedes`` (key, value), wherever they are, are dropped: another block's setting this one extends."""
     path = spark_defaults_path()
-    ours = [f"{marker} {comment}", *(f"{k} {v}" for k, v in wanted.items())]
     lines = path.read_text().splitlines() if path.exists() else []
     block_keys = {*wanted, *old_keys}
     kept, in_block = [], False
     for ln in lines:     # drop the block an earlier call wrote (marker + the lines right after it)
         in_block = ln.startswith(marker) or (in_block and _setting(ln)[0] in block_keys)
-        if not in_block:
+        if not in_block and _setting(ln) not in (supersedes or {}).items():
             kept.append(ln)
-    if any(_setting(ln)[0] in wanted for ln in kept):
-        print(f"note: {path} already sets {', '.join(wanted)}; {advice}".rstrip("; "), file=sys.stderr)
+    elsewhere = {_setting(ln)[0] for ln in kept if not ln.lstrip().startswith("#")}
+    wanted = {k: v for k, v in wanted.items() if not (k in optional and k in elsewhere)}
+    if taken := sorted(elsewhere & set(wanted)):
+        print(f"note: {path} already sets {', '.join(taken)}; {advice}".rstrip("; "), file=sys.stderr)
         return None
+    ours = [f"{marker} {comment}", *(f"{k} {v}" for k, v in wanted.items())]
     if kept + ours != lines:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text("\n".join(kept + ours) + "\n")
@@ -267,15 +273,41 @@ LOCAL_JAVA_OPTIONS = "-XX:+UseParallelGC"
 LOCAL_DEFAULTS_MARKER = "# prodemb make venv:"
 
 
-def install_local_defaults() -> Path | None:
+def install_local_defaults(class_data: Path | None = None) -> Path | None:
     """``spark-submit`` of a local job starts its JVM before the job's code runs, so a profile's
     ``spark.driver.memory: auto`` cannot reach it: put this machine's local-mode settings into the Spark
     install's ``spark-defaults.conf`` (the driver gets half the memory and the throughput collector), as
-    Spark's own convention has it. Run by ``make venv``; settings the file already has are left alone."""
+    Spark's own convention has it. With ``class_data`` (``prodemb.class_data.build``), the driver's JVM also
+    starts from that class-data archive: its flags go to ``spark.driver.defaultJavaOptions``, which a job's
+    own ``extraJavaOptions`` add to rather than replace, and Spark's jars go first on the driver's class path
+    (a class path another setting already names is left as it is). Run by ``make venv``; settings the file
+    already has are left alone."""
+    wanted = {"spark.driver.memory": local_driver_memory(), "spark.driver.extraJavaOptions": LOCAL_JAVA_OPTIONS}
+    if class_data is not None:
+        from prodemb import class_data as cds
+
+        wanted |= {"spark.driver.defaultJavaOptions": cds.java_options(class_data),
+                   "spark.driver.extraClassPath": cds.spark_jars_classpath()}
     return write_defaults_block(
         LOCAL_DEFAULTS_MARKER, "local-mode settings sized to this machine (prodemb.spark.install_local_defaults)",
-        {"spark.driver.memory": local_driver_memory(), "spark.driver.extraJavaOptions": LOCAL_JAVA_OPTIONS},
+        wanted, old_keys=("spark.driver.defaultJavaOptions", "spark.driver.extraClassPath"),
+        optional=("spark.driver.defaultJavaOptions", "spark.driver.extraClassPath"),
         advice="pass --driver-memory to spark-submit yourself")
+
+
+def install_local_spark() -> None:
+    """``make venv``'s Spark set-up of this machine: quiet logging, the driver's class-data archive
+    (built once per JDK and Spark), and the local-mode defaults that use it. One line on stdout."""
+    from prodemb import class_data
+
+    install_log4j2()
+    try:
+        archive = class_data.build()
+    except (OSError, RuntimeError, subprocess.TimeoutExpired) as exc:
+        archive = None
+        print(f"warning: Spark will start without a class-data archive (slower start-up): {exc}", file=sys.stderr)
+    install_local_defaults(archive)
+    print(f"spark: {spark_defaults_path()}" + (f", class-data archive {archive.name}" if archive else ""))
 
 
 LOG4J2_CONFIG = Path(__file__).resolve().parent.parent / "conf" / "spark" / "log4j2.properties"

@@ -1,6 +1,8 @@
 """prodemb.spark's settings, without starting a JVM."""
 from __future__ import annotations
 
+from pathlib import Path
+
 from prodemb.spark import DELTA_EXCLUDES, local_driver_memory, resolve_conf, spark_conf
 
 
@@ -22,22 +24,70 @@ def test_delta_sessions_exclude_the_jars_pyspark_already_ships():
 
 
 def test_make_venv_sizes_the_local_driver_in_spark_defaults_and_leaves_the_admins_settings(tmp_path, monkeypatch):
-    from prodemb import cluster
+    from prodemb import class_data, cluster
     from prodemb.spark import LOCAL_JAVA_OPTIONS, install_local_defaults, spark_defaults
 
     monkeypatch.setenv("SPARK_CONF_DIR", str(tmp_path))
     defaults = tmp_path / "spark-defaults.conf"
     defaults.write_text("spark.eventLog.enabled true\n")
-    assert install_local_defaults() == defaults
+    archive = tmp_path / "driver.jsa"
+    assert install_local_defaults(archive) == defaults
+    assert spark_defaults()["spark.driver.extraClassPath"] == class_data.spark_jars_classpath()
+    assert spark_defaults()["spark.driver.defaultJavaOptions"] == class_data.java_options(archive)
     cluster.install_spark_defaults(tmp_path / "jars")          # cluster-up's block sits beside it
-    assert install_local_defaults() == defaults                # idempotent: its own block replaced, not added
+    assert install_local_defaults(archive) == defaults         # idempotent: its own block replaced, not added
     settings = [ln.split(None, 1) for ln in defaults.read_text().splitlines() if not ln.startswith("#")]
     assert settings.count(["spark.driver.memory", local_driver_memory()]) == 1
     assert settings.count(["spark.driver.extraJavaOptions", LOCAL_JAVA_OPTIONS]) == 1
     assert settings[0] == ["spark.eventLog.enabled", "true"]
+    # One driver class path: cluster-up's, which extends make venv's (Spark's jars, then Delta and s3a).
     assert [k for k, _ in settings].count("spark.driver.extraClassPath") == 1
+    assert spark_defaults()["spark.driver.extraClassPath"] == f"{class_data.spark_jars_classpath()}:{tmp_path}/jars/*"
     assert {k: spark_defaults()[k] for k in ("spark.driver.memory", "spark.driver.extraJavaOptions")} == {
         "spark.driver.memory": local_driver_memory(), "spark.driver.extraJavaOptions": LOCAL_JAVA_OPTIONS}
     defaults.write_text("spark.driver.memory 3g\n")           # the admins chose: nothing is written
     assert install_local_defaults() is None
     assert defaults.read_text() == "spark.driver.memory 3g\n"
+    defaults.write_text("spark.driver.extraClassPath /opt/site/*\n")   # theirs stays; the rest is written
+    assert install_local_defaults(archive) == defaults
+    assert spark_defaults()["spark.driver.extraClassPath"] == "/opt/site/*"
+    assert spark_defaults()["spark.driver.memory"] == local_driver_memory()
+
+
+def test_the_class_data_archive_starts_the_driver_from_spark_jars_first(tmp_path):
+    """The JDK refuses an archive when a non-empty folder precedes the jars: Spark's jars lead the class path."""
+    from prodemb import class_data
+
+    first, rest = class_data.spark_jars_classpath().split(":", 1)
+    assert first.endswith(".jar") and "slf4j-api" in first and rest.endswith("/jars/*")
+    options = class_data.java_options(tmp_path / "driver.jsa").split()
+    assert options[0] == f"-XX:SharedArchiveFile={tmp_path / 'driver.jsa'}" and "-Xlog:cds=off" in options
+
+
+def test_a_plain_spark_submit_loads_sparks_classes_from_the_archive_make_venv_built(tmp_path):
+    """What make venv installed, used as a user runs it: the driver's Spark classes come from the archive."""
+    import os
+    import subprocess
+    import sys
+
+    from prodemb import class_data
+    from prodemb.spark import spark_defaults
+
+    venv_bin = Path(sys.executable).parent
+    archive = class_data.archive_path()
+    assert archive.exists(), "make venv builds the class-data archive"
+    assert spark_defaults()["spark.driver.defaultJavaOptions"] == class_data.java_options(archive)
+    job = tmp_path / "job.py"
+    job.write_text("from pyspark.sql import SparkSession\n"
+                   "print(SparkSession.builder.getOrCreate().range(5).count())\n")
+    log = tmp_path / "classes.log"
+    done = subprocess.run([str(venv_bin / "spark-submit"), "--master", "local[1]", "--driver-java-options",
+                           f"-Xlog:class+load=info:file={log}", str(job)],
+                          capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PATH": f"{venv_bin}:{os.environ['PATH']}"})
+    assert done.returncode == 0 and done.stdout.strip().endswith("5"), done.stderr[-2000:]
+    loads = [ln for ln in log.read_text().splitlines() if " org.apache.spark." in ln]
+    shared = [ln for ln in loads if "source: shared objects file (top)" in ln]
+    from_jars = [ln for ln in loads if "source: jar:" in ln or "source: file:" in ln]   # (lambdas: neither)
+    assert len(shared) > 1000 and len(from_jars) < 0.1 * len(shared), (len(shared), len(from_jars))
+    assert "cds" not in done.stderr                      # the archive's notices stay off

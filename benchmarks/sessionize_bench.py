@@ -11,9 +11,10 @@ seen earlier in the session with probability 0.38, one Parquet file. At 10^7 cli
 Every contender is timed from process start to exit, as a scheduler runs it:
   * ``spark-submit --master local[cores] jobs/sessionize.py`` with the settings ``make venv`` puts in the
     venv's spark-defaults.conf (prodemb.spark.install_local_defaults: half the memory for the driver,
-    the throughput collector);
-  * the same with Spark's stock settings (a 1g driver, G1), and with ``--study`` with the sized driver
-    and G1 (what the collector alone moves);
+    the throughput collector, the class-data archive);
+  * the same with Spark's stock settings (a 1g driver, G1, no class-data archive), and with ``--study``
+    with the sized driver and G1 (what the collector alone moves) and without the class-data archive
+    (prodemb.class_data: what it alone moves);
   * DuckDB SQL of the session rules, pairs only (threads = cores);
   * DuckDB SQL of the full contract: quarantine, catalog, sessions and pairs.
 The warm figure (extra column) is the second of two runs of ``run_sessionize`` in one JVM: no
@@ -278,15 +279,21 @@ def main() -> int:
             _, out = timed([*peer, "--peer", "spark-warm", "--out", str(work / "spark-warm")], env)
             warm = json.loads(out)
         defaults = spark_defaults()
+        archive = "SharedArchiveFile" in defaults.get("spark.driver.defaultJavaOptions", "")
         rows.append((f"spark-submit jobs/sessionize.py (the venv's spark-defaults.conf: "
                      f"{defaults.get('spark.driver.memory', '1g')} driver, "
-                     f"{defaults.get('spark.driver.extraJavaOptions', 'G1')})", secs, report,
+                     f"{defaults.get('spark.driver.extraJavaOptions', 'G1')}"
+                     + (", class-data archive" if archive else "") + ")", secs, report,
                      warm["seconds"] if warm else None))
-        others = [] if args.skip_stock else [("1g", "Spark's stock settings: 1g driver, G1")]
-        others += [(memory, f"{memory} driver, G1")] if args.study else []
-        for heap, label in others:
-            secs, out = timed([*job, "--driver-memory", heap, "--driver-java-options", "-XX:+UseG1GC", *job_args,
-                               "--output", str(work / f"spark-{heap}")], env)
+        no_archive = ["--conf", "spark.driver.defaultJavaOptions="]
+        others = [] if args.skip_stock else [(["--driver-memory", "1g", "--driver-java-options", "-XX:+UseG1GC",
+                                               *no_archive], "Spark's stock settings: 1g driver, G1, no archive")]
+        if args.study:
+            others += [(["--driver-memory", memory, "--driver-java-options", "-XX:+UseG1GC"],
+                        f"{memory} driver, G1" + (", class-data archive" if archive else ""))]
+            others += [(no_archive, "the venv's settings without the class-data archive")] if archive else []
+        for i, (settings, label) in enumerate(others):
+            secs, out = timed([*job, *settings, *job_args, "--output", str(work / f"spark-{i}")], env)
             rows.append((f"spark-submit jobs/sessionize.py ({label})", secs, json.loads(out), None))
         for contract, label in (("pairs", "DuckDB SQL, pairs only"), ("full", "DuckDB SQL, all four tables")):
             secs, out = timed([*peer, "--peer", contract, "--out", str(work / f"duckdb-{contract}")], env)

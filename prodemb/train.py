@@ -131,6 +131,9 @@ def _train(data: TrainingData, model_cfg, cfg, vocab_size: int, rank: int, world
             if "forward_sync_buffers" in inspect.signature(DDP.__init__).parameters else {"broadcast_buffers": False}
         step_model = DDP(model, device_ids=[device.index] if device.type == "cuda" else None, **no_buffer_sync)
     if cfg.compile:
+        from prodemb.kernels.textcnn import keep_out_of_compiled_graphs
+
+        keep_out_of_compiled_graphs()
         step_model = torch.compile(step_model)
 
     # Everything the loop gathers from lives on the device once.

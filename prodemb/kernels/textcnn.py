@@ -13,10 +13,29 @@ import torch.nn.functional as F
 from torch import Tensor
 
 
-@torch.compiler.disable  # data-dependent block widths: torch.compile would recompile every step
 def text_cnn_max_pool(tokens: Tensor, weight: Tensor, padding_idx: int | None, kernel_sizes: tuple[int, ...],
                       params: list[Tensor]) -> Tensor:
     """[N, L] token ids → [N, F·K]; ``params`` = (w_k [F, E, k], b_k [F]) per kernel size."""
+    if _eager_under_compile is not None and torch.compiler.is_compiling():
+        return _eager_under_compile(tokens, weight, padding_idx, kernel_sizes, params)
+    return _text_cnn_max_pool(tokens, weight, padding_idx, kernel_sizes, params)
+
+
+# Data-dependent block widths: torch.compile would recompile every step, so a compiled model runs this kernel
+# eagerly. The wrapper is made only when a compile is asked for (keep_out_of_compiled_graphs): making it
+# imports torch._dynamo, about 1 s that every process loading the model would pay otherwise.
+_eager_under_compile = None
+
+
+def keep_out_of_compiled_graphs() -> None:
+    """Call before ``torch.compile`` of a model that uses this kernel (prodemb.train does)."""
+    global _eager_under_compile
+    if _eager_under_compile is None:
+        _eager_under_compile = torch.compiler.disable(_text_cnn_max_pool)
+
+
+def _text_cnn_max_pool(tokens: Tensor, weight: Tensor, padding_idx: int | None, kernel_sizes: tuple[int, ...],
+                       params: list[Tensor]) -> Tensor:
     if torch.is_grad_enabled() and (weight.requires_grad or any(p.requires_grad for p in params)):
         return _TextCNNMaxPool.apply(tokens, weight, padding_idx, kernel_sizes, *params)
     return _text_cnn_cpu(tokens, weight, params, kernel_sizes)

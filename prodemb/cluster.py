@@ -281,7 +281,7 @@ def _await(service: Service, state: Path, proc: subprocess.Popen, timeout: float
 DEFAULTS_MARKER = "# prodemb cluster-up:"
 # Settings an earlier cluster-up may have written in its block (older ones resolved packages per application).
 _BLOCK_KEYS = ("spark.jars.packages", "spark.jars.excludes", "spark.driver.extraClassPath",
-               "spark.executor.extraClassPath")
+               "spark.executor.extraClassPath", "spark.executor.defaultJavaOptions")
 RESOLVED = "_RESOLVED"   # written last into a jars folder: the resolution finished
 
 
@@ -356,18 +356,22 @@ def install_spark_defaults(jars: Path) -> Path | None:
     nothing and ships no jars to its executors (``--packages`` costs every application an Ivy resolution,
     and every executor a download of the jars). Replaces the block an earlier cluster-up wrote; a file whose
     own settings already set these keys is left alone (returns None)."""
-    from prodemb.class_data import spark_jars_classpath
+    from prodemb import class_data
     from prodemb.spark import write_defaults_block
 
     classpath = f"{Path(jars).absolute()}/*"
-    # The driver's list starts with Spark's own jars, as make venv's does (prodemb.class_data: the conf
-    # folder must come after them for the class-data archive); this replaces make venv's line.
-    driver = f"{spark_jars_classpath()}:{classpath}"
+    # Spark's own jars first, as make venv's driver has them (prodemb.class_data: the conf folder must come
+    # after them for the class-data archive); the driver's line replaces make venv's. The executors start
+    # from the same archive where it exists at the same path (the workers of this machine).
+    ours = class_data.spark_jars_classpath()
+    wanted = {f"spark.{side}.extraClassPath": f"{ours}:{classpath}" for side in ("driver", "executor")}
+    archive = class_data.archive_path()
+    if archive.exists():
+        wanted["spark.executor.defaultJavaOptions"] = class_data.java_options(archive)
     return write_defaults_block(
         DEFAULTS_MARKER, "Delta Lake and s3a on the classpath of every Spark application of this install",
-        {"spark.driver.extraClassPath": driver, "spark.executor.extraClassPath": classpath},
-        old_keys=_BLOCK_KEYS, advice=f"add {classpath} to them for Delta and s3a",
-        supersedes={"spark.driver.extraClassPath": spark_jars_classpath()})
+        wanted, old_keys=_BLOCK_KEYS, advice=f"add {classpath} to them for Delta and s3a",
+        optional=("spark.executor.defaultJavaOptions",), supersedes={"spark.driver.extraClassPath": ours})
 
 
 def _selected(services) -> list[Service]:

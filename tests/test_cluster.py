@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from prodemb import cluster
+from prodemb import class_data, cluster
 from prodemb.class_data import spark_jars_classpath
 from tests.conftest import REPO_ROOT
 
@@ -20,14 +20,17 @@ def test_installed_jars_go_on_every_classpath_once_and_foreign_settings_are_left
     assert cluster.install_spark_defaults(jars) == defaults                   # idempotent
     lines = defaults.read_text().splitlines()
     assert lines[0] == "spark.driver.memory 2g"                                # the admin's settings stay
-    assert lines.count(f"spark.executor.extraClassPath {jars}/*") == 1
-    # The driver's starts with Spark's own jars (the class-data archive needs the conf folder after them).
-    assert lines.count(f"spark.driver.extraClassPath {spark_jars_classpath()}:{jars}/*") == 1
+    # Both start with Spark's own jars (the class-data archive needs the conf folder after them).
+    for key in ("spark.driver.extraClassPath", "spark.executor.extraClassPath"):
+        assert lines.count(f"{key} {spark_jars_classpath()}:{jars}/*") == 1
+    # The executors of this machine's workers start from make venv's class-data archive.
+    archive = class_data.archive_path()
+    assert f"spark.executor.defaultJavaOptions {class_data.java_options(archive)}" in lines and archive.exists()
     # An older cluster-up's block (Ivy packages per application) is replaced, not added to.
     defaults.write_text(f"{cluster.DEFAULTS_MARKER} old\nspark.jars.packages io.delta:delta-spark_4.2_2.13:4.3.0\n"
                         "spark.jars.excludes org.slf4j:slf4j-api\n")
     cluster.install_spark_defaults(jars)
-    assert [ln.split()[0] for ln in defaults.read_text().splitlines()[1:]] == [
+    assert [ln.split()[0] for ln in defaults.read_text().splitlines()[1:]][:2] == [
         "spark.driver.extraClassPath", "spark.executor.extraClassPath"]
     defaults.write_text("spark.executor.extraClassPath /opt/site/*\n")
     assert cluster.install_spark_defaults(jars) is None

@@ -44,10 +44,15 @@ def services(tmp_path_factory):
         yield {"state": cluster.DEFAULT_STATE_DIR, "started_here": False}
         return
     state = tmp_path_factory.mktemp("cluster")
-    # cluster-up writes its Delta/s3a spark-defaults into SPARK_CONF_DIR: a folder of this test's, so the
-    # venv's pyspark (and every later Spark test) is left as it was.
+    # cluster-up writes its Delta/s3a spark-defaults into SPARK_CONF_DIR: a copy of the venv's conf folder as
+    # make venv left it (logging, the local block, the class-data archive), so the venv's pyspark (and every
+    # later Spark test) is left as it was.
+    from prodemb.spark import spark_conf_dir
+
     saved = os.environ.get("SPARK_CONF_DIR")
-    os.environ["SPARK_CONF_DIR"] = str(tmp_path_factory.mktemp("spark-conf"))
+    conf = tmp_path_factory.mktemp("spark-conf")
+    shutil.copytree(spark_conf_dir(), conf, dirs_exist_ok=True)
+    os.environ["SPARK_CONF_DIR"] = str(conf)
     try:
         cluster.up(state)
         try:
@@ -211,6 +216,14 @@ def test_pipeline_on_the_cluster(services, tmp_path, monkeypatch):
         # The executors imported this package from what the driver shipped, not from the repository.
         shipped = re.findall(r'"executor_package": "([^"]+)"', text)
         assert shipped and all(not p.startswith(str(REPO_ROOT)) and ".zip" in p for p in shipped), shipped
+        # The executors of this machine's workers started from the class-data archive, Spark's jars first.
+        if services["started_here"]:
+            from prodemb import class_data
+
+            launches = [f.read_text().split("\n", 1)[0] for f in
+                        Path(services["state"]).glob("spark-work/*/app-*/*/stderr")]
+            assert launches and all(f'"-XX:SharedArchiveFile={class_data.archive_path()}"' in ln
+                                    and f'"-cp" "{class_data.spark_jars_classpath()}:' in ln for ln in launches)
 
         # Training talked to the tracking server over HTTP and registered exactly one version.
         # Both URIs given: a registry URI that an earlier test in this process set must not answer instead.

@@ -1,9 +1,10 @@
 """The JVM class-data archive of the local Spark driver: a spark-submit's JVM maps the classes Spark loads
-at start (about 15,000 of them, parsed and verified once, at ``make venv``) instead of reading them from
+at start (about 12,000 of them, parsed and verified once, at ``make venv``) instead of reading them from
 the jars.
 
-A trivial ``spark-submit --master local[2]`` takes 3.6 s instead of 7.0 s on 2 cores with it
-(benchmarks/RESULTS.md, "Spark start-up"). The JVM's dynamic archive (``-XX:ArchiveClassesAtExit``, JDK 13+)
+A trivial ``spark-submit --master local[2]`` takes 4.3 s instead of 7.0 s on 2 cores with it
+(benchmarks/RESULTS.md, "Spark start-up"). cluster-up gives it to the executors of this machine's workers
+too (prodemb.cluster.install_spark_defaults). The JVM's dynamic archive (``-XX:ArchiveClassesAtExit``, JDK 13+)
 records the classes one run loads; later JVMs load them with ``-XX:SharedArchiveFile``.
 
 One rule of the JDK shapes the settings: no directory that holds files may come before a jar that

@@ -36,6 +36,17 @@ def _mlflow_variables_as_the_test_found_them(monkeypatch):
             monkeypatch.delenv(name)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _one_torch_thread_per_test_worker():
+    """make test runs one test process per core (pytest-xdist): training in it uses that core, not every core
+    (two processes × two threads on two cores spend CPU waiting on each other). Subprocesses keep their own
+    settings: OMP_NUM_THREADS is left alone, so Spark's Python workers still get Spark's."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        import torch
+
+        torch.set_num_threads(1)
+
+
 @pytest.fixture(scope="session")
 def spark():
     from prodemb.spark import get_spark

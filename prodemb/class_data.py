@@ -74,11 +74,12 @@ def _java() -> str:
 
 def archive_path(home: Path | None = None) -> Path:
     """Where the archive of this Spark and this JDK lives: beside Spark's jars, named by the JDK's build and
-    the jars folder's listing, so another JDK or Spark gets (and needs) an archive of its own."""
+    the jars (names, sizes, times), so another JDK or Spark gets (and needs) an archive of its own."""
     home = Path(home or spark_home())
     env = {k: v for k, v in os.environ.items() if k not in ("JDK_JAVA_OPTIONS", "JAVA_TOOL_OPTIONS")}
     version = subprocess.run([_java(), "-version"], capture_output=True, text=True, env=env).stderr
-    jars = sorted(f"{p.name}:{p.stat().st_size}" for p in (home / "jars").glob("*.jar"))
+    # The JVM checks each jar's size and time against the archive: a reinstalled Spark needs a new one.
+    jars = sorted(f"{p.name}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in (home / "jars").glob("*.jar"))
     key = hashlib.sha256("\n".join([version, *jars]).encode()).hexdigest()[:12]
     return home / "class-data" / f"driver-{key}.jsa"
 
@@ -86,6 +87,16 @@ def archive_path(home: Path | None = None) -> Path:
 def java_options(archive: Path) -> str:
     """The driver's JVM flags that use ``archive``; a JVM that cannot use it says nothing and goes on."""
     return f"-XX:SharedArchiveFile={archive} -Xlog:cds=off -Xlog:cds+dynamic=off"
+
+
+def dump_command(home: Path, archive: Path, script: Path) -> list[str]:
+    """The spark-submit that runs ``script`` and writes the classes it loaded to ``archive`` at exit."""
+    return [str(home / "bin" / "spark-submit"), "--master", "local[2]",
+            "--conf", f"spark.driver.extraClassPath={spark_jars_classpath(home)}",
+            # Not on top of an earlier archive, which spark-defaults names: the JVM dumps on the JDK's alone.
+            "--conf", "spark.driver.defaultJavaOptions=",
+            "--driver-java-options", f"-XX:ArchiveClassesAtExit={archive} -Xlog:cds=off -Xlog:cds+dynamic=off",
+            str(script)]
 
 
 def build(home: Path | None = None, timeout: float = 300.0) -> Path:
@@ -103,10 +114,7 @@ def build(home: Path | None = None, timeout: float = 300.0) -> Path:
         env = {**os.environ, "SPARK_LOCAL_IP": os.environ.get("SPARK_LOCAL_IP", "127.0.0.1"),
                "PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable}
         env.pop("JDK_JAVA_OPTIONS", None)
-        cmd = [str(home / "bin" / "spark-submit"), "--master", "local[2]",
-               "--conf", f"spark.driver.extraClassPath={spark_jars_classpath(home)}",
-               "--driver-java-options", f"-XX:ArchiveClassesAtExit={partial} -Xlog:cds=off -Xlog:cds+dynamic=off",
-               str(script)]
+        cmd = dump_command(home, partial, script)
         done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
         if done.returncode != 0 or not partial.exists():
             partial.unlink(missing_ok=True)

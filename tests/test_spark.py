@@ -62,6 +62,13 @@ def test_the_class_data_archive_starts_the_driver_from_spark_jars_first(tmp_path
     assert first.endswith(".jar") and "slf4j-api" in first and rest.endswith("/jars/*")
     options = class_data.java_options(tmp_path / "driver.jsa").split()
     assert options[0] == f"-XX:SharedArchiveFile={tmp_path / 'driver.jsa'}" and "-Xlog:cds=off" in options
+    # A rebuild (another JDK or Spark) dumps on the JDK's archive alone, not on the one spark-defaults names:
+    # the JVM refuses to dump on top of a dynamic archive.
+    cmd = class_data.dump_command(tmp_path, tmp_path / "new.jsa", tmp_path / "job.py")
+    conf = {cmd[i + 1].split("=", 1)[0]: cmd[i + 1].split("=", 1)[1] for i, a in enumerate(cmd) if a == "--conf"}
+    assert conf == {"spark.driver.extraClassPath": class_data.spark_jars_classpath(tmp_path),
+                    "spark.driver.defaultJavaOptions": ""}
+    assert f"-XX:ArchiveClassesAtExit={tmp_path / 'new.jsa'}" in cmd[cmd.index("--driver-java-options") + 1]
 
 
 def test_a_plain_spark_submit_loads_sparks_classes_from_the_archive_make_venv_built(tmp_path):

@@ -1,12 +1,13 @@
 """Sessionize as users run it: whole processes, the Spark job against DuckDB peers, on one Parquet file.
 
     python benchmarks/sessionize_bench.py [--clicks 10000000] [--cores 2] [--input uniform|synth]
-                                          [--skip-warm] [--skip-default-memory] [--workdir DIR]
+                                          [--skip-warm] [--skip-stock] [--study] [--workdir DIR]
+    python benchmarks/sessionize_bench.py --workdir DIR --pairs-encodings
 
 Input (not timed): ``uniform`` (default) is the scale workload: 250,000 users and products, titles of 5
 random words from 20,000, geometric session lengths (mean 6) in which a click goes back to a product
 seen earlier in the session with probability 0.38, one Parquet file. At 10^7 clicks it gives
-1,653,545 sessions and 15,787,772 pairs. ``synth`` is the project's own generator (prodemb.synth).
+1,653,660 sessions and 15,774,343 pairs. ``synth`` is the project's own generator (prodemb.synth).
 
 Every contender is timed from process start to exit, as a scheduler runs it:
   * ``spark-submit --master local[cores] jobs/sessionize.py`` with the settings ``make venv`` puts in the
@@ -30,7 +31,6 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -38,6 +38,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from whole_process import timed, venv_env  # noqa: E402  (benchmarks/whole_process.py)
 
 TARGET_CLICKS_PER_CORE = 150_000
 TARGET_RATIO = 2.0
@@ -208,16 +210,6 @@ def pairs_encodings(sessions_dir: Path, out: Path, cores: int, repeats: int = 2)
         print(f"| {label} | {best:.1f} | {size:.0f} |")
 
 
-def timed(cmd: list[str], env: dict | None = None) -> tuple[float, str]:
-    """Wall seconds of a whole process, and its stdout (the process must succeed)."""
-    t0 = time.perf_counter()
-    done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
-    seconds = time.perf_counter() - t0
-    if done.returncode != 0:
-        raise SystemExit(f"failed ({done.returncode}): {' '.join(cmd)}\n{done.stderr[-2000:]}")
-    return seconds, done.stdout
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--clicks", type=int, default=10_000_000)
@@ -225,7 +217,8 @@ def main() -> int:
     ap.add_argument("--input", choices=["uniform", "synth"], default="uniform")
     ap.add_argument("--skip-warm", action="store_true", help="no in-JVM warm figure")
     ap.add_argument("--skip-stock", action="store_true", help="no run with Spark's stock settings (1g, G1)")
-    ap.add_argument("--study", action="store_true", help="also the sized driver with G1")
+    ap.add_argument("--study", action="store_true",
+                    help="also the sized driver with G1, and the venv's settings without the class-data archive")
     ap.add_argument("--pairs-encodings", action="store_true",
                     help="time the pairs write alone under several Parquet settings (needs --workdir of a run)")
     ap.add_argument("--workdir", default=None, help="where to put data (default: a temp folder, removed)")
@@ -265,8 +258,7 @@ def main() -> int:
             source = work / "synth" / "clicks"
         print(f"input: {args.clicks:,} clicks ({args.input}) ready in {time.perf_counter() - t:.1f}s (not timed)")
 
-        env = {**os.environ, "SPARK_LOCAL_IP": "127.0.0.1"}
-        env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"   # the venv's spark-submit
+        env = venv_env()
         job = ["spark-submit", "--master", f"local[{args.cores}]"]
         job_args = ["jobs/sessionize.py", "--input", str(source), "--input-format", "clicks", "--json"]
         peer = [sys.executable, str(Path(__file__).resolve()), "--cores", str(args.cores), "--source", str(source)]

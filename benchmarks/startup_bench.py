@@ -15,26 +15,17 @@ apart (cold page cache for the archive or the jars).
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from whole_process import timed, venv_env  # noqa: E402  (benchmarks/whole_process.py)
+
 TRIVIAL = "from pyspark.sql import SparkSession\nprint(SparkSession.builder.getOrCreate().range(10).count())\n"
-
-
-def timed(cmd: list[str], env: dict) -> float:
-    t0 = time.perf_counter()
-    done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
-    if done.returncode != 0:
-        raise SystemExit(f"failed ({done.returncode}): {' '.join(cmd)}\n{done.stderr[-2000:]}")
-    return time.perf_counter() - t0
 
 
 def main() -> int:
@@ -51,9 +42,7 @@ def main() -> int:
     options = spark_defaults().get("spark.driver.defaultJavaOptions", "")
     if not archive.exists() or str(archive) not in options:
         raise SystemExit(f"no class-data archive in use ({archive}): run make venv first")
-    env = {**os.environ, "SPARK_LOCAL_IP": "127.0.0.1"}
-    env.pop("JDK_JAVA_OPTIONS", None)
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"   # the venv's spark-submit
+    env = venv_env()
     with tempfile.TemporaryDirectory(prefix="prodemb-startup-") as tmp:
         work = Path(tmp)
         (work / "trivial.py").write_text(TRIVIAL)
@@ -74,7 +63,7 @@ def main() -> int:
             times: dict[str, list[float]] = {c: [] for c in contenders}
             for _ in range(args.repeats):
                 for label, extra in contenders.items():
-                    times[label].append(timed(["spark-submit", "--master", "local[2]", *extra, *job], env))
+                    times[label].append(timed(["spark-submit", "--master", "local[2]", *extra, *job], env)[0])
             med = {c: statistics.median(t) for c, t in times.items()}
             with_s, without_s = med.values()
             print(f"| {name} | {with_s:.2f} | {without_s:.2f} | {without_s / with_s:.2f}× | "

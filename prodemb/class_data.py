@@ -84,9 +84,13 @@ def archive_path(home: Path | None = None) -> Path:
     return home / "class-data" / f"driver-{key}.jsa"
 
 
+# The archive's own notices (a JVM that cannot use it, classes it cannot hold) stay off.
+QUIET = "-Xlog:cds=off -Xlog:cds+dynamic=off"
+
+
 def java_options(archive: Path) -> str:
     """The driver's JVM flags that use ``archive``; a JVM that cannot use it says nothing and goes on."""
-    return f"-XX:SharedArchiveFile={archive} -Xlog:cds=off -Xlog:cds+dynamic=off"
+    return f"-XX:SharedArchiveFile={archive} {QUIET}"
 
 
 def dump_command(home: Path, archive: Path, script: Path) -> list[str]:
@@ -95,7 +99,7 @@ def dump_command(home: Path, archive: Path, script: Path) -> list[str]:
             "--conf", f"spark.driver.extraClassPath={spark_jars_classpath(home)}",
             # Not on top of an earlier archive, which spark-defaults names: the JVM dumps on the JDK's alone.
             "--conf", "spark.driver.defaultJavaOptions=",
-            "--driver-java-options", f"-XX:ArchiveClassesAtExit={archive} -Xlog:cds=off -Xlog:cds+dynamic=off",
+            "--driver-java-options", f"-XX:ArchiveClassesAtExit={archive} {QUIET}",
             str(script)]
 
 

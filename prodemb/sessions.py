@@ -259,6 +259,16 @@ def build_catalog(clicks: DataFrame, language: str = "es") -> DataFrame:
 
 # --- the job: I/O at the edge ------------------------------------------------------------------
 
+def observed(observation, recount) -> dict:
+    """An Observation's metrics once its action ran; ``recount()`` (a one-row DataFrame of the same metrics)
+    where Spark recorded none: it skips them for a plan the optimizer proved empty. Nulls read as 0."""
+    try:
+        got = observation.get
+    except Exception:
+        got = None
+    return {k: v or 0 for k, v in (got or recount().first().asDict()).items()}
+
+
 def interval_label(start: datetime) -> str:
     return start.strftime("%Y%m%dT%H%M%S")
 
@@ -330,15 +340,8 @@ def sessionize_tables(spark, input_path: str, input_format: str, output_dir: str
         return df.observe(observations[name], F.count(F.lit(1)).alias("rows"), *more)
 
     def observed_counts(name: str) -> dict:
-        try:
-            got = observations[name].get
-        except Exception:  # no metrics (a plan Spark proved empty): count the written table instead
-            got = None
-        if not got:
-            table = this_run(name)
-            got = table.agg(F.count(F.lit(1)).alias("rows"),
-                            *([F.sum("n_events").alias("events")] if name == "sessions" else [])).first().asDict()
-        return {k: v or 0 for k, v in got.items()}
+        return observed(observations[name], lambda: this_run(name).agg(
+            F.count(F.lit(1)).alias("rows"), *([F.sum("n_events").alias("events")] if name == "sessions" else [])))
 
     def variants_of(rows: DataFrame) -> DataFrame:
         return title_variants(valid_clicks(rows), cfg.language, cfg.max_title_chars)
@@ -352,10 +355,7 @@ def sessionize_tables(spark, input_path: str, input_format: str, output_dir: str
     try:
         # One job fills the cache and counts the rows of bad variants.
         n_bad_variant_rows = variants.agg(F.sum(F.when(F.col("reason").isNotNull(), F.col("n")))).first()[0] or 0
-        try:
-            counts = dict(counted.get)
-        except Exception:  # Spark skips the metrics when the optimizer proves the input empty
-            counts = tagged.agg(*counters).first().asDict()
+        counts = observed(counted, lambda: tagged.agg(*counters))
         bad = variants.where(F.col("reason").isNotNull()).drop("title_norm")
         # No bad title: the passes below never read the title column (nor join on it).
         final = with_variant_reason(tagged, bad) if n_bad_variant_rows else tagged

@@ -267,27 +267,27 @@ def write_defaults_block(marker: str, comment: str, wanted: Mapping[str, str], *
 
 
 # Batch jobs on a few cores: the throughput collector beats G1 (the default), whose concurrent threads compete
-# with the tasks for the cores. 10^7 clicks, whole spark-submit on 2 cores, same heap: 91 s vs 134 s with G1
-# (benchmarks/RESULTS.md, sessionize_bench.py --study).
+# with the tasks for the cores. 10^7 clicks, whole spark-submit on 2 cores, same heap: 43.8 s vs 47.0 s with G1
+# (benchmarks/RESULTS.md, sessionize_bench.py --study; 91 vs 134 s in an earlier run on a slower machine state).
 LOCAL_JAVA_OPTIONS = "-XX:+UseParallelGC"
 LOCAL_DEFAULTS_MARKER = "# prodemb make venv:"
 
 
-def install_local_defaults(class_data: Path | None = None) -> Path | None:
+def install_local_defaults(archive: Path | None = None) -> Path | None:
     """``spark-submit`` of a local job starts its JVM before the job's code runs, so a profile's
     ``spark.driver.memory: auto`` cannot reach it: put this machine's local-mode settings into the Spark
     install's ``spark-defaults.conf`` (the driver gets half the memory and the throughput collector), as
-    Spark's own convention has it. With ``class_data`` (``prodemb.class_data.build``), the driver's JVM also
+    Spark's own convention has it. With ``archive`` (``prodemb.class_data.build``), the driver's JVM also
     starts from that class-data archive: its flags go to ``spark.driver.defaultJavaOptions``, which a job's
     own ``extraJavaOptions`` add to rather than replace, and Spark's jars go first on the driver's class path
     (a class path another setting already names is left as it is). Run by ``make venv``; settings the file
     already has are left alone."""
     wanted = {"spark.driver.memory": local_driver_memory(), "spark.driver.extraJavaOptions": LOCAL_JAVA_OPTIONS}
-    if class_data is not None:
-        from prodemb import class_data as cds
+    if archive is not None:
+        from prodemb import class_data
 
-        wanted |= {"spark.driver.defaultJavaOptions": cds.java_options(class_data),
-                   "spark.driver.extraClassPath": cds.spark_jars_classpath()}
+        wanted |= {"spark.driver.defaultJavaOptions": class_data.java_options(archive),
+                   "spark.driver.extraClassPath": class_data.spark_jars_classpath()}
     return write_defaults_block(
         LOCAL_DEFAULTS_MARKER, "local-mode settings sized to this machine (prodemb.spark.install_local_defaults)",
         wanted, old_keys=("spark.driver.defaultJavaOptions", "spark.driver.extraClassPath"),

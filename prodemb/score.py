@@ -130,8 +130,12 @@ def embed_batches(model_dir: str, dim: int, shipped: str | None = None):
     from prodemb.vectors import OK, problem_codes, reason_names
 
     def run(batches):
-        model = _load_cached(_worker_path(shipped) if shipped else model_dir)
+        model = None
         for batch in batches:
+            if batch.num_rows == 0:
+                continue
+            if model is None:   # loaded on the first row: a partition with nothing to embed loads no model
+                model = _load_cached(_worker_path(shipped) if shipped else model_dir)
             titles = [t if isinstance(t, str) else "" for t in batch.column("title").to_pylist()]
             vectors, n_tokens = _embed(model, titles)
             vectors = np.ascontiguousarray(vectors, dtype=np.float32)

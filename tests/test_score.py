@@ -46,3 +46,19 @@ def test_each_python_worker_gets_one_torch_thread(spark):
         yield os.environ.get("OMP_NUM_THREADS"), torch.get_num_threads()
 
     assert set(spark.sparkContext.parallelize(range(4), 2).mapPartitions(threads).collect()) == {("1", 1)}
+
+
+def test_a_partition_with_nothing_to_embed_loads_no_model(tmp_path):
+    """Incremental scoring leaves most partitions empty: their workers must not pay for a model load. The
+    folder here holds no model, so a load would fail."""
+    import pyarrow as pa
+
+    from prodemb.score import CONTENT_HASH, embed_batches
+
+    run = embed_batches(str(tmp_path / "no-model"), 4)
+    empty = pa.RecordBatch.from_pydict({"site": pa.array([], pa.string()), "product_id": pa.array([], pa.string()),
+                                        "title": pa.array([], pa.string()), CONTENT_HASH: pa.array([], pa.int64())})
+    assert list(run(iter([]))) == [] and list(run(iter([empty]))) == []
+    one = pa.RecordBatch.from_pydict({"site": ["A"], "product_id": ["p1"], "title": ["mesa"], CONTENT_HASH: [1]})
+    with pytest.raises(Exception, match="no-model"):   # a row to embed: the model is loaded (and missing here)
+        list(run(iter([one])))

@@ -66,22 +66,14 @@ endif
 demo: venv
 ifeq ($(DATA),)
 	$(PY) -m prodemb.synth --out data/synth --clicks $(CLICKS)
-	$(PY) jobs/sessionize.py --input data/synth/clicks --input-format clicks --output $(OUT)
-else
-	$(PY) jobs/sessionize.py --input $(DATA) --input-format $(FORMAT) --output $(OUT)
 endif
-	$(PY) jobs/train_tokenizer.py --data $(OUT) --output $(TOKENIZER)
-	$(PY) jobs/train.py --data $(OUT) --tokenizer $(TOKENIZER) --profile small --mlflow-uri $(MLFLOW_URI)
-ifneq ($(strip $(EVAL_TASKS)),)
-	$(PY) jobs/promote.py $(EVAL_TASKS) --mlflow-uri $(MLFLOW_URI)
-endif
-	$(PY) jobs/score.py --data $(OUT) --mlflow-uri $(MLFLOW_URI)
-	$(PY) jobs/publish.py --data $(OUT) --no-progress
-ifneq ($(strip $(EVAL_TASKS)),)
-	$(PY) jobs/evaluate.py --model-uri models:/prodemb-encoder@champion $(EVAL_TASKS) --methods $(EVAL_METHODS) \
-		--samples 3 --data $(OUT) --mlflow-uri $(MLFLOW_URI) --output $(EVAL_OUT) --no-progress
-else
-	@echo "(no downstream tasks known for FORMAT=$(FORMAT): evaluation skipped; set EVAL_TASKS='--task NAME=PATH')"
+	@# The pipeline's stages in the DAG's order (prodemb.pipeline), once over the whole log, the `small` model.
+	$(PY) -m prodemb.pipeline --input $(or $(DATA),data/synth/clicks) --input-format $(if $(DATA),$(FORMAT),clicks) \
+		--output $(OUT) --tokenizer $(TOKENIZER) --mlflow-uri $(MLFLOW_URI) --eval-output $(EVAL_OUT) \
+		$(if $(strip $(EVAL_TASKS)),$(EVAL_TASKS),--no-tasks) --evaluate "--methods $(EVAL_METHODS) --samples 3" \
+		--set model.profile=small
+ifeq ($(strip $(EVAL_TASKS)),)
+	@echo "(no downstream tasks known for FORMAT=$(FORMAT): evaluation and the gate skipped; set EVAL_TASKS='--task NAME=PATH')"
 endif
 	@pid=$$($(PY) -c "import os, pyarrow.dataset as d; t = d.dataset(os.path.realpath('$(OUT)/catalog')).to_table(columns=['product_id','n_events']).to_pandas(); print(t.sort_values('n_events').product_id.iloc[-1])"); \
 	echo; echo "== Feast online lookup of product $$pid =="; $(PY) jobs/lookup.py --product-id $$pid; \

@@ -4,6 +4,9 @@
                       │                                              └──▶ evaluate       ▲
                       └──────────────────────────────────────────────────────────────────┘
 
+The stages, their order and their jobs' arguments come from ``prodemb.pipeline`` (which ``make demo``
+runs too); this file makes Airflow tasks of them.
+
 Settings come from the ``schedule:`` block (and ``paths``, ``mlflow``, ``spark``, ...) of the same
 ``conf/`` profiles the jobs use: ``PRODEMB_PROFILE`` picks the profile when the file is parsed, and
 ``PRODEMB_OVERRIDES`` (one ``section.key=value`` per line) adds overrides. Every job gets the same
@@ -70,12 +73,12 @@ from airflow.sdk import DAG, CronDataIntervalTimetable  # noqa: E402
 
 from prodemb import fs  # noqa: E402
 from prodemb.config import load_config  # noqa: E402
+from prodemb.pipeline import STAGES, Context, downstream, stage_args  # noqa: E402
 from prodemb.registry import site_model_name  # noqa: E402
 from prodemb.spark import delta_package_conf, resolve_conf, uses_s3a  # noqa: E402
 
 DAG_ID = "prodemb"
-TASK_IDS = ("sessionize", "consolidate", "retrain_due", "train_tokenizer", "train", "evaluate", "promote",
-            "score", "publish")
+TASK_IDS = tuple(stage.name for stage in STAGES)
 
 
 def env_overrides(raw: str | None = None) -> list[str]:
@@ -231,38 +234,38 @@ with DAG(
     tags=["prodemb"],
     doc_md=__doc__,
 ) as dag:
-    sessionize = spark_job(
-        "sessionize", "jobs/sessionize.py", "--input", SOURCE, "--input-format", S.source_format,
-        "--output", INTERVALS, "--format", CFG.sessions.format, "--start", "{{ data_interval_start.isoformat() }}",
-        "--end", "{{ data_interval_end.isoformat() }}")
-    consolidate = spark_job("consolidate", "jobs/consolidate.py", "--intervals", INTERVALS,
-                            "--output", DATA)
-    due = ShortCircuitOperator(task_id="retrain_due", python_callable=retrain_due,
-                               op_kwargs={"cron": S.retrain_cron}, ignore_downstream_trigger_rules=False,
-                               retries=S.task_retries.get("retrain_due", S.retries))
     tokenizer = word(f"{WORK}/tokenizers/", "$PRODEMB_INTERVAL", "/tokenizer.model")
-    train_tokenizer = python_job("train_tokenizer", "jobs/train_tokenizer.py", "--data", DATA, "--output", tokenizer)
-    # One model per site (`sites:`): train, evaluate and promote map over the sites; score scores every
-    # site with its own champion and publish keys the vectors by (site, product_id).
-    train = per_site_job("train", "jobs/train.py", lambda site: [
-        "--data", DATA, "--tokenizer", tokenizer, "--mlflow-uri", MLFLOW_URI, "--run-key", word("$PRODEMB_RUN_KEY"),
-        "--no-progress", *(["--site", site] if site else [])],
-        queue=S.train_queue, **({"pool": S.train_pool} if S.train_pool else {}))
-    evaluate = per_site_job("evaluate", "jobs/evaluate.py", lambda site: [
-        "--model-uri", f"models:/{model_of(site)}@candidate",
-        "--output", word(f"{WORK}/eval/", "$PRODEMB_INTERVAL", *([f"/{site}"] if site else [])), "--data", DATA,
-        "--mlflow-uri", MLFLOW_URI, "--no-progress", "--keep-going"])
-    promote = per_site_job("promote", "jobs/promote.py", lambda site: [
-        "--mlflow-uri", MLFLOW_URI, "--model-name", model_of(site)])
-    score = spark_job("score", "jobs/score.py", "--data", DATA, "--mlflow-uri", MLFLOW_URI,
-                      trigger_rule="all_done_min_one_success")
-    publish = python_job("publish", "jobs/publish.py", "--data", DATA, "--no-progress")
-
-    # evaluate is a reporting leaf: its failure fails the run but blocks neither promotion nor scoring
-    # (the gate scores the candidate itself). score (all_done_min_one_success) runs after consolidate
-    # succeeded and promote ended in any state: success, skipped (no retraining today) or failed /
-    # upstream_failed (training or the gate failed: the champion in place scores). Its only other
-    # upstream is consolidate, which is upstream of promote too: when consolidate fails nothing succeeds.
-    sessionize >> consolidate >> due >> train_tokenizer >> train >> promote >> score >> publish
-    train >> evaluate
-    consolidate >> score
+    ctx = Context(
+        source=SOURCE, source_format=S.source_format, tables=DATA, table_format=CFG.sessions.format,
+        tokenizer=tokenizer, mlflow_uri=MLFLOW_URI, intervals=INTERVALS,
+        start="{{ data_interval_start.isoformat() }}", end="{{ data_interval_end.isoformat() }}",
+        run_key=word("$PRODEMB_RUN_KEY"), model_name=model_of,
+        eval_output=lambda site: word(f"{WORK}/eval/", "$PRODEMB_INTERVAL", *([f"/{site}"] if site else [])))
+    tasks = {}
+    for stage in STAGES:
+        if stage.job is None:   # retrain_due: the scheduler's own decision
+            tasks[stage.name] = ShortCircuitOperator(
+                task_id=stage.name, python_callable=retrain_due, op_kwargs={"cron": S.retrain_cron},
+                ignore_downstream_trigger_rules=False, retries=S.task_retries.get(stage.name, S.retries))
+        elif stage.spark:
+            # score (all_done_min_one_success) runs after consolidate succeeded and promote ended in any
+            # state: success, skipped (no retraining today) or failed / upstream_failed (training or the gate
+            # failed: the champion in place scores). Its only other upstream is consolidate, which is
+            # upstream of promote too: when consolidate fails nothing succeeds.
+            tasks[stage.name] = spark_job(stage.name, stage.job, *stage_args(stage.name, ctx),
+                                          **({"trigger_rule": "all_done_min_one_success"}
+                                             if stage.name == "score" else {}))
+        elif stage.per_site:
+            # One model per site (`sites:`): train, evaluate and promote map over the sites; score scores
+            # every site with its own champion and publish keys the vectors by (site, product_id).
+            placement = {"queue": S.train_queue, **({"pool": S.train_pool} if S.train_pool else {})} \
+                if stage.name == "train" else {}
+            tasks[stage.name] = per_site_job(stage.name, stage.job,
+                                             lambda site, name=stage.name: stage_args(name, ctx, site), **placement)
+        else:
+            tasks[stage.name] = python_job(stage.name, stage.job, *stage_args(stage.name, ctx))
+    # evaluate is a reporting leaf (blocking=False): nothing waits for it, so its failure fails the run
+    # but blocks neither promotion nor scoring (the gate scores the candidate itself).
+    for name, after in downstream().items():
+        for next_name in after:
+            tasks[name] >> tasks[next_name]

@@ -45,6 +45,7 @@ $(STAMP): pyproject.toml | java
 TEST_WORKERS ?= 2
 test: venv browser
 	$(PY) -m ruff check --quiet .
+	$(PY) -m ruff format --check --quiet .
 	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 TOKENIZER ?= runs/tokenizer.model

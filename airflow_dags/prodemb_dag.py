@@ -53,6 +53,7 @@ the tasks stop with a clear message when it is not defined (the provider would f
 Celery queue ``schedule.train_queue`` (a GPU worker) in pool ``schedule.train_pool``. See
 airflow_dags/README.md for running it, the cluster profile and a KubernetesPodOperator variant.
 """
+
 from __future__ import annotations
 
 import os
@@ -111,8 +112,10 @@ PYTHON = S.python or sys.executable
 # --json: each job's whole report goes to the task log (a person at a terminal gets one summary line).
 CONFIG_ARGS = ["--config-profile", CFG.profile, *[x for o in OVERRIDES for x in ("--set", o)], "--json"]
 if set(S.task_retries) - set(TASK_IDS):
-    raise ValueError(f"schedule.task_retries names unknown tasks {sorted(set(S.task_retries) - set(TASK_IDS))} "
-                     f"(tasks: {list(TASK_IDS)})")
+    raise ValueError(
+        f"schedule.task_retries names unknown tasks {sorted(set(S.task_retries) - set(TASK_IDS))} "
+        f"(tasks: {list(TASK_IDS)})"
+    )
 
 # Jinja: the run's interval. The label is sessionize's partition name (prodemb.sessions.interval_label).
 INTERVAL = "{{ data_interval_start.strftime('%Y%m%dT%H%M%S') }}"
@@ -162,23 +165,38 @@ def require_spark_connection(context=None) -> None:
     except AirflowNotFoundException:
         raise RuntimeError(
             f"Airflow connection {S.spark_conn_id!r} is not defined; locally: export AIRFLOW_CONN_"
-            f"{S.spark_conn_id.upper()}='{{\"conn_type\": \"spark\", \"host\": \"local[*]\"}}' "
-            "(see airflow_dags/README.md)") from None
+            f'{S.spark_conn_id.upper()}=\'{{"conn_type": "spark", "host": "local[*]"}}\' '
+            "(see airflow_dags/README.md)"
+        ) from None
 
 
 def spark_job(task_id: str, application: str, *args: str, **kwargs) -> SparkSubmitOperator:
     return SparkSubmitOperator(
-        task_id=task_id, conn_id=S.spark_conn_id, application=str(REPO_ROOT / application),
-        application_args=[*args, *CONFIG_ARGS], name=f"prodemb-{task_id}",
-        conf=resolve_conf(CFG.spark.conf), **spark_packages(),
-        env_vars=spark_env(), retries=S.task_retries.get(task_id, S.retries),
-        pre_execute=require_spark_connection, **kwargs)
+        task_id=task_id,
+        conn_id=S.spark_conn_id,
+        application=str(REPO_ROOT / application),
+        application_args=[*args, *CONFIG_ARGS],
+        name=f"prodemb-{task_id}",
+        conf=resolve_conf(CFG.spark.conf),
+        **spark_packages(),
+        env_vars=spark_env(),
+        retries=S.task_retries.get(task_id, S.retries),
+        pre_execute=require_spark_connection,
+        **kwargs,
+    )
 
 
 def python_job(task_id: str, script: str, *args: str, **kwargs) -> BashOperator:
     command = sh(PYTHON, str(REPO_ROOT / script), *args, *CONFIG_ARGS)
-    return BashOperator(task_id=task_id, bash_command=command, cwd=str(REPO_ROOT), env=TEMPLATED_ENV,
-                        append_env=True, retries=S.task_retries.get(task_id, S.retries), **kwargs)
+    return BashOperator(
+        task_id=task_id,
+        bash_command=command,
+        cwd=str(REPO_ROOT),
+        env=TEMPLATED_ENV,
+        append_env=True,
+        retries=S.task_retries.get(task_id, S.retries),
+        **kwargs,
+    )
 
 
 def per_site_job(task_id: str, script: str, args_of_site, **kwargs):
@@ -187,9 +205,14 @@ def per_site_job(task_id: str, script: str, args_of_site, **kwargs):
     if not CFG.sites:
         return python_job(task_id, script, *args_of_site(None), **kwargs)
     commands = [sh(PYTHON, str(REPO_ROOT / script), *args_of_site(site), *CONFIG_ARGS) for site in CFG.sites]
-    return BashOperator.partial(task_id=task_id, cwd=str(REPO_ROOT), env=TEMPLATED_ENV, append_env=True,
-                                retries=S.task_retries.get(task_id, S.retries), **kwargs) \
-        .expand(bash_command=commands)
+    return BashOperator.partial(
+        task_id=task_id,
+        cwd=str(REPO_ROOT),
+        env=TEMPLATED_ENV,
+        append_env=True,
+        retries=S.task_retries.get(task_id, S.retries),
+        **kwargs,
+    ).expand(bash_command=commands)
 
 
 def model_of(site: str | None) -> str:
@@ -228,40 +251,62 @@ with DAG(
     start_date=pendulum.parse(S.start_date, tz="UTC"),
     catchup=S.catchup,
     max_active_runs=S.max_active_runs,
-    default_args={"owner": "prodemb", "retries": S.retries,
-                  "retry_delay": timedelta(minutes=S.retry_delay_minutes),
-                  "execution_timeout": timedelta(hours=S.timeout_hours)},
+    default_args={
+        "owner": "prodemb",
+        "retries": S.retries,
+        "retry_delay": timedelta(minutes=S.retry_delay_minutes),
+        "execution_timeout": timedelta(hours=S.timeout_hours),
+    },
     tags=["prodemb"],
     doc_md=__doc__,
 ) as dag:
     tokenizer = word(f"{WORK}/tokenizers/", "$PRODEMB_INTERVAL", "/tokenizer.model")
     ctx = Context(
-        source=SOURCE, source_format=S.source_format, tables=DATA, table_format=CFG.sessions.format,
-        tokenizer=tokenizer, mlflow_uri=MLFLOW_URI, intervals=INTERVALS,
-        start="{{ data_interval_start.isoformat() }}", end="{{ data_interval_end.isoformat() }}",
-        run_key=word("$PRODEMB_RUN_KEY"), model_name=model_of,
-        eval_output=lambda site: word(f"{WORK}/eval/", "$PRODEMB_INTERVAL", *([f"/{site}"] if site else [])))
+        source=SOURCE,
+        source_format=S.source_format,
+        tables=DATA,
+        table_format=CFG.sessions.format,
+        tokenizer=tokenizer,
+        mlflow_uri=MLFLOW_URI,
+        intervals=INTERVALS,
+        start="{{ data_interval_start.isoformat() }}",
+        end="{{ data_interval_end.isoformat() }}",
+        run_key=word("$PRODEMB_RUN_KEY"),
+        model_name=model_of,
+        eval_output=lambda site: word(f"{WORK}/eval/", "$PRODEMB_INTERVAL", *([f"/{site}"] if site else [])),
+    )
     tasks = {}
     for stage in STAGES:
-        if stage.job is None:   # retrain_due: the scheduler's own decision
+        if stage.job is None:  # retrain_due: the scheduler's own decision
             tasks[stage.name] = ShortCircuitOperator(
-                task_id=stage.name, python_callable=retrain_due, op_kwargs={"cron": S.retrain_cron},
-                ignore_downstream_trigger_rules=False, retries=S.task_retries.get(stage.name, S.retries))
+                task_id=stage.name,
+                python_callable=retrain_due,
+                op_kwargs={"cron": S.retrain_cron},
+                ignore_downstream_trigger_rules=False,
+                retries=S.task_retries.get(stage.name, S.retries),
+            )
         elif stage.spark:
             # score (all_done_min_one_success) runs after consolidate succeeded and promote ended in any
             # state: success, skipped (no retraining today) or failed / upstream_failed (training or the gate
             # failed: the champion in place scores). Its only other upstream is consolidate, which is
             # upstream of promote too: when consolidate fails nothing succeeds.
-            tasks[stage.name] = spark_job(stage.name, stage.job, *stage_args(stage.name, ctx),
-                                          **({"trigger_rule": "all_done_min_one_success"}
-                                             if stage.name == "score" else {}))
+            tasks[stage.name] = spark_job(
+                stage.name,
+                stage.job,
+                *stage_args(stage.name, ctx),
+                **({"trigger_rule": "all_done_min_one_success"} if stage.name == "score" else {}),
+            )
         elif stage.per_site:
             # One model per site (`sites:`): train, evaluate and promote map over the sites; score scores
             # every site with its own champion and publish keys the vectors by (site, product_id).
-            placement = {"queue": S.train_queue, **({"pool": S.train_pool} if S.train_pool else {})} \
-                if stage.name == "train" else {}
-            tasks[stage.name] = per_site_job(stage.name, stage.job,
-                                             lambda site, name=stage.name: stage_args(name, ctx, site), **placement)
+            placement = (
+                {"queue": S.train_queue, **({"pool": S.train_pool} if S.train_pool else {})}
+                if stage.name == "train"
+                else {}
+            )
+            tasks[stage.name] = per_site_job(
+                stage.name, stage.job, lambda site, name=stage.name: stage_args(name, ctx, site), **placement
+            )
         else:
             tasks[stage.name] = python_job(stage.name, stage.job, *stage_args(stage.name, ctx))
     # evaluate is a reporting leaf (blocking=False): nothing waits for it, so its failure fails the run

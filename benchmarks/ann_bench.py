@@ -10,6 +10,7 @@ then
 and the ratio of HNSW's single-query QPS to exact's. Target (issue): recall@10 ≥ 0.95 at ≥ 50× exact.
 Queries are vectors of the collection (a product's neighbours), a seeded sample.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,8 +27,9 @@ from prodemb.ann import HnswParams, build_hnsw, normalize, recall_at_k, search  
 from prodemb.similar import top_k  # noqa: E402
 
 
-def clustered(n: int, dim: int, clusters: int = 2000, intrinsic: int = 16, noise: float = 0.05,
-              seed: int = 0) -> np.ndarray:
+def clustered(
+    n: int, dim: int, clusters: int = 2000, intrinsic: int = 16, noise: float = 0.05, seed: int = 0
+) -> np.ndarray:
     """Unit vectors shaped like product embeddings: ``clusters`` categories (random centres), each spread
     along its own ``intrinsic``-dimensional subspace, plus a little isotropic noise. (Uniform random
     vectors in 512 dimensions have no neighbours worth finding: every pair is nearly orthogonal.)"""
@@ -39,10 +41,10 @@ def clustered(n: int, dim: int, clusters: int = 2000, intrinsic: int = 16, noise
     block = 100_000
     bases = rng.standard_normal((clusters, intrinsic, dim), dtype=np.float32) / np.sqrt(dim)
     for s in range(0, n, block):
-        lab = label[s:s + block]
+        lab = label[s : s + block]
         z = rng.standard_normal((len(lab), 1, intrinsic), dtype=np.float32) * 0.6
-        spread = np.matmul(z, bases[lab])[:, 0, :]                                    # [b, dim]
-        out[s:s + block] = centres[lab] + spread + noise * rng.standard_normal((len(lab), dim), dtype=np.float32)
+        spread = np.matmul(z, bases[lab])[:, 0, :]  # [b, dim]
+        out[s : s + block] = centres[lab] + spread + noise * rng.standard_normal((len(lab), dim), dtype=np.float32)
     return normalize(out)
 
 
@@ -56,8 +58,8 @@ def qps(fn, queries: np.ndarray, batch: int, max_seconds: float = 20.0) -> float
     """Queries answered per second, ``batch`` at a time, for at most ``max_seconds``."""
     done, t0 = 0, time.perf_counter()
     for s in range(0, len(queries), batch):
-        fn(queries[s:s + batch])
-        done += len(queries[s:s + batch])
+        fn(queries[s : s + batch])
+        done += len(queries[s : s + batch])
         if time.perf_counter() - t0 > max_seconds:
             break
     return done / (time.perf_counter() - t0)
@@ -82,22 +84,40 @@ def run(n: int, dim: int, n_queries: int, efs: list[int], params: HnswParams) ->
     import faiss
 
     index_mib = faiss.serialize_index(index).nbytes / 2**20
-    print(f"HNSW M={params.m} efConstruction={params.ef_construction}: build {build_s:.1f} s, "
-          f"index {index_mib:,.0f} MiB (vectors {vectors.nbytes / 2**20:,.0f} MiB), "
-          f"RSS +{rss_mib() - before:,.0f} MiB")
+    print(
+        f"HNSW M={params.m} efConstruction={params.ef_construction}: build {build_s:.1f} s, "
+        f"index {index_mib:,.0f} MiB (vectors {vectors.nbytes / 2**20:,.0f} MiB), "
+        f"RSS +{rss_mib() - before:,.0f} MiB"
+    )
     rows = []
     for ef in efs:
         found, _ = search(index, queries, 10, ef)
         recall = recall_at_k(found, truth)
         single = qps(lambda q: search(index, q, 10, ef), queries, 1)
         batched = qps(lambda q: search(index, q, 10, ef), queries, 256)
-        rows.append({"ef_search": ef, "recall_at_10": recall, "qps_single": single, "qps_batched": batched,
-                     "speedup_single": single / exact_single})
+        rows.append(
+            {
+                "ef_search": ef,
+                "recall_at_10": recall,
+                "qps_single": single,
+                "qps_batched": batched,
+                "speedup_single": single / exact_single,
+            }
+        )
         mark = "  ← publishing's default" if ef == params.ef_search else ""
-        print(f"  ef_search={ef:4d}: recall@10 {recall:.3f}  {single:8,.0f} q/s single "
-              f"({single / exact_single:6.0f}× exact)  {batched:8,.0f} q/s batched{mark}")
-    return {"n": n, "dim": dim, "build_seconds": build_s, "index_mib": index_mib, "exact_qps_single": exact_single,
-            "exact_qps_batched": exact_batch, "hnsw": rows}
+        print(
+            f"  ef_search={ef:4d}: recall@10 {recall:.3f}  {single:8,.0f} q/s single "
+            f"({single / exact_single:6.0f}× exact)  {batched:8,.0f} q/s batched{mark}"
+        )
+    return {
+        "n": n,
+        "dim": dim,
+        "build_seconds": build_s,
+        "index_mib": index_mib,
+        "exact_qps_single": exact_single,
+        "exact_qps_batched": exact_batch,
+        "hnsw": rows,
+    }
 
 
 def main() -> int:
@@ -110,15 +130,19 @@ def main() -> int:
     params = HnswParams()
     import faiss
 
-    print(f"faiss {faiss.__version__}, {faiss.omp_get_max_threads()} threads; "
-          f"target: recall@10 ≥ 0.95 at ≥ 50× exact single-query QPS")
+    print(
+        f"faiss {faiss.__version__}, {faiss.omp_get_max_threads()} threads; "
+        f"target: recall@10 ≥ 0.95 at ≥ 50× exact single-query QPS"
+    )
     results = [run(args.n, d, args.queries, sorted(set(args.ef + [params.ef_search])), params) for d in args.dims]
     print("\nsummary (publishing's ef_search):")
     for r in results:
         row = next(h for h in r["hnsw"] if h["ef_search"] == params.ef_search)
         ok = row["recall_at_10"] >= 0.95 and row["speedup_single"] >= 50
-        print(f"  {r['n']:,} × {r['dim']}: recall@10 {row['recall_at_10']:.3f}, {row['speedup_single']:.0f}× exact "
-              f"single-query QPS, build {r['build_seconds']:.0f} s → {'meets' if ok else 'misses'} the target")
+        print(
+            f"  {r['n']:,} × {r['dim']}: recall@10 {row['recall_at_10']:.3f}, {row['speedup_single']:.0f}× exact "
+            f"single-query QPS, build {r['build_seconds']:.0f} s → {'meets' if ok else 'misses'} the target"
+        )
     return 0
 
 

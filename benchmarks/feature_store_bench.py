@@ -9,6 +9,7 @@ feature_repo/ in a temp folder. In the same run:
   * lookups of 1, 10 and 100 keys, p50/p99 over ``--reps`` calls: the Feast SDK
     (``get_online_features``) and prodemb's ``SqliteVectorReader`` (same rows, checked equal).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,8 +28,7 @@ import pyarrow.parquet as pq
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from prodemb.features import (FEATURE_VIEW, SqliteVectorReader, apply_repo, feature_store,  # noqa: E402
-                              latest_rows, publish_online)
+from prodemb.features import FEATURE_VIEW, SqliteVectorReader, apply_repo, feature_store, latest_rows, publish_online  # noqa: E402
 
 
 def make_table(path: Path, rows: int, dim: int, when: datetime) -> pd.DataFrame:
@@ -36,11 +36,17 @@ def make_table(path: Path, rows: int, dim: int, when: datetime) -> pd.DataFrame:
     vectors = rng.normal(size=(rows, dim)).astype(np.float32)
     ids = [f"P{i:09d}" for i in range(rows)]
     offsets = pa.array(np.arange(0, (rows + 1) * dim, dim, dtype=np.int32))
-    table = pa.table({"site": ["s"] * rows, "product_id": ids,
-                      "embedding": pa.ListArray.from_arrays(offsets, pa.array(vectors.reshape(-1))),
-                      "model_name": ["bench"] * rows, "model_version": ["1"] * rows,
-                      "event_timestamp": pa.array([when] * rows, pa.timestamp("us", tz="UTC")),
-                      "dim": [dim] * rows})
+    table = pa.table(
+        {
+            "site": ["s"] * rows,
+            "product_id": ids,
+            "embedding": pa.ListArray.from_arrays(offsets, pa.array(vectors.reshape(-1))),
+            "model_name": ["bench"] * rows,
+            "model_version": ["1"] * rows,
+            "event_timestamp": pa.array([when] * rows, pa.timestamp("us", tz="UTC")),
+            "dim": [dim] * rows,
+        }
+    )
     path.mkdir(parents=True)
     pq.write_table(table, path / "part-0.parquet")
     return table.to_pandas()
@@ -81,25 +87,29 @@ def main() -> int:
 
         rep = publish_online(store, latest_rows(frame), progress=False)
         ours_rate = rep["rows_per_second"]
-        print(f"prodemb publish   : {rep['seconds']:8.2f}s  {ours_rate:10,.0f} rows/s  "
-              f"({ours_rate / feast_rate:.1f}x feast materialize; target >= 30,000 rows/s: "
-              f"{'met' if ours_rate >= 30_000 else 'NOT met'})")
+        print(
+            f"prodemb publish   : {rep['seconds']:8.2f}s  {ours_rate:10,.0f} rows/s  "
+            f"({ours_rate / feast_rate:.1f}x feast materialize; target >= 30,000 rows/s: "
+            f"{'met' if ours_rate >= 30_000 else 'NOT met'})"
+        )
 
         rng = np.random.default_rng(1)
         ids = frame["product_id"].to_numpy()
         reader = SqliteVectorReader(store)
         check = list(rng.choice(ids, 5, replace=False))
-        sdk = store.get_online_features(features=[f"{FEATURE_VIEW}:embedding"],
-                                        entity_rows=[{"product_id": p} for p in check]).to_dict()["embedding"]
+        sdk = store.get_online_features(
+            features=[f"{FEATURE_VIEW}:embedding"], entity_rows=[{"product_id": p} for p in check]
+        ).to_dict()["embedding"]
         direct = reader.get(check)
         assert all(np.allclose(np.asarray(a, np.float32), direct[p]) for a, p in zip(sdk, check)), "readers disagree"
         print("lookup latency (ms)      p50      p99")
         for n in (1, 10, 100):
             keys_list = [list(rng.choice(ids, n, replace=False)) for _ in range(50)]
             sdk_fn = lambda keys: store.get_online_features(  # noqa: E731
-                features=[f"{FEATURE_VIEW}:embedding"], entity_rows=[{"product_id": k} for k in keys]).to_dict()
+                features=[f"{FEATURE_VIEW}:embedding"], entity_rows=[{"product_id": k} for k in keys]
+            ).to_dict()
             for name, fn in (("feast sdk", sdk_fn), ("prodemb reader", reader.get)):
-                fn(keys_list[0])   # warm-up
+                fn(keys_list[0])  # warm-up
                 p50, p99 = percentiles(fn, keys_list, args.reps)
                 print(f"  {n:>3} keys {name:<15} {p50:7.3f}  {p99:7.3f}")
         reader.close()

@@ -12,6 +12,7 @@ depend on the weights), registered in a temp MLflow store. Then, each
   4. full rescoring (``--full``) of the same catalog into the same table: embeds every product.
 Prints seconds, products/s and the full/incremental ratio, and each run's embedded/carried counts.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -39,17 +40,40 @@ def write_catalog(folder: Path, ids: list[str], titles: list[str], categories: l
     folder.mkdir(parents=True, exist_ok=True)
     for old in folder.glob("*.parquet"):
         old.unlink()
-    table = pa.table({"site": ["MLA"] * len(ids), "product_id": ids, "title": titles,
-                      "title_norm": normalize_titles(titles, "es"), "category": categories})
+    table = pa.table(
+        {
+            "site": ["MLA"] * len(ids),
+            "product_id": ids,
+            "title": titles,
+            "title_norm": normalize_titles(titles, "es"),
+            "category": categories,
+        }
+    )
     pq.write_table(table, folder / "part-0.parquet")
 
 
 def score(data: Path, uri: str, log: Path, *extra: str) -> tuple[float, dict]:
     bin_dir = Path(sys.executable).parent
-    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "SPARK_LOCAL_IP": "127.0.0.1",
-           "PYSPARK_PYTHON": sys.executable}
-    cmd = [str(bin_dir / "spark-submit"), "--master", "local[2]", "--driver-memory", "6g",
-           str(REPO / "jobs" / "score.py"), "--data", str(data), "--mlflow-uri", uri, "--json", *extra]
+    env = {
+        **os.environ,
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+        "SPARK_LOCAL_IP": "127.0.0.1",
+        "PYSPARK_PYTHON": sys.executable,
+    }
+    cmd = [
+        str(bin_dir / "spark-submit"),
+        "--master",
+        "local[2]",
+        "--driver-memory",
+        "6g",
+        str(REPO / "jobs" / "score.py"),
+        "--data",
+        str(data),
+        "--mlflow-uri",
+        uri,
+        "--json",
+        *extra,
+    ]
     t0 = time.perf_counter()
     with open(log, "w") as err:
         proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=err, text=True, cwd=data.parent, env=env)
@@ -63,8 +87,9 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--products", type=int, default=1_000_000)
     ap.add_argument("--changed", type=float, default=0.01)
-    ap.add_argument("--profile", default="default", help="model profile: default (512-d, the recommended "
-                                                           "model) or small (128-d)")
+    ap.add_argument(
+        "--profile", default="default", help="model profile: default (512-d, the recommended model) or small (128-d)"
+    )
     args = ap.parse_args()
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     from prodemb.synth import SynthSpec, make_catalog
@@ -77,12 +102,16 @@ def main() -> int:
         ids, titles = catalog.product_id.tolist(), catalog.title.tolist()
         categories = catalog.category.tolist()
         write_catalog(work / "data" / "catalog", ids, titles, categories)
-        print(f"setup: {args.products:,} products, {args.profile} profile registered, "
-              f"{time.perf_counter() - t0:.0f} s (not timed)")
+        print(
+            f"setup: {args.products:,} products, {args.profile} profile registered, "
+            f"{time.perf_counter() - t0:.0f} s (not timed)"
+        )
 
         first_s, first = score(work / "data", uri, work / "first.log")
-        print(f"first scoring        {first_s:7.1f} s  {first['rows_embedded'] / first_s:9,.0f} products/s "
-              f"(embedded {first['rows_embedded']:,})")
+        print(
+            f"first scoring        {first_s:7.1f} s  {first['rows_embedded'] / first_s:9,.0f} products/s "
+            f"(embedded {first['rows_embedded']:,})"
+        )
         rng = np.random.default_rng(0)
         edit = rng.choice(len(ids), int(args.changed * len(ids)), replace=False)
         for i in edit:
@@ -92,12 +121,17 @@ def main() -> int:
         incr_s, incr = score(work / "data", uri, work / "incremental.log")
         full_s, full = score(work / "data", uri, work / "full.log", "--full")
         n = args.products
-        print(f"incremental scoring  {incr_s:7.1f} s  {n / incr_s:9,.0f} products/s "
-              f"(embedded {incr['rows_embedded']:,}, carried over {incr['rows_carried']:,})")
-        print(f"full rescoring       {full_s:7.1f} s  {n / full_s:9,.0f} products/s "
-              f"(embedded {full['rows_embedded']:,})")
-        print(f"incremental is {full_s / incr_s:.1f}x faster than full rescoring with {args.changed:.0%} of the "
-              f"titles changed ({len(edit):,} products)")
+        print(
+            f"incremental scoring  {incr_s:7.1f} s  {n / incr_s:9,.0f} products/s "
+            f"(embedded {incr['rows_embedded']:,}, carried over {incr['rows_carried']:,})"
+        )
+        print(
+            f"full rescoring       {full_s:7.1f} s  {n / full_s:9,.0f} products/s (embedded {full['rows_embedded']:,})"
+        )
+        print(
+            f"incremental is {full_s / incr_s:.1f}x faster than full rescoring with {args.changed:.0%} of the "
+            f"titles changed ({len(edit):,} products)"
+        )
     return 0
 
 

@@ -25,6 +25,7 @@ Output (rewritten after every variant, so a stopped study keeps what it measured
 steps, pairs/s, health), ``OUT/study.md`` (mean validation and test AUC per variant, wins against TF-IDF
 and fastText). The summary prints as it goes.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -42,8 +43,12 @@ import yaml  # noqa: E402
 
 VARIANTS_FILE = Path(__file__).with_name("quality_variants.yaml")
 DATASETS = {  # name → (input under ../shared/data or "synth", --input-format, built-in tasks, language)
-    "movielens": ("movielens-latest-small", "movielens",
-                  "movielens_drama,movielens_comedy,movielens_horror,movielens_well_rated", "en"),
+    "movielens": (
+        "movielens-latest-small",
+        "movielens",
+        "movielens_drama,movielens_comedy,movielens_horror,movielens_well_rated",
+        "en",
+    ),
     "retail": ("uci-online-retail/by-day", "online-retail", "retail_premium,retail_returned,retail_bulk", "en"),
     "synth": ("synth", "clicks", None, "es"),
 }
@@ -51,6 +56,7 @@ VECTOR_KINDS = ("raw", "l2", "std")
 
 
 # --- prepare ---------------------------------------------------------------------------------------
+
 
 def prepare(out: Path, names: list[str], shared: Path, clicks: int) -> None:
     """Each dataset as the pipeline's own jobs make it (whole processes, as a user runs them)."""
@@ -61,15 +67,24 @@ def prepare(out: Path, names: list[str], shared: Path, clicks: int) -> None:
         ds = out / name
         lang = ["--set", f"sessions.language={language}"]
         if name == "synth":
-            subprocess.run([py, "-m", "prodemb.synth", "--out", str(out / "synth-src"), "--clicks", str(clicks)],
-                           check=True, cwd=root)
+            subprocess.run(
+                [py, "-m", "prodemb.synth", "--out", str(out / "synth-src"), "--clicks", str(clicks)],
+                check=True,
+                cwd=root,
+            )
             source = out / "synth-src" / "clicks"
         else:
             source = shared / src
-        subprocess.run([py, "jobs/sessionize.py", "--input", str(source), "--input-format", fmt,
-                        "--output", str(ds), *lang], check=True, cwd=root)
-        subprocess.run([py, "jobs/train_tokenizer.py", "--data", str(ds), "--output", str(ds / "tokenizer.model"),
-                        *lang], check=True, cwd=root)
+        subprocess.run(
+            [py, "jobs/sessionize.py", "--input", str(source), "--input-format", fmt, "--output", str(ds), *lang],
+            check=True,
+            cwd=root,
+        )
+        subprocess.run(
+            [py, "jobs/train_tokenizer.py", "--data", str(ds), "--output", str(ds / "tokenizer.model"), *lang],
+            check=True,
+            cwd=root,
+        )
         tasks = ds / "tasks"
         tasks.mkdir(parents=True, exist_ok=True)
         if builtin:
@@ -85,6 +100,7 @@ def prepare(out: Path, names: list[str], shared: Path, clicks: int) -> None:
 
 # --- run -------------------------------------------------------------------------------------------
 
+
 class StudiedVector:
     """An encoder's vectors for each task's rows, embedded once and shared by the vector kinds."""
 
@@ -94,17 +110,18 @@ class StudiedVector:
         from prodemb.baselines.encoder import LocalEncoder
         from prodemb.health import embed
 
-        self.local = LocalEncoder(None, encoder, tokenizer, max_len, language)   # tokenized as the pyfunc does
-        sample = catalog_tokens[torch.randperm(len(catalog_tokens), generator=torch.Generator().manual_seed(0))
-                                [:20_000]]
+        self.local = LocalEncoder(None, encoder, tokenizer, max_len, language)  # tokenized as the pyfunc does
+        sample = catalog_tokens[
+            torch.randperm(len(catalog_tokens), generator=torch.Generator().manual_seed(0))[:20_000]
+        ]
         Y = embed(encoder, sample).numpy()
         self.mean, self.std = Y.mean(axis=0), np.where(Y.std(axis=0) > 0, Y.std(axis=0), 1.0)
         self._cache: dict[int, np.ndarray] = {}
 
     def rows(self, table: pd.DataFrame, kind: str) -> np.ndarray:
-        key = int(pd.util.hash_pandas_object(table["title"], index=True).sum())   # the same rows, any copy
+        key = int(pd.util.hash_pandas_object(table["title"], index=True).sum())  # the same rows, any copy
         if key not in self._cache:
-            self._cache = {key: self.local.embed(table)}   # one task at a time
+            self._cache = {key: self.local.embed(table)}  # one task at a time
         Y = self._cache[key]
         if kind == "l2":
             return Y / np.maximum(np.linalg.norm(Y, axis=1, keepdims=True), 1e-12)
@@ -153,8 +170,12 @@ def load_variants(names: list[str] | None) -> dict[str, dict]:
 def variant_config(spec: dict, budget_pairs: int, device: str, language: str):
     from prodemb.config import load_config
 
-    overrides = [f"model.profile={spec.get('profile', 'paper')}", f"train.device={device}",
-                 f"sessions.language={language}", *spec.get("set", [])]
+    overrides = [
+        f"model.profile={spec.get('profile', 'paper')}",
+        f"train.device={device}",
+        f"sessions.language={language}",
+        *spec.get("set", []),
+    ]
     cfg = load_config("local", overrides)
     if cfg.train.max_steps is None:
         cfg.train.max_steps = max(1, round(budget_pairs / cfg.train.batch_size))
@@ -170,13 +191,19 @@ def summarize(results: pd.DataFrame) -> pd.DataFrame:
 def study_markdown(results: pd.DataFrame, trained: dict) -> str:
     s = summarize(results)
     base = s[s.variant == "baselines"].set_index(["method", "task", "train_size"])
-    lines = ["| variant | method | mean val AUC | mean test AUC | ≥ tfidf (val) | ≥ fasttext (val) | "
-             "≥ random+0.03 (val) | train s | steps × batch |", "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| variant | method | mean val AUC | mean test AUC | ≥ tfidf (val) | ≥ fasttext (val) | "
+        "≥ random+0.03 (val) | train s | steps × batch |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     cells = [(t, n) for t, n in s[["task", "train_size"]].drop_duplicates().itertuples(index=False)]
 
     def wins(rows: pd.DataFrame, peer: str, margin: float = 0.0) -> str:
-        got = [r.val_auc >= base.loc[(peer, r.task, r.train_size), "val_auc"] + margin
-               for r in rows.itertuples() if (peer, r.task, r.train_size) in base.index]
+        got = [
+            r.val_auc >= base.loc[(peer, r.task, r.train_size), "val_auc"] + margin
+            for r in rows.itertuples()
+            if (peer, r.task, r.train_size) in base.index
+        ]
         return f"{sum(got)}/{len(got)}" if got else "–"
 
     trained_rows = s[~s.variant.isin(["baselines", "floors"])]
@@ -184,18 +211,27 @@ def study_markdown(results: pd.DataFrame, trained: dict) -> str:
         info = trained.get(variant, {})
         floor = f"random:{info.get('architecture')}"
         fl = s[(s.variant == "floors") & (s.method == floor)].set_index(["task", "train_size"])
-        above = [r.val_auc >= fl.loc[(r.task, r.train_size), "val_auc"] + 0.03 for r in rows.itertuples()
-                 if (r.task, r.train_size) in fl.index]
-        lines.append(f"| {variant} | {method} | {rows.val_auc.mean():.4f} | {rows.auc.mean():.4f} | "
-                     f"{wins(rows, 'tfidf')} | {wins(rows, 'fasttext')} | "
-                     f"{f'{sum(above)}/{len(above)}' if above else '–'} | {info.get('seconds', 0):.0f} | "
-                     f"{info.get('steps', 0)} × {info.get('batch_size', 0)} |")
+        above = [
+            r.val_auc >= fl.loc[(r.task, r.train_size), "val_auc"] + 0.03
+            for r in rows.itertuples()
+            if (r.task, r.train_size) in fl.index
+        ]
+        lines.append(
+            f"| {variant} | {method} | {rows.val_auc.mean():.4f} | {rows.auc.mean():.4f} | "
+            f"{wins(rows, 'tfidf')} | {wins(rows, 'fasttext')} | "
+            f"{f'{sum(above)}/{len(above)}' if above else '–'} | {info.get('seconds', 0):.0f} | "
+            f"{info.get('steps', 0)} × {info.get('batch_size', 0)} |"
+        )
     for (variant, method), rows in s[s.variant.isin(["baselines", "floors"])].groupby(["variant", "method"]):
         lines.append(f"| {variant} | {method} | {rows.val_auc.mean():.4f} | {rows.auc.mean():.4f} | | | | | |")
     per_cell = s.pivot_table(index=["variant", "method"], columns=["task", "train_size"], values="val_auc")
     per_cell.columns = [f"{t}@{n}" for t, n in per_cell.columns]
-    return "\n".join(lines) + "\n\nMean validation AUC per task and size:\n\n" + per_cell.round(4).to_markdown() \
+    return (
+        "\n".join(lines)
+        + "\n\nMean validation AUC per task and size:\n\n"
+        + per_cell.round(4).to_markdown()
         + f"\n\n({len(cells)} task × size cells)\n"
+    )
 
 
 def run(args) -> int:
@@ -206,9 +242,9 @@ def run(args) -> int:
     from prodemb.baselines.combined import TfidfPlusEmbedding
     from prodemb.baselines.encoder import LocalEncoder
     from prodemb.config import load_config
-    from prodemb.protocol import run_protocol
     from prodemb.health import embedding_health
     from prodemb.model import ProductEncoder
+    from prodemb.protocol import run_protocol
     from prodemb.tasks import load_task_checked
     from prodemb.train import train
     from prodemb.train_data import load_training_data
@@ -252,17 +288,19 @@ def run(args) -> int:
             break
         cfg = variant_config(spec, args.budget_pairs, args.device, language)
         m = cfg.model
-        arch = (f"{m.embed_dim}x{m.n_filters}x{'-'.join(map(str, m.kernel_sizes))}@{m.max_len}"
-                + ("" if m.pooling == "max" else f"+{m.pooling}"))
+        arch = f"{m.embed_dim}x{m.n_filters}x{'-'.join(map(str, m.kernel_sizes))}@{m.max_len}" + (
+            "" if m.pooling == "max" else f"+{m.pooling}"
+        )
         vocab = spec.get("tokenizer_vocab")
         if vocab is not None:
             arch += f"/vocab{vocab}"
         tok = tokenizer_for(vocab, ds, out, language)
         if (m.max_len, vocab) not in data_by_len:
-            data_by_len[m.max_len, vocab] = load_training_data(str(ds / "catalog"), str(ds / "pairs"), tok,
-                                                               m.max_len, language)
+            data_by_len[m.max_len, vocab] = load_training_data(
+                str(ds / "catalog"), str(ds / "pairs"), tok, m.max_len, language
+            )
         data = data_by_len[m.max_len, vocab]
-        if arch not in floors_done:   # the random-init floor of this architecture and tokenizer (fixed seed)
+        if arch not in floors_done:  # the random-init floor of this architecture and tokenizer (fixed seed)
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(ecfg.seed)
                 rnd = ProductEncoder.from_config(m, tok.vocab_size)
@@ -272,24 +310,34 @@ def run(args) -> int:
             floors_done.add(arch)
         result = train(data, cfg.model, cfg.train, tok.vocab_size, progress=not args.no_progress)
         encoder = result.model.encoder
-        batch = result.pairs_seen // max(result.steps, 1)   # the effective batch (train.without_categories)
+        batch = result.pairs_seen // max(result.steps, 1)  # the effective batch (train.without_categories)
         health = embedding_health(encoder, data, cfg.train.health_sample, cfg.train.seed)
         vectors = StudiedVector(encoder, tok, m.max_len, language, data.tokens)
         methods = [vector_method(ctx, vectors, k) for k in args.vectors]
         methods.append(TfidfPlusEmbedding(ctx, embedding=vector_method(ctx, vectors, "raw")))
         evaluate(name, methods)
-        trained[name] = {"architecture": arch, "steps": result.steps, "batch_size": batch,
-                         "seconds": round(result.seconds, 1), "device": result.device, "alpha": result.alpha,
-                         "pairs_per_second": round(result.pairs_seen / max(result.seconds, 1e-9)),
-                         "final_loss": result.history[-1]["loss"] if result.history else None,
-                         "health": health, "set": spec.get("set", []), "profile": spec.get("profile", "paper"),
-                         "vocab_size": tok.vocab_size}
+        trained[name] = {
+            "architecture": arch,
+            "steps": result.steps,
+            "batch_size": batch,
+            "seconds": round(result.seconds, 1),
+            "device": result.device,
+            "alpha": result.alpha,
+            "pairs_per_second": round(result.pairs_seen / max(result.seconds, 1e-9)),
+            "final_loss": result.history[-1]["loss"] if result.history else None,
+            "health": health,
+            "set": spec.get("set", []),
+            "profile": spec.get("profile", "paper"),
+            "vocab_size": tok.vocab_size,
+        }
         save()
         s = summarize(pd.concat(frames))
         row = s[(s.variant == name) & (s.method == "prodemb")]
-        print(f"{name}: {result.steps} steps × {batch} in {result.seconds:.0f} s on "
-              f"{result.device}; prodemb mean val AUC {row.val_auc.mean():.4f} (test {row.auc.mean():.4f})",
-              flush=True)
+        print(
+            f"{name}: {result.steps} steps × {batch} in {result.seconds:.0f} s on "
+            f"{result.device}; prodemb mean val AUC {row.val_auc.mean():.4f} (test {row.auc.mean():.4f})",
+            flush=True,
+        )
     save()
     print((out / "study.md").read_text())
     return 0

@@ -16,6 +16,7 @@ driver given 8g of the machine: the local-mode default of 1g is too small at thi
 Peak RSS is the child's own (``os.wait4``: the process and the descendants it waited for, e.g. the
 JVM that spark-submit starts). Sizing in the README scales these per-unit figures.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -73,6 +74,7 @@ print(json.dumps({"seconds": time.perf_counter() - t0, "pairs": int(len(data.pai
                                      + data.holdout_a.nbytes + data.holdout_b.nbytes)}))
 """
 
+
 def spark_metrics(event_dir: Path) -> dict:
     """Input, shuffle-write and output bytes of one application, summed over its tasks (Spark event log)."""
     totals = {"input_bytes": 0, "shuffle_write_bytes": 0, "output_bytes": 0, "tasks": 0}
@@ -128,11 +130,14 @@ def write_pairs(catalog_dir: Path, out: Path, n_pairs: int, seed: int = 0, chunk
     for i, start in enumerate(range(0, n_pairs, chunk)):
         n = min(chunk, n_pairs - start)
         a, b = rng.integers(0, len(ids), n), rng.integers(0, len(ids), n)
-        table = pa.table({
-            "site": pa.DictionaryArray.from_arrays(pa.array(np.zeros(n, dtype=np.int32)), pa.array([site])),
-            "session_id": pa.array(rng.integers(-2**62, 2**62, n)),
-            "product_a": pa.DictionaryArray.from_arrays(pa.array(a.astype(np.int32)), ids),
-            "product_b": pa.DictionaryArray.from_arrays(pa.array(b.astype(np.int32)), ids)})
+        table = pa.table(
+            {
+                "site": pa.DictionaryArray.from_arrays(pa.array(np.zeros(n, dtype=np.int32)), pa.array([site])),
+                "session_id": pa.array(rng.integers(-(2**62), 2**62, n)),
+                "product_a": pa.DictionaryArray.from_arrays(pa.array(a.astype(np.int32)), ids),
+                "product_b": pa.DictionaryArray.from_arrays(pa.array(b.astype(np.int32)), ids),
+            }
+        )
         pq.write_table(table, out / f"part-{i:05d}.parquet", compression="zstd")
 
 
@@ -149,32 +154,104 @@ def main(argv: list[str] | None = None) -> int:
     work.mkdir(parents=True, exist_ok=True)
     logs = work / "logs"
     logs.mkdir(exist_ok=True)
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", "SPARK_LOCAL_IP": "127.0.0.1",
-           "PYSPARK_PYTHON": PY, "PYTHONUNBUFFERED": "1"}
+    env = {
+        **os.environ,
+        "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+        "SPARK_LOCAL_IP": "127.0.0.1",
+        "PYSPARK_PYTHON": PY,
+        "PYTHONUNBUFFERED": "1",
+    }
     env.pop("MLFLOW_TRACKING_URI", None)
-    shutil.copytree(REPO / "feature_repo", work / "feature_repo", ignore=shutil.ignore_patterns("data"),
-                    dirs_exist_ok=True)
+    shutil.copytree(
+        REPO / "feature_repo", work / "feature_repo", ignore=shutil.ignore_patterns("data"), dirs_exist_ok=True
+    )
     mlflow = f"sqlite:///{work}/mlflow.db"
     submit = [str(BIN / "spark-submit"), "--master", "local[2]", "--driver-memory", "8g"]
     events = work / "events"
     events.mkdir(exist_ok=True)
-    event_log = ["--conf", "spark.eventLog.enabled=true", "--conf", f"spark.eventLog.dir={events.as_uri()}",
-                 "--conf", "spark.eventLog.compress=false", "--conf", "spark.eventLog.rolling.enabled=false"]
+    event_log = [
+        "--conf",
+        "spark.eventLog.enabled=true",
+        "--conf",
+        f"spark.eventLog.dir={events.as_uri()}",
+        "--conf",
+        "spark.eventLog.compress=false",
+        "--conf",
+        "spark.eventLog.rolling.enabled=false",
+    ]
     data = str(work / "data")
-    print(f"scale bench: {args.clicks:,} clicks, {args.products:,} products, loader {args.loader_pairs:,} pairs; "
-          f"work {work}")
+    print(
+        f"scale bench: {args.clicks:,} clicks, {args.products:,} products, loader {args.loader_pairs:,} pairs; "
+        f"work {work}"
+    )
     stages = [
-        ("generate", [PY, "-m", "prodemb.synth", "--out", str(work / "synth"), "--clicks", str(args.clicks),
-                      "--products", str(args.products), "--json"]),
-        ("sessionize", [*submit, *event_log, "jobs/sessionize.py", "--input", str(work / "synth" / "clicks"),
-                        "--input-format", "clicks", "--output", data, "--json"]),
-        ("train_tokenizer", [PY, "jobs/train_tokenizer.py", "--data", data, "--output", str(work / "tok.model"),
-                             "--json"]),
-        ("train", [PY, "jobs/train.py", "--data", data, "--tokenizer", str(work / "tok.model"), "--profile", "small",
-                   "--max-steps", str(args.train_steps), "--mlflow-uri", mlflow, "--no-progress", "--json"]),
+        (
+            "generate",
+            [
+                PY,
+                "-m",
+                "prodemb.synth",
+                "--out",
+                str(work / "synth"),
+                "--clicks",
+                str(args.clicks),
+                "--products",
+                str(args.products),
+                "--json",
+            ],
+        ),
+        (
+            "sessionize",
+            [
+                *submit,
+                *event_log,
+                "jobs/sessionize.py",
+                "--input",
+                str(work / "synth" / "clicks"),
+                "--input-format",
+                "clicks",
+                "--output",
+                data,
+                "--json",
+            ],
+        ),
+        (
+            "train_tokenizer",
+            [PY, "jobs/train_tokenizer.py", "--data", data, "--output", str(work / "tok.model"), "--json"],
+        ),
+        (
+            "train",
+            [
+                PY,
+                "jobs/train.py",
+                "--data",
+                data,
+                "--tokenizer",
+                str(work / "tok.model"),
+                "--profile",
+                "small",
+                "--max-steps",
+                str(args.train_steps),
+                "--mlflow-uri",
+                mlflow,
+                "--no-progress",
+                "--json",
+            ],
+        ),
         ("score", [*submit, "jobs/score.py", "--data", data, "--mlflow-uri", mlflow, "--json"]),
-        ("publish", [PY, "jobs/publish.py", "--data", data, "--no-progress", "--json", "--set",
-                     f"feast.repo_dir={work / 'feature_repo'}"]),
+        (
+            "publish",
+            [
+                PY,
+                "jobs/publish.py",
+                "--data",
+                data,
+                "--no-progress",
+                "--json",
+                "--set",
+                f"feast.repo_dir={work / 'feature_repo'}",
+            ],
+        ),
     ]
     results = []
     for name, cmd in stages:
@@ -187,8 +264,22 @@ def main(argv: list[str] | None = None) -> int:
     port = free_port()
     redis_dir = work / "redis"
     redis_dir.mkdir(exist_ok=True)
-    server = subprocess.Popen(["redis-server", "--bind", "127.0.0.1", "--port", str(port), "--save", "",
-                               "--appendonly", "no", "--dir", str(redis_dir)], stdout=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        [
+            "redis-server",
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(redis_dir),
+        ],
+        stdout=subprocess.DEVNULL,
+    )
     try:
         for _ in range(100):
             try:
@@ -201,13 +292,31 @@ def main(argv: list[str] | None = None) -> int:
         import yaml
 
         store_conf = yaml.safe_load((work / "feature_repo" / "feature_store.yaml").read_text())
-        store_conf["online_store"] = {"type": "redis", "redis_type": "redis",
-                                      "connection_string": f"127.0.0.1:{port},db=0"}
+        store_conf["online_store"] = {
+            "type": "redis",
+            "redis_type": "redis",
+            "connection_string": f"127.0.0.1:{port},db=0",
+        }
         (work / "feature_repo" / "feature_store.redis.yaml").write_text(yaml.safe_dump(store_conf))
-        results.append(run("publish_redis", [PY, "jobs/publish.py", "--data", data, "--no-progress", "--json", "--set",
-                                             f"feast.repo_dir={work / 'feature_repo'}", "--set",
-                                             "feast.yaml_file=feature_store.redis.yaml"], env,
-                           logs / "publish_redis.log"))
+        results.append(
+            run(
+                "publish_redis",
+                [
+                    PY,
+                    "jobs/publish.py",
+                    "--data",
+                    data,
+                    "--no-progress",
+                    "--json",
+                    "--set",
+                    f"feast.repo_dir={work / 'feature_repo'}",
+                    "--set",
+                    "feast.yaml_file=feature_store.redis.yaml",
+                ],
+                env,
+                logs / "publish_redis.log",
+            )
+        )
         results[-1]["report"] = last_json(logs / "publish_redis.log")
         results[-1]["redis_used_memory_bytes"] = redis_memory(port) - empty
     finally:
@@ -219,30 +328,47 @@ def main(argv: list[str] | None = None) -> int:
 
     write_pairs(work / "data" / "catalog", work / "pairs-big", args.loader_pairs)
     scan = run("pairs_scan_peer", [PY, "-c", SCAN, str(work / "pairs-big")], env, logs / "scan.log")
-    loader = run("train_loader", [PY, "-c", LOADER, str(work / "data" / "catalog"), str(work / "pairs-big"),
-                                  str(work / "tok.model")], env, logs / "loader.log")
+    loader = run(
+        "train_loader",
+        [PY, "-c", LOADER, str(work / "data" / "catalog"), str(work / "pairs-big"), str(work / "tok.model")],
+        env,
+        logs / "loader.log",
+    )
     loaded = last_json(logs / "loader.log")
     scanned = last_json(logs / "scan.log")
 
     print()
-    print(f"sessionize: {args.clicks / by['sessionize']['seconds'] / 2:,.0f} clicks/s/core whole process, "
-          f"{sess.get('sessions', 0):,} sessions, {sess.get('pairs', 0):,} pairs, {products:,} products")
+    print(
+        f"sessionize: {args.clicks / by['sessionize']['seconds'] / 2:,.0f} clicks/s/core whole process, "
+        f"{sess.get('sessions', 0):,} sessions, {sess.get('pairs', 0):,} pairs, {products:,} products"
+    )
     print(f"train: {by['train']['seconds']:.1f} s for {args.train_steps} steps, data load included")
     print(f"score: {products / by['score']['seconds']:,.0f} products/s whole process")
-    print(f"publish: {products / by['publish']['seconds']:,.0f} rows/s whole process (SQLite bulk); Redis "
-          f"(Feast SDK): {products / by['publish_redis']['seconds']:,.0f} rows/s whole process, "
-          f"{by['publish_redis']['redis_used_memory_bytes'] / products:,.0f} bytes/row of Redis memory at "
-          f"dim {by['score']['report'].get('dim')}")
+    print(
+        f"publish: {products / by['publish']['seconds']:,.0f} rows/s whole process (SQLite bulk); Redis "
+        f"(Feast SDK): {products / by['publish_redis']['seconds']:,.0f} rows/s whole process, "
+        f"{by['publish_redis']['redis_used_memory_bytes'] / products:,.0f} bytes/row of Redis memory at "
+        f"dim {by['score']['report'].get('dim')}"
+    )
     spark = by["sessionize"]["spark"]
-    print(f"sessionize Spark I/O: input {spark['input_bytes'] / 2**20:,.0f} MiB, shuffle write "
-          f"{spark['shuffle_write_bytes'] / 2**20:,.0f} MiB, output {spark['output_bytes'] / 2**20:,.0f} MiB "
-          f"({spark['shuffle_write_bytes'] / args.clicks:.1f} shuffle bytes/click), {spark['tasks']} tasks")
-    print(f"train loader: {loaded['pairs'] / loaded['seconds']:,.0f} pairs/s, "
-          f"index {loaded['index_bytes'] / 2**30:.2f} GiB, "
-          f"peak RSS {loader['peak_rss_gib']:.2f} GiB; peer pyarrow scan {scanned['pairs'] / scanned['seconds']:,.0f} "
-          f"pairs/s (loader/scan time ratio {loaded['seconds'] / scanned['seconds']:.2f}x)")
-    (work / "scale_bench.json").write_text(json.dumps({"args": vars(args), "stages": results + [scan, loader],
-                                                       "loader": loaded, "scan": scanned}, indent=2, default=str))
+    print(
+        f"sessionize Spark I/O: input {spark['input_bytes'] / 2**20:,.0f} MiB, shuffle write "
+        f"{spark['shuffle_write_bytes'] / 2**20:,.0f} MiB, output {spark['output_bytes'] / 2**20:,.0f} MiB "
+        f"({spark['shuffle_write_bytes'] / args.clicks:.1f} shuffle bytes/click), {spark['tasks']} tasks"
+    )
+    print(
+        f"train loader: {loaded['pairs'] / loaded['seconds']:,.0f} pairs/s, "
+        f"index {loaded['index_bytes'] / 2**30:.2f} GiB, "
+        f"peak RSS {loader['peak_rss_gib']:.2f} GiB; peer pyarrow scan {scanned['pairs'] / scanned['seconds']:,.0f} "
+        f"pairs/s (loader/scan time ratio {loaded['seconds'] / scanned['seconds']:.2f}x)"
+    )
+    (work / "scale_bench.json").write_text(
+        json.dumps(
+            {"args": vars(args), "stages": results + [scan, loader], "loader": loaded, "scan": scanned},
+            indent=2,
+            default=str,
+        )
+    )
     print(f"figures: {work / 'scale_bench.json'}")
     if not args.keep and not args.work:
         shutil.rmtree(work, ignore_errors=True)

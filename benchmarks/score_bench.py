@@ -17,6 +17,7 @@ temp MLflow store, with a SentencePiece tokenizer of the titles. Then:
     model download and load in each Python worker, reading the catalog, writing the table), products/s.
 Targets (issue): ≥ 1,000 products/s whole process at 10^5 products; the forward within 2× of the limit.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -64,18 +65,23 @@ def forward_rate(encoder, tokens: np.ndarray, batch: int, threads: int) -> float
     torch.set_num_threads(threads)
     x = torch.from_numpy(tokens).long()
     with torch.inference_mode():
-        encoder(x[:batch])                                      # warm-up
+        encoder(x[:batch])  # warm-up
         t0 = time.perf_counter()
         for s in range(0, len(x), batch):
-            encoder(x[s:s + batch])
+            encoder(x[s : s + batch])
         return len(x) / (time.perf_counter() - t0)
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--products", type=int, default=100_000)
-    ap.add_argument("--batch", type=int, nargs="+", default=[BATCH],
-                    help="titles per forward, one or more sizes (default: the pyfunc's, what scoring runs)")
+    ap.add_argument(
+        "--batch",
+        type=int,
+        nargs="+",
+        default=[BATCH],
+        help="titles per forward, one or more sizes (default: the pyfunc's, what scoring runs)",
+    )
     ap.add_argument("--forward-titles", type=int, default=20_000, help="titles the forward alone is timed on")
     args = ap.parse_args()
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
@@ -87,30 +93,39 @@ def main() -> int:
         work = Path(tmp)
         catalog = make_catalog(SynthSpec(n_products=args.products, seed=5))
         uri, _ = register_encoder(work, min(args.products, 50_000), profile="default")
-        write_catalog(work / "data" / "catalog", catalog.product_id.tolist(), catalog.title.tolist(),
-                      catalog.category.tolist())
+        write_catalog(
+            work / "data" / "catalog", catalog.product_id.tolist(), catalog.title.tolist(), catalog.category.tolist()
+        )
         mlflow.set_tracking_uri(uri)
         impl = mlflow.pyfunc.load_model("models:/prodemb-encoder/1").unwrap_python_model()
-        titles = catalog.title.tolist()[:args.forward_titles]
+        titles = catalog.title.tolist()[: args.forward_titles]
         tokens = impl.tokenizer.encode_raw(titles, impl.meta["max_len"], language=impl.meta["language"])
         lengths = (tokens != impl.tokenizer.pad_id).sum(axis=1)
         per_title = useful_flops(lengths, impl.meta["encoder"]) / len(titles)
-        print(f"setup: {args.products:,} products, default profile {impl.meta['encoder']}, max_len "
-              f"{impl.meta['max_len']}; {lengths.mean():.1f} tokens per title; {per_title / 1e6:.1f} MFLOP per title")
+        print(
+            f"setup: {args.products:,} products, default profile {impl.meta['encoder']}, max_len "
+            f"{impl.meta['max_len']}; {lengths.mean():.1f} tokens per title; {per_title / 1e6:.1f} MFLOP per title"
+        )
 
         for threads in (1, 2):
             limit = matmul_gflops(threads)
-            print(f"{threads} thread{'s' if threads > 1 else ''}: matmul limit {limit:.1f} GFLOP/s, FLOP-limited "
-                  f"rate {limit * 1e9 / per_title:,.0f} titles/s")
+            print(
+                f"{threads} thread{'s' if threads > 1 else ''}: matmul limit {limit:.1f} GFLOP/s, FLOP-limited "
+                f"rate {limit * 1e9 / per_title:,.0f} titles/s"
+            )
             for batch in args.batch:
                 rate = forward_rate(impl.encoder, tokens, batch, threads)
                 achieved = rate * per_title / 1e9
-                print(f"   batch {batch:6,d}: forward alone {rate:8,.0f} titles/s = {achieved:6.1f} GFLOP/s = "
-                      f"{achieved / limit:5.1%} of the limit ({limit / achieved:.2f}x from it)")
+                print(
+                    f"   batch {batch:6,d}: forward alone {rate:8,.0f} titles/s = {achieved:6.1f} GFLOP/s = "
+                    f"{achieved / limit:5.1%} of the limit ({limit / achieved:.2f}x from it)"
+                )
 
         seconds, report = score(work / "data", uri, work / "score.log", "--full")
-        print(f"whole process (spark-submit --master local[2] jobs/score.py): {seconds:.1f} s for "
-              f"{report['rows_embedded']:,} products = {report['rows_embedded'] / seconds:,.0f} products/s")
+        print(
+            f"whole process (spark-submit --master local[2] jobs/score.py): {seconds:.1f} s for "
+            f"{report['rows_embedded']:,} products = {report['rows_embedded'] / seconds:,.0f} products/s"
+        )
     return 0
 
 

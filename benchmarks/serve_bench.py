@@ -11,6 +11,7 @@ them) with a SentencePiece tokenizer of generated titles, in a temp MLflow store
     HTTP/in-process ratio;
   * the JSON answer for 100 titles alone: its size and the time to encode and decode it.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -48,8 +49,9 @@ def percentiles(fn, batches, reps: int) -> tuple[float, float]:
     return float(np.percentile(times, 50)), float(np.percentile(times, 99))
 
 
-def register_encoder(work: Path, n_products: int, profile: str = "default",
-                     tokenizer_titles: int | None = None) -> tuple[str, list[str]]:
+def register_encoder(
+    work: Path, n_products: int, profile: str = "default", tokenizer_titles: int | None = None
+) -> tuple[str, list[str]]:
     """An encoder of a model profile (untrained) registered as prodemb-encoder v1 in work/mlflow.db, its
     tokenizer trained on (the first ``tokenizer_titles`` of) the generated titles; the titles."""
     import mlflow
@@ -68,8 +70,15 @@ def register_encoder(work: Path, n_products: int, profile: str = "default",
     uri = f"sqlite:///{work}/mlflow.db"
     setup_tracking(uri, "serve-bench")
     with mlflow.start_run():
-        version = log_encoder(encoder, work / "tok.model", max_len=cfg.model.max_len, language="es",
-                              model_name="prodemb-encoder", workdir=work / "model", example_titles=titles[:3])
+        version = log_encoder(
+            encoder,
+            work / "tok.model",
+            max_len=cfg.model.max_len,
+            language="es",
+            model_name="prodemb-encoder",
+            workdir=work / "model",
+            example_titles=titles[:3],
+        )
     set_aliases_after_training("prodemb-encoder", version)
     return uri, titles
 
@@ -90,9 +99,12 @@ def main() -> int:
 
         port = free_port()
         t0 = time.perf_counter()
-        server = subprocess.Popen([sys.executable, str(REPO / "jobs" / "serve.py"), "--mlflow-uri", uri,
-                                   "--port", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                  cwd=work)
+        server = subprocess.Popen(
+            [sys.executable, str(REPO / "jobs" / "serve.py"), "--mlflow-uri", uri, "--port", str(port)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            cwd=work,
+        )
         url = f"http://127.0.0.1:{port}"
         while True:
             try:
@@ -105,8 +117,11 @@ def main() -> int:
         startup = time.perf_counter() - t0
 
         def http(batch):
-            req = urllib.request.Request(f"{url}/invocations", data=json.dumps({"inputs": batch}).encode(),
-                                         headers={"Content-Type": "application/json"})
+            req = urllib.request.Request(
+                f"{url}/invocations",
+                data=json.dumps({"inputs": batch}).encode(),
+                headers={"Content-Type": "application/json"},
+            )
             with urllib.request.urlopen(req, timeout=60) as resp:
                 out = json.loads(resp.read())["predictions"]
             assert len(out) == len(batch)
@@ -115,8 +130,10 @@ def main() -> int:
         model = mlflow.pyfunc.load_model("models:/prodemb-encoder/1")
         local = lambda batch: model.predict(pd.DataFrame({"title": batch}))  # noqa: E731
         try:
-            rows = [(n, *percentiles(http, batches[n], args.reps), *percentiles(local, batches[n], args.reps))
-                    for n in (1, 100)]
+            rows = [
+                (n, *percentiles(http, batches[n], args.reps), *percentiles(local, batches[n], args.reps))
+                for n in (1, 100)
+            ]
         finally:
             server.terminate()
             server.wait(timeout=30)
@@ -130,16 +147,23 @@ def main() -> int:
     t1 = time.perf_counter()
     json.loads(text)
     t2 = time.perf_counter()
-    print(f"JSON answer for 100 titles: {len(text) / 2**20:.2f} MiB, json.dumps {(t1 - t0) * 1000:.1f} ms, "
-          f"json.loads {(t2 - t1) * 1000:.1f} ms")
-    print(f"server start (python jobs/serve.py → /ping answers): {startup:.1f} s; model {dim}-d, "
-          f"{os.cpu_count()} cores, {args.reps} requests per size after 10 warm-up")
-    print("| titles per request | HTTP p50 / p99 ms | in-process predict p50 / p99 ms (peer) | HTTP / peer (p50) "
-          "| titles/s over HTTP (p50) |")
+    print(
+        f"JSON answer for 100 titles: {len(text) / 2**20:.2f} MiB, json.dumps {(t1 - t0) * 1000:.1f} ms, "
+        f"json.loads {(t2 - t1) * 1000:.1f} ms"
+    )
+    print(
+        f"server start (python jobs/serve.py → /ping answers): {startup:.1f} s; model {dim}-d, "
+        f"{os.cpu_count()} cores, {args.reps} requests per size after 10 warm-up"
+    )
+    print(
+        "| titles per request | HTTP p50 / p99 ms | in-process predict p50 / p99 ms (peer) | HTTP / peer (p50) "
+        "| titles/s over HTTP (p50) |"
+    )
     print("|---|---|---|---|---|")
     for n, hp50, hp99, lp50, lp99 in rows:
-        print(f"| {n} | {hp50:.2f} / {hp99:.2f} | {lp50:.2f} / {lp99:.2f} | {hp50 / lp50:.2f}x "
-              f"| {n / hp50 * 1000:,.0f} |")
+        print(
+            f"| {n} | {hp50:.2f} / {hp99:.2f} | {lp50:.2f} / {lp99:.2f} | {hp50 / lp50:.2f}x | {n / hp50 * 1000:,.0f} |"
+        )
     return 0
 
 

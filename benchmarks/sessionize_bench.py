@@ -25,6 +25,7 @@ start-up, JIT warm. Counts of sessions and pairs are checked equal across conten
 Spark expert would try (dictionary pages large enough to keep product ids dictionary-encoded, zstd, no
 compression) against Spark's defaults, from the sessions table of a run in ``--workdir``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -45,9 +46,16 @@ TARGET_CLICKS_PER_CORE = 150_000
 TARGET_RATIO = 2.0
 
 
-def uniform_clicks(n_clicks: int, path: Path, n_users: int = 250_000, n_products: int = 250_000,
-                   mean_length: float = 6.0, revisit: float = 0.38, vocabulary: int = 20_000,
-                   seed: int = 7) -> None:
+def uniform_clicks(
+    n_clicks: int,
+    path: Path,
+    n_users: int = 250_000,
+    n_products: int = 250_000,
+    mean_length: float = 6.0,
+    revisit: float = 0.38,
+    vocabulary: int = 20_000,
+    seed: int = 7,
+) -> None:
     """The scale workload (see the module docstring) as one Parquet file, ordered by time."""
     import numpy as np
     import pyarrow as pa
@@ -58,10 +66,10 @@ def uniform_clicks(n_clicks: int, path: Path, n_users: int = 250_000, n_products
     n_sessions = int(np.searchsorted(np.cumsum(lengths), n_clicks)) + 1
     lengths = lengths[:n_sessions]
     lengths[-1] -= int(lengths.sum()) - n_clicks
-    first = np.r_[0, np.cumsum(lengths)[:-1]]                       # [sessions] index of each first click
-    session_of = np.repeat(np.arange(n_sessions), lengths)          # [clicks]
-    start = 1_700_000_000_000_000 + rng.integers(0, 30 * 86_400 * 10**6, n_sessions)   # µs, 30 days
-    step = rng.integers(0, 10 * 60 * 10**6, n_clicks)               # < 10 min: inside the 30-min gap
+    first = np.r_[0, np.cumsum(lengths)[:-1]]  # [sessions] index of each first click
+    session_of = np.repeat(np.arange(n_sessions), lengths)  # [clicks]
+    start = 1_700_000_000_000_000 + rng.integers(0, 30 * 86_400 * 10**6, n_sessions)  # µs, 30 days
+    step = rng.integers(0, 10 * 60 * 10**6, n_clicks)  # < 10 min: inside the 30-min gap
     step[first] = 0
     offset = np.cumsum(step)
     offset -= np.repeat(offset[first], lengths)
@@ -71,7 +79,7 @@ def uniform_clicks(n_clicks: int, path: Path, n_users: int = 250_000, n_products
     position = np.arange(n_clicks) - first[session_of]
     goes_back = (position > 0) & (rng.random(n_clicks) < revisit)
     earlier = first[session_of] + (rng.random(n_clicks) * np.maximum(position, 1)).astype(np.int64)
-    for level in range(1, int(position.max()) + 1):                 # in order: a revisit of a revisit
+    for level in range(1, int(position.max()) + 1):  # in order: a revisit of a revisit
         at = np.flatnonzero(goes_back & (position == level))
         product[at] = product[earlier[at]]
     order = np.argsort(ts, kind="stable")
@@ -80,23 +88,27 @@ def uniform_clicks(n_clicks: int, path: Path, n_users: int = 250_000, n_products
     categories = [f"c{c}" for c in rng.integers(0, 200, n_products)]
 
     def by_product(values: list[str]) -> pa.Array:
-        return pa.DictionaryArray.from_arrays(pa.array(product[order].astype(np.int32)), pa.array(values)) \
-            .cast(pa.string())
+        return pa.DictionaryArray.from_arrays(pa.array(product[order].astype(np.int32)), pa.array(values)).cast(
+            pa.string()
+        )
 
     users = pa.array([f"u{i}" for i in range(n_users)])
-    table = pa.table({
-        "user_id": pa.DictionaryArray.from_arrays(pa.array(user[order].astype(np.int32)), users).cast(pa.string()),
-        "ts": pa.array(ts[order], pa.timestamp("us", tz="UTC")),
-        "product_id": by_product([f"p{i}" for i in range(n_products)]),
-        "title": by_product(titles),
-        "category": by_product(categories),
-    })
+    table = pa.table(
+        {
+            "user_id": pa.DictionaryArray.from_arrays(pa.array(user[order].astype(np.int32)), users).cast(pa.string()),
+            "ts": pa.array(ts[order], pa.timestamp("us", tz="UTC")),
+            "product_id": by_product([f"p{i}" for i in range(n_products)]),
+            "title": by_product(titles),
+            "category": by_product(categories),
+        }
+    )
     path.parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(table, path)
 
 
-def duckdb_peer(source: str, out: Path, threads: int, contract: str, gap_minutes: float = 30,
-                max_items: int = 10) -> dict:
+def duckdb_peer(
+    source: str, out: Path, threads: int, contract: str, gap_minutes: float = 30, max_items: int = 10
+) -> dict:
     """The session rules in DuckDB SQL. ``pairs``: the pairs table alone. ``full``: quarantine (basic
     checks), catalog (accent-strip + stopword normalization), sessions and pairs, all as Parquet."""
     import duckdb
@@ -135,7 +147,8 @@ def duckdb_peer(source: str, out: Path, threads: int, contract: str, gap_minutes
         sessions = f"({sessions_sql.format(events=events)})"
         con.execute(f"COPY ({pairs_sql.format(sessions=sessions)}) TO '{out}/pairs.parquet' (FORMAT parquet)")
         return {"pairs": con.execute(f"SELECT count(*) FROM '{out}/pairs.parquet'").fetchone()[0]}
-    con.execute(f"""
+    con.execute(
+        f"""
         CREATE TEMP TABLE checked AS
         SELECT *, CASE WHEN user_id IS NULL OR trim(user_id) = '' THEN 'missing_user_id'
                        WHEN product_id IS NULL OR trim(product_id) = '' THEN 'missing_product_id'
@@ -149,9 +162,13 @@ def duckdb_peer(source: str, out: Path, threads: int, contract: str, gap_minutes
                          strip_accents(lower(title)), '[^a-z0-9]+', ' ', 'g')), ' '),
                          lambda x: x <> '' AND NOT list_contains($stop, x)), ' ') AS title_norm
               FROM {src})
-    """, {"stop": sorted(stopwords("es"))})
-    con.execute(f"COPY (SELECT * EXCLUDE (title_norm) FROM checked WHERE reason IS NOT NULL) "
-                f"TO '{out}/quarantine.parquet' (FORMAT parquet)")
+    """,
+        {"stop": sorted(stopwords("es"))},
+    )
+    con.execute(
+        f"COPY (SELECT * EXCLUDE (title_norm) FROM checked WHERE reason IS NOT NULL) "
+        f"TO '{out}/quarantine.parquet' (FORMAT parquet)"
+    )
     con.execute(f"""
         COPY (SELECT site, product_id, arg_max(title, ts) AS title, arg_max(title_norm, ts) AS title_norm,
                      arg_max(category, ts) AS category, count(*) AS n_events, min(ts) AS first_seen,
@@ -162,8 +179,10 @@ def duckdb_peer(source: str, out: Path, threads: int, contract: str, gap_minutes
     con.execute(f"CREATE TEMP TABLE sessions AS {sessions_sql.format(events=valid)}")
     con.execute(f"COPY sessions TO '{out}/sessions.parquet' (FORMAT parquet)")
     con.execute(f"COPY ({pairs_sql.format(sessions='sessions')}) TO '{out}/pairs.parquet' (FORMAT parquet)")
-    return {"sessions": con.execute("SELECT count(*) FROM sessions").fetchone()[0],
-            "pairs": con.execute(f"SELECT count(*) FROM '{out}/pairs.parquet'").fetchone()[0]}
+    return {
+        "sessions": con.execute("SELECT count(*) FROM sessions").fetchone()[0],
+        "pairs": con.execute(f"SELECT count(*) FROM '{out}/pairs.parquet'").fetchone()[0],
+    }
 
 
 def spark_warm(source: str, out: Path, cores: int) -> dict:
@@ -178,11 +197,15 @@ def spark_warm(source: str, out: Path, cores: int) -> dict:
         t0 = time.perf_counter()
         report = run_sessionize(spark, source, "clicks", str(out), SessionsConfig())
         seconds.append(time.perf_counter() - t0)
-    return {"seconds": seconds[-1], "sessions": report["sessions"], "pairs": report["pairs"],
-            "step_seconds": report["step_seconds"]}
+    return {
+        "seconds": seconds[-1],
+        "sessions": report["sessions"],
+        "pairs": report["pairs"],
+        "step_seconds": report["step_seconds"],
+    }
 
 
-PAIRS_ENCODINGS = {   # label: DataFrameWriter options
+PAIRS_ENCODINGS = {  # label: DataFrameWriter options
     "Spark's defaults (snappy; dictionary pages of 1 MiB, so ids fall back to plain)": {},
     "dictionary pages of 8 MiB (ids stay dictionary-encoded)": {"parquet.dictionary.page.size": str(8 << 20)},
     "zstd": {"compression": "zstd"},
@@ -197,7 +220,7 @@ def pairs_encodings(sessions_dir: Path, out: Path, cores: int, repeats: int = 2)
 
     spark = get_spark(f"local[{cores}]", extra={"spark.driver.memory": local_driver_memory()})
     sessions = spark.read.parquet(str(sessions_dir))
-    explode_pairs(sessions).write.format("noop").mode("overwrite").save()     # JIT warm-up
+    explode_pairs(sessions).write.format("noop").mode("overwrite").save()  # JIT warm-up
     print("| pairs written with | best of 2, s | MiB on disk |\n|---|---|---|")
     for label, options in PAIRS_ENCODINGS.items():
         best = float("inf")
@@ -217,17 +240,23 @@ def main() -> int:
     ap.add_argument("--input", choices=["uniform", "synth"], default="uniform")
     ap.add_argument("--skip-warm", action="store_true", help="no in-JVM warm figure")
     ap.add_argument("--skip-stock", action="store_true", help="no run with Spark's stock settings (1g, G1)")
-    ap.add_argument("--study", action="store_true",
-                    help="also the sized driver with G1, and the venv's settings without the class-data archive")
-    ap.add_argument("--pairs-encodings", action="store_true",
-                    help="time the pairs write alone under several Parquet settings (needs --workdir of a run)")
+    ap.add_argument(
+        "--study",
+        action="store_true",
+        help="also the sized driver with G1, and the venv's settings without the class-data archive",
+    )
+    ap.add_argument(
+        "--pairs-encodings",
+        action="store_true",
+        help="time the pairs write alone under several Parquet settings (needs --workdir of a run)",
+    )
     ap.add_argument("--workdir", default=None, help="where to put data (default: a temp folder, removed)")
     ap.add_argument("--peer", choices=["pairs", "full", "spark-warm"], help=argparse.SUPPRESS)  # one contender
     ap.add_argument("--source", help=argparse.SUPPRESS)
     ap.add_argument("--out", help=argparse.SUPPRESS)
     args = ap.parse_args()
 
-    if args.peer:   # a contender in its own process: prints its counts as JSON
+    if args.peer:  # a contender in its own process: prints its counts as JSON
         if args.peer == "spark-warm":
             result = spark_warm(args.source, Path(args.out), args.cores)
         else:
@@ -253,8 +282,7 @@ def main() -> int:
         else:
             from prodemb.synth import SynthSpec, generate
 
-            generate(SynthSpec(n_clicks=args.clicks, n_products=max(1000, args.clicks // 100), seed=11),
-                     work / "synth")
+            generate(SynthSpec(n_clicks=args.clicks, n_products=max(1000, args.clicks // 100), seed=11), work / "synth")
             source = work / "synth" / "clicks"
         print(f"input: {args.clicks:,} clicks ({args.input}) ready in {time.perf_counter() - t:.1f}s (not timed)")
 
@@ -263,7 +291,7 @@ def main() -> int:
         job_args = ["jobs/sessionize.py", "--input", str(source), "--input-format", "clicks", "--json"]
         peer = [sys.executable, str(Path(__file__).resolve()), "--cores", str(args.cores), "--source", str(source)]
         memory = local_driver_memory()
-        rows = []    # (label, seconds, counts, warm seconds)
+        rows = []  # (label, seconds, counts, warm seconds)
         secs, out = timed([*job, *job_args, "--output", str(work / "spark")], env)
         report = json.loads(out)
         warm = None
@@ -272,17 +300,36 @@ def main() -> int:
             warm = json.loads(out)
         defaults = spark_defaults()
         archive = "SharedArchiveFile" in defaults.get("spark.driver.defaultJavaOptions", "")
-        rows.append((f"spark-submit jobs/sessionize.py (the venv's spark-defaults.conf: "
-                     f"{defaults.get('spark.driver.memory', '1g')} driver, "
-                     f"{defaults.get('spark.driver.extraJavaOptions', 'G1')}"
-                     + (", class-data archive" if archive else "") + ")", secs, report,
-                     warm["seconds"] if warm else None))
+        rows.append(
+            (
+                f"spark-submit jobs/sessionize.py (the venv's spark-defaults.conf: "
+                f"{defaults.get('spark.driver.memory', '1g')} driver, "
+                f"{defaults.get('spark.driver.extraJavaOptions', 'G1')}"
+                + (", class-data archive" if archive else "")
+                + ")",
+                secs,
+                report,
+                warm["seconds"] if warm else None,
+            )
+        )
         no_archive = ["--conf", "spark.driver.defaultJavaOptions="]
-        others = [] if args.skip_stock else [(["--driver-memory", "1g", "--driver-java-options", "-XX:+UseG1GC",
-                                               *no_archive], "Spark's stock settings: 1g driver, G1, no archive")]
+        others = (
+            []
+            if args.skip_stock
+            else [
+                (
+                    ["--driver-memory", "1g", "--driver-java-options", "-XX:+UseG1GC", *no_archive],
+                    "Spark's stock settings: 1g driver, G1, no archive",
+                )
+            ]
+        )
         if args.study:
-            others += [(["--driver-memory", memory, "--driver-java-options", "-XX:+UseG1GC"],
-                        f"{memory} driver, G1" + (", class-data archive" if archive else ""))]
+            others += [
+                (
+                    ["--driver-memory", memory, "--driver-java-options", "-XX:+UseG1GC"],
+                    f"{memory} driver, G1" + (", class-data archive" if archive else ""),
+                )
+            ]
             others += [(no_archive, "the venv's settings without the class-data archive")] if archive else []
         for i, (settings, label) in enumerate(others):
             secs, out = timed([*job, *settings, *job_args, "--output", str(work / f"spark-{i}")], env)
@@ -296,23 +343,34 @@ def main() -> int:
         print("| run | wall s | clicks/s/core | × DuckDB pairs-only wall | warm s (in one JVM) |")
         print("|---|---|---|---|---|")
         for label, secs, counts, warm_s in rows:
-            print(f"| {label} | {secs:.1f} | {args.clicks / secs / args.cores:,.0f} | {secs / duck_pairs:.2f} | "
-                  + (f"{warm_s:.1f} ({args.clicks / warm_s / args.cores:,.0f}/s/core)" if warm_s else "") + " |")
-        print(f"\nsessions {report['sessions']:,}, pairs {report['pairs']:,}; spark steps (s): "
-              + ", ".join(f"{k} {v:.1f}" for k, v in report["step_seconds"].items()))
+            print(
+                f"| {label} | {secs:.1f} | {args.clicks / secs / args.cores:,.0f} | {secs / duck_pairs:.2f} | "
+                + (f"{warm_s:.1f} ({args.clicks / warm_s / args.cores:,.0f}/s/core)" if warm_s else "")
+                + " |"
+            )
+        print(
+            f"\nsessions {report['sessions']:,}, pairs {report['pairs']:,}; spark steps (s): "
+            + ", ".join(f"{k} {v:.1f}" for k, v in report["step_seconds"].items())
+        )
         if warm:
             print("warm steps (s): " + ", ".join(f"{k} {v:.1f}" for k, v in warm["step_seconds"].items()))
-        mismatched = [label for label, _, counts, _ in rows
-                      if counts["pairs"] != report["pairs"] or counts.get("sessions", report["sessions"])
-                      != report["sessions"]]
+        mismatched = [
+            label
+            for label, _, counts, _ in rows
+            if counts["pairs"] != report["pairs"] or counts.get("sessions", report["sessions"]) != report["sessions"]
+        ]
         if mismatched:
             print(f"WARNING: session/pair counts differ from the Spark job's: {mismatched}")
         spark_secs = rows[0][1]
         rate = args.clicks / spark_secs / args.cores
-        print(f"target >= {TARGET_CLICKS_PER_CORE:,} clicks/s/core whole process: "
-              f"{'met' if rate >= TARGET_CLICKS_PER_CORE else 'NOT met'} ({rate:,.0f})")
-        print(f"target <= {TARGET_RATIO:.0f}x DuckDB pairs-only wall: "
-              f"{'met' if spark_secs <= TARGET_RATIO * duck_pairs else 'NOT met'} ({spark_secs / duck_pairs:.2f}x)")
+        print(
+            f"target >= {TARGET_CLICKS_PER_CORE:,} clicks/s/core whole process: "
+            f"{'met' if rate >= TARGET_CLICKS_PER_CORE else 'NOT met'} ({rate:,.0f})"
+        )
+        print(
+            f"target <= {TARGET_RATIO:.0f}x DuckDB pairs-only wall: "
+            f"{'met' if spark_secs <= TARGET_RATIO * duck_pairs else 'NOT met'} ({spark_secs / duck_pairs:.2f}x)"
+        )
     finally:
         if not args.workdir:
             shutil.rmtree(work, ignore_errors=True)

@@ -12,6 +12,7 @@ out (``--conf spark.driver.defaultJavaOptions=``): Spark as it loads its classes
 alternate between the two; the median of ``--repeats`` is reported. The first run of each is also shown
 apart (cold page cache for the archive or the jars).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -50,13 +51,24 @@ def main() -> int:
         jobs = {
             "trivial job": [str(work / "trivial.py")],
             f"jobs/sessionize.py, {args.clicks:,} clicks": [
-                "jobs/sessionize.py", "--input", str(work / "synth" / "clicks"), "--input-format", "clicks",
-                "--output", str(work / "out"), "--json"],
+                "jobs/sessionize.py",
+                "--input",
+                str(work / "synth" / "clicks"),
+                "--input-format",
+                "clicks",
+                "--output",
+                str(work / "out"),
+                "--json",
+            ],
         }
-        contenders = {"with the class-data archive (make venv)": [],
-                      "without it (peer)": ["--conf", "spark.driver.defaultJavaOptions="]}
-        print(f"archive {archive.name} ({archive.stat().st_size / 2**20:.0f} MiB); spark-submit --master local[2], "
-              f"whole processes, median of {args.repeats}\n")
+        contenders = {
+            "with the class-data archive (make venv)": [],
+            "without it (peer)": ["--conf", "spark.driver.defaultJavaOptions="],
+        }
+        print(
+            f"archive {archive.name} ({archive.stat().st_size / 2**20:.0f} MiB); spark-submit --master local[2], "
+            f"whole processes, median of {args.repeats}\n"
+        )
         print("| job | " + " | ".join(f"{c} s" for c in contenders) + " | without / with | first runs s |")
         print("|---|" + "---|" * len(contenders) + "---|---|")
         for name, job in jobs.items():
@@ -66,8 +78,11 @@ def main() -> int:
                     times[label].append(timed(["spark-submit", "--master", "local[2]", *extra, *job], env)[0])
             med = {c: statistics.median(t) for c, t in times.items()}
             with_s, without_s = med.values()
-            print(f"| {name} | {with_s:.2f} | {without_s:.2f} | {without_s / with_s:.2f}× | "
-                  + " / ".join(f"{t[0]:.2f}" for t in times.values()) + " |")
+            print(
+                f"| {name} | {with_s:.2f} | {without_s:.2f} | {without_s / with_s:.2f}× | "
+                + " / ".join(f"{t[0]:.2f}" for t in times.values())
+                + " |"
+            )
     return 0
 
 

@@ -22,6 +22,7 @@ prodemb's CPU encoder skips the structurally zero terms of the max-pool gradient
 token columns, so it executes fewer FLOPs than flops_per_pair counts; the "executed" columns count the
 arithmetic actually done. Results go to benchmarks/RESULTS.md by hand.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -45,6 +46,7 @@ VOCAB, N_CATEGORIES, SEQ_LEN = 30_000, 50, 32
 
 # --- peak --------------------------------------------------------------------------------------
 
+
 def _best_gflops(fn, flops: float, reps: int = 10, rounds: int = 3) -> float:
     for _ in range(3):
         fn()
@@ -61,10 +63,10 @@ def matmul_peak(n: int = 2048) -> tuple[float, float | None]:
     """(torch.matmul GFLOP/s, oneDNN fp32 matmul GFLOP/s or None) for n×n @ n×n fp32."""
     g = torch.Generator().manual_seed(0)
     a, b = torch.randn(n, n, generator=g), torch.randn(n, n, generator=g)
-    peak = _best_gflops(lambda: torch.matmul(a, b), 2 * n ** 3)
+    peak = _best_gflops(lambda: torch.matmul(a, b), 2 * n**3)
     try:
         bt = b.t().contiguous()
-        onednn = _best_gflops(lambda: torch.ops.mkldnn._linear_pointwise(a, bt, None, "none", [], ""), 2 * n ** 3)
+        onednn = _best_gflops(lambda: torch.ops.mkldnn._linear_pointwise(a, bt, None, "none", [], ""), 2 * n**3)
     except Exception:  # noqa: BLE001 — a build without oneDNN
         onednn = None
     return peak, onednn
@@ -95,7 +97,7 @@ def executed_flops_per_pair(model_cfg, n_categories: int, titles: torch.Tensor, 
 
 # --- data --------------------------------------------------------------------------------------
 
-LENGTHS = (8, 20)   # title lengths in tokens, uniform; --lengths changes it
+LENGTHS = (8, 20)  # title lengths in tokens, uniform; --lengths changes it
 
 
 def random_titles(n: int, gen: torch.Generator) -> torch.Tensor:
@@ -115,12 +117,20 @@ def random_training_data(n_products: int, n_pairs: int, seed: int = 0):
     a = torch.randint(0, n_products, (n_pairs,), generator=g)
     b = (a + torch.randint(1, n_products, (n_pairs,), generator=g)) % n_products
     empty = torch.empty(0, dtype=torch.long)
-    return TrainingData(tokens=random_titles(n_products, g), categories=cats, pair_a=a, pair_b=b,
-                        holdout_a=empty, holdout_b=empty, product_keys=[f"s/{i}" for i in range(n_products)],
-                        category_names=[f"c{i}" for i in range(N_CATEGORIES)])
+    return TrainingData(
+        tokens=random_titles(n_products, g),
+        categories=cats,
+        pair_a=a,
+        pair_b=b,
+        holdout_a=empty,
+        holdout_b=empty,
+        product_keys=[f"s/{i}" for i in range(n_products)],
+        category_names=[f"c{i}" for i in range(N_CATEGORIES)],
+    )
 
 
 # --- (a) the plain loop ------------------------------------------------------------------------
+
 
 class PlainTextCNN(nn.Module):
     def __init__(self, m):
@@ -129,9 +139,10 @@ class PlainTextCNN(nn.Module):
         self.convs = nn.ModuleList(nn.Conv1d(m.embed_dim, m.n_filters, k) for k in m.kernel_sizes)
 
     def forward(self, tokens):
-        x = self.embedding(tokens).permute(0, 2, 1)                       # [B, E, L]
-        return torch.cat([F.max_pool1d(F.relu(c(x)), x.shape[2] - c.kernel_size[0] + 1).squeeze(2)
-                          for c in self.convs], dim=1)
+        x = self.embedding(tokens).permute(0, 2, 1)  # [B, E, L]
+        return torch.cat(
+            [F.max_pool1d(F.relu(c(x)), x.shape[2] - c.kernel_size[0] + 1).squeeze(2) for c in self.convs], dim=1
+        )
 
 
 def plain_mlp(i, h, o, momentum):
@@ -144,8 +155,9 @@ def rates(batch: int, step_seconds: list[float]) -> tuple[float, float]:
     return batch * len(step_seconds) / sum(step_seconds), batch / ordered[len(ordered) // 2]
 
 
-def run_plain(model_cfg, batch: int, steps: int, warmup: int, alpha: float = 0.9,
-              tau: float = 0.996) -> tuple[float, float]:
+def run_plain(
+    model_cfg, batch: int, steps: int, warmup: int, alpha: float = 0.9, tau: float = 0.996
+) -> tuple[float, float]:
     """Pairs/s of the naive loop: same model and loss, nothing fused or batched across views."""
     torch.manual_seed(0)
     m = model_cfg
@@ -158,8 +170,15 @@ def run_plain(model_cfg, batch: int, steps: int, warmup: int, alpha: float = 0.9
     online = [*enc.parameters(), *proj.parameters(), *pred.parameters(), *head.parameters()]
     opt = torch.optim.SGD(online, lr=0.45 * batch / 256, momentum=0.9, weight_decay=1e-5)
     g = torch.Generator().manual_seed(1)
-    batches = [(random_titles(batch, g), random_titles(batch, g), torch.randint(0, N_CATEGORIES, (batch,), generator=g),
-                torch.randint(0, N_CATEGORIES, (batch,), generator=g)) for _ in range(4)]
+    batches = [
+        (
+            random_titles(batch, g),
+            random_titles(batch, g),
+            torch.randint(0, N_CATEGORIES, (batch,), generator=g),
+            torch.randint(0, N_CATEGORIES, (batch,), generator=g),
+        )
+        for _ in range(4)
+    ]
 
     def cos_loss(p, z):
         return (2 - 2 * F.cosine_similarity(p, z.detach(), dim=-1)).mean()
@@ -169,8 +188,9 @@ def run_plain(model_cfg, batch: int, steps: int, warmup: int, alpha: float = 0.9
         p_i, p_j = pred(proj(y_i)), pred(proj(y_j))
         with torch.no_grad():
             z_i, z_j = t_proj(t_enc(ti)), t_proj(t_enc(tj))
-        loss = alpha * (cos_loss(p_i, z_j) + cos_loss(p_j, z_i)) + \
-            (1 - alpha) * (F.cross_entropy(head(y_i), cj) + F.cross_entropy(head(y_j), ci))
+        loss = alpha * (cos_loss(p_i, z_j) + cos_loss(p_j, z_i)) + (1 - alpha) * (
+            F.cross_entropy(head(y_i), cj) + F.cross_entropy(head(y_j), ci)
+        )
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -191,23 +211,39 @@ def run_plain(model_cfg, batch: int, steps: int, warmup: int, alpha: float = 0.9
 
 # --- (b) prodemb's train() ---------------------------------------------------------------------
 
+
 def run_prodemb(batch: int, steps: int, warmup: int, compile_: bool = False) -> tuple[tuple[float, float], float]:
     """((pairs/s, median-step pairs/s), executed FLOPs/pair) of prodemb.train.train(), timed from the end
     of step `warmup` to the end of step `warmup + steps`."""
     from prodemb.train import train
 
-    cfg = load_config("local", overrides=["model.profile=paper", f"train.batch_size={batch}",
-                                          f"train.max_steps={warmup + steps}", "train.log_every=1",
-                                          "train.device=cpu", f"train.compile={str(compile_).lower()}"])
+    cfg = load_config(
+        "local",
+        overrides=[
+            "model.profile=paper",
+            f"train.batch_size={batch}",
+            f"train.max_steps={warmup + steps}",
+            "train.log_every=1",
+            "train.device=cpu",
+            f"train.compile={str(compile_).lower()}",
+        ],
+    )
     data = random_training_data(n_products=50_000, n_pairs=batch * (warmup + steps + 1))
     stamps: dict[int, float] = {}
-    train(data, cfg.model, cfg.train, VOCAB, progress=False,
-          log_fn=lambda step, rec: stamps.__setitem__(step, time.perf_counter()))
+    train(
+        data,
+        cfg.model,
+        cfg.train,
+        VOCAB,
+        progress=False,
+        log_fn=lambda step, rec: stamps.__setitem__(step, time.perf_counter()),
+    )
     executed = executed_flops_per_pair(cfg.model, N_CATEGORIES, data.tokens, batch)
     return rates(batch, [stamps[k] - stamps[k - 1] for k in range(warmup + 1, warmup + steps + 1)]), executed
 
 
 # --- --parts: where the time goes, one formulation at a time ------------------------------------
+
 
 def _ms(fn, reps: int = 5) -> float:
     fn()
@@ -230,10 +266,12 @@ def run_parts(model_cfg, n_titles: int) -> None:
     enc = ProductEncoder(VOCAB, E, Fn, ks)
     tokens = random_titles(N, torch.Generator().manual_seed(2))
     params = [t for c in enc.convs for t in (c.weight, c.bias)]
-    conv_flops = N * sum((L - k + 1) * k for k in ks) * E * Fn * 2        # useful forward FLOPs
-    print(f"\n--parts: {N} titles padded to {L} tokens ({LENGTHS[0]}-{LENGTHS[1]} real); GFLOP/s = the dense "
-          f"{L}-token FLOPs (conv forward {conv_flops / 1e9:.1f} G, fwd+bwd 3x) / time, "
-          "so rows that skip work beat the peak")
+    conv_flops = N * sum((L - k + 1) * k for k in ks) * E * Fn * 2  # useful forward FLOPs
+    print(
+        f"\n--parts: {N} titles padded to {L} tokens ({LENGTHS[0]}-{LENGTHS[1]} real); GFLOP/s = the dense "
+        f"{L}-token FLOPs (conv forward {conv_flops / 1e9:.1f} G, fwd+bwd 3x) / time, "
+        "so rows that skip work beat the peak"
+    )
 
     def line(name, ms, flops=None):
         rate = f"{flops / ms / 1e6:8.1f} GFLOP/s" if flops else ""
@@ -243,44 +281,77 @@ def run_parts(model_cfg, n_titles: int) -> None:
     with torch.no_grad():
         w_cl = [c.weight.unsqueeze(2).contiguous(memory_format=torch.channels_last) for c in enc.convs]
         x = enc.embed(tokens)
-        line("nn.Conv1d on embed(t).transpose(1, 2)  [before]",
-             _ms(lambda: [c(enc.embed(tokens).transpose(1, 2)).amax(2) for c in enc.convs]), conv_flops)
-        line("nn.Conv1d on a contiguous [N, E, L] copy",
-             _ms(lambda: [c(enc.embed(tokens).transpose(1, 2).contiguous()).amax(2) for c in enc.convs]), conv_flops)
-        line("conv2d on the channels-last view [N, E, 1, L], one block",
-             _ms(lambda: [F.conv2d(enc.embed(tokens).view(N, 1, L, E).permute(0, 3, 1, 2), w, c.bias).amax(3)
-                          for w, c in zip(w_cl, enc.convs)]), conv_flops)
+        line(
+            "nn.Conv1d on embed(t).transpose(1, 2)  [before]",
+            _ms(lambda: [c(enc.embed(tokens).transpose(1, 2)).amax(2) for c in enc.convs]),
+            conv_flops,
+        )
+        line(
+            "nn.Conv1d on a contiguous [N, E, L] copy",
+            _ms(lambda: [c(enc.embed(tokens).transpose(1, 2).contiguous()).amax(2) for c in enc.convs]),
+            conv_flops,
+        )
+        line(
+            "conv2d on the channels-last view [N, E, 1, L], one block",
+            _ms(
+                lambda: [
+                    F.conv2d(enc.embed(tokens).view(N, 1, L, E).permute(0, 3, 1, 2), w, c.bias).amax(3)
+                    for w, c in zip(w_cl, enc.convs)
+                ]
+            ),
+            conv_flops,
+        )
         full = [(n0, min(n0 + 128, N), L) for n0 in range(0, N, 128)]
-        line("same, 128-title blocks, gather fused",
-             _ms(lambda: _embed_conv_max(tokens, enc.embed.weight, params, full, with_indices=False)), conv_flops)
-        line("same, blocks sorted by length, all-padding columns cut  [now]",
-             _ms(lambda: _text_cnn_cpu(tokens, enc.embed.weight, params, ks)), conv_flops)
-        wcat = torch.cat([c.weight.permute(1, 2, 0).reshape(E, -1) for c in enc.convs], 1)   # [E, Σk·F]
+        line(
+            "same, 128-title blocks, gather fused",
+            _ms(lambda: _embed_conv_max(tokens, enc.embed.weight, params, full, with_indices=False)),
+            conv_flops,
+        )
+        line(
+            "same, blocks sorted by length, all-padding columns cut  [now]",
+            _ms(lambda: _text_cnn_cpu(tokens, enc.embed.weight, params, ks)),
+            conv_flops,
+        )
+        wcat = torch.cat([c.weight.permute(1, 2, 0).reshape(E, -1) for c in enc.convs], 1)  # [E, Σk·F]
 
-        def shift_gemm():   # one matmul for all kernel sizes and taps, then shifted adds
+        def shift_gemm():  # one matmul for all kernel sizes and taps, then shifted adds
             P = (enc.embed(tokens).view(N * L, E) @ wcat).view(N, L, -1)
             off, out = 0, []
             for k in ks:
                 Lk = L - k + 1
-                S = P[:, :Lk, off:off + Fn].clone()
+                S = P[:, :Lk, off : off + Fn].clone()
                 for j in range(1, k):
-                    S += P[:, j:j + Lk, off + j * Fn:off + (j + 1) * Fn]
+                    S += P[:, j : j + Lk, off + j * Fn : off + (j + 1) * Fn]
                 out.append(S.amax(1))
                 off += k * Fn
             return out
+
         line("torch.matmul [N·L, E] @ [E, Σk·F] + shifted adds (im2col-free)", _ms(shift_gemm), conv_flops)
         wm = torch.zeros(len(ks) * Fn, E, 1, max(ks))
         for i, c in enumerate(enc.convs):
-            wm[i * Fn:(i + 1) * Fn, :, 0, :c.kernel_size[0]] = c.weight
+            wm[i * Fn : (i + 1) * Fn, :, 0, : c.kernel_size[0]] = c.weight
         wm = wm.contiguous(memory_format=torch.channels_last)
         pad = max(ks) - min(ks)
-        line("one conv2d, zero-masked 5-tap weights (useful FLOPs only)",
-             _ms(lambda: F.conv2d(F.pad(enc.embed(tokens), (0, 0, 0, pad)).view(N, 1, L + pad, E)
-                                  .permute(0, 3, 1, 2), wm).amax(3)), conv_flops)
+        line(
+            "one conv2d, zero-masked 5-tap weights (useful FLOPs only)",
+            _ms(
+                lambda: F.conv2d(
+                    F.pad(enc.embed(tokens), (0, 0, 0, pad)).view(N, 1, L + pad, E).permute(0, 3, 1, 2), wm
+                ).amax(3)
+            ),
+            conv_flops,
+        )
         with torch.autocast("cpu", dtype=torch.bfloat16):
-            line("conv2d channels-last under bf16 autocast (other numerics)",
-                 _ms(lambda: [F.conv2d(x.view(N, 1, L, E).permute(0, 3, 1, 2), w, c.bias).amax(3)
-                              for w, c in zip(w_cl, enc.convs)]), conv_flops)
+            line(
+                "conv2d channels-last under bf16 autocast (other numerics)",
+                _ms(
+                    lambda: [
+                        F.conv2d(x.view(N, 1, L, E).permute(0, 3, 1, 2), w, c.bias).amax(3)
+                        for w, c in zip(w_cl, enc.convs)
+                    ]
+                ),
+                conv_flops,
+            )
 
     print("encoder forward + backward (embedding table gradient included):")
     dy = torch.randn(N, enc.out_dim)
@@ -289,27 +360,53 @@ def run_parts(model_cfg, n_titles: int) -> None:
         def run():
             enc.zero_grad(set_to_none=True)
             (fn() * dy).sum().backward()
+
         return run
-    line("nn.Conv1d on embed(t).transpose(1, 2), autograd  [before]",
-         _ms(fwd_bwd(lambda: torch.cat([F.relu(c(enc.embed(tokens).transpose(1, 2))).amax(2) for c in enc.convs], 1))),
-         3 * conv_flops)
-    line("conv2d channels-last, autograd (dense backward)",
-         _ms(fwd_bwd(lambda: torch.cat([F.relu(F.conv2d(enc.embed(tokens).view(N, 1, L, E).permute(0, 3, 1, 2),
-                                                         c.weight.unsqueeze(2).contiguous(memory_format=torch.channels_last),
-                                                         c.bias)).amax(3).squeeze(2) for c in enc.convs], 1))),
-         3 * conv_flops)
+
+    line(
+        "nn.Conv1d on embed(t).transpose(1, 2), autograd  [before]",
+        _ms(fwd_bwd(lambda: torch.cat([F.relu(c(enc.embed(tokens).transpose(1, 2))).amax(2) for c in enc.convs], 1))),
+        3 * conv_flops,
+    )
+    line(
+        "conv2d channels-last, autograd (dense backward)",
+        _ms(
+            fwd_bwd(
+                lambda: torch.cat(
+                    [
+                        F.relu(
+                            F.conv2d(
+                                enc.embed(tokens).view(N, 1, L, E).permute(0, 3, 1, 2),
+                                c.weight.unsqueeze(2).contiguous(memory_format=torch.channels_last),
+                                c.bias,
+                            )
+                        )
+                        .amax(3)
+                        .squeeze(2)
+                        for c in enc.convs
+                    ],
+                    1,
+                )
+            )
+        ),
+        3 * conv_flops,
+    )
     line("prodemb ProductEncoder (max-pool-sparse backward)  [now]", _ms(fwd_bwd(lambda: enc(tokens))), 3 * conv_flops)
 
     print(f"MLP Linear 512 -> {m.hidden_dim}, forward + backward on {N} rows:")
     from prodemb.kernels.linear import _Linear, onednn_available
+
     lin = nn.Linear(E, m.hidden_dim)
     xin = torch.randn(N, E, requires_grad=True)
     dl = torch.randn(N, m.hidden_dim)
     lin_flops = 3 * 2 * N * E * m.hidden_dim
     line("F.linear (BLAS: MKL)", _ms(lambda: (F.linear(xin, lin.weight, lin.bias) * dl).sum().backward()), lin_flops)
     if onednn_available():
-        line("oneDNN linear  [prodemb now]",
-             _ms(lambda: (_Linear.apply(xin, lin.weight, lin.bias) * dl).sum().backward()), lin_flops)
+        line(
+            "oneDNN linear  [prodemb now]",
+            _ms(lambda: (_Linear.apply(xin, lin.weight, lin.bias) * dl).sum().backward()),
+            lin_flops,
+        )
 
     print(f"dense {VOCAB}x{E} embedding-table work per step (the rest of the step does not grow with it):")
     table = nn.Parameter(torch.randn(VOCAB, E))
@@ -324,18 +421,34 @@ def run_parts(model_cfg, n_titles: int) -> None:
 def main() -> int:
     global LENGTHS
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--batch-size", type=int, nargs="+", default=None,
-                    help="prodemb batch size(s) in pairs (default: the paper profile's, 4096)")
+    ap.add_argument(
+        "--batch-size",
+        type=int,
+        nargs="+",
+        default=None,
+        help="prodemb batch size(s) in pairs (default: the paper profile's, 4096)",
+    )
     ap.add_argument("--plain-batch-size", type=int, default=256)
     ap.add_argument("--steps", type=int, default=10, help="timed steps per run")
     ap.add_argument("--warmup", type=int, default=3, help="untimed steps first")
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--compile", action="store_true", help="train.compile=true (torch.compile the model)")
     ap.add_argument("--skip-plain", action="store_true")
-    ap.add_argument("--lengths", type=int, nargs=2, default=list(LENGTHS), metavar=("MIN", "MAX"),
-                    help="title lengths in tokens, uniform (default 8 20; 32 32 = no padding at all)")
-    ap.add_argument("--parts", type=int, default=0, metavar="PAIRS",
-                    help="only time the alternatives per component on 2×PAIRS titles, then exit")
+    ap.add_argument(
+        "--lengths",
+        type=int,
+        nargs=2,
+        default=list(LENGTHS),
+        metavar=("MIN", "MAX"),
+        help="title lengths in tokens, uniform (default 8 20; 32 32 = no padding at all)",
+    )
+    ap.add_argument(
+        "--parts",
+        type=int,
+        default=0,
+        metavar="PAIRS",
+        help="only time the alternatives per component on 2×PAIRS titles, then exit",
+    )
     args = ap.parse_args()
 
     LENGTHS = tuple(args.lengths)
@@ -343,8 +456,10 @@ def main() -> int:
     cfg = load_config("local", overrides=["model.profile=paper"])
     if args.parts:
         before = matmul_peak()[0]
-        print(f"torch {torch.__version__}, {args.threads} threads, load average {os.getloadavg()[0]:.2f}; "
-              f"matmul peak {before:.1f} GFLOP/s")
+        print(
+            f"torch {torch.__version__}, {args.threads} threads, load average {os.getloadavg()[0]:.2f}; "
+            f"matmul peak {before:.1f} GFLOP/s"
+        )
         run_parts(cfg.model, 2 * args.parts)
         after = matmul_peak()[0]
         print(f"matmul peak at the end {after:.1f} GFLOP/s")
@@ -356,37 +471,55 @@ def main() -> int:
     load0 = os.getloadavg()[0]
     peaks = [matmul_peak()]
 
-    runs = []   # (name, batch, (pairs/s, median-step pairs/s), FLOPs/pair actually executed)
+    runs = []  # (name, batch, (pairs/s, median-step pairs/s), FLOPs/pair actually executed)
     if not args.skip_plain:
-        runs.append(("plain PyTorch loop", args.plain_batch_size,
-                     run_plain(cfg.model, args.plain_batch_size, args.steps, args.warmup), fpp))
+        runs.append(
+            (
+                "plain PyTorch loop",
+                args.plain_batch_size,
+                run_plain(cfg.model, args.plain_batch_size, args.steps, args.warmup),
+                fpp,
+            )
+        )
     for b in batches:
         rate, executed = run_prodemb(b, args.steps, args.warmup, args.compile)
         runs.append(("prodemb train()" + (" compiled" if args.compile else ""), b, rate, executed))
-    peaks.append(matmul_peak())   # again at the end: the better of the two is the peak
+    peaks.append(matmul_peak())  # again at the end: the better of the two is the peak
 
     peak = max(p for p, _ in peaks)
     onednn = max((o for _, o in peaks if o), default=None)
-    print(f"torch {torch.__version__}, {args.threads} threads, {os.cpu_count()} CPUs; load average "
-          f"{load0:.2f} at the start, {os.getloadavg()[0]:.2f} at the end (other work skews every number)")
-    print(f"matmul peak (fp32 torch.matmul 2048x2048, best of start/end): {peak:7.1f} GFLOP/s "
-          f"(start {peaks[0][0]:.1f}, end {peaks[1][0]:.1f})")
+    print(
+        f"torch {torch.__version__}, {args.threads} threads, {os.cpu_count()} CPUs; load average "
+        f"{load0:.2f} at the start, {os.getloadavg()[0]:.2f} at the end (other work skews every number)"
+    )
+    print(
+        f"matmul peak (fp32 torch.matmul 2048x2048, best of start/end): {peak:7.1f} GFLOP/s "
+        f"(start {peaks[0][0]:.1f}, end {peaks[1][0]:.1f})"
+    )
     if min(p for p, _ in peaks) < 0.85 * peak:
         print("WARNING: the peak moved by more than 15% during the run: something else was using the CPU")
     if onednn:
         print(f"  for reference, oneDNN fp32 matmul 2048x2048: {onednn:7.1f} GFLOP/s")
-    print(f"FLOPs/pair (flops_per_pair, seq_len {SEQ_LEN}, {N_CATEGORIES} categories): {fpp / 1e6:.1f} M;"
-          f" titles of {LENGTHS[0]}-{LENGTHS[1]} tokens")
-    print("  prodemb executes fewer (max-pool-sparse conv backward, all-padding columns skipped):"
-          + ", ".join(f" batch {b}: {e / 1e6:.1f} M" for _, b, _, e in runs if e != fpp))
-    print(f"{'run':<26}{'batch':>6}{'pairs/s':>9}{'(median)':>9}{'GFLOP/s':>9}{'of peak':>9}"
-          f"{'executed GFLOP/s':>18}{'of peak':>9}")
+    print(
+        f"FLOPs/pair (flops_per_pair, seq_len {SEQ_LEN}, {N_CATEGORIES} categories): {fpp / 1e6:.1f} M;"
+        f" titles of {LENGTHS[0]}-{LENGTHS[1]} tokens"
+    )
+    print(
+        "  prodemb executes fewer (max-pool-sparse conv backward, all-padding columns skipped):"
+        + ", ".join(f" batch {b}: {e / 1e6:.1f} M" for _, b, _, e in runs if e != fpp)
+    )
+    print(
+        f"{'run':<26}{'batch':>6}{'pairs/s':>9}{'(median)':>9}{'GFLOP/s':>9}{'of peak':>9}"
+        f"{'executed GFLOP/s':>18}{'of peak':>9}"
+    )
     plain = runs[0][2][0] if not args.skip_plain else None
     for name, batch, (rate, median), executed in runs:
         achieved, done = rate * fpp / 1e9, rate * executed / 1e9
         vs = f"   {rate / plain:.2f}x plain" if plain and not name.startswith("plain") else ""
-        print(f"{name:<26}{batch:>6}{rate:>9.1f}{median:>9.1f}{achieved:>9.1f}{achieved / peak:>9.1%}"
-              f"{done:>18.1f}{done / peak:>9.1%}{vs}")
+        print(
+            f"{name:<26}{batch:>6}{rate:>9.1f}{median:>9.1f}{achieved:>9.1f}{achieved / peak:>9.1%}"
+            f"{done:>18.1f}{done / peak:>9.1%}{vs}"
+        )
     return 0
 
 

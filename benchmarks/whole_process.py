@@ -4,6 +4,7 @@
 on PATH (pip's ``spark-submit`` finds SPARK_HOME through the ``python3`` there), Spark bound to
 127.0.0.1, and no JVM flags inherited from a test run (``JDK_JAVA_OPTIONS``).
 """
+
 from __future__ import annotations
 
 import os

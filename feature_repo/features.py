@@ -14,6 +14,7 @@ model_name, model_version, partition) and applies one view per version, whose so
 partition of the table (`model=<partition>`). A `feast apply` from the shell without that variable
 defines no pinned view, and so removes the ones publishing made: publish again afterwards.
 """
+
 import json
 import os
 from datetime import timedelta
@@ -23,11 +24,16 @@ from feast import Entity, FeatureService, FeatureView, Field, FileSource, ValueT
 from feast.data_format import ParquetFormat
 from feast.types import Array, Float32, String
 
-EMBEDDINGS = os.environ.get("PRODEMB_EMBEDDINGS",
-                            str((Path(__file__).resolve().parent.parent / "data" / "demo" / "embeddings")))
+EMBEDDINGS = os.environ.get(
+    "PRODEMB_EMBEDDINGS", str((Path(__file__).resolve().parent.parent / "data" / "demo" / "embeddings"))
+)
 
-product = Entity(name="product", join_keys=["product_id"], value_type=ValueType.STRING,
-                 description="A catalog product (site-local id)")
+product = Entity(
+    name="product",
+    join_keys=["product_id"],
+    value_type=ValueType.STRING,
+    description="A catalog product (site-local id)",
+)
 # One model per site (`sites:` in the config): the vectors are keyed by (site, product_id), since two sites
 # may use the same product id. A single-site deployment keys them by product_id alone.
 BY_SITE = os.environ.get("PRODEMB_FEAST_BY_SITE", "0") == "1"
@@ -45,10 +51,14 @@ def embeddings_source(name: str, partition: str | None = None):
         from feast.table_format import DeltaFormat
 
         if partition is None:
-            return SparkSource(name=name, path=EMBEDDINGS, table_format=DeltaFormat(),
-                               timestamp_field="event_timestamp")
-        return SparkSource(name=name, query=f"SELECT * FROM delta.`{EMBEDDINGS}` WHERE model = '{partition}'",
-                           timestamp_field="event_timestamp")
+            return SparkSource(
+                name=name, path=EMBEDDINGS, table_format=DeltaFormat(), timestamp_field="event_timestamp"
+            )
+        return SparkSource(
+            name=name,
+            query=f"SELECT * FROM delta.`{EMBEDDINGS}` WHERE model = '{partition}'",
+            timestamp_field="event_timestamp",
+        )
     path = EMBEDDINGS if partition is None else f"{EMBEDDINGS.rstrip('/')}/model={partition}"
     return FileSource(name=name, path=path, file_format=ParquetFormat(), timestamp_field="event_timestamp")
 
@@ -58,7 +68,7 @@ embeddings_source_all = embeddings_source("product_embeddings_source")
 product_embeddings = FeatureView(
     name="product_embeddings",
     entities=entities,
-    ttl=timedelta(days=3650),   # a vector stays valid until a newer scoring replaces it
+    ttl=timedelta(days=3650),  # a vector stays valid until a newer scoring replaces it
     schema=SCHEMA,
     source=embeddings_source_all,
     online=True,
@@ -70,10 +80,16 @@ product_embeddings_service = FeatureService(name="product_embeddings_service", f
 
 def pinned_view(view: str, model_name: str, model_version: str, partition: str) -> FeatureView:
     """The vectors of one registered model version only: stays that version's after a newer one is promoted."""
-    return FeatureView(name=view, entities=entities, ttl=timedelta(days=3650), schema=SCHEMA,
-                       source=embeddings_source(f"{view}_source", partition), online=True,
-                       description=f"Product title embeddings of {model_name} version {model_version} (pinned)",
-                       tags={"model_name": model_name, "model_version": model_version})
+    return FeatureView(
+        name=view,
+        entities=entities,
+        ttl=timedelta(days=3650),
+        schema=SCHEMA,
+        source=embeddings_source(f"{view}_source", partition),
+        online=True,
+        description=f"Product title embeddings of {model_name} version {model_version} (pinned)",
+        tags={"model_name": model_name, "model_version": model_version},
+    )
 
 
 pinned_embeddings = [pinned_view(**spec) for spec in json.loads(os.environ.get("PRODEMB_PINNED_VIEWS", "[]"))]

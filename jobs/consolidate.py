@@ -1,6 +1,7 @@
 """Consolidate per-interval sessionize tables into the full tables the downstream stages read.
 
 The job is prodemb/jobs/consolidate.py; also `prodemb consolidate`."""
+
 import sys
 from pathlib import Path
 

@@ -1,6 +1,7 @@
 """Downstream evaluation: frozen embeddings + logistic regression on binary title tasks (paper §4, A.1).
 
 The job is prodemb/jobs/evaluate.py; also `prodemb evaluate`."""
+
 import sys
 from pathlib import Path
 

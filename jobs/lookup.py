@@ -1,6 +1,7 @@
 """Look product vectors up in the Feast feature store (what other teams do with the Feast SDK).
 
 The job is prodemb/jobs/lookup.py; also `prodemb lookup`."""
+
 import sys
 from pathlib import Path
 

@@ -1,6 +1,7 @@
 """Promotion gate: move alias `champion` to the `candidate` version of `prodemb-encoder` only if it is at least
 
 The job is prodemb/jobs/promote.py; also `prodemb promote`."""
+
 import sys
 from pathlib import Path
 

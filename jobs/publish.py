@@ -1,6 +1,7 @@
 """Apply the Feast repo over DIR/embeddings and load every product's latest vector into the online store.
 
 The job is prodemb/jobs/publish.py; also `prodemb publish`."""
+
 import sys
 from pathlib import Path
 

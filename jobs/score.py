@@ -1,6 +1,7 @@
 """Embed every catalog product with a registered encoder into the `embeddings` table.
 
 The job is prodemb/jobs/score.py; also `prodemb score`."""
+
 import sys
 from pathlib import Path
 

@@ -1,6 +1,7 @@
 """Serve the registered encoder over HTTP: vectors for titles that scoring has not seen yet (cold start).
 
 The job is prodemb/jobs/serve.py; also `prodemb serve`."""
+
 import sys
 from pathlib import Path
 

@@ -1,6 +1,7 @@
 """Sessionize click logs into catalog / sessions / pairs / quarantine tables.
 
 The job is prodemb/jobs/sessionize.py; also `prodemb sessionize`."""
+
 import sys
 from pathlib import Path
 

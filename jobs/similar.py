@@ -1,6 +1,7 @@
 """Nearest products by cosine over the current embeddings, with titles; optional recall@k.
 
 The job is prodemb/jobs/similar.py; also `prodemb similar`."""
+
 import sys
 from pathlib import Path
 

@@ -1,6 +1,7 @@
 """α sweep (paper §5.1, Fig. 2): train one encoder per α of Eq. 4, evaluate each on the downstream tasks
 
 The job is prodemb/jobs/sweep_alpha.py; also `prodemb sweep-alpha`."""
+
 import sys
 from pathlib import Path
 

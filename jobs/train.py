@@ -1,6 +1,7 @@
 """Train the BYOL + category encoder on sessionized pairs; log to MLflow; register `prodemb-encoder`.
 
 The job is prodemb/jobs/train.py; also `prodemb train`."""
+
 import sys
 from pathlib import Path
 

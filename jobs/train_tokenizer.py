@@ -1,6 +1,7 @@
 """Train the SentencePiece tokenizer on the catalog's normalized titles.
 
 The job is prodemb/jobs/train_tokenizer.py; also `prodemb train-tokenizer`."""
+
 import sys
 from pathlib import Path
 

@@ -17,6 +17,7 @@ Layout, beside the embeddings table (any filesystem of prodemb.fs):
                                                              parameters, rows, build seconds, recall@10
 A reader goes through meta.json, so it sees one whole build or the previous one, never a mix.
 """
+
 from __future__ import annotations
 
 import io
@@ -34,10 +35,10 @@ from prodemb import fs
 
 @dataclass(frozen=True)
 class HnswParams:
-    m: int = 32                  # graph links per vector (2·M on the bottom layer)
-    ef_construction: int = 80    # candidate list while inserting
-    ef_search: int = 96          # candidate list while searching: the recall/speed knob
-    recall_queries: int = 500    # products whose exact top-10 measures the built index's recall@10
+    m: int = 32  # graph links per vector (2·M on the bottom layer)
+    ef_construction: int = 80  # candidate list while inserting
+    ef_search: int = 96  # candidate list while searching: the recall/speed knob
+    recall_queries: int = 500  # products whose exact top-10 measures the built index's recall@10
     seed: int = 0
 
 
@@ -75,8 +76,9 @@ def recall_at_k(found: np.ndarray, exact: np.ndarray) -> float:
     return hits / max(exact.size, 1)
 
 
-def measure_recall(index, vectors: np.ndarray, k: int = 10, n_queries: int = 500, seed: int = 0,
-                   ef_search: int | None = None) -> float:
+def measure_recall(
+    index, vectors: np.ndarray, k: int = 10, n_queries: int = 500, seed: int = 0, ef_search: int | None = None
+) -> float:
     """recall@k of ``index`` against the exact search (prodemb.similar.top_k) for a seeded sample of its
     own vectors as queries."""
     from prodemb.similar import top_k
@@ -90,6 +92,7 @@ def measure_recall(index, vectors: np.ndarray, k: int = 10, n_queries: int = 500
 
 
 # --- stored per model version ------------------------------------------------------------------
+
 
 def ann_root(embeddings_path: str) -> str:
     return f"{embeddings_path.rstrip('/')}_ann"
@@ -138,8 +141,9 @@ def load_index(folder: str):
 
 
 def _of_model(table, model_name: str, model_version: str):
-    return pc.and_(pc.equal(table.column("model_name"), model_name),
-                   pc.equal(table.column("model_version"), model_version))
+    return pc.and_(
+        pc.equal(table.column("model_name"), model_name), pc.equal(table.column("model_version"), model_version)
+    )
 
 
 def scoring_of(keys: pa.Table, model_name: str, model_version: str) -> dict:
@@ -150,8 +154,9 @@ def scoring_of(keys: pa.Table, model_name: str, model_version: str) -> dict:
     return {"rows": int(mine.num_rows), "scored_at": "" if newest is None else str(newest)}
 
 
-def model_vectors(dataset, model_name: str, model_version: str,
-                  batch_rows: int = 20_000) -> tuple[np.ndarray, np.ndarray]:
+def model_vectors(
+    dataset, model_name: str, model_version: str, batch_rows: int = 20_000
+) -> tuple[np.ndarray, np.ndarray]:
     """(product ids, L2-normalized vectors) of one model's rows of an embeddings dataset, streamed batch by
     batch into one matrix."""
     from prodemb.tables import iter_batches
@@ -169,8 +174,15 @@ def model_vectors(dataset, model_name: str, model_version: str,
     return np.concatenate(ids), np.concatenate(blocks)
 
 
-def build_for_model(dataset, embeddings_path: str, model_name: str, model_version: str, partition: str,
-                    params: HnswParams = HnswParams(), keys: pa.Table | None = None) -> dict:
+def build_for_model(
+    dataset,
+    embeddings_path: str,
+    model_name: str,
+    model_version: str,
+    partition: str,
+    params: HnswParams = HnswParams(),
+    keys: pa.Table | None = None,
+) -> dict:
     """The index of one model version, built unless the stored one covers the same scoring (same rows,
     same newest scoring time, same parameters): then no vector is read. ``keys``: the table's
     (model_name, model_version, event_timestamp) columns when the caller has them. Returns its meta
@@ -187,10 +199,20 @@ def build_for_model(dataset, embeddings_path: str, model_name: str, model_versio
     index = build_hnsw(vectors, params)
     seconds = time.perf_counter() - t0
     recall = measure_recall(index, vectors, 10, params.recall_queries, params.seed)
-    meta = write_index(folder, index, ids, {
-        **same, "model": f"{model_name}/{model_version}", "kind": "faiss.IndexHNSWFlat (inner product)",
-        "dim": int(vectors.shape[1]), "build_seconds": round(seconds, 3), "recall_at_10": round(recall, 4),
-        "recall_queries": min(params.recall_queries, len(ids))})
+    meta = write_index(
+        folder,
+        index,
+        ids,
+        {
+            **same,
+            "model": f"{model_name}/{model_version}",
+            "kind": "faiss.IndexHNSWFlat (inner product)",
+            "dim": int(vectors.shape[1]),
+            "build_seconds": round(seconds, 3),
+            "recall_at_10": round(recall, 4),
+            "recall_queries": min(params.recall_queries, len(ids)),
+        },
+    )
     return {**meta, "path": folder, "reused": False}
 
 

@@ -10,11 +10,12 @@ takes a ``torch.Generator`` (CPU): the same seed gives the same views.
 
     tokens [n, L] ──dropout(p)──▶ [n, L] ──span_mask(frac)──▶ [n, L] ──local_shuffle(k)──▶ [n, L]
 """
+
 from __future__ import annotations
 
 import torch
 
-PAD, UNK = 0, 1   # prodemb.tokenizer's ids: a masked token becomes the unknown piece
+PAD, UNK = 0, 1  # prodemb.tokenizer's ids: a masked token becomes the unknown piece
 
 
 def _uniform(shape, gen: torch.Generator, device) -> torch.Tensor:
@@ -26,11 +27,11 @@ def token_dropout(tokens: torch.Tensor, p: float, gen: torch.Generator) -> torch
     would go): [n, L] → [n, L]."""
     if p <= 0:
         return tokens
-    real = tokens != PAD                                                    # [n, L]
+    real = tokens != PAD  # [n, L]
     keep = real & (_uniform(tokens.shape, gen, tokens.device) >= p)
-    first = real & (real.cumsum(1) == 1)                                    # each row's first token
+    first = real & (real.cumsum(1) == 1)  # each row's first token
     keep |= first & ~keep.any(1, keepdim=True)
-    order = torch.argsort((~keep).to(torch.int8), dim=1, stable=True)     # kept tokens first, in order
+    order = torch.argsort((~keep).to(torch.int8), dim=1, stable=True)  # kept tokens first, in order
     return torch.where(keep.gather(1, order), tokens.gather(1, order), torch.zeros_like(tokens))
 
 
@@ -38,11 +39,11 @@ def span_mask(tokens: torch.Tensor, fraction: float, gen: torch.Generator) -> to
     """Replace one contiguous span of ``fraction`` of each row's tokens (at least one) by UNK."""
     if fraction <= 0:
         return tokens
-    lengths = (tokens != PAD).sum(1)                                        # [n]
+    lengths = (tokens != PAD).sum(1)  # [n]
     span = torch.clamp(torch.round(lengths * fraction), min=1).to(lengths.dtype)
     span = torch.minimum(span, lengths)
     start = torch.floor(_uniform(lengths.shape, gen, tokens.device) * (lengths - span + 1)).to(lengths.dtype)
-    pos = torch.arange(tokens.shape[1], device=tokens.device)[None, :]     # [1, L]
+    pos = torch.arange(tokens.shape[1], device=tokens.device)[None, :]  # [1, L]
     masked = (pos >= start[:, None]) & (pos < (start + span)[:, None]) & (tokens != PAD)
     return torch.where(masked, torch.full_like(tokens, UNK), tokens)
 
@@ -54,8 +55,9 @@ def local_shuffle(tokens: torch.Tensor, window: int, gen: torch.Generator) -> to
         return tokens
     n, length = tokens.shape
     pos = torch.arange(length, device=tokens.device, dtype=torch.float32)[None, :].expand(n, length)
-    key = torch.where(tokens != PAD, pos + _uniform((n, length), gen, tokens.device) * (window + 1),
-                      pos + 2 * length + window + 1)
+    key = torch.where(
+        tokens != PAD, pos + _uniform((n, length), gen, tokens.device) * (window + 1), pos + 2 * length + window + 1
+    )
     return tokens.gather(1, torch.argsort(key, dim=1))
 
 
@@ -72,4 +74,4 @@ def with_self_pairs(a: torch.Tensor, b: torch.Tensor, fraction: float) -> torch.
     k = int(round(fraction * len(a)))
     if k <= 0:
         return b
-    return torch.cat([b[:len(b) - k], a[len(a) - k:]])
+    return torch.cat([b[: len(b) - k], a[len(a) - k :]])

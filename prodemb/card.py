@@ -14,6 +14,7 @@ The page holds, for the version (and, on the same rows, the current champion):
 Images are inlined (``data:`` URIs), so the file alone renders anywhere and is logged as it is to the
 version's MLflow run (artifact ``quality_card/card.html``). ``render_card`` is pure: facts in, HTML out.
 """
+
 from __future__ import annotations
 
 import base64
@@ -33,19 +34,19 @@ log = logging.getLogger(__name__)
 
 CARD_FILE = "card.html"
 ARTIFACT_DIR = "quality_card"
-NEIGHBOUR_QUERIES = 6            # sample products shown with their neighbours
-NEIGHBOUR_POOL = 20_000          # catalog products searched (a fixed sample of larger catalogs)
+NEIGHBOUR_QUERIES = 6  # sample products shown with their neighbours
+NEIGHBOUR_POOL = 20_000  # catalog products searched (a fixed sample of larger catalogs)
 NEIGHBOURS = 5
-CANDIDATE_METHOD = "prodemb"     # the version under review, in the card's protocol rows
-CHAMPION_METHOD = "champion"     # the champion it is compared with
-CARD_TAG = "promotion.quality_card"                     # version tags that link a version to its card
+CANDIDATE_METHOD = "prodemb"  # the version under review, in the card's protocol rows
+CHAMPION_METHOD = "champion"  # the champion it is compared with
+CARD_TAG = "promotion.quality_card"  # version tags that link a version to its card
 CARD_ARTIFACT_TAG = "promotion.quality_card_artifact"
 
 
 @dataclass(frozen=True)
 class BuiltCard:
-    path: Path                   # the written page
-    results: pd.DataFrame        # run_protocol's rows behind it (every method, size and sample)
+    path: Path  # the written page
+    results: pd.DataFrame  # run_protocol's rows behind it (every method, size and sample)
 
 
 @dataclass
@@ -53,21 +54,24 @@ class CardFacts:
     model_name: str
     version: str
     champion_version: str | None
-    auc: pd.DataFrame                                  # task, train_size, method → mean test AUC (and val)
-    curves: list[Path] = field(default_factory=list)   # PNG files
+    auc: pd.DataFrame  # task, train_size, method → mean test AUC (and val)
+    curves: list[Path] = field(default_factory=list)  # PNG files
     training_curves: Path | None = None
     health: dict[str, float] = field(default_factory=dict)
     params: dict[str, str] = field(default_factory=dict)
-    neighbours: list[dict] = field(default_factory=list)   # {title, candidate: [(title, cos)], shared}
+    neighbours: list[dict] = field(default_factory=list)  # {title, candidate: [(title, cos)], shared}
     notes: list[str] = field(default_factory=list)
 
 
 # --- the page (pure) -------------------------------------------------------------------------------
 
+
 def _img(path: Path, alt: str) -> str:
     data = base64.b64encode(Path(path).read_bytes()).decode()
-    return f'<figure><img alt="{html.escape(alt)}" src="data:image/png;base64,{data}"><figcaption>' \
-           f'{html.escape(alt)}</figcaption></figure>'
+    return (
+        f'<figure><img alt="{html.escape(alt)}" src="data:image/png;base64,{data}"><figcaption>'
+        f"{html.escape(alt)}</figcaption></figure>"
+    )
 
 
 def _auc_table(auc: pd.DataFrame, champion: bool) -> str:
@@ -78,16 +82,20 @@ def _auc_table(auc: pd.DataFrame, champion: bool) -> str:
     for (task, size), g in auc.groupby(["task", "train_size"], sort=True):
         by = dict(zip(g["method"], g["auc"]))
         best = max(v for m, v in by.items() if m != CHAMPION_METHOD)
-        cells = "".join(f'<td class="{"best" if by.get(m) == best else ""}">{by[m]:.3f}</td>'
-                        if m in by else "<td>–</td>" for m in methods)
+        cells = "".join(
+            f'<td class="{"best" if by.get(m) == best else ""}">{by[m]:.3f}</td>' if m in by else "<td>–</td>"
+            for m in methods
+        )
         if champion and CHAMPION_METHOD in by and CANDIDATE_METHOD in by:
             d = by[CANDIDATE_METHOD] - by[CHAMPION_METHOD]
             cells += f'<td>{by[CHAMPION_METHOD]:.3f}</td><td class="{"up" if d >= 0 else "down"}">{d:+.3f}</td>'
         elif champion:
             cells += "<td>–</td><td>–</td>"
         rows.append(f"<tr><td>{html.escape(str(task))}</td><td>{int(size):,}</td>{cells}</tr>")
-    return (f'<table id="auc"><thead><tr><th>task</th><th>labelled rows</th>{head}</tr></thead>'
-            f"<tbody>{''.join(rows)}</tbody></table>")
+    return (
+        f'<table id="auc"><thead><tr><th>task</th><th>labelled rows</th>{head}</tr></thead>'
+        f"<tbody>{''.join(rows)}</tbody></table>"
+    )
 
 
 def _health_table(health: dict[str, float]) -> str:
@@ -100,18 +108,25 @@ def _health_table(health: dict[str, float]) -> str:
         "alignment_random": "E‖u − v‖² over random product pairs",
         "uniformity": "log E exp(−2‖u − v‖²) over random pairs (more negative = more uniform)",
     }
-    rows = "".join(f"<tr><td>{html.escape(k)}</td><td>{v:.4f}</td>"
-                   f"<td class=text>{html.escape(explain.get(k, ''))}</td></tr>" for k, v in sorted(health.items()))
-    return f'<table id="health"><thead><tr><th>figure</th><th>value</th><th class=text>meaning</th></tr></thead>' \
-           f"<tbody>{rows}</tbody></table>"
+    rows = "".join(
+        f"<tr><td>{html.escape(k)}</td><td>{v:.4f}</td><td class=text>{html.escape(explain.get(k, ''))}</td></tr>"
+        for k, v in sorted(health.items())
+    )
+    return (
+        f'<table id="health"><thead><tr><th>figure</th><th>value</th><th class=text>meaning</th></tr></thead>'
+        f"<tbody>{rows}</tbody></table>"
+    )
 
 
 def _neighbours_html(items: list[dict], champion: bool) -> str:
     out = []
     for it in items:
         lis = "".join(f"<li>{html.escape(t)} <span class=sim>{s:.3f}</span></li>" for t, s in it["candidate"])
-        shared = f' <span class=sim>(champion shares {it["shared"]} of {NEIGHBOURS})</span>' \
-            if champion and it.get("shared") is not None else ""
+        shared = (
+            f" <span class=sim>(champion shares {it['shared']} of {NEIGHBOURS})</span>"
+            if champion and it.get("shared") is not None
+            else ""
+        )
         out.append(f'<div class="nn"><b>{html.escape(it["title"])}</b>{shared}<ol>{lis}</ol></div>')
     return '<div id="neighbours">' + "".join(out) + "</div>"
 
@@ -132,8 +147,9 @@ def render_card(f: CardFacts) -> str:
     champion = f.champion_version is not None and f.champion_version != f.version
     title = f"{f.model_name} version {f.version}"
     vs = f"champion (version {f.champion_version})" if champion else "no other champion"
-    params = "".join(f"<tr><td>{html.escape(k)}</td><td>{html.escape(v)}</td></tr>"
-                     for k, v in sorted(f.params.items()))
+    params = "".join(
+        f"<tr><td>{html.escape(k)}</td><td>{html.escape(v)}</td></tr>" for k, v in sorted(f.params.items())
+    )
     images = "".join(_img(p, p.stem.replace("_", " ")) for p in f.curves)
     if f.training_curves is not None:
         images += _img(f.training_curves, "training curves (loss, learning rate, target EMA)")
@@ -152,11 +168,12 @@ the vector as one more feature.</p>
 published vectors.</p>
 {_neighbours_html(f.neighbours, champion)}
 <h2>Training</h2><table id="params"><tbody>{params}</tbody></table>
-{f'<ul>{notes}</ul>' if notes else ''}
+{f"<ul>{notes}</ul>" if notes else ""}
 {SELF_CHECK}</body></html>"""
 
 
 # --- the facts (I/O at the edge) ------------------------------------------------------------------
+
 
 def _products(data_dir: str | None, fallback: dict[str, pd.DataFrame]) -> tuple[pd.DataFrame, str]:
     """(key, title) of the training catalog, else of the task rows: where neighbours are searched, and which."""
@@ -165,9 +182,10 @@ def _products(data_dir: str | None, fallback: dict[str, pd.DataFrame]) -> tuple[
             from prodemb.tables import read_table_arrow
 
             t = read_table_arrow(fs.join(data_dir, "catalog"), ["site", "product_id", "title"]).to_pandas()
-            return pd.DataFrame({"key": t["site"].astype(str) + "/" + t["product_id"].astype(str),
-                                 "title": t["title"].astype(str)}), "catalog products"
-        except Exception as exc:   # noqa: BLE001 - a moved or remote catalog: the task rows stand in
+            return pd.DataFrame(
+                {"key": t["site"].astype(str) + "/" + t["product_id"].astype(str), "title": t["title"].astype(str)}
+            ), "catalog products"
+        except Exception as exc:  # noqa: BLE001 - a moved or remote catalog: the task rows stand in
             log.warning("quality card: catalog of %s not readable (%s); neighbours among the task rows", data_dir, exc)
     rows = pd.concat([t[["title"]].assign(key=t.get("product_id", t.index).astype(str)) for t in fallback.values()])
     return rows.drop_duplicates("key")[["key", "title"]], "task rows (the training catalog was not readable)"
@@ -187,9 +205,17 @@ def neighbours(vectors: np.ndarray, queries: np.ndarray, k: int = NEIGHBOURS) ->
     return [list(np.argsort(-row, kind="stable")[:k]) for row in sims], sims
 
 
-def build_card(cfg, model_name: str, version: str, tasks: dict[str, pd.DataFrame], *,
-               champion_version: str | None = None, tracking_uri: str | None = None,
-               out_dir: str | Path | None = None, log_artifact: bool = True) -> "BuiltCard":
+def build_card(
+    cfg,
+    model_name: str,
+    version: str,
+    tasks: dict[str, pd.DataFrame],
+    *,
+    champion_version: str | None = None,
+    tracking_uri: str | None = None,
+    out_dir: str | Path | None = None,
+    log_artifact: bool = True,
+) -> "BuiltCard":
     """Evaluate, gather and render the card of ``model_name`` version ``version``; write it under
     ``out_dir`` (default ``<paths.runs_dir>/cards/<model>/v<version>``) and log it to the version's run.
     Returns the page's path and the protocol's rows (the candidate as ``CANDIDATE_METHOD``, the champion as
@@ -207,8 +233,9 @@ def build_card(cfg, model_name: str, version: str, tasks: dict[str, pd.DataFrame
     client = mlflow.MlflowClient()
     mv = client.get_model_version(model_name, version)
     run = client.get_run(mv.run_id) if mv.run_id else None
-    ecfg = cfg.evaluate.model_copy(update={"train_sizes": sorted({100, 500, cfg.promote.train_size}),
-                                           "samples": cfg.promote.samples})
+    ecfg = cfg.evaluate.model_copy(
+        update={"train_sizes": sorted({100, 500, cfg.promote.train_size}), "samples": cfg.promote.samples}
+    )
     with tempfile.TemporaryDirectory(prefix="prodemb-card-") as work:
         ctx = build_context(cfg, ["prodemb"], model_uri=uri, tracking_uri=tracking_uri, workdir=work)
         ctx.eval_cfg = ecfg
@@ -227,9 +254,12 @@ def build_card(cfg, model_name: str, version: str, tasks: dict[str, pd.DataFrame
         training_curves = None
         if run is not None:
             try:
-                training_curves = Path(mlflow.artifacts.download_artifacts(
-                    run_id=run.info.run_id, artifact_path="training_curves.png", dst_path=work))
-            except Exception as exc:   # noqa: BLE001 - an older run without the plot
+                training_curves = Path(
+                    mlflow.artifacts.download_artifacts(
+                        run_id=run.info.run_id, artifact_path="training_curves.png", dst_path=work
+                    )
+                )
+            except Exception as exc:  # noqa: BLE001 - an older run without the plot
                 log.warning("quality card: no training curves for %s: %s", uri, exc)
         data_dir = run.data.params.get("data.data_dir") if run is not None else None
         pool, source = _products(data_dir, tasks)
@@ -238,17 +268,47 @@ def build_card(cfg, model_name: str, version: str, tasks: dict[str, pd.DataFrame
         titles = pool["title"].tolist()
         near, sims = neighbours(candidate.embed(pool), queries)
         champ_near = neighbours(champ.embed(pool), queries)[0] if champ is not None else None
-        items = [{"title": titles[q], "candidate": [(titles[j], float(sims[i, j])) for j in near[i]],
-                  "shared": len(set(near[i]) & set(champ_near[i])) if champ_near else None}
-                 for i, q in enumerate(queries)]
-        health = {k.removeprefix("health_"): float(v) for k, v in (run.data.metrics if run else {}).items()
-                  if k.startswith("health_")}
-        keep = ("model.profile", "model.embed_dim", "train.alpha", "train.batch_size", "train.max_steps",
-                "train.self_pair_fraction", "data.data_dir", "data.rows_pairs_train", "data.vocab_size")
-        params = {k: v for k, v in (run.data.params if run else {}).items()
-                  if k in keep or (k.startswith("data.") and k.endswith("_effective"))}
-        facts = CardFacts(model_name, str(version), champion, auc, curves, training_curves, health, params, items,
-                          notes=[f"Neighbours searched among {len(pool):,} {source}."])
+        items = [
+            {
+                "title": titles[q],
+                "candidate": [(titles[j], float(sims[i, j])) for j in near[i]],
+                "shared": len(set(near[i]) & set(champ_near[i])) if champ_near else None,
+            }
+            for i, q in enumerate(queries)
+        ]
+        health = {
+            k.removeprefix("health_"): float(v)
+            for k, v in (run.data.metrics if run else {}).items()
+            if k.startswith("health_")
+        }
+        keep = (
+            "model.profile",
+            "model.embed_dim",
+            "train.alpha",
+            "train.batch_size",
+            "train.max_steps",
+            "train.self_pair_fraction",
+            "data.data_dir",
+            "data.rows_pairs_train",
+            "data.vocab_size",
+        )
+        params = {
+            k: v
+            for k, v in (run.data.params if run else {}).items()
+            if k in keep or (k.startswith("data.") and k.endswith("_effective"))
+        }
+        facts = CardFacts(
+            model_name,
+            str(version),
+            champion,
+            auc,
+            curves,
+            training_curves,
+            health,
+            params,
+            items,
+            notes=[f"Neighbours searched among {len(pool):,} {source}."],
+        )
         page = render_card(facts)
     out.mkdir(parents=True, exist_ok=True)
     path = out / CARD_FILE
@@ -263,14 +323,20 @@ def artifact_uri(run_id: str) -> str:
     return f"runs:/{run_id}/{ARTIFACT_DIR}/{CARD_FILE}"
 
 
-def try_build_card(cfg, model_name: str, version: str, tasks: dict[str, pd.DataFrame], *,
-                   champion_version: str | None = None, tracking_uri: str | None = None) -> "BuiltCard | None":
+def try_build_card(
+    cfg,
+    model_name: str,
+    version: str,
+    tasks: dict[str, pd.DataFrame],
+    *,
+    champion_version: str | None = None,
+    tracking_uri: str | None = None,
+) -> "BuiltCard | None":
     """``build_card``, or None when the card cannot be made (logged as an error): a card is a report and
     never stops the gate or the sweep that asked for it."""
     try:
-        card = build_card(cfg, model_name, version, tasks, champion_version=champion_version,
-                          tracking_uri=tracking_uri)
-    except Exception as exc:   # noqa: BLE001 - a report, not a gate
+        card = build_card(cfg, model_name, version, tasks, champion_version=champion_version, tracking_uri=tracking_uri)
+    except Exception as exc:  # noqa: BLE001 - a report, not a gate
         log.error("quality card of %s version %s not written: %s", model_name, version, exc)
         return None
     log.info("quality card: %s", card.path)
@@ -288,5 +354,14 @@ def link_card(client, model_name: str, version: str, card_path: str, run_id: str
     return uri
 
 
-__all__ = ["BuiltCard", "CardFacts", "render_card", "build_card", "try_build_card", "link_card", "fixed_sample",
-           "neighbours", "artifact_uri"]
+__all__ = [
+    "BuiltCard",
+    "CardFacts",
+    "render_card",
+    "build_card",
+    "try_build_card",
+    "link_card",
+    "fixed_sample",
+    "neighbours",
+    "artifact_uri",
+]

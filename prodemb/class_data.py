@@ -16,6 +16,7 @@ from the jars as before; the archive's warnings are turned off, so such a run lo
 
 Run ``python -m prodemb.class_data`` for a one-line report; ``make venv`` builds the archive.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -28,7 +29,7 @@ from pathlib import Path
 from prodemb.cluster import spark_home
 
 # The classes the archive records are those one small run of every kind of work the jobs do loads.
-WORKLOAD = '''
+WORKLOAD = """
 import sys, tempfile
 import pyarrow as pa
 from pyspark.sql import SparkSession, functions as F
@@ -57,7 +58,7 @@ with tempfile.TemporaryDirectory() as tmp:
     spark.read.parquet(f"{tmp}/sessions").where(F.size("products") > 1).count()
     print(spark.read.parquet(f"{tmp}/pairs").count())
 spark.stop()
-'''
+"""
 
 
 def spark_jars_classpath(home: Path | None = None) -> str:
@@ -95,12 +96,19 @@ def java_options(archive: Path) -> str:
 
 def dump_command(home: Path, archive: Path, script: Path) -> list[str]:
     """The spark-submit that runs ``script`` and writes the classes it loaded to ``archive`` at exit."""
-    return [str(home / "bin" / "spark-submit"), "--master", "local[2]",
-            "--conf", f"spark.driver.extraClassPath={spark_jars_classpath(home)}",
-            # Not on top of an earlier archive, which spark-defaults names: the JVM dumps on the JDK's alone.
-            "--conf", "spark.driver.defaultJavaOptions=",
-            "--driver-java-options", f"-XX:ArchiveClassesAtExit={archive} {QUIET}",
-            str(script)]
+    return [
+        str(home / "bin" / "spark-submit"),
+        "--master",
+        "local[2]",
+        "--conf",
+        f"spark.driver.extraClassPath={spark_jars_classpath(home)}",
+        # Not on top of an earlier archive, which spark-defaults names: the JVM dumps on the JDK's alone.
+        "--conf",
+        "spark.driver.defaultJavaOptions=",
+        "--driver-java-options",
+        f"-XX:ArchiveClassesAtExit={archive} {QUIET}",
+        str(script),
+    ]
 
 
 def build(home: Path | None = None, timeout: float = 300.0) -> Path:
@@ -115,8 +123,12 @@ def build(home: Path | None = None, timeout: float = 300.0) -> Path:
         script = Path(tmp) / "class_data_workload.py"
         script.write_text(WORKLOAD)
         partial = target.parent / f".{target.name}.{os.getpid()}.tmp"
-        env = {**os.environ, "SPARK_LOCAL_IP": os.environ.get("SPARK_LOCAL_IP", "127.0.0.1"),
-               "PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable}
+        env = {
+            **os.environ,
+            "SPARK_LOCAL_IP": os.environ.get("SPARK_LOCAL_IP", "127.0.0.1"),
+            "PYSPARK_PYTHON": sys.executable,
+            "PYSPARK_DRIVER_PYTHON": sys.executable,
+        }
         env.pop("JDK_JAVA_OPTIONS", None)
         cmd = dump_command(home, partial, script)
         done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
@@ -125,7 +137,7 @@ def build(home: Path | None = None, timeout: float = 300.0) -> Path:
             tail = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
             raise RuntimeError(f"the class-data archive was not written (exit {done.returncode}): {tail[0]}")
         partial.rename(target)
-    for old in target.parent.glob("driver-*.jsa"):   # archives of an earlier JDK or Spark: of no use now
+    for old in target.parent.glob("driver-*.jsa"):  # archives of an earlier JDK or Spark: of no use now
         if old != target:
             old.unlink(missing_ok=True)
     return target

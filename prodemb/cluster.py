@@ -26,6 +26,7 @@ jobs/...`` reads and writes Delta tables on ``s3a://`` with no ``--packages`` fl
 admins installed them. The object
 store keeps its objects in memory: ``down`` (or a crash) empties the lake, as ``up`` expects nothing of it.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -49,8 +50,12 @@ S3_URL = f"http://{HOST}:9000"
 LAKE_BUCKET = "prodemb-lake"
 # The standard variables that every S3 client of the pipeline reads (pyarrow, delta-rs, the profile's
 # spark.hadoop.fs.s3a.* keys): the local store accepts any key pair.
-S3_ENV = {"AWS_ENDPOINT_URL": S3_URL, "AWS_ACCESS_KEY_ID": "prodemb", "AWS_SECRET_ACCESS_KEY": "prodemb-local",
-          "AWS_REGION": "us-east-1"}
+S3_ENV = {
+    "AWS_ENDPOINT_URL": S3_URL,
+    "AWS_ACCESS_KEY_ID": "prodemb",
+    "AWS_SECRET_ACCESS_KEY": "prodemb-local",
+    "AWS_REGION": "us-east-1",
+}
 WORKER_CORES = 1
 WORKER_MEMORY = "3g"
 
@@ -61,16 +66,28 @@ class Service:
     port: int
     url: str
     ui_port: int | None = None
-    needs: tuple[str, ...] = field(default_factory=tuple)   # started after these
-    marker: str = ""   # in the process's command line: a recycled pid in a stale pid file is never "ours"
+    needs: tuple[str, ...] = field(default_factory=tuple)  # started after these
+    marker: str = ""  # in the process's command line: a recycled pid in a stale pid file is never "ours"
 
 
 SERVICES = (
     Service("spark-master", 7077, SPARK_MASTER_URL, ui_port=8080, marker="org.apache.spark.deploy.master.Master"),
-    Service("spark-worker-1", 7078, f"{HOST}:7078", ui_port=8081, needs=("spark-master",),
-            marker="org.apache.spark.deploy.worker.Worker"),
-    Service("spark-worker-2", 7079, f"{HOST}:7079", ui_port=8082, needs=("spark-master",),
-            marker="org.apache.spark.deploy.worker.Worker"),
+    Service(
+        "spark-worker-1",
+        7078,
+        f"{HOST}:7078",
+        ui_port=8081,
+        needs=("spark-master",),
+        marker="org.apache.spark.deploy.worker.Worker",
+    ),
+    Service(
+        "spark-worker-2",
+        7079,
+        f"{HOST}:7079",
+        ui_port=8082,
+        needs=("spark-master",),
+        marker="org.apache.spark.deploy.worker.Worker",
+    ),
     Service("redis", 6379, REDIS_URL, marker="redis-server"),
     Service("mlflow", 5000, MLFLOW_URL, marker="mlflow"),
     Service("s3", 9000, S3_URL, marker="moto.server"),
@@ -108,7 +125,7 @@ def _alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
-    try:   # a zombie (our own exited child) is not alive
+    try:  # a zombie (our own exited child) is not alive
         return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0] != "Z"
     except (OSError, IndexError):
         return True
@@ -128,19 +145,21 @@ def _our_pid(state: Path, name: str) -> int | None:
     try:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
     except OSError:
-        return pid   # no /proc: trust the pid file
+        return pid  # no /proc: trust the pid file
     return pid if BY_NAME[name].marker in cmdline else None
 
 
 def _spark_env(state: Path) -> dict[str, str]:
     env = dict(os.environ)
-    env.update({
-        "SPARK_HOME": str(spark_home()),
-        "SPARK_LOCAL_IP": HOST,          # RPC and web UIs bind here, not on 0.0.0.0
-        "SPARK_MASTER_HOST": HOST,
-        "PYSPARK_PYTHON": sys.executable,
-        "SPARK_LOG_DIR": str(state / "logs"),
-    })
+    env.update(
+        {
+            "SPARK_HOME": str(spark_home()),
+            "SPARK_LOCAL_IP": HOST,  # RPC and web UIs bind here, not on 0.0.0.0
+            "SPARK_MASTER_HOST": HOST,
+            "PYSPARK_PYTHON": sys.executable,
+            "SPARK_LOG_DIR": str(state / "logs"),
+        }
+    )
     # The master and workers are light, long-lived daemons: C1 only and the serial collector (their JIT
     # warm-up, with C2, competed with the first jobs for this machine's cores). Yours win when set.
     env.setdefault("SPARK_DAEMON_JAVA_OPTS", "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC")
@@ -153,13 +172,17 @@ def _redis_binary() -> str:
         return found
     print("redis-server not found: installing Debian's redis-server (apt-get)", file=sys.stderr)
     for cmd in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "redis-server"]):
-        proc = subprocess.run(cmd, capture_output=True, text=True,
-                              env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+        proc = subprocess.run(
+            cmd, capture_output=True, text=True, env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        )
         if proc.returncode != 0:
-            raise ClusterError(f"could not install redis-server ({' '.join(cmd)} exited {proc.returncode}: "
-                               f"{(proc.stderr or proc.stdout).strip().splitlines()[-1:]})")
-    found = shutil.which("redis-server") or ("/usr/bin/redis-server" if Path("/usr/bin/redis-server").exists()
-                                              else None)
+            raise ClusterError(
+                f"could not install redis-server ({' '.join(cmd)} exited {proc.returncode}: "
+                f"{(proc.stderr or proc.stdout).strip().splitlines()[-1:]})"
+            )
+    found = shutil.which("redis-server") or (
+        "/usr/bin/redis-server" if Path("/usr/bin/redis-server").exists() else None
+    )
     if not found:
         raise ClusterError("apt-get installed redis-server but it is not on PATH")
     # Debian's package starts its own daemon on 6379 where systemd runs; here nothing does, but be sure.
@@ -170,28 +193,90 @@ def _redis_binary() -> str:
 def _command(service: Service, state: Path) -> tuple[list[str], dict[str, str]]:
     spark_class = str(spark_home() / "bin" / "spark-class")
     if service.name == "spark-master":
-        return ([spark_class, "org.apache.spark.deploy.master.Master", "--host", HOST, "--port", str(service.port),
-                 "--webui-port", str(service.ui_port)], _spark_env(state))
+        return (
+            [
+                spark_class,
+                "org.apache.spark.deploy.master.Master",
+                "--host",
+                HOST,
+                "--port",
+                str(service.port),
+                "--webui-port",
+                str(service.ui_port),
+            ],
+            _spark_env(state),
+        )
     if service.name.startswith("spark-worker"):
         work = state / "spark-work" / service.name
         work.mkdir(parents=True, exist_ok=True)
-        return ([spark_class, "org.apache.spark.deploy.worker.Worker", SPARK_MASTER_URL, "--host", HOST,
-                 "--port", str(service.port), "--webui-port", str(service.ui_port), "--cores", str(WORKER_CORES),
-                 "--memory", WORKER_MEMORY, "--work-dir", str(work)], _spark_env(state))
+        return (
+            [
+                spark_class,
+                "org.apache.spark.deploy.worker.Worker",
+                SPARK_MASTER_URL,
+                "--host",
+                HOST,
+                "--port",
+                str(service.port),
+                "--webui-port",
+                str(service.ui_port),
+                "--cores",
+                str(WORKER_CORES),
+                "--memory",
+                WORKER_MEMORY,
+                "--work-dir",
+                str(work),
+            ],
+            _spark_env(state),
+        )
     if service.name == "redis":
-        return ([_redis_binary(), "--bind", HOST, "--port", str(service.port), "--save", "", "--appendonly", "no",
-                 "--protected-mode", "yes", "--dir", str(state)], dict(os.environ))
+        return (
+            [
+                _redis_binary(),
+                "--bind",
+                HOST,
+                "--port",
+                str(service.port),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--protected-mode",
+                "yes",
+                "--dir",
+                str(state),
+            ],
+            dict(os.environ),
+        )
     if service.name == "mlflow":
         root = state / "mlflow"
         (root / "artifacts").mkdir(parents=True, exist_ok=True)
-        return ([sys.executable, "-m", "mlflow", "server", "--host", HOST, "--port", str(service.port),
-                 "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
-                 "--artifacts-destination", str(root / "artifacts"), "--serve-artifacts", "--workers", "1"],
-                {**os.environ, "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
-                 # The job runner (on by default in MLflow 3) forks 7 huey consumers, ~1.8 GB and a minute of
-                 # CPU on 2 cores, for GenAI jobs this pipeline never submits.
-                 "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": os.environ.get("MLFLOW_SERVER_ENABLE_JOB_EXECUTION",
-                                                                      "false")})
+        return (
+            [
+                sys.executable,
+                "-m",
+                "mlflow",
+                "server",
+                "--host",
+                HOST,
+                "--port",
+                str(service.port),
+                "--backend-store-uri",
+                f"sqlite:///{root / 'mlflow.db'}",
+                "--artifacts-destination",
+                str(root / "artifacts"),
+                "--serve-artifacts",
+                "--workers",
+                "1",
+            ],
+            {
+                **os.environ,
+                "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+                # The job runner (on by default in MLflow 3) forks 7 huey consumers, ~1.8 GB and a minute of
+                # CPU on 2 cores, for GenAI jobs this pipeline never submits.
+                "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": os.environ.get("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false"),
+            },
+        )
     if service.name == "s3":
         return ([sys.executable, "-m", "moto.server", "-H", HOST, "-p", str(service.port)], dict(os.environ))
     raise ValueError(service.name)
@@ -201,9 +286,14 @@ def ensure_bucket(bucket: str = LAKE_BUCKET) -> None:
     """Create the lake's bucket in the local store if it is not there (S3 has no implicit buckets)."""
     from pyarrow import fs as pafs
 
-    store = pafs.S3FileSystem(endpoint_override=S3_URL.split("://", 1)[1], scheme="http",
-                              access_key=S3_ENV["AWS_ACCESS_KEY_ID"], secret_key=S3_ENV["AWS_SECRET_ACCESS_KEY"],
-                              region=S3_ENV["AWS_REGION"], allow_bucket_creation=True)
+    store = pafs.S3FileSystem(
+        endpoint_override=S3_URL.split("://", 1)[1],
+        scheme="http",
+        access_key=S3_ENV["AWS_ACCESS_KEY_ID"],
+        secret_key=S3_ENV["AWS_SECRET_ACCESS_KEY"],
+        region=S3_ENV["AWS_REGION"],
+        allow_bucket_creation=True,
+    )
     if store.get_file_info(bucket).type == pafs.FileType.NotFound:
         store.create_dir(bucket)
 
@@ -221,11 +311,11 @@ def _http_ok(url: str) -> bool:
 def _ready(service: Service) -> bool:
     if not port_open(service.port):
         return False
-    if service.name == "mlflow":   # the port opens before the app answers
+    if service.name == "mlflow":  # the port opens before the app answers
         return _http_ok(f"{MLFLOW_URL}/health")
     if service.name == "s3":
         return _http_ok(f"{S3_URL}/moto-api/")
-    if service.name.startswith("spark-worker"):   # registered with the master, not just listening
+    if service.name.startswith("spark-worker"):  # registered with the master, not just listening
         return service.port in _workers_alive()
     return True
 
@@ -255,8 +345,15 @@ def _launch(service: Service, state: Path) -> subprocess.Popen:
     cmd, env = _command(service, state)
     log = state / "logs" / f"{service.name}.log"
     with open(log, "ab") as fh:
-        proc = subprocess.Popen(cmd, env=env, cwd=state, stdout=fh, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True)
+        proc = subprocess.Popen(
+            cmd,
+            env=env,
+            cwd=state,
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
     _pid_file(state, service.name).write_text(str(proc.pid))
     return proc
 
@@ -272,17 +369,23 @@ def _await(service: Service, state: Path, proc: subprocess.Popen, timeout: float
         if _ready(service):
             return proc.pid
         time.sleep(0.3)
-    _stop_pids({proc.pid: service})   # half started: leave nothing behind that a later `up` would trust
+    _stop_pids({proc.pid: service})  # half started: leave nothing behind that a later `up` would trust
     _pid_file(state, service.name).unlink(missing_ok=True)
-    raise ClusterError(f"{service.name} did not answer on {HOST}:{service.port} within {timeout:.0f} s; "
-                       f"log {log}: {_log_tail(log)}")
+    raise ClusterError(
+        f"{service.name} did not answer on {HOST}:{service.port} within {timeout:.0f} s; log {log}: {_log_tail(log)}"
+    )
 
 
 DEFAULTS_MARKER = "# prodemb cluster-up:"
 # Settings an earlier cluster-up may have written in its block (older ones resolved packages per application).
-_BLOCK_KEYS = ("spark.jars.packages", "spark.jars.excludes", "spark.driver.extraClassPath",
-               "spark.executor.extraClassPath", "spark.executor.defaultJavaOptions")
-RESOLVED = "_RESOLVED"   # written last into a jars folder: the resolution finished
+_BLOCK_KEYS = (
+    "spark.jars.packages",
+    "spark.jars.excludes",
+    "spark.driver.extraClassPath",
+    "spark.executor.extraClassPath",
+    "spark.executor.defaultJavaOptions",
+)
+RESOLVED = "_RESOLVED"  # written last into a jars folder: the resolution finished
 
 
 def jars_cache() -> Path:
@@ -322,20 +425,36 @@ def resolve_jars(cache: Path | None = None, timeout: float = 600.0) -> Path:
     cache.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=cache, prefix=".resolving-") as tmp:
         app = Path(tmp) / "resolve.py"
-        app.write_text("")   # nothing to run: spark-submit resolves --packages before it starts the app
-        cmd = [str(spark_home() / "bin" / "spark-submit"), "--master", "local[1]",
-               "--packages", conf["spark.jars.packages"], "--exclude-packages", conf["spark.jars.excludes"],
-               "--conf", f"spark.jars.ivy={tmp}/ivy", str(app)]
+        app.write_text("")  # nothing to run: spark-submit resolves --packages before it starts the app
+        cmd = [
+            str(spark_home() / "bin" / "spark-submit"),
+            "--master",
+            "local[1]",
+            "--packages",
+            conf["spark.jars.packages"],
+            "--exclude-packages",
+            conf["spark.jars.excludes"],
+            "--conf",
+            f"spark.jars.ivy={tmp}/ivy",
+            str(app),
+        ]
         try:
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env={
-                **os.environ, "SPARK_HOME": str(spark_home()), "PYSPARK_PYTHON": sys.executable})
+            proc = subprocess.run(
+                cmd,
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                env={**os.environ, "SPARK_HOME": str(spark_home()), "PYSPARK_PYTHON": sys.executable},
+            )
         except subprocess.TimeoutExpired:
             raise ClusterError(f"resolving {conf['spark.jars.packages']} took over {timeout:.0f} s") from None
         jars = sorted((Path(tmp) / "ivy" / "jars").glob("*.jar"))
         if proc.returncode != 0 or not jars:
             tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
-            raise ClusterError(f"could not resolve {conf['spark.jars.packages']} from Maven Central "
-                               f"(spark-submit exited {proc.returncode}): {' | '.join(tail)}")
+            raise ClusterError(
+                f"could not resolve {conf['spark.jars.packages']} from Maven Central "
+                f"(spark-submit exited {proc.returncode}): {' | '.join(tail)}"
+            )
         staging = Path(tmp) / "jars"
         staging.mkdir()
         for jar in jars:
@@ -343,7 +462,7 @@ def resolve_jars(cache: Path | None = None, timeout: float = 600.0) -> Path:
         (staging / RESOLVED).write_text("\n".join(j.name for j in jars) + "\n")
         try:
             staging.rename(target)
-        except OSError:   # another cluster-up finished the same resolution first
+        except OSError:  # another cluster-up finished the same resolution first
             if not (target / RESOLVED).exists():
                 raise
     return target
@@ -369,9 +488,14 @@ def install_spark_defaults(jars: Path) -> Path | None:
     if archive.exists():
         wanted["spark.executor.defaultJavaOptions"] = class_data.java_options(archive)
     return write_defaults_block(
-        DEFAULTS_MARKER, "Delta Lake and s3a on the classpath of every Spark application of this install",
-        wanted, old_keys=_BLOCK_KEYS, advice=f"add {classpath} to them for Delta and s3a",
-        optional=("spark.executor.defaultJavaOptions",), supersedes={"spark.driver.extraClassPath": ours})
+        DEFAULTS_MARKER,
+        "Delta Lake and s3a on the classpath of every Spark application of this install",
+        wanted,
+        old_keys=_BLOCK_KEYS,
+        advice=f"add {classpath} to them for Delta and s3a",
+        optional=("spark.executor.defaultJavaOptions",),
+        supersedes={"spark.driver.extraClassPath": ours},
+    )
 
 
 def _selected(services) -> list[Service]:
@@ -380,7 +504,7 @@ def _selected(services) -> list[Service]:
     if unknown:
         raise ValueError(f"unknown services {unknown} (have {list(BY_NAME)})")
     chosen = {n for n in names}
-    for n in list(chosen):   # workers need their master
+    for n in list(chosen):  # workers need their master
         chosen.update(BY_NAME[n].needs)
     return [s for s in SERVICES if s.name in chosen]
 
@@ -395,17 +519,19 @@ def up(state_dir: str | Path = DEFAULT_STATE_DIR, services=None, timeout: float 
     if any(s.name == "spark-master" for s in chosen):
         install_spark_defaults(resolve_jars())
     todo: list[Service] = []
-    for service in chosen:   # every check before any start: a foreign port fails the call up front
+    for service in chosen:  # every check before any start: a foreign port fails the call up front
         pid = _our_pid(state, service.name)
         if pid is not None and _ready(service):
             out[service.name] = {"url": service.url, "pid": pid, "started": False}
             continue
-        if pid is not None:   # ours but not answering: restart it
+        if pid is not None:  # ours but not answering: restart it
             _stop_pids({pid: service})
         if port_open(service.port) or (service.ui_port and port_open(service.ui_port)):
-            raise ClusterError(f"port {service.port if port_open(service.port) else service.ui_port} "
-                               f"({service.name}) is in use by a process not started from {state}; "
-                               "stop it or run `python -m prodemb.cluster down` with its state dir")
+            raise ClusterError(
+                f"port {service.port if port_open(service.port) else service.ui_port} "
+                f"({service.name}) is in use by a process not started from {state}; "
+                "stop it or run `python -m prodemb.cluster down` with its state dir"
+            )
         todo.append(service)
     # Independent services start together (a cold start is mostly JVM and import time, ~2x faster so);
     # a worker is launched once its master answers, since a worker that misses it retries only every ~10 s.
@@ -414,14 +540,20 @@ def up(state_dir: str | Path = DEFAULT_STATE_DIR, services=None, timeout: float 
         for service in sorted(todo, key=lambda s: bool(s.needs)):
             for need in service.needs:
                 if need in procs and need not in out:
-                    out[need] = {"url": BY_NAME[need].url, "started": True,
-                                 "pid": _await(BY_NAME[need], state, procs[need], timeout)}
+                    out[need] = {
+                        "url": BY_NAME[need].url,
+                        "started": True,
+                        "pid": _await(BY_NAME[need], state, procs[need], timeout),
+                    }
             procs[service.name] = _launch(service, state)
         for service in todo:
             if service.name not in out:
-                out[service.name] = {"url": service.url, "started": True,
-                                     "pid": _await(service, state, procs[service.name], timeout)}
-    except BaseException:   # all or nothing: what this call launched is stopped again
+                out[service.name] = {
+                    "url": service.url,
+                    "started": True,
+                    "pid": _await(service, state, procs[service.name], timeout),
+                }
+    except BaseException:  # all or nothing: what this call launched is stopped again
         _stop_pids({proc.pid: BY_NAME[name] for name, proc in procs.items() if proc.poll() is None})
         for name in procs:
             _pid_file(state, name).unlink(missing_ok=True)
@@ -433,7 +565,7 @@ def up(state_dir: str | Path = DEFAULT_STATE_DIR, services=None, timeout: float 
 
 def _signal_group(pid: int, sig: signal.Signals) -> None:
     try:
-        os.killpg(pid, sig)   # each service leads its own session: its children (uvicorn, executors) go too
+        os.killpg(pid, sig)  # each service leads its own session: its children (uvicorn, executors) go too
     except ProcessLookupError:
         pass
 
@@ -461,7 +593,7 @@ def down(state_dir: str | Path = DEFAULT_STATE_DIR, services=None) -> dict[str, 
     chosen = list(reversed(_selected(services)))
     pids = {s.name: _our_pid(state, s.name) for s in chosen}
     workers = {p: s for s in chosen if (p := pids[s.name]) and s.name.startswith("spark-worker")}
-    _stop_pids(workers)   # first, so that they do not try to reconnect to a master going away
+    _stop_pids(workers)  # first, so that they do not try to reconnect to a master going away
     _stop_pids({p: s for s in chosen if (p := pids[s.name]) and p not in workers})
     for service in chosen:
         _pid_file(state, service.name).unlink(missing_ok=True)
@@ -474,18 +606,20 @@ def status(state_dir: str | Path = DEFAULT_STATE_DIR) -> dict[str, dict]:
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):   # one line, like every other failure of this CLI
+    def error(self, message: str):  # one line, like every other failure of this CLI
         print(f"cluster: error: {message}", file=sys.stderr)
         sys.exit(2)
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = _Parser(prog="python -m prodemb.cluster", description=__doc__,
-                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = _Parser(
+        prog="python -m prodemb.cluster", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("action", choices=["up", "down", "status", "env"])
     ap.add_argument("--state-dir", default=str(DEFAULT_STATE_DIR), help="pids, logs, data (default .cluster/)")
-    ap.add_argument("--service", action="append", default=None, choices=list(BY_NAME),
-                    help="only this service (repeatable)")
+    ap.add_argument(
+        "--service", action="append", default=None, choices=list(BY_NAME), help="only this service (repeatable)"
+    )
     args = ap.parse_args(argv)
     try:
         if args.action == "env":

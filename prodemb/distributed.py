@@ -1,6 +1,7 @@
 """Several processes (torchrun): rank and world from the environment, the process group, the weight-identity
 check, and the two collectives the training job needs (a mean over ranks, rank 0's value everywhere).
 One process needs none of it: every function is a no-op there."""
+
 from __future__ import annotations
 
 import hashlib

@@ -5,6 +5,7 @@ It is logged as a *model from code* (``prodemb/encoder_from_code.py`` names it w
 tokenizer and settings as artifacts, with no pickle. ``predict`` is type-hinted, so MLflow checks its input
 against the signature (one string column ``title``) on every call, in process and over HTTP.
 """
+
 from __future__ import annotations
 
 import json
@@ -14,7 +15,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 
-BATCH = 4096   # titles per forward: bounds the activations' memory, whatever a caller sends at once
+BATCH = 4096  # titles per forward: bounds the activations' memory, whatever a caller sends at once
 
 
 class EncoderPyfunc(mlflow.pyfunc.PythonModel):
@@ -43,9 +44,11 @@ class EncoderPyfunc(mlflow.pyfunc.PythonModel):
         import torch
 
         tokens = self.tokenizer.encode_raw(titles, self.meta["max_len"], language=self.meta["language"])
-        with torch.inference_mode():   # local to this call: never flip the process's grad mode
-            out = [self.encoder(torch.from_numpy(tokens[i:i + BATCH]).long()).numpy()
-                   for i in range(0, len(tokens), BATCH)]
+        with torch.inference_mode():  # local to this call: never flip the process's grad mode
+            out = [
+                self.encoder(torch.from_numpy(tokens[i : i + BATCH]).long()).numpy()
+                for i in range(0, len(tokens), BATCH)
+            ]
         vectors = (np.concatenate(out) if out else np.zeros((0, self.encoder.out_dim))).astype(np.float32)
         return vectors, (tokens != self.tokenizer.pad_id).sum(axis=1)
 

@@ -9,6 +9,7 @@ A point does nothing unless ``PRODEMB_FAULTS`` names it (comma-separated ``name[
 no ``finally``, no ``atexit``, files half-written. tests/faults/ runs every stage through its points and
 checks that the previous outputs stay readable and that a rerun converges.
 """
+
 from __future__ import annotations
 
 import errno

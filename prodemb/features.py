@@ -19,6 +19,7 @@ table's partition of that model, its online table holds that model's vectors onl
 v3 reads ``product_embeddings_v3:embedding`` and keeps getting v3 after v4 is promoted. Publishing
 retires (registry entry and online table) the pinned views of versions no longer in the table.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -48,7 +49,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 FEATURE_REPO = REPO_ROOT / "feature_repo"
 FEATURE_VIEW = "product_embeddings"
 JOIN_KEY = "product_id"
-SITE_JOIN_KEYS = ("product_id", "site")   # one model per site: Feast's key is (site, product_id), sorted
+SITE_JOIN_KEYS = ("product_id", "site")  # one model per site: Feast's key is (site, product_id), sorted
 FEATURES = ("embedding", "model_version")
 DEFAULT_MODEL_NAME = "prodemb-encoder"
 
@@ -64,17 +65,19 @@ def feature_store(repo_dir: str | Path = FEATURE_REPO, yaml_file: str = "feature
     if key not in _STORES:
         from feast import FeatureStore
 
-        os.environ["PRODEMB_FEATURE_REPO"] = key[0]   # ${PRODEMB_FEATURE_REPO} in the yaml files
-        (Path(key[0]) / "data").mkdir(exist_ok=True)    # registry and SQLite files live there
+        os.environ["PRODEMB_FEATURE_REPO"] = key[0]  # ${PRODEMB_FEATURE_REPO} in the yaml files
+        (Path(key[0]) / "data").mkdir(exist_ok=True)  # registry and SQLite files live there
         _STORES[key] = FeatureStore(repo_path=key[0], fs_yaml_file=Path(key[0]) / yaml_file)
     return _STORES[key]
 
 
 # --- pinned versions -----------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class PinnedView:
     """The feature view of one model version: its name, the model, and its partition of the table."""
+
     view: str
     model_name: str
     model_version: str
@@ -86,7 +89,7 @@ def pinned_view_name(model_name: str, model_version: str, default_model: str = D
     ``prodemb-encoder-other`` version 1 → ``product_embeddings_other_v1``."""
     if model_name == default_model:
         return f"{FEATURE_VIEW}_v{model_version}"
-    rest = model_name[len(default_model) + 1:] if model_name.startswith(default_model + "-") else model_name
+    rest = model_name[len(default_model) + 1 :] if model_name.startswith(default_model + "-") else model_name
     return f"{FEATURE_VIEW}_{re.sub(r'[^A-Za-z0-9_]', '_', rest)}_v{model_version}"
 
 
@@ -94,10 +97,22 @@ def pinned_views(keys: pa.Table, default_model: str = DEFAULT_MODEL_NAME) -> lis
     """One pinned view per (model_name, model_version) of the embeddings table's key columns."""
     from prodemb.score import model_partition
 
-    models = pa.TableGroupBy(keys.select(["model_name", "model_version"]), ["model_name", "model_version"],
-                             use_threads=False).aggregate([]).to_pylist()
-    views = [PinnedView(pinned_view_name(m["model_name"], m["model_version"], default_model), m["model_name"],
-                        m["model_version"], model_partition(m["model_name"], m["model_version"])) for m in models]
+    models = (
+        pa.TableGroupBy(
+            keys.select(["model_name", "model_version"]), ["model_name", "model_version"], use_threads=False
+        )
+        .aggregate([])
+        .to_pylist()
+    )
+    views = [
+        PinnedView(
+            pinned_view_name(m["model_name"], m["model_version"], default_model),
+            m["model_name"],
+            m["model_version"],
+            model_partition(m["model_name"], m["model_version"]),
+        )
+        for m in models
+    ]
     for field in ("view", "partition"):
         names = [getattr(v, field) for v in views]
         if len(set(names)) < len(names):
@@ -106,8 +121,12 @@ def pinned_views(keys: pa.Table, default_model: str = DEFAULT_MODEL_NAME) -> lis
     return sorted(views, key=lambda v: (v.model_name, int(v.model_version) if v.model_version.isdigit() else 0))
 
 
-def repo_objects(embeddings_path: str | Path, repo_dir: str | Path = FEATURE_REPO,
-                 pinned: list[PinnedView] = (), by_site: bool = False) -> list:
+def repo_objects(
+    embeddings_path: str | Path,
+    repo_dir: str | Path = FEATURE_REPO,
+    pinned: list[PinnedView] = (),
+    by_site: bool = False,
+) -> list:
     """Entities, feature views and service from ``feature_repo/features.py``, pointed at ``embeddings_path``,
     with one view per ``pinned`` model version; ``by_site``: keyed by (site, product_id)."""
     # absolute(), not resolve(): the table path is a symlink swapped on every write; resolving it would pin
@@ -121,25 +140,31 @@ def repo_objects(embeddings_path: str | Path, repo_dir: str | Path = FEATURE_REP
     spec = importlib.util.spec_from_file_location("prodemb_feature_repo", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return [*module.entities, module.product_embeddings, module.product_embeddings_service,
-            *module.pinned_embeddings]
+    return [*module.entities, module.product_embeddings, module.product_embeddings_service, *module.pinned_embeddings]
 
 
-def apply_repo(store, embeddings_path: str | Path, repo_dir: str | Path = FEATURE_REPO,
-               pinned: list[PinnedView] = (), by_site: bool = False) -> list[str]:
+def apply_repo(
+    store,
+    embeddings_path: str | Path,
+    repo_dir: str | Path = FEATURE_REPO,
+    pinned: list[PinnedView] = (),
+    by_site: bool = False,
+) -> list[str]:
     """``feast apply`` from Python: registry entries and online tables for our objects. Pinned views of
     versions not in ``pinned`` are retired: registry entry and online table. Returns the retired names."""
     # features.py picks the source that this store's offline store reads (FileSource or SparkSource).
     os.environ["PRODEMB_FEAST_OFFLINE"] = "spark" if store.config.offline_store.type == "spark" else "file"
     objects = repo_objects(embeddings_path, repo_dir, pinned, by_site)
     keep = {o.name for o in objects}
-    retired = [fv for fv in store.list_feature_views()
-               if fv.name.startswith(FEATURE_VIEW + "_") and fv.name not in keep]
+    retired = [
+        fv for fv in store.list_feature_views() if fv.name.startswith(FEATURE_VIEW + "_") and fv.name not in keep
+    ]
     store.apply(objects, objects_to_delete=retired, partial=not retired)
     return sorted(fv.name for fv in retired)
 
 
 # --- byte encodings (identical to Feast's) -----------------------------------------------------
+
 
 @lru_cache(maxsize=None)
 def _entity_key_prefix(serialization_version: int) -> bytes:
@@ -147,9 +172,11 @@ def _entity_key_prefix(serialization_version: int) -> bytes:
     from feast.protos.feast.types.EntityKey_pb2 import EntityKey
     from feast.protos.feast.types.Value_pb2 import Value
 
-    empty = serialize_entity_key(EntityKey(join_keys=[JOIN_KEY], entity_values=[Value(string_val="")]),
-                                 entity_key_serialization_version=serialization_version)
-    return empty[:-4]   # drop the trailing uint32 length (0) of the empty value
+    empty = serialize_entity_key(
+        EntityKey(join_keys=[JOIN_KEY], entity_values=[Value(string_val="")]),
+        entity_key_serialization_version=serialization_version,
+    )
+    return empty[:-4]  # drop the trailing uint32 length (0) of the empty value
 
 
 @lru_cache(maxsize=None)
@@ -161,9 +188,11 @@ def _site_key_layout(serialization_version: int) -> tuple[bytes, bytes]:
     from feast.protos.feast.types.Value_pb2 import Value
 
     header = serialize_entity_key_prefix(list(SITE_JOIN_KEYS), serialization_version)
-    empty = serialize_entity_key(EntityKey(join_keys=list(SITE_JOIN_KEYS), entity_values=[Value(string_val="")] * 2),
-                                 entity_key_serialization_version=serialization_version)
-    tag = empty[len(header):len(header) + 4]
+    empty = serialize_entity_key(
+        EntityKey(join_keys=list(SITE_JOIN_KEYS), entity_values=[Value(string_val="")] * 2),
+        entity_key_serialization_version=serialization_version,
+    )
+    tag = empty[len(header) : len(header) + 4]
     if empty != header + (tag + struct.pack("<I", 0)) * 2:
         raise RuntimeError("Feast's entity key layout changed: the bulk publisher needs updating")
     return header, tag
@@ -177,8 +206,10 @@ def encode_entity_keys(product_ids, serialization_version: int = 3, sites=None) 
         prefix = _entity_key_prefix(serialization_version)
         return [prefix + pack(len(b)) + b for b in ids]
     header, tag = _site_key_layout(serialization_version)
-    return [header + tag + pack(len(b)) + b + tag + pack(len(s)) + s
-            for b, s in zip(ids, (str(x).encode("utf-8") for x in sites))]
+    return [
+        header + tag + pack(len(b)) + b + tag + pack(len(s)) + s
+        for b, s in zip(ids, (str(x).encode("utf-8") for x in sites))
+    ]
 
 
 @lru_cache(maxsize=None)
@@ -186,14 +217,14 @@ def _float_list_header(dim: int) -> bytes:
     from feast.protos.feast.types.Value_pb2 import FloatList, Value
 
     full = Value(float_list_val=FloatList(val=[1.0] * dim)).SerializeToString()
-    return full[:len(full) - 4 * dim]   # packed floats are the tail; the header depends on dim only
+    return full[: len(full) - 4 * dim]  # packed floats are the tail; the header depends on dim only
 
 
 def encode_float_lists(matrix: np.ndarray) -> list[bytes]:
     """[n, dim] → serialized ``Value(float_list_val=...)`` bytes per row, without protobuf objects."""
     m = np.ascontiguousarray(matrix, dtype="<f4")
     header, raw, width = _float_list_header(m.shape[1]), m.tobytes(), 4 * m.shape[1]
-    return [header + raw[i * width:(i + 1) * width] for i in range(m.shape[0])]
+    return [header + raw[i * width : (i + 1) * width] for i in range(m.shape[0])]
 
 
 def encode_string(value: str) -> bytes:
@@ -203,6 +234,7 @@ def encode_string(value: str) -> bytes:
 
 
 # --- publishing --------------------------------------------------------------------------------
+
 
 def _sqlite_target(store, view: str = FEATURE_VIEW) -> tuple[str, str] | None:
     """(db path, table name of ``view``) when the online store is Feast's SQLite store, else None."""
@@ -221,14 +253,14 @@ def _sqlite_target(store, view: str = FEATURE_VIEW) -> tuple[str, str] | None:
 def _feast_epochs(timestamps: pd.Series) -> list[int]:
     """Timestamps as Feast's SQLite store writes them: ``int(naive_utc_datetime.timestamp())``."""
     utc = pd.Series(pd.to_datetime(timestamps, utc=True))
-    codes, uniques = pd.factorize(utc)     # usually one scoring time for a whole table
+    codes, uniques = pd.factorize(utc)  # usually one scoring time for a whole table
     epochs = [int(t.tz_localize(None).to_pydatetime().timestamp()) for t in uniques]
     return [epochs[c] for c in codes]
 
 
 def latest_rows(embeddings: pd.DataFrame) -> pd.DataFrame:
     """One row per (site, product): the newest scoring (what the online store should serve)."""
-    key = ["site", "product_id"] if "site" in embeddings.columns else ["product_id"]   # as latest_row_mask
+    key = ["site", "product_id"] if "site" in embeddings.columns else ["product_id"]  # as latest_row_mask
     newest = embeddings.sort_values("event_timestamp", kind="stable").drop_duplicates(key, keep="last")
     return newest.reset_index(drop=True)
 
@@ -242,15 +274,17 @@ def latest_row_mask(dataset) -> tuple[np.ndarray, pa.Table]:
     keys = dataset.to_table(columns=columns, use_threads=False)
     keys = keys.append_column("row", pa.array(np.arange(keys.num_rows, dtype=np.int64)))
     group = ["site", "product_id"] if "site" in columns else ["product_id"]
-    newest = pa.TableGroupBy(keys.sort_by("event_timestamp"), group, use_threads=False) \
-        .aggregate([("row", "last")])      # sort_by is stable: ties go to the later row, as latest_rows
+    newest = pa.TableGroupBy(keys.sort_by("event_timestamp"), group, use_threads=False).aggregate(
+        [("row", "last")]
+    )  # sort_by is stable: ties go to the later row, as latest_rows
     mask = np.zeros(keys.num_rows, dtype=bool)
     mask[newest.column("row_last").to_numpy()] = True
     return mask, keys
 
 
-def iter_routed_rows(dataset, mask: np.ndarray, pinned: list[PinnedView],
-                     batch_rows: int = 20_000, by_site: bool = False) -> Iterator[tuple[str, pd.DataFrame]]:
+def iter_routed_rows(
+    dataset, mask: np.ndarray, pinned: list[PinnedView], batch_rows: int = 20_000, by_site: bool = False
+) -> Iterator[tuple[str, pd.DataFrame]]:
     """One pass over the table, streamed: (view, chunk) pairs where the rows ``mask`` selects go to
     ``product_embeddings`` and every row goes to its model's pinned view, if that model is ``pinned``.
     ``by_site``: the chunks carry the ``site`` key column too."""
@@ -259,13 +293,15 @@ def iter_routed_rows(dataset, mask: np.ndarray, pinned: list[PinnedView],
     columns = ["product_id", *FEATURES, "event_timestamp"] + (["site"] if by_site else [])
     offset = 0
     for batch in iter_batches(dataset, [*columns, "model_name"] if pinned else columns, batch_rows):
-        keep = mask[offset:offset + batch.num_rows]
+        keep = mask[offset : offset + batch.num_rows]
         offset += batch.num_rows
         if keep.any():
             yield FEATURE_VIEW, batch.filter(pa.array(keep)).select(columns).to_pandas()
         for p in pinned:
-            mine = pc.and_(pc.equal(batch.column("model_name"), p.model_name),
-                           pc.equal(batch.column("model_version"), p.model_version))
+            mine = pc.and_(
+                pc.equal(batch.column("model_name"), p.model_name),
+                pc.equal(batch.column("model_version"), p.model_version),
+            )
             if pc.any(mine).as_py():
                 yield p.view, batch.filter(mine).select(columns).to_pandas()
     if offset != len(mask):
@@ -274,11 +310,17 @@ def iter_routed_rows(dataset, mask: np.ndarray, pinned: list[PinnedView],
 
 def _chunks(rows: pd.DataFrame, batch_rows: int) -> Iterator[pd.DataFrame]:
     for start in range(0, len(rows), batch_rows):
-        yield rows.iloc[start:start + batch_rows]
+        yield rows.iloc[start : start + batch_rows]
 
 
-def publish_online(store, rows: pd.DataFrame | Iterable[pd.DataFrame], batch_rows: int = 20_000,
-                   progress: bool = True, total: int | None = None, view: str = FEATURE_VIEW) -> dict:
+def publish_online(
+    store,
+    rows: pd.DataFrame | Iterable[pd.DataFrame],
+    batch_rows: int = 20_000,
+    progress: bool = True,
+    total: int | None = None,
+    view: str = FEATURE_VIEW,
+) -> dict:
     """Write rows (product_id, embedding, model_version, event_timestamp) to ``view``'s online table: one
     DataFrame, or an iterable of chunks (``total`` rows in all, for the progress bar)."""
     if isinstance(rows, pd.DataFrame):
@@ -286,8 +328,9 @@ def publish_online(store, rows: pd.DataFrame | Iterable[pd.DataFrame], batch_row
     return write_online(store, ((view, chunk) for chunk in rows), total=total, progress=progress)
 
 
-def write_online(store, routed: Iterable[tuple[str, pd.DataFrame]], total: int | None = None,
-                 progress: bool = True) -> dict:
+def write_online(
+    store, routed: Iterable[tuple[str, pd.DataFrame]], total: int | None = None, progress: bool = True
+) -> dict:
     """Write (view, chunk) pairs to the online store, in one transaction on SQLite. Returns rows written in
     all and per view."""
     from tqdm.auto import tqdm
@@ -296,10 +339,11 @@ def write_online(store, routed: Iterable[tuple[str, pd.DataFrame]], total: int |
 
     t0 = time.perf_counter()
     by_view: dict[str, int] = {}
-    bar = tqdm(total=total, desc="publish", unit="row", disable=not progress,
-               mininterval=0.1 if sys.stderr.isatty() else 15.0)
+    bar = tqdm(
+        total=total, desc="publish", unit="row", disable=not progress, mininterval=0.1 if sys.stderr.isatty() else 15.0
+    )
     target = _sqlite_target(store)
-    if target is None:   # any other online store (Redis, ...): the SDK path, chunk by chunk
+    if target is None:  # any other online store (Redis, ...): the SDK path, chunk by chunk
         try:
             for view, chunk in routed:
                 store.write_to_online_store(view, chunk)
@@ -317,25 +361,38 @@ def write_online(store, routed: Iterable[tuple[str, pd.DataFrame]], total: int |
         # Keep the database's journal mode (Feast's default rollback journal): the one transaction
         # below is atomic either way, and bulk inserts run 2x faster than under WAL.
         conn.execute("PRAGMA synchronous=NORMAL")
-        sql = ('INSERT INTO "{}" (entity_key, feature_name, value, value_text, event_ts, created_ts) '
-               "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(entity_key, feature_name) DO UPDATE SET "
-               "value = excluded.value, value_text = excluded.value_text, event_ts = excluded.event_ts, "
-               "created_ts = excluded.created_ts")
+        sql = (
+            'INSERT INTO "{}" (entity_key, feature_name, value, value_text, event_ts, created_ts) '
+            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(entity_key, feature_name) DO UPDATE SET "
+            "value = excluded.value, value_text = excluded.value_text, event_ts = excluded.event_ts, "
+            "created_ts = excluded.created_ts"
+        )
         created = _feast_epochs(pd.Series([datetime.now(timezone.utc)]))[0]
-        with conn:   # one transaction: readers see all of it (every view) or none of it
+        with conn:  # one transaction: readers see all of it (every view) or none of it
             for view, chunk in routed:
                 if view not in tables:
                     tables[view] = _sqlite_target(store, view)[1]
                 insert = sql.format(tables[view])
-                keys = encode_entity_keys(chunk["product_id"], version,
-                                          chunk["site"] if "site" in chunk.columns else None)
+                keys = encode_entity_keys(
+                    chunk["product_id"], version, chunk["site"] if "site" in chunk.columns else None
+                )
                 vectors = encode_float_lists(np.stack(chunk["embedding"].to_numpy()))
                 ts = _feast_epochs(chunk["event_timestamp"])
                 versions = [str(v) for v in chunk["model_version"]]
-                conn.executemany(insert, zip(keys, ["embedding"] * len(keys), vectors, [None] * len(keys), ts,
-                                             [created] * len(keys)))
-                conn.executemany(insert, zip(keys, ["model_version"] * len(keys), map(encode_string, versions),
-                                             versions, ts, [created] * len(keys)))
+                conn.executemany(
+                    insert, zip(keys, ["embedding"] * len(keys), vectors, [None] * len(keys), ts, [created] * len(keys))
+                )
+                conn.executemany(
+                    insert,
+                    zip(
+                        keys,
+                        ["model_version"] * len(keys),
+                        map(encode_string, versions),
+                        versions,
+                        ts,
+                        [created] * len(keys),
+                    ),
+                )
                 by_view[view] = by_view.get(view, 0) + len(chunk)
                 bar.update(len(chunk))
                 faults.point("publish.batch")
@@ -348,11 +405,11 @@ def write_online(store, routed: Iterable[tuple[str, pd.DataFrame]], total: int |
 def _written(by_view: dict[str, int], t0: float, **extra) -> dict:
     n = sum(by_view.values())
     seconds = time.perf_counter() - t0
-    return {"rows": n, "rows_by_view": by_view, "seconds": seconds, "rows_per_second": n / max(seconds, 1e-9),
-            **extra}
+    return {"rows": n, "rows_by_view": by_view, "seconds": seconds, "rows_per_second": n / max(seconds, 1e-9), **extra}
 
 
 # --- reading -----------------------------------------------------------------------------------
+
 
 class NotPublishedError(ValueError):
     """The feature view is not in the store's registry (nothing published yet, or the registry was lost)."""
@@ -367,21 +424,31 @@ def require_published(store, view: str = FEATURE_VIEW) -> None:
     except FeatureViewNotFoundException:
         if view != FEATURE_VIEW:
             pinned = sorted(fv.name for fv in store.list_feature_views() if fv.name.startswith(FEATURE_VIEW + "_"))
-            raise NotPublishedError(f"feature view {view!r} is not in the registry of {store.repo_path}: that model "
-                                    f"version is not published or was retired (pinned views now: "
-                                    f"{', '.join(pinned) or 'none'})") from None
-        raise NotPublishedError(f"feature view {view!r} is not in the registry of {store.repo_path} "
-                                "(nothing published yet, or the registry was lost): run jobs/publish.py") from None
+            raise NotPublishedError(
+                f"feature view {view!r} is not in the registry of {store.repo_path}: that model "
+                f"version is not published or was retired (pinned views now: "
+                f"{', '.join(pinned) or 'none'})"
+            ) from None
+        raise NotPublishedError(
+            f"feature view {view!r} is not in the registry of {store.repo_path} "
+            "(nothing published yet, or the registry was lost): run jobs/publish.py"
+        ) from None
+
 
 def online_vectors(store, product_ids: list[str], view: str = FEATURE_VIEW, sites: list[str] | None = None) -> dict:
     """{product_id: {"embedding": np.ndarray | None, "model_version": str | None}} from the online store;
     with ``sites`` (a store keyed by site, one model per site) the keys are (site, product_id)."""
-    rows = [{JOIN_KEY: p} for p in product_ids] if sites is None else \
-        [{JOIN_KEY: p, "site": s} for p, s in zip(product_ids, sites)]
+    rows = (
+        [{JOIN_KEY: p} for p in product_ids]
+        if sites is None
+        else [{JOIN_KEY: p, "site": s} for p, s in zip(product_ids, sites)]
+    )
     resp = store.get_online_features(features=[f"{view}:{f}" for f in FEATURES], entity_rows=rows).to_dict()
     keys = resp[JOIN_KEY] if sites is None else list(zip(resp["site"], resp[JOIN_KEY]))
-    return {key: {"embedding": None if emb is None else np.asarray(emb, dtype=np.float32), "model_version": ver}
-            for key, emb, ver in zip(keys, resp["embedding"], resp["model_version"])}
+    return {
+        key: {"embedding": None if emb is None else np.asarray(emb, dtype=np.float32), "model_version": ver}
+        for key, emb, ver in zip(keys, resp["embedding"], resp["model_version"])
+    }
 
 
 def historical_features(store, entity_df: pd.DataFrame, view: str = FEATURE_VIEW) -> pd.DataFrame:
@@ -415,21 +482,33 @@ def check_servable(dataset, batch_rows: int = 20_000) -> int:
         counts += np.bincount(codes[bad], minlength=len(REASONS))
         if first is None and len(bad):
             i = int(bad[0])
-            first = (batch.column("product_id")[i].as_py(), batch.column("model_name")[i].as_py(),
-                     batch.column("model_version")[i].as_py(), REASONS[codes[i]])
+            first = (
+                batch.column("product_id")[i].as_py(),
+                batch.column("model_name")[i].as_py(),
+                batch.column("model_version")[i].as_py(),
+                REASONS[codes[i]],
+            )
     if counts.any():
         listed = ", ".join(f"{r}: {c}" for r, c in sorted(zip(REASONS, counts.tolist())) if c)
         raise UnservableVectorsError(
             f"{int(counts.sum())} of {n} rows hold vectors that cannot be served ({listed}; first: product "
             f"{first[0]!r} of model {first[1]}/{first[2]}, {first[3]}): nothing published; rescore with "
-            "jobs/score.py, which quarantines such rows")
+            "jobs/score.py, which quarantines such rows"
+        )
     return n
 
 
-def run_publish(data_dir: str, *, repo_dir: str | Path = FEATURE_REPO, yaml_file: str = "feature_store.yaml",
-                embeddings: str | None = None, progress: bool = True,
-                model_name: str = DEFAULT_MODEL_NAME, ann: HnswParams | None = HnswParams(),
-                by_site: bool = False) -> dict:
+def run_publish(
+    data_dir: str,
+    *,
+    repo_dir: str | Path = FEATURE_REPO,
+    yaml_file: str = "feature_store.yaml",
+    embeddings: str | None = None,
+    progress: bool = True,
+    model_name: str = DEFAULT_MODEL_NAME,
+    ann: HnswParams | None = HnswParams(),
+    by_site: bool = False,
+) -> dict:
     """Apply the feature repo over DIR/embeddings and load the latest vector of every product online, and
     every kept model version's vectors into its pinned view (``model_name`` is the configured registered
     name: its versions get the short view names, product_embeddings_v3). Every kept version gets its
@@ -443,14 +522,16 @@ def run_publish(data_dir: str, *, repo_dir: str | Path = FEATURE_REPO, yaml_file
     path = embeddings or f"{data_dir.rstrip('/')}/embeddings"
     if not fs.exists(path):
         raise FileNotFoundError(f"no embeddings table at {path}: run jobs/score.py first")
-    dataset = arrow_dataset(path)          # streamed: one batch of vectors in memory at a time
-    check_servable(dataset)                # before the registry or the online store is touched
+    dataset = arrow_dataset(path)  # streamed: one batch of vectors in memory at a time
+    check_servable(dataset)  # before the registry or the online store is touched
     mask, keys = latest_row_mask(dataset)
     sites = sorted(pc.unique(keys.column("site")).to_pylist()) if "site" in keys.column_names else []
     if len(sites) > 1 and not by_site:
-        raise ValueError(f"the embeddings table holds several sites ({', '.join(map(str, sites))}): with Feast "
-                         "keyed by product_id alone their vectors would overwrite each other; list them in `sites:` "
-                         "(one model per site, keyed by (site, product_id))")
+        raise ValueError(
+            f"the embeddings table holds several sites ({', '.join(map(str, sites))}): with Feast "
+            "keyed by product_id alone their vectors would overwrite each other; list them in `sites:` "
+            "(one model per site, keyed by (site, product_id))"
+        )
     models = pinned_views(keys, model_name)
     # A table scored before pinning existed has no partition per model: its versions get no pinned view
     # until the next scoring rewrites it.
@@ -459,24 +540,37 @@ def run_publish(data_dir: str, *, repo_dir: str | Path = FEATURE_REPO, yaml_file
     with fs.output_lock(Path(repo_dir) / "data" / "publish", "publish"):
         store = feature_store(repo_dir, yaml_file)
         retired = apply_repo(store, path, repo_dir, pinned, by_site)
-        report = write_online(store, iter_routed_rows(dataset, mask, pinned, by_site=by_site), progress=progress,
-                              total=int(mask.sum()) + _rows_of(keys, pinned))
+        report = write_online(
+            store,
+            iter_routed_rows(dataset, mask, pinned, by_site=by_site),
+            progress=progress,
+            total=int(mask.sum()) + _rows_of(keys, pinned),
+        )
         if ann is not None:
             from prodemb.ann import build_for_model, retire
 
-            report["ann"] = {f"{p.model_name}/{p.model_version}": build_for_model(
-                dataset, path, p.model_name, p.model_version, p.partition, ann, keys) for p in models}
+            report["ann"] = {
+                f"{p.model_name}/{p.model_version}": build_for_model(
+                    dataset, path, p.model_name, p.model_version, p.partition, ann, keys
+                )
+                for p in models
+            }
             report["ann_retired"] = retire(path, {p.partition for p in models})
     champion = report["rows_by_view"].get(FEATURE_VIEW, 0)
     versions = pc.unique(keys.column("model_version").filter(pa.array(mask))).to_pylist()
     # rows_in = rows_out (newest per product) + rows_superseded (older model versions, kept offline and in
     # their pinned views).
-    report.update(rows_in=keys.num_rows, rows_out=champion, rows_superseded=keys.num_rows - champion,
-                  rows_quarantined=0, model_versions=sorted(versions),
-                  keyed_by=list(SITE_JOIN_KEYS if by_site else (JOIN_KEY,)),
-                  pinned_views={p.view: f"{p.model_name}/{p.model_version}" for p in pinned},
-                  unpinned_models=[f"{p.model_name}/{p.model_version}" for p in models if p not in pinned],
-                  retired_views=retired)
+    report.update(
+        rows_in=keys.num_rows,
+        rows_out=champion,
+        rows_superseded=keys.num_rows - champion,
+        rows_quarantined=0,
+        model_versions=sorted(versions),
+        keyed_by=list(SITE_JOIN_KEYS if by_site else (JOIN_KEY,)),
+        pinned_views={p.view: f"{p.model_name}/{p.model_version}" for p in pinned},
+        unpinned_models=[f"{p.model_name}/{p.model_version}" for p in models if p not in pinned],
+        retired_views=retired,
+    )
     return report
 
 
@@ -485,8 +579,7 @@ def _rows_of(keys: pa.Table, pinned: list[PinnedView]) -> int:
     if not pinned:
         return 0
     model = pc.binary_join_element_wise(keys.column("model_name"), keys.column("model_version"), "/")
-    return int(pc.sum(pc.is_in(model, pa.array([f"{p.model_name}/{p.model_version}" for p in pinned]))).as_py()
-            or 0)
+    return int(pc.sum(pc.is_in(model, pa.array([f"{p.model_name}/{p.model_version}" for p in pinned]))).as_py() or 0)
 
 
 class SqliteVectorReader:
@@ -504,7 +597,7 @@ class SqliteVectorReader:
         db, table = target
         self._version = store.config.entity_key_serialization_version
         self._conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, check_same_thread=False)
-        self._sql = f'SELECT entity_key, value FROM "{table}" WHERE feature_name = \'embedding\' AND entity_key IN '
+        self._sql = f"SELECT entity_key, value FROM \"{table}\" WHERE feature_name = 'embedding' AND entity_key IN "
         self._keys: dict[str, str] = {}
 
     def get(self, product_ids: list[str]) -> dict[str, np.ndarray | None]:
@@ -529,7 +622,7 @@ def _decode_float_list(raw: bytes) -> np.ndarray:
     pos = 2
     while raw[pos] & 0x80:
         pos += 1
-    pos += 2                              # end of outer varint, FloatList field tag
+    pos += 2  # end of outer varint, FloatList field tag
     length = 0
     shift = 0
     while True:

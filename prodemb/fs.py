@@ -16,6 +16,7 @@ S3 endpoints and credentials come from the standard AWS variables (``AWS_ENDPOIN
 ``AWS_ENDPOINT_URL``, ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, ``AWS_REGION``), the same ones the
 Spark side gets through ``spark.hadoop.fs.s3a.*`` (prodemb.spark).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -37,7 +38,7 @@ REMOTE_SCHEMES = ("s3a", "s3", "s3n", "gs", "gcs", "hdfs", "viewfs", "abfs", "ab
 def scheme(path: str | os.PathLike) -> str:
     """``"s3a"`` for ``s3a://b/k``, ``""`` for a plain path (Windows drive letters are not schemes)."""
     text = str(path)
-    if text.startswith("file:"):   # file:///a and Hadoop's file:/a
+    if text.startswith("file:"):  # file:///a and Hadoop's file:/a
         return "file"
     return text.split("://", 1)[0].lower() if "://" in text else ""
 
@@ -71,12 +72,15 @@ def join(base: str | os.PathLike, *parts: str) -> str:
 def require_local(path: str, what: str) -> str:
     """``path`` as an OS path, or a clear ValueError naming ``what`` needs a local filesystem."""
     if not is_local(path):
-        raise ValueError(f"{path}: {what} needs a local (POSIX) filesystem; on object stores and "
-                         "cluster filesystems use Delta (--format delta)")
+        raise ValueError(
+            f"{path}: {what} needs a local (POSIX) filesystem; on object stores and "
+            "cluster filesystems use Delta (--format delta)"
+        )
     return local_path(path)
 
 
 # --- the pyarrow filesystem behind a path ---------------------------------------------------------
+
 
 def _s3_endpoint() -> str | None:
     """The S3 endpoint the standard variables name (the S3-specific one first), or None for AWS itself."""
@@ -115,7 +119,7 @@ def delta_location(path: str | os.PathLike) -> tuple[str, dict[str, str]]:
         return os.path.abspath(local_path(path)), {}
     kind, text = scheme(path), str(path)
     if kind in ("s3a", "s3n"):
-        text = "s3" + text[len(kind):]
+        text = "s3" + text[len(kind) :]
     options: dict[str, str] = {}
     endpoint = _s3_endpoint()
     if kind in ("s3", "s3a", "s3n") and endpoint:
@@ -133,11 +137,13 @@ def filesystem(path: str | os.PathLike):
         return pafs.LocalFileSystem(), os.path.abspath(local_path(path))
     kind = scheme(path)
     if kind not in REMOTE_SCHEMES:
-        raise ValueError(f"{path}: unsupported filesystem scheme {kind!r} (local paths, file://, "
-                         f"{', '.join(s + '://' for s in REMOTE_SCHEMES[:6])})")
+        raise ValueError(
+            f"{path}: unsupported filesystem scheme {kind!r} (local paths, file://, "
+            f"{', '.join(s + '://' for s in REMOTE_SCHEMES[:6])})"
+        )
     parsed = urlparse(str(path))
     inner = parsed.path.rstrip("/")
-    if kind in ("s3", "s3a", "s3n", "gs", "gcs"):   # bucket/key
+    if kind in ("s3", "s3a", "s3n", "gs", "gcs"):  # bucket/key
         return _remote_fs(kind, parsed.netloc), f"{parsed.netloc}{inner}"
     return _remote_fs(kind, parsed.netloc), inner or "/"
 
@@ -169,7 +175,7 @@ def list_files(path: str | os.PathLike, recursive: bool = True) -> list[str]:
     base = str(path).rstrip("/")
     found = []
     for info in fs_.get_file_info(selector):
-        rel = info.path[len(inner.rstrip("/")) + 1:]
+        rel = info.path[len(inner.rstrip("/")) + 1 :]
         if info.type == pafs.FileType.File and not any(p.startswith(("_", ".")) for p in rel.split("/")):
             found.append(f"{base}/{rel}")
     return sorted(found)
@@ -202,13 +208,13 @@ def write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Replace the file at ``path`` atomically: readers see the old or the new bytes, never a part."""
     from prodemb import faults
 
-    faults.point("fs.write")   # tests: a disk that fills up, a store that refuses the write
+    faults.point("fs.write")  # tests: a disk that fills up, a store that refuses the write
     if is_local(path):
         with atomic_local_file(path) as tmp:
             Path(tmp).write_bytes(data)
         return
     fs_, inner = filesystem(path)
-    with fs_.open_output_stream(inner) as fh:   # one object PUT: atomic on object stores
+    with fs_.open_output_stream(inner) as fh:  # one object PUT: atomic on object stores
         fh.write(data)
 
 
@@ -245,7 +251,7 @@ def atomic_local_file(path: str | os.PathLike, suffix: str = "") -> Iterator[Pat
     tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex[:8]}.tmp{suffix}")
     try:
         yield tmp
-        os.replace(tmp, target)   # atomic on POSIX
+        os.replace(tmp, target)  # atomic on POSIX
     finally:
         if tmp.exists():
             tmp.unlink()
@@ -253,8 +259,9 @@ def atomic_local_file(path: str | os.PathLike, suffix: str = "") -> Iterator[Pat
 
 # --- folder versions: write aside, swap a symlink, prune (local filesystems only) -------------------
 
-VERSIONS_DIR = "_versions"   # <parent>/_versions/<name>/<version>: the folders a swapped link points at
-DONE = "_SUCCESS"            # in a version folder: finished (Spark writes it too)
+VERSIONS_DIR = "_versions"  # <parent>/_versions/<name>/<version>: the folders a swapped link points at
+DONE = "_SUCCESS"  # in a version folder: finished (Spark writes it too)
+
 
 def new_version_dir(versions: Path) -> Path:
     """A fresh, time-ordered version folder name under ``versions`` (not created)."""
@@ -301,7 +308,7 @@ def _writer(version: Path) -> str | None:
     except BlockingIOError:
         return "live"
     finally:
-        os.close(fd)   # closing drops a lock taken here
+        os.close(fd)  # closing drops a lock taken here
     return "dead"
 
 
@@ -329,17 +336,22 @@ def output_lock(path: str | os.PathLike, what: str) -> Iterator[None]:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "unknown"
-            raise OutputBusyError(f"another run is writing {target} ({holder}): left as it is; "
-                                  "rerun when that run has finished") from None
+            raise OutputBusyError(
+                f"another run is writing {target} ({holder}): left as it is; rerun when that run has finished"
+            ) from None
         os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{what}, pid {os.getpid()} on {socket.gethostname()}, since "
-                      f"{datetime.now(timezone.utc).isoformat(timespec='seconds')}".encode(), 0)
+        os.pwrite(
+            fd,
+            f"{what}, pid {os.getpid()} on {socket.gethostname()}, since "
+            f"{datetime.now(timezone.utc).isoformat(timespec='seconds')}".encode(),
+            0,
+        )
         yield
     finally:
-        os.close(fd)   # drops the lock
+        os.close(fd)  # drops the lock
 
 
-_RENAME_EXCHANGE = 2     # renameat2(2) flag: swap two paths in one step (Linux 3.15+, most local filesystems)
+_RENAME_EXCHANGE = 2  # renameat2(2) flag: swap two paths in one step (Linux 3.15+, most local filesystems)
 _AT_FDCWD = -100
 
 
@@ -395,7 +407,7 @@ def swap_link(link: Path, target: Path, aside: Path | None = None) -> None:
     if link.exists() and not link.is_symlink():
         replace_dir(tmp, link, aside=aside or target.parent)
         return
-    os.replace(tmp, link)   # atomic on POSIX
+    os.replace(tmp, link)  # atomic on POSIX
 
 
 @contextlib.contextmanager
@@ -415,7 +427,7 @@ def atomic_dir(target: str | os.PathLike, keep: int = 2) -> Iterator[Path]:
             shutil.rmtree(stage, ignore_errors=True)
             raise
         (stage / DONE).touch()
-        swap_link(link, stage, aside=versions)   # a plain folder from an older layout is kept aside
+        swap_link(link, stage, aside=versions)  # a plain folder from an older layout is kept aside
     prune_versions(versions, keep=keep, current=stage, done_marker=DONE)
 
 
@@ -425,17 +437,16 @@ def prune_versions(versions: Path, keep: int, current: Path, done_marker: str) -
     before it published them (``staging``'s lock file left, nobody holding it); a folder another run is
     still writing is left alone.
     ``legacy-*`` folders (whatever ``swap_link`` found in the way) are never deleted."""
-    folders = [p for p in versions.iterdir() if p.is_dir() and not p.name.startswith(("legacy-", "."))
-               and p != current]
+    folders = [p for p in versions.iterdir() if p.is_dir() and not p.name.startswith(("legacy-", ".")) and p != current]
     writer = {p: _writer(p) for p in folders}
     done = sorted((p for p in folders if writer[p] is None and (p / done_marker).exists()), key=lambda p: p.name)
-    stale = done[: max(0, len(done) + 1 - keep)]     # ``current`` is one of the ``keep``
+    stale = done[: max(0, len(done) + 1 - keep)]  # ``current`` is one of the ``keep``
     broken = [p for p in folders if writer[p] == "dead" or (writer[p] is None and not (p / done_marker).exists())]
     for p in stale + broken:
         shutil.rmtree(p, ignore_errors=True)
     # Lock files of killed writers: beside a folder just removed, or one Spark never got to create.
     for lock in versions.glob(".*.writing"):
-        folder = versions / lock.name[1:-len(".writing")]
+        folder = versions / lock.name[1 : -len(".writing")]
         if not folder.is_dir() and _writer(folder) == "dead":
             with contextlib.suppress(OSError):
                 lock.unlink()

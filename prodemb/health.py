@@ -3,6 +3,7 @@
 The training job refuses to register an encoder whose embeddings collapsed (``collapsed``): mean
 per-dimension std of L2-normalized embeddings < ``min_dim_std_ratio / √d`` (healthy runs ≈ 0.5/√d).
 """
+
 from __future__ import annotations
 
 import math
@@ -21,13 +22,18 @@ def embed(encoder: ProductEncoder, tokens: torch.Tensor, batch_size: int = 4096)
     was_training = encoder.training
     encoder.eval()
     device = next(encoder.parameters()).device
-    out = [encoder(tokens[i:i + batch_size].to(device)).float().cpu() for i in range(0, len(tokens), batch_size)]
+    out = [encoder(tokens[i : i + batch_size].to(device)).float().cpu() for i in range(0, len(tokens), batch_size)]
     encoder.train(was_training)
     return torch.cat(out) if out else torch.empty(0, encoder.out_dim)
 
 
-def embedding_health(encoder: ProductEncoder, data: TrainingData, sample: int = 5000, seed: int = 0,
-                     min_dim_std_ratio: float = TrainConfig().min_dim_std_ratio) -> dict:
+def embedding_health(
+    encoder: ProductEncoder,
+    data: TrainingData,
+    sample: int = 5000,
+    seed: int = 0,
+    min_dim_std_ratio: float = TrainConfig().min_dim_std_ratio,
+) -> dict:
     """Spread and alignment/uniformity (Wang & Isola, 2020) of L2-normalized embeddings.
 
     * ``dim_std_mean``: mean over dimensions of the per-dimension std across a product sample. Uniformly
@@ -58,6 +64,7 @@ def embedding_health(encoder: ProductEncoder, data: TrainingData, sample: int = 
         k = torch.randperm(len(data.holdout_a), generator=g)[:sample]
         ha, hb = (F.normalize(embed(encoder, data.tokens[x[k]]), dim=1) for x in (data.holdout_a, data.holdout_b))
         health["alignment_holdout"] = (ha - hb).pow(2).sum(1).mean().item()
-    health["collapsed"] = bool(health["dim_std_mean"] < min_dim_std_ratio / math.sqrt(d)
-                               or not math.isfinite(health["dim_std_mean"]))
+    health["collapsed"] = bool(
+        health["dim_std_mean"] < min_dim_std_ratio / math.sqrt(d) or not math.isfinite(health["dim_std_mean"])
+    )
     return health

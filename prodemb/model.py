@@ -15,6 +15,7 @@ For a session pair (p_i, p_j):
     L = α(L_BYOL,ij + L_BYOL,ji) + (1 − α)(L_CE,ij + L_CE,ji)                          (Eq. 4)
 Downstream only y = f_θ(t_θ(p)) is kept (``ProductEncoder``).
 """
+
 from __future__ import annotations
 
 import copy
@@ -34,8 +35,14 @@ class ProductEncoder(nn.Module):
 
     POOLINGS = ("max", "max+mean")
 
-    def __init__(self, vocab_size: int, embed_dim: int = 512, n_filters: int = 128,
-                 kernel_sizes: Sequence[int] = (2, 3, 4, 5), pooling: str = "max"):
+    def __init__(
+        self,
+        vocab_size: int,
+        embed_dim: int = 512,
+        n_filters: int = 128,
+        kernel_sizes: Sequence[int] = (2, 3, 4, 5),
+        pooling: str = "max",
+    ):
         super().__init__()
         if pooling not in self.POOLINGS:
             raise ValueError(f"pooling must be one of {self.POOLINGS}, got {pooling!r}")
@@ -49,27 +56,31 @@ class ProductEncoder(nn.Module):
 
     def dims(self) -> dict:
         """The architecture, as stored in a registered model's meta (``from_dims`` rebuilds it)."""
-        return {"embed_dim": self.embed_dim, "n_filters": self.n_filters,
-                "kernel_sizes": list(self.kernel_sizes), "pooling": self.pooling}
+        return {
+            "embed_dim": self.embed_dim,
+            "n_filters": self.n_filters,
+            "kernel_sizes": list(self.kernel_sizes),
+            "pooling": self.pooling,
+        }
 
     @classmethod
     def from_dims(cls, vocab_size: int, dims: dict) -> "ProductEncoder":
         # versions registered before pooling was configurable are max-pooled
-        return cls(vocab_size, dims["embed_dim"], dims["n_filters"], dims["kernel_sizes"],
-                   dims.get("pooling", "max"))
+        return cls(vocab_size, dims["embed_dim"], dims["n_filters"], dims["kernel_sizes"], dims.get("pooling", "max"))
 
     @classmethod
     def from_config(cls, model_cfg, vocab_size: int) -> "ProductEncoder":
-        return cls(vocab_size, model_cfg.embed_dim, model_cfg.n_filters, tuple(model_cfg.kernel_sizes),
-                   model_cfg.pooling)
+        return cls(
+            vocab_size, model_cfg.embed_dim, model_cfg.n_filters, tuple(model_cfg.kernel_sizes), model_cfg.pooling
+        )
 
     def forward(self, tokens: Tensor) -> Tensor:
-        y = self._max_pool(tokens)                                                          # [B, F·K]
+        y = self._max_pool(tokens)  # [B, F·K]
         if self.pooling == "max+mean":
             # the mean of the title's token embeddings, padding excluded (all-padding → 0): a dense bag of
             # words beside the n-gram detectors, which session pairs teach to keep what two products share
-            bag = F.embedding_bag(tokens, self.embed.weight, mode="mean", padding_idx=0)      # [B, E]
-            y = torch.cat([y, bag.to(y.dtype)], dim=1)                                      # [B, F·K + E]
+            bag = F.embedding_bag(tokens, self.embed.weight, mode="mean", padding_idx=0)  # [B, E]
+            y = torch.cat([y, bag.to(y.dtype)], dim=1)  # [B, F·K + E]
         return y
 
     def _max_pool(self, tokens: Tensor) -> Tensor:
@@ -77,8 +88,8 @@ class ProductEncoder(nn.Module):
         if L < self.max_kernel:  # short titles: right-pad with the padding token so every kernel fits
             tokens = F.pad(tokens, (0, self.max_kernel - L), value=0)
         if tokens.device.type != "cpu":  # GPU: cuDNN Conv1d; ReLU then global max-pool over time
-            x = self.embed(tokens).transpose(1, 2)                             # [B, E, L']
-            return torch.cat([F.relu(conv(x)).amax(dim=2) for conv in self.convs], dim=1)   # [B, F·K]
+            x = self.embed(tokens).transpose(1, 2)  # [B, E, L']
+            return torch.cat([F.relu(conv(x)).amax(dim=2) for conv in self.convs], dim=1)  # [B, F·K]
         # CPU: the same function, computed block by block with a max-pool-sparse backward (prodemb.kernels)
         params = [t for conv in self.convs for t in (conv.weight, conv.bias)]
         return text_cnn_max_pool(tokens, self.embed.weight, self.embed.padding_idx, self.kernel_sizes, params)
@@ -127,19 +138,31 @@ def total_loss(byol_ij: Tensor, byol_ji: Tensor, ce_ij: Tensor, ce_ji: Tensor, a
 
 
 class BYOLCategoryModel(nn.Module):
-    def __init__(self, vocab_size: int, n_categories: int, embed_dim: int = 512, n_filters: int = 128,
-                 kernel_sizes: Sequence[int] = (2, 3, 4, 5), hidden_dim: int = 1024, proj_dim: int = 128,
-                 bn_momentum: float = 0.1, pooling: str = "max"):
+    def __init__(
+        self,
+        vocab_size: int,
+        n_categories: int,
+        embed_dim: int = 512,
+        n_filters: int = 128,
+        kernel_sizes: Sequence[int] = (2, 3, 4, 5),
+        hidden_dim: int = 1024,
+        proj_dim: int = 128,
+        bn_momentum: float = 0.1,
+        pooling: str = "max",
+    ):
         super().__init__()
         self.embed_dim, self.n_filters, self.kernel_sizes = embed_dim, n_filters, tuple(kernel_sizes)
         self.hidden_dim, self.proj_dim, self.n_categories = hidden_dim, proj_dim, n_categories
         # online network θ
         self.encoder = ProductEncoder(vocab_size, embed_dim, n_filters, kernel_sizes, pooling)  # t_θ ∘ f_θ
         y_dim = self.encoder.out_dim
-        self.projector = MLP(y_dim, hidden_dim, proj_dim, bn_momentum)                     # g_θ
-        self.predictor = MLP(proj_dim, hidden_dim, proj_dim, bn_momentum)                  # q_θ
-        self.category_head = (MLP(y_dim, hidden_dim, n_categories, bn_momentum)            # h_θ
-                              if n_categories > 0 else None)
+        self.projector = MLP(y_dim, hidden_dim, proj_dim, bn_momentum)  # g_θ
+        self.predictor = MLP(proj_dim, hidden_dim, proj_dim, bn_momentum)  # q_θ
+        self.category_head = (
+            MLP(y_dim, hidden_dim, n_categories, bn_momentum)  # h_θ
+            if n_categories > 0
+            else None
+        )
         # target network ξ: same init as θ, only moved by update_target (EMA)
         self.target_encoder = copy.deepcopy(self.encoder)
         self.target_projector = copy.deepcopy(self.projector)
@@ -148,9 +171,17 @@ class BYOLCategoryModel(nn.Module):
 
     @classmethod
     def from_config(cls, model_cfg, vocab_size: int, n_categories: int) -> "BYOLCategoryModel":
-        return cls(vocab_size, n_categories, embed_dim=model_cfg.embed_dim, n_filters=model_cfg.n_filters,
-                   kernel_sizes=tuple(model_cfg.kernel_sizes), hidden_dim=model_cfg.hidden_dim,
-                   proj_dim=model_cfg.proj_dim, bn_momentum=model_cfg.bn_momentum, pooling=model_cfg.pooling)
+        return cls(
+            vocab_size,
+            n_categories,
+            embed_dim=model_cfg.embed_dim,
+            n_filters=model_cfg.n_filters,
+            kernel_sizes=tuple(model_cfg.kernel_sizes),
+            hidden_dim=model_cfg.hidden_dim,
+            proj_dim=model_cfg.proj_dim,
+            bn_momentum=model_cfg.bn_momentum,
+            pooling=model_cfg.pooling,
+        )
 
     def _online_modules(self) -> list[nn.Module]:  # the part of θ that has a target twin, same order as ξ
         return [self.encoder, self.projector]
@@ -163,8 +194,9 @@ class BYOLCategoryModel(nn.Module):
         mods += [self.category_head] if self.category_head is not None else []
         return [p for m in mods for p in m.parameters()]
 
-    def forward(self, tokens_i: Tensor, tokens_j: Tensor, cat_i: Tensor, cat_j: Tensor,
-                alpha: float) -> dict[str, Tensor]:
+    def forward(
+        self, tokens_i: Tensor, tokens_j: Tensor, cat_i: Tensor, cat_j: Tensor, alpha: float
+    ) -> dict[str, Tensor]:
         """tokens_* [B, L] (same L for i and j), cat_* [B] (−1 = unknown) → {"loss", "byol", "ce"} scalars.
 
         Online runs on [i; j] and target on [j; i], each in one 2B pass, so row r of the online
@@ -175,16 +207,16 @@ class BYOLCategoryModel(nn.Module):
         if self.category_head is None and alpha != 1.0:
             raise ValueError("model has no categories (n_categories=0): alpha must be 1")
         B = tokens_i.shape[0]
-        y = self.encoder(torch.cat([tokens_i, tokens_j]))                       # [2B, Y]   y_i; y_j
-        p = self.predictor(self.projector(y))                                   # [2B, P]
-        with torch.no_grad():                                                   # sg(·)
+        y = self.encoder(torch.cat([tokens_i, tokens_j]))  # [2B, Y]   y_i; y_j
+        p = self.predictor(self.projector(y))  # [2B, P]
+        with torch.no_grad():  # sg(·)
             z_t = self.target_projector(self.target_encoder(torch.cat([tokens_j, tokens_i])))  # [2B, P]
-        l_byol = byol_loss(p, z_t)                                              # [2B]
+        l_byol = byol_loss(p, z_t)  # [2B]
         byol_ij, byol_ji = l_byol[:B].mean(), l_byol[B:].mean()
         if self.category_head is not None:
-            logits = self.category_head(y)                                      # [2B, C]
-            ce_ij = category_loss(logits[:B], cat_j)                            # h(y_i) vs category of p_j
-            ce_ji = category_loss(logits[B:], cat_i)                            # h(y_j) vs category of p_i
+            logits = self.category_head(y)  # [2B, C]
+            ce_ij = category_loss(logits[:B], cat_j)  # h(y_i) vs category of p_j
+            ce_ji = category_loss(logits[B:], cat_i)  # h(y_j) vs category of p_i
         else:
             ce_ij = ce_ji = l_byol.new_zeros(())
         loss = total_loss(byol_ij, byol_ji, ce_ij, ce_ji, alpha)
@@ -201,7 +233,7 @@ class BYOLCategoryModel(nn.Module):
         online, target = self._online_modules(), self._target_modules()
         params = lambda ms: [p for m in ms for p in m.parameters()]  # noqa: E731
         buffers = lambda ms: [b for m in ms for b in m.buffers()]  # noqa: E731
-        torch._foreach_lerp_(params(target), params(online), 1.0 - tau)   # ξ + (1−τ)(θ − ξ)
+        torch._foreach_lerp_(params(target), params(online), 1.0 - tau)  # ξ + (1−τ)(θ − ξ)
         torch._foreach_copy_(buffers(target), buffers(online))
 
 

@@ -5,6 +5,7 @@ cosine annealing; LARS by default (biases and BatchNorm parameters are excluded 
 adaptation and from weight decay), plain momentum SGD as the alternative. The BYOL target network's
 EMA decay τ follows its own cosine schedule (``tau_schedule``).
 """
+
 from __future__ import annotations
 
 import math
@@ -22,8 +23,7 @@ class LARS(torch.optim.Optimizer):
     """
 
     def __init__(self, params, lr: float, momentum: float = 0.9, weight_decay: float = 0.0, eta: float = 0.001):
-        super().__init__(params, dict(lr=lr, momentum=momentum, weight_decay=weight_decay, eta=eta,
-                                      lars_exclude=False))
+        super().__init__(params, dict(lr=lr, momentum=momentum, weight_decay=weight_decay, eta=eta, lars_exclude=False))
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -35,8 +35,9 @@ class LARS(torch.optim.Optimizer):
                 if not group["lars_exclude"]:
                     g = g.add(p, alpha=group["weight_decay"])
                     w_norm, g_norm = torch.linalg.vector_norm(p), torch.linalg.vector_norm(g)
-                    trust = torch.where((w_norm > 0) & (g_norm > 0), group["eta"] * w_norm / g_norm,
-                                        torch.ones_like(w_norm))
+                    trust = torch.where(
+                        (w_norm > 0) & (g_norm > 0), group["eta"] * w_norm / g_norm, torch.ones_like(w_norm)
+                    )
                     g = g.mul(trust)
                 buf = self.state[p].get("momentum_buffer")
                 if buf is None:
@@ -50,8 +51,10 @@ def param_groups(model: BYOLCategoryModel, weight_decay: float) -> list[dict]:
     """Weights (ndim > 1) get decay and LARS; biases and BatchNorm affine parameters do not."""
     decay = [p for p in model.online_parameters() if p.ndim > 1]
     plain = [p for p in model.online_parameters() if p.ndim <= 1]
-    return [{"params": decay, "weight_decay": weight_decay},
-            {"params": plain, "weight_decay": 0.0, "lars_exclude": True}]
+    return [
+        {"params": decay, "weight_decay": weight_decay},
+        {"params": plain, "weight_decay": 0.0, "lars_exclude": True},
+    ]
 
 
 def make_optimizer(model: BYOLCategoryModel, cfg) -> torch.optim.Optimizer:
@@ -65,7 +68,7 @@ def make_optimizer(model: BYOLCategoryModel, cfg) -> torch.optim.Optimizer:
 
 
 def peak_lr(cfg) -> float:
-    return cfg.base_lr * cfg.batch_size / 256          # A.1: linear scaling rule
+    return cfg.base_lr * cfg.batch_size / 256  # A.1: linear scaling rule
 
 
 def lr_at(step: int, total_steps: int, peak: float, warmup_steps: int) -> float:

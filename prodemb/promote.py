@@ -20,6 +20,7 @@ whole decision as tags with ``promotion.decision=pending`` (its own tag last), t
 again) or a pending one, which the next run completes as recorded, without scoring again, as long as
 the champion is still the one it was decided against.
 """
+
 from __future__ import annotations
 
 import json
@@ -51,8 +52,8 @@ class GateDecision:
     candidate_per_task: dict[str, float] = field(default_factory=dict)
     champion_per_task: dict[str, float] = field(default_factory=dict)
     decided_at: str = ""
-    quality_card: str | None = None      # the candidate's card (prodemb/card.py): a local file ...
-    quality_card_artifact: str | None = None   # ... and the same page in its MLflow run
+    quality_card: str | None = None  # the candidate's card (prodemb/card.py): a local file ...
+    quality_card_artifact: str | None = None  # ... and the same page in its MLflow run
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -75,8 +76,14 @@ def _mean(scores: dict[str, float]) -> float:
     return float(sum(scores.values()) / len(scores))
 
 
-def run_promote(cfg, tasks: dict, *, tolerance: float | None = None, tracking_uri: str | None = None,
-                score_fn: Callable[[str], dict[str, float]] | None = None) -> GateDecision:
+def run_promote(
+    cfg,
+    tasks: dict,
+    *,
+    tolerance: float | None = None,
+    tracking_uri: str | None = None,
+    score_fn: Callable[[str], dict[str, float]] | None = None,
+) -> GateDecision:
     """Score candidate and champion of ``cfg.mlflow.model_name`` on ``tasks`` (name → task table), decide,
     record, and move the alias when the candidate wins. Idempotent: once candidate is champion a rerun
     changes nothing (no rescoring, the recorded decision is kept). ``score_fn(model_uri) → {task: mean val AUC}``
@@ -104,19 +111,32 @@ def run_promote(cfg, tasks: dict, *, tolerance: float | None = None, tracking_ur
 
     now = datetime.now(timezone.utc).isoformat(timespec="seconds")
     pending = _pending(name, candidate, champion)
-    if pending is not None:     # a promotion a killed run decided but did not finish
+    if pending is not None:  # a promotion a killed run decided but did not finish
         _move_aliases(client, pending)
-        log.info("promotion gate: finished the promotion of version %s decided at %s", pending.candidate_version,
-                 pending.decided_at)
+        log.info(
+            "promotion gate: finished the promotion of version %s decided at %s",
+            pending.candidate_version,
+            pending.decided_at,
+        )
         return pending
     if champion is not None and champion.version == candidate.version:
         # Nothing to decide; the tags of the decision that made it champion (if any) stay as they are. A first
         # version (champion from training, never gated) still gets its quality card, once.
-        d = GateDecision(name, str(candidate.version), str(champion.version), False,
-                         "candidate is already the champion", tolerance=tolerance, decided_at=now)
+        d = GateDecision(
+            name,
+            str(candidate.version),
+            str(champion.version),
+            False,
+            "candidate is already the champion",
+            tolerance=tolerance,
+            decided_at=now,
+        )
         card_tag = (candidate.tags or {}).get(CARD_TAG)
-        card = try_build_card(cfg, name, d.candidate_version, tasks, tracking_uri=tracking_uri) \
-            if cfg.promote.card and not card_tag else None
+        card = (
+            try_build_card(cfg, name, d.candidate_version, tasks, tracking_uri=tracking_uri)
+            if cfg.promote.card and not card_tag
+            else None
+        )
         d.quality_card = str(card.path) if card is not None else card_tag
         if card is not None:
             d.quality_card_artifact = link_card(client, name, d.candidate_version, d.quality_card, candidate.run_id)
@@ -124,25 +144,47 @@ def run_promote(cfg, tasks: dict, *, tolerance: float | None = None, tracking_ur
 
     champion_version = str(champion.version) if champion else None
     healthy = (candidate.tags or {}).get("health") == "ok"
-    card = try_build_card(cfg, name, str(candidate.version), tasks, champion_version=champion_version,
-                          tracking_uri=tracking_uri) if cfg.promote.card else None
+    card = (
+        try_build_card(
+            cfg, name, str(candidate.version), tasks, champion_version=champion_version, tracking_uri=tracking_uri
+        )
+        if cfg.promote.card
+        else None
+    )
 
     def scores(version: str, card_method: str) -> dict[str, float]:
         if score_fn is not None:
             return score_fn(f"models:/{name}/{version}")
-        if card is not None:   # the card's protocol run already scored both versions on the gate's rows
+        if card is not None:  # the card's protocol run already scored both versions on the gate's rows
             return _gate_scores(card.results, card_method, cfg.promote.train_size)
-        return validation_scores(f"models:/{name}/{version}", tasks, cfg, train_size=cfg.promote.train_size,
-                                 samples=cfg.promote.samples, tracking_uri=tracking_uri)
+        return validation_scores(
+            f"models:/{name}/{version}",
+            tasks,
+            cfg,
+            train_size=cfg.promote.train_size,
+            samples=cfg.promote.samples,
+            tracking_uri=tracking_uri,
+        )
 
     cand_scores = scores(str(candidate.version), CANDIDATE_METHOD) if healthy else {}
     champ_scores = scores(champion_version, CHAMPION_METHOD) if (healthy and champion_version) else {}
     cand_auc = _mean(cand_scores) if healthy else None
     champ_auc = _mean(champ_scores) if champ_scores else None
     promoted, reason = decide(cand_auc if cand_auc is not None else float("nan"), champ_auc, tolerance, healthy)
-    decision = GateDecision(name, str(candidate.version), champion_version, promoted,
-                            reason, cand_auc, champ_auc, tolerance, cand_scores, champ_scores, now)
-    if card is not None:   # before the decision is recorded: a run killed while writing it decides (and writes) again
+    decision = GateDecision(
+        name,
+        str(candidate.version),
+        champion_version,
+        promoted,
+        reason,
+        cand_auc,
+        champ_auc,
+        tolerance,
+        cand_scores,
+        champ_scores,
+        now,
+    )
+    if card is not None:  # before the decision is recorded: a run killed while writing it decides (and writes) again
         decision.quality_card = str(card.path)
         if candidate.run_id:
             decision.quality_card_artifact = artifact_uri(candidate.run_id)
@@ -158,8 +200,9 @@ def _gate_scores(results, method: str, train_size: int) -> dict[str, float]:
     rows, or a task's whole training pool when that is smaller (as ``validation_scores`` draws them)."""
     from prodemb.protocol import per_task_validation_auc
 
-    rows = results[(results["method"] == method)
-                   & (results["train_size"] == results["n_train_pool"].clip(upper=train_size))]
+    rows = results[
+        (results["method"] == method) & (results["train_size"] == results["n_train_pool"].clip(upper=train_size))
+    ]
     return per_task_validation_auc(rows, method)
 
 
@@ -183,15 +226,24 @@ def _pending(name: str, candidate, champion) -> GateDecision | None:
     against = tags.get(TAG_PREFIX + "champion_version") or None
     current = str(champion.version) if champion is not None else None
     if current not in (against, str(candidate.version)):
-        return None     # the champion moved meanwhile: decide again
+        return None  # the champion moved meanwhile: decide again
     auc = lambda key: float(tags[key]) if tags.get(key) else None  # noqa: E731
     per_task = json.loads(tags.get(TAG_PREFIX + "per_task") or "{}")
-    return GateDecision(name, str(candidate.version), against, True, tags.get(TAG_PREFIX + "reason", ""),
-                        auc(TAG_PREFIX + "candidate_val_auc"), auc(TAG_PREFIX + "champion_val_auc"),
-                        float(tags.get(TAG_PREFIX + "tolerance") or 0.0), per_task.get("candidate", {}),
-                        per_task.get("champion", {}), tags.get(TAG_PREFIX + "decided_at", ""),
-                        tags.get(TAG_PREFIX + "quality_card") or None,
-                        tags.get(TAG_PREFIX + "quality_card_artifact") or None)
+    return GateDecision(
+        name,
+        str(candidate.version),
+        against,
+        True,
+        tags.get(TAG_PREFIX + "reason", ""),
+        auc(TAG_PREFIX + "candidate_val_auc"),
+        auc(TAG_PREFIX + "champion_val_auc"),
+        float(tags.get(TAG_PREFIX + "tolerance") or 0.0),
+        per_task.get("candidate", {}),
+        per_task.get("champion", {}),
+        tags.get(TAG_PREFIX + "decided_at", ""),
+        tags.get(TAG_PREFIX + "quality_card") or None,
+        tags.get(TAG_PREFIX + "quality_card_artifact") or None,
+    )
 
 
 def _record(client, d: GateDecision, decision: str) -> None:
@@ -219,8 +271,17 @@ def _record(client, d: GateDecision, decision: str) -> None:
 
 # --- scoring a version on its own (without a card) -----------------------------------------------
 
-def validation_scores(model_uri: str, tasks, cfg, *, train_size: int | None = None, samples: int | None = None,
-                      tracking_uri: str | None = None, progress: bool = False) -> dict[str, float]:
+
+def validation_scores(
+    model_uri: str,
+    tasks,
+    cfg,
+    *,
+    train_size: int | None = None,
+    samples: int | None = None,
+    tracking_uri: str | None = None,
+    progress: bool = False,
+) -> dict[str, float]:
     """{task: mean validation AUC} of the encoder at ``model_uri`` alone (the protocol's ``prodemb``
     method), at ``train_size`` rows per task (default ``promote.train_size``, capped by each task) ×
     ``samples`` samples (default ``promote.samples``). ``tasks``: {name: task table or path to one}, or a

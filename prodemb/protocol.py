@@ -13,6 +13,7 @@ For every task (a table of ``title`` and binary ``label``, optionally ``product_
 around it is ``prodemb/evaluate.py``, its outputs ``prodemb/report.py``, the α sweep ``prodemb/sweep.py``
 and the gate's scoring ``prodemb/promote.py``.
 """
+
 from __future__ import annotations
 
 import logging
@@ -30,8 +31,22 @@ from prodemb.tasks import TaskError
 
 log = logging.getLogger(__name__)
 
-RESULT_COLUMNS = ["task", "method", "alpha", "train_size", "sample", "auc", "val_auc", "covered", "seconds",
-                  "prepare_seconds", "n_train_pool", "n_val", "n_test", "model"]
+RESULT_COLUMNS = [
+    "task",
+    "method",
+    "alpha",
+    "train_size",
+    "sample",
+    "auc",
+    "val_auc",
+    "covered",
+    "seconds",
+    "prepare_seconds",
+    "n_train_pool",
+    "n_val",
+    "n_test",
+    "model",
+]
 ENCODER_METHODS = ("prodemb", "random")
 
 
@@ -41,13 +56,15 @@ class EvaluateInputError(ValueError):
 
 # --- splits and subsamples -----------------------------------------------------------------------
 
+
 def _derived_seed(*parts: Any) -> int:
     """A stable 31-bit seed from any parts (CRC32 of their text: same on every machine and run)."""
     return zlib.crc32("|".join(map(str, parts)).encode()) & 0x7FFFFFFF
 
 
-def split_task(df: pd.DataFrame, fractions: Iterable[float] = (0.6, 0.2, 0.2), seed: int = 0
-               ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+def split_task(
+    df: pd.DataFrame, fractions: Iterable[float] = (0.6, 0.2, 0.2), seed: int = 0
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Stratified train / validation / test split of a task table (rows keep their index).
 
     Deterministic for ``seed``, disjoint and covering; within each class the validation and test
@@ -69,8 +86,8 @@ def split_task(df: pd.DataFrame, fractions: Iterable[float] = (0.6, 0.2, 0.2), s
         if n_train < 1:
             n_train, n_val = 1, n - 1 - n_test
         parts[0].append(idx[:n_train])
-        parts[1].append(idx[n_train:n_train + n_val])
-        parts[2].append(idx[n_train + n_val:])
+        parts[1].append(idx[n_train : n_train + n_val])
+        parts[2].append(idx[n_train + n_val :])
     train, val, test = (df.loc[np.sort(np.concatenate(p))] for p in parts)
     return train, val, test
 
@@ -127,8 +144,16 @@ def _check_table(name: str, table: pd.DataFrame) -> pd.DataFrame:
 
 # --- the protocol --------------------------------------------------------------------------------
 
-def run_protocol(tasks: Mapping[str, pd.DataFrame], methods: list[Method], cfg, *, progress: bool = True,
-                 on_error: str = "raise", failures: list[dict] | None = None) -> pd.DataFrame:
+
+def run_protocol(
+    tasks: Mapping[str, pd.DataFrame],
+    methods: list[Method],
+    cfg,
+    *,
+    progress: bool = True,
+    on_error: str = "raise",
+    failures: list[dict] | None = None,
+) -> pd.DataFrame:
     """Evaluate every method on every task; one row per (task, method, train size, sample).
 
     ``cfg`` is an ``EvaluateConfig`` (split, train_sizes, samples, seed). Every method sees the same
@@ -146,8 +171,11 @@ def run_protocol(tasks: Mapping[str, pd.DataFrame], methods: list[Method], cfg, 
     for name, table in tasks.items():
         table = _check_table(name, table)
         train, val, test = split_task(table, cfg.split, cfg.seed)
-        subs = {(size, s): subsample(train, size, _derived_seed(cfg.seed, name, size, s))
-                for size in train_sizes_for(len(train), cfg.train_sizes) for s in range(cfg.samples)}
+        subs = {
+            (size, s): subsample(train, size, _derived_seed(cfg.seed, name, size, s))
+            for size in train_sizes_for(len(train), cfg.train_sizes)
+            for s in range(cfg.samples)
+        }
         plans[name] = (table, train, val, test, subs)
     total = sum(len(p[4]) for p in plans.values()) * len(methods)
     rows: list[dict] = []
@@ -161,7 +189,7 @@ def run_protocol(tasks: Mapping[str, pd.DataFrame], methods: list[Method], cfg, 
                 t0 = time.perf_counter()
                 try:
                     method.prepare(name, table.drop(columns=["label"]))
-                except Exception as exc:   # noqa: BLE001 - reported per method with on_error="skip"
+                except Exception as exc:  # noqa: BLE001 - reported per method with on_error="skip"
                     if on_error == "raise":
                         raise
                     log.error("%s on %s: prepare failed: %s", label, name, exc)
@@ -176,26 +204,40 @@ def run_protocol(tasks: Mapping[str, pd.DataFrame], methods: list[Method], cfg, 
                         scores = method.fit_predict(sub, val, test_rows, seed)
                         auc = _auc(y_test, scores.test, f"{label} on {name} (test)")
                         val_auc = _auc(y_val, scores.val, f"{label} on {name} (validation)")
-                    except Exception as exc:   # noqa: BLE001
+                    except Exception as exc:  # noqa: BLE001
                         if on_error == "raise":
                             raise
                         log.error("%s on %s (size %d, sample %d) failed: %s", label, name, size, s, exc)
-                        failures.append({"task": name, "method": label, "stage": f"fit size={size} sample={s}",
-                                         "error": repr(exc)})
+                        failures.append(
+                            {"task": name, "method": label, "stage": f"fit size={size} sample={s}", "error": repr(exc)}
+                        )
                         bar.update(1)
                         continue
-                    rows.append({"task": name, "method": method.name, "alpha": method.alpha, "train_size": size,
-                                 "sample": s, "auc": auc, "val_auc": val_auc, "covered": scores.covered_test,
-                                 "seconds": round(time.perf_counter() - t1, 4),
-                                 "prepare_seconds": round(prepare_seconds, 4), "n_train_pool": len(train),
-                                 "n_val": len(val), "n_test": len(test),
-                                 "model": getattr(method, "model_ref", None)})
+                    rows.append(
+                        {
+                            "task": name,
+                            "method": method.name,
+                            "alpha": method.alpha,
+                            "train_size": size,
+                            "sample": s,
+                            "auc": auc,
+                            "val_auc": val_auc,
+                            "covered": scores.covered_test,
+                            "seconds": round(time.perf_counter() - t1, 4),
+                            "prepare_seconds": round(prepare_seconds, 4),
+                            "n_train_pool": len(train),
+                            "n_val": len(val),
+                            "n_test": len(test),
+                            "model": getattr(method, "model_ref", None),
+                        }
+                    )
                     bar.update(1)
     out = pd.DataFrame(rows, columns=RESULT_COLUMNS)
     return out.astype({"alpha": "float64", "covered": "float64", "train_size": "int64", "sample": "int64"})
 
 
 # --- summaries -----------------------------------------------------------------------------------
+
 
 def _select(results: pd.DataFrame, method: str, alpha: float | None, train_size: int | None) -> pd.DataFrame:
     r = results[results["method"] == method]
@@ -212,15 +254,17 @@ def _select(results: pd.DataFrame, method: str, alpha: float | None, train_size:
     return r
 
 
-def per_task_validation_auc(results: pd.DataFrame, method: str = "prodemb", *, alpha: float | None = None,
-                            train_size: int | None = None) -> dict[str, float]:
+def per_task_validation_auc(
+    results: pd.DataFrame, method: str = "prodemb", *, alpha: float | None = None, train_size: int | None = None
+) -> dict[str, float]:
     """{task: mean validation AUC over the method's rows (all sizes and samples unless filtered)}."""
     r = _select(results, method, alpha, train_size)
     return {k: float(v) for k, v in r.groupby("task", sort=True)["val_auc"].mean().items()}
 
 
-def mean_validation_auc(results: pd.DataFrame, method: str = "prodemb", *, alpha: float | None = None,
-                        train_size: int | None = None) -> float:
+def mean_validation_auc(
+    results: pd.DataFrame, method: str = "prodemb", *, alpha: float | None = None, train_size: int | None = None
+) -> float:
     """Mean over tasks of the per-task mean validation AUC (each task weighs the same)."""
     return float(np.mean(list(per_task_validation_auc(results, method, alpha=alpha, train_size=train_size).values())))
 
@@ -236,6 +280,7 @@ def best_alpha(results: pd.DataFrame, method: str = "prodemb") -> tuple[float, d
 
 # --- context and methods -------------------------------------------------------------------------
 
+
 def check_method_names(names: Iterable[str]) -> list[str]:
     names = [n.strip() for n in names if n and n.strip()]
     unknown = [n for n in names if n not in METHODS]
@@ -246,9 +291,16 @@ def check_method_names(names: Iterable[str]) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def build_context(cfg, method_names: Iterable[str] | None = None, *, model_uri: str | None = None,
-                  tracking_uri: str | None = None, data_dir: str | None = None,
-                  tokenizer_path: str | None = None, workdir: str | Path | None = None) -> EvalContext:
+def build_context(
+    cfg,
+    method_names: Iterable[str] | None = None,
+    *,
+    model_uri: str | None = None,
+    tracking_uri: str | None = None,
+    data_dir: str | None = None,
+    tokenizer_path: str | None = None,
+    workdir: str | Path | None = None,
+) -> EvalContext:
     """The ``EvalContext`` every method gets, from the full ``Config``.
 
     The model under test (``model_uri``, else ``evaluate.model_uri``, else ``score.model_uri``) is
@@ -260,10 +312,15 @@ def build_context(cfg, method_names: Iterable[str] | None = None, *, model_uri: 
     from prodemb.baselines.encoder import encoder_model
 
     names = list(method_names) if method_names is not None else list(cfg.evaluate.methods)
-    ctx = EvalContext(eval_cfg=cfg.evaluate, model_cfg=cfg.model, data_dir=data_dir or cfg.paths.data_dir,
-                      tokenizer_path=tokenizer_path,
-                      model_uri=model_uri or cfg.evaluate.model_uri or cfg.score.model_uri,
-                      tracking_uri=tracking_uri or cfg.mlflow.tracking_uri, language=cfg.sessions.language)
+    ctx = EvalContext(
+        eval_cfg=cfg.evaluate,
+        model_cfg=cfg.model,
+        data_dir=data_dir or cfg.paths.data_dir,
+        tokenizer_path=tokenizer_path,
+        model_uri=model_uri or cfg.evaluate.model_uri or cfg.score.model_uri,
+        tracking_uri=tracking_uri or cfg.mlflow.tracking_uri,
+        language=cfg.sessions.language,
+    )
     if workdir is not None:
         ctx.extra["workdir"] = str(workdir)
     if any(n in ENCODER_METHODS for n in names) or ("textcnn" in names and not tokenizer_path):
@@ -272,20 +329,26 @@ def build_context(cfg, method_names: Iterable[str] | None = None, *, model_uri: 
         ctx.language = model.meta.get("language", ctx.language)
         # The supervised Text-CNN gets the architecture of the model under test, whatever cfg.model says.
         dims, max_len = model.meta.get("encoder", {}), model.meta.get("max_len")
-        ctx.model_cfg = cfg.model.model_copy(update={k: v for k, v in {**dims, "max_len": max_len}.items()
-                                                     if k in type(cfg.model).model_fields and v is not None})
+        ctx.model_cfg = cfg.model.model_copy(
+            update={
+                k: v
+                for k, v in {**dims, "max_len": max_len}.items()
+                if k in type(cfg.model).model_fields and v is not None
+            }
+        )
     return ctx
 
 
-def make_methods(names: list[str], ctx: EvalContext, *, on_error: str = "raise",
-                 failures: list[dict] | None = None) -> list[Method]:
+def make_methods(
+    names: list[str], ctx: EvalContext, *, on_error: str = "raise", failures: list[dict] | None = None
+) -> list[Method]:
     """Instantiate methods by name; with ``on_error="skip"`` one that cannot be built (a missing optional
     package, a baseline without its inputs) is recorded in ``failures`` and left out."""
     methods = []
     for name in names:
         try:
             methods.append(make_method(name, ctx))
-        except Exception as exc:   # noqa: BLE001
+        except Exception as exc:  # noqa: BLE001
             if on_error == "raise":
                 raise
             log.error("method %s cannot be built: %s", name, exc)

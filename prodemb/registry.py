@@ -14,6 +14,7 @@ and its version ``run_key=KEY``; a rerun with the same key finds that version an
 (``find_run_key_version``, ``reuse_version``). ``aliases_set=true`` marks a version whose job got as far
 as setting its aliases, so a rerun completes what a killed job left undone.
 """
+
 from __future__ import annotations
 
 import json
@@ -32,7 +33,7 @@ from prodemb.encoder_pyfunc import EncoderPyfunc  # noqa: F401
 
 log = logging.getLogger(__name__)
 PACKAGE_DIR = Path(__file__).resolve().parent
-MODEL_CODE = PACKAGE_DIR / "encoder_from_code.py"   # the model-from-code file (no pickle in the model)
+MODEL_CODE = PACKAGE_DIR / "encoder_from_code.py"  # the model-from-code file (no pickle in the model)
 
 
 def site_model_name(model_name: str, site: str | None) -> str:
@@ -64,8 +65,9 @@ def use_tracking(tracking_uri: str, registry_uri: str | None = None) -> str:
     return registry_uri
 
 
-def setup_tracking(tracking_uri: str, experiment: str, artifact_root: str | Path | None = None,
-                   registry_uri: str | None = None) -> str:
+def setup_tracking(
+    tracking_uri: str, experiment: str, artifact_root: str | Path | None = None, registry_uri: str | None = None
+) -> str:
     """Point MLflow at ``tracking_uri`` (SQLite by default) and its registry (``use_tracking``), and make
     sure the experiment exists.
 
@@ -76,12 +78,15 @@ def setup_tracking(tracking_uri: str, experiment: str, artifact_root: str | Path
     if mlflow.get_experiment_by_name(experiment) is None:
         if artifact_root is None and tracking_uri.startswith("sqlite:///"):
             artifact_root = Path(tracking_uri.removeprefix("sqlite:///")).resolve().parent / "mlartifacts"
-        location = Path(artifact_root).resolve().as_uri() if artifact_root and "://" not in str(artifact_root) \
+        location = (
+            Path(artifact_root).resolve().as_uri()
+            if artifact_root and "://" not in str(artifact_root)
             else (str(artifact_root) if artifact_root else None)
+        )
         try:
             mlflow.create_experiment(experiment, artifact_location=location)
         except mlflow.exceptions.MlflowException:
-            if mlflow.get_experiment_by_name(experiment) is None:   # not a concurrent run that created it first
+            if mlflow.get_experiment_by_name(experiment) is None:  # not a concurrent run that created it first
                 raise
     return mlflow.set_experiment(experiment).experiment_id
 
@@ -106,8 +111,9 @@ def encoder_signature(dim: int):
     from mlflow.types.schema import ColSpec, Schema, TensorSpec
 
     # -1: any batch size (the pt2-style fixed shapes are avoided by design).
-    return ModelSignature(inputs=Schema([ColSpec("string", "title")]),
-                          outputs=Schema([TensorSpec(np.dtype("float32"), (-1, dim))]))
+    return ModelSignature(
+        inputs=Schema([ColSpec("string", "title")]), outputs=Schema([TensorSpec(np.dtype("float32"), (-1, dim))])
+    )
 
 
 def pip_requirements() -> list[str]:
@@ -116,8 +122,16 @@ def pip_requirements() -> list[str]:
     return [f"{p}=={version(p)}" for p in ("torch", "sentencepiece", "numpy", "pandas", "mlflow")]
 
 
-def log_encoder(encoder, tokenizer_path: str | Path, *, max_len: int, language: str, model_name: str,
-                workdir: Path, example_titles: list[str]) -> str:
+def log_encoder(
+    encoder,
+    tokenizer_path: str | Path,
+    *,
+    max_len: int,
+    language: str,
+    model_name: str,
+    workdir: Path,
+    example_titles: list[str],
+) -> str:
     """Log the pyfunc to the active run and register it; returns the new version number."""
     import torch
 
@@ -125,11 +139,18 @@ def log_encoder(encoder, tokenizer_path: str | Path, *, max_len: int, language: 
     state = workdir / "encoder.pt"
     torch.save({k: v.detach().cpu() for k, v in encoder.state_dict().items()}, state)
     meta = workdir / "encoder_meta.json"
-    meta.write_text(json.dumps({
-        "vocab_size": encoder.embed.num_embeddings,
-        "encoder": encoder.dims(),
-        "max_len": max_len, "language": language, "dim": encoder.out_dim,
-    }, indent=2))
+    meta.write_text(
+        json.dumps(
+            {
+                "vocab_size": encoder.embed.num_embeddings,
+                "encoder": encoder.dims(),
+                "max_len": max_len,
+                "language": language,
+                "dim": encoder.out_dim,
+            },
+            indent=2,
+        )
+    )
     info = mlflow.pyfunc.log_model(
         name="encoder",
         python_model=str(MODEL_CODE),
@@ -156,8 +177,9 @@ def set_aliases_after_training(model_name: str, version: str) -> dict[str, str]:
     return aliases
 
 
-def tag_trained_version(model_name: str, version: str, *, dim_std_mean: float, content_sha256: str,
-                        run_key: str | None = None) -> dict[str, str]:
+def tag_trained_version(
+    model_name: str, version: str, *, dim_std_mean: float, content_sha256: str, run_key: str | None = None
+) -> dict[str, str]:
     """What the training job sets on the version it registered: tags ``health=ok``, ``dim_std_mean``,
     ``content_sha256`` (and ``run_key``), then the aliases (``set_aliases_after_training``), then
     ``aliases_set=true`` last, so a job killed in between is completed by its rerun. Returns the aliases."""
@@ -196,14 +218,18 @@ def find_run_key_version(model_name: str, run_key: str) -> str | None:
     try:
         found = client.search_model_versions(f"name = '{model_name}' and tags.{RUN_KEY_TAG} = '{run_key}'")
         if not found:
-            runs = mlflow.search_runs(search_all_experiments=True, output_format="list",
-                                      filter_string=f"tags.{RUN_KEY_TAG} = '{run_key}'")
-            found = [v for r in runs for v in
-                     client.search_model_versions(f"name = '{model_name}' and run_id = '{r.info.run_id}'")]
+            runs = mlflow.search_runs(
+                search_all_experiments=True, output_format="list", filter_string=f"tags.{RUN_KEY_TAG} = '{run_key}'"
+            )
+            found = [
+                v
+                for r in runs
+                for v in client.search_model_versions(f"name = '{model_name}' and run_id = '{r.info.run_id}'")
+            ]
     except mlflow.exceptions.MlflowException as exc:
-        if exc.error_code == "RESOURCE_DOES_NOT_EXIST":   # no such registered model yet
+        if exc.error_code == "RESOURCE_DOES_NOT_EXIST":  # no such registered model yet
             return None
-        raise                                              # an unreachable or failing server: not "no version"
+        raise  # an unreachable or failing server: not "no version"
     return str(min(int(v.version) for v in found)) if found else None
 
 
@@ -218,8 +244,11 @@ def _run_version_tags(client, run_id: str) -> dict[str, str]:
     """The version tags the training job sets, as recorded on the training run (``health`` tag,
     ``health_dim_std_mean`` metric, ``data.content_sha256`` param); those the run lacks are left out."""
     data = client.get_run(run_id).data
-    found = {"health": data.tags.get("health"), "dim_std_mean": data.metrics.get("health_dim_std_mean"),
-             "content_sha256": data.params.get("data.content_sha256")}
+    found = {
+        "health": data.tags.get("health"),
+        "dim_std_mean": data.metrics.get("health_dim_std_mean"),
+        "content_sha256": data.params.get("data.content_sha256"),
+    }
     return {k: str(v) for k, v in found.items() if v is not None}
 
 
@@ -240,10 +269,19 @@ def reuse_version(model_name: str, version: str, run_key: str) -> dict:
         set_aliases_after_training(model_name, version)
         client.set_model_version_tag(model_name, version, RUN_KEY_TAG, run_key)
         client.set_model_version_tag(model_name, version, ALIASES_SET_TAG, "true")
-    aliases = {a: str(client.get_model_version_by_alias(model_name, a).version)
-               for a in ("candidate", "champion") if _has_alias(client, model_name, a)}
-    return {"reused": True, "run_key": run_key, "run_id": mv.run_id, "model_name": model_name,
-            "model_version": version, "aliases": aliases}
+    aliases = {
+        a: str(client.get_model_version_by_alias(model_name, a).version)
+        for a in ("candidate", "champion")
+        if _has_alias(client, model_name, a)
+    }
+    return {
+        "reused": True,
+        "run_key": run_key,
+        "run_id": mv.run_id,
+        "model_name": model_name,
+        "model_version": version,
+        "aliases": aliases,
+    }
 
 
 def _has_alias(client, model_name: str, alias: str) -> bool:

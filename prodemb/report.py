@@ -1,6 +1,7 @@
 """What an evaluation writes (``prodemb/protocol.py``'s rows in): tables at each task's largest size, the
 learning-curve PNGs (Fig. 2 α sweep + random encoder; Fig. 3 methods with mean ± std bands), ``report.md``
 and one MLflow run."""
+
 from __future__ import annotations
 
 import json
@@ -16,6 +17,7 @@ from prodemb.protocol import ENCODER_METHODS, best_alpha, mean_validation_auc
 from prodemb.tasks import LoadedTask
 
 # --- tables --------------------------------------------------------------------------------------
+
 
 def summary_table(results: pd.DataFrame, metric: str = "auc") -> pd.DataFrame:
     """Mean ± std of ``metric`` at each task's largest training size: rows = task, columns = method label."""
@@ -53,11 +55,17 @@ def _label_order(label: str) -> tuple:
 
 
 def _method_labels(results: pd.DataFrame) -> pd.Series:
-    return pd.Series([m if pd.isna(a) or m not in ENCODER_METHODS else f"{m} α={a:g}"
-                      for m, a in zip(results["method"], results["alpha"])], index=results.index)
+    return pd.Series(
+        [
+            m if pd.isna(a) or m not in ENCODER_METHODS else f"{m} α={a:g}"
+            for m, a in zip(results["method"], results["alpha"])
+        ],
+        index=results.index,
+    )
 
 
 # --- plots ---------------------------------------------------------------------------------------
+
 
 def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_") or "task"
@@ -66,7 +74,7 @@ def _slug(text: str) -> str:
 def _curve(ax, r: pd.DataFrame, label: str, **style) -> None:
     g = r.groupby("train_size")["auc"].agg(["mean", "std"]).sort_index()
     x, m, s = g.index.to_numpy(), g["mean"].to_numpy(), g["std"].fillna(0).to_numpy()
-    line, = ax.plot(x, m, marker="o", ms=3, label=label, **style)
+    (line,) = ax.plot(x, m, marker="o", ms=3, label=label, **style)
     ax.fill_between(x, m - s, m + s, alpha=0.15, color=line.get_color())
 
 
@@ -143,6 +151,7 @@ def _save(fig, path: Path) -> Path:
 
 # --- files and the MLflow run --------------------------------------------------------------------
 
+
 def _write_csv(df: pd.DataFrame, path: Path) -> Path:
     df.to_csv(path, index=False)
     return path
@@ -153,14 +162,25 @@ def _write_text(path: Path, text: str) -> Path:
     return path
 
 
-def render_report(results: pd.DataFrame, loaded: Mapping[str, LoadedTask], *, model: str | None,
-                  failures: list[dict], plots: list[Path], out_dir: Path, notes: list[str] | None = None) -> str:
+def render_report(
+    results: pd.DataFrame,
+    loaded: Mapping[str, LoadedTask],
+    *,
+    model: str | None,
+    failures: list[dict],
+    plots: list[Path],
+    out_dir: Path,
+    notes: list[str] | None = None,
+) -> str:
     lines = ["# Downstream evaluation", ""]
     if model:
         lines += [f"Model under test: `{model}`", ""]
     lines += list(notes or [])
-    lines += ["Test AUC-ROC (mean ± std over samples) at each task's largest training size; frozen features "
-              "+ liblinear logistic regression (supervised baselines train on the same rows).", ""]
+    lines += [
+        "Test AUC-ROC (mean ± std over samples) at each task's largest training size; frozen features "
+        "+ liblinear logistic regression (supervised baselines train on the same rows).",
+        "",
+    ]
     table = summary_table(results)
     if not table.empty:
         cols = ["task", *table.columns]
@@ -174,12 +194,17 @@ def render_report(results: pd.DataFrame, loaded: Mapping[str, LoadedTask], *, mo
     for name, t in loaded.items():
         c = t.counts
         q = ", ".join(f"{k.removeprefix('quarantined_')} {v}" for k, v in c.items() if k.startswith("quarantined_"))
-        lines.append(f"| {name} | {c['rows_valid']} | {c['positives']} | {c['rows_quarantined']}"
-                     f"{f' ({q})' if q else ''} | {t.source} |")
+        lines.append(
+            f"| {name} | {c['rows_valid']} | {c['positives']} | {c['rows_quarantined']}"
+            f"{f' ({q})' if q else ''} | {t.source} |"
+        )
     lines.append("")
     if failures:
-        lines += ["## Failures", ""] + [f"- {f['method']} on {f['task']} ({f['stage']}): {f['error']}"
-                                        for f in failures] + [""]
+        lines += (
+            ["## Failures", ""]
+            + [f"- {f['method']} on {f['task']} ({f['stage']}): {f['error']}" for f in failures]
+            + [""]
+        )
     if plots:
         lines += ["## Learning curves", ""] + [f"![{p.stem}]({p.relative_to(out_dir)})" for p in plots] + [""]
     return "\n".join(lines)
@@ -189,8 +214,16 @@ def _metric_key(*parts: str) -> str:
     return ".".join(re.sub(r"[^A-Za-z0-9_\-]+", "_", p) for p in parts)
 
 
-def log_to_mlflow(results: pd.DataFrame, out_dir: Path, *, tracking_uri: str, experiment: str,
-                  params: dict, run_name: str | None = None, extra_metrics: dict[str, float] | None = None) -> str:
+def log_to_mlflow(
+    results: pd.DataFrame,
+    out_dir: Path,
+    *,
+    tracking_uri: str,
+    experiment: str,
+    params: dict,
+    run_name: str | None = None,
+    extra_metrics: dict[str, float] | None = None,
+) -> str:
     """One MLflow run: params, mean test/val AUC per task × method at the largest size, artifacts."""
     import mlflow
 
@@ -222,9 +255,17 @@ def log_to_mlflow(results: pd.DataFrame, out_dir: Path, *, tracking_uri: str, ex
         return run.info.run_id
 
 
-def write_outputs(results: pd.DataFrame, out: Path, loaded: Mapping[str, LoadedTask], *, model: str | None,
-                  failures: list[dict], plot: bool = True, notes: list[str] | None = None,
-                  final: Path | None = None) -> dict[str, Any]:
+def write_outputs(
+    results: pd.DataFrame,
+    out: Path,
+    loaded: Mapping[str, LoadedTask],
+    *,
+    model: str | None,
+    failures: list[dict],
+    plot: bool = True,
+    notes: list[str] | None = None,
+    final: Path | None = None,
+) -> dict[str, Any]:
     """OUT/results.csv, OUT/quarantine/<task>.csv, OUT/plots/*.png, OUT/report.md into ``out`` (a staging
     folder of ``fs.atomic_dir``); the paths returned are under ``final`` (where it is published)."""
     out.mkdir(parents=True, exist_ok=True)

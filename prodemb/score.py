@@ -17,6 +17,7 @@ same model replaces that model's rows. It is partitioned by model (column ``mode
 view (prodemb.features). Every write is an atomic table replace
 (prodemb.tables), so a failed or killed scoring leaves the previous table readable.
 """
+
 from __future__ import annotations
 
 import logging
@@ -45,7 +46,7 @@ class ResolvedModel:
     version: str
     local_dir: str
     dim: int
-    pyfunc: object = None   # the model loaded on the driver by resolve_model (reused, not loaded again)
+    pyfunc: object = None  # the model loaded on the driver by resolve_model (reused, not loaded again)
 
 
 def resolve_model(model_uri: str, tracking_uri: str | None, download_dir: str) -> ResolvedModel:
@@ -64,9 +65,10 @@ def resolve_model(model_uri: str, tracking_uri: str | None, download_dir: str) -
 
     try:
         name, version = resolve_version(model_uri)
-        local = mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}/{version}"
-                                                    if model_uri.startswith("models:/") else model_uri,
-                                                    dst_path=download_dir)
+        local = mlflow.artifacts.download_artifacts(
+            artifact_uri=f"models:/{name}/{version}" if model_uri.startswith("models:/") else model_uri,
+            dst_path=download_dir,
+        )
     except (mlflow.exceptions.MlflowException, OSError, ValueError) as exc:
         raise ModelNotFoundError(f"cannot resolve model {model_uri!r}: {exc}") from exc
     meta = next(Path(local).rglob("encoder_meta.json"), None)
@@ -80,16 +82,18 @@ def resolve_model(model_uri: str, tracking_uri: str | None, download_dir: str) -
 
         pyfunc = mlflow.pyfunc.load_model(local)
         vectors = np.asarray(pyfunc.predict(pd.DataFrame({"title": ["producto"]})))
-    except Exception as exc:   # whatever the artifact's defect: torch, pickle, zip or YAML errors
-        raise ModelNotFoundError(f"model {model_uri!r} cannot be loaded: {type(exc).__name__}: "
-                                 f"{' '.join(str(exc).split())[:300]}") from exc
+    except Exception as exc:  # whatever the artifact's defect: torch, pickle, zip or YAML errors
+        raise ModelNotFoundError(
+            f"model {model_uri!r} cannot be loaded: {type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
+        ) from exc
     if vectors.shape != (1, dim):
-        raise ModelNotFoundError(f"model {model_uri!r} returns vectors of shape {vectors.shape[1:]}, its "
-                                 f"encoder_meta.json says {dim}")
+        raise ModelNotFoundError(
+            f"model {model_uri!r} returns vectors of shape {vectors.shape[1:]}, its encoder_meta.json says {dim}"
+        )
     return ResolvedModel(model_uri, name, version, local, dim, pyfunc)
 
 
-_MODELS: dict[str, object] = {}   # per Python worker process: one load per model, not per batch
+_MODELS: dict[str, object] = {}  # per Python worker process: one load per model, not per batch
 
 
 def _load_cached(local_dir: str):
@@ -114,9 +118,8 @@ def _embed(model, titles: list[str]) -> tuple[np.ndarray, np.ndarray]:
     return vectors, (tokens != impl.tokenizer.pad_id).sum(axis=1)
 
 
-SCORED_SCHEMA = ("site string, product_id string, embedding array<float>, reason string, title string, "
-                 "content_hash long")
-CONTENT_HASH = "content_hash"   # of (title_norm, category): what a product's vector is computed from
+SCORED_SCHEMA = "site string, product_id string, embedding array<float>, reason string, title string, content_hash long"
+CONTENT_HASH = "content_hash"  # of (title_norm, category): what a product's vector is computed from
 
 
 def embed_batches(model_dir: str, dim: int, shipped: str | None = None):
@@ -134,24 +137,29 @@ def embed_batches(model_dir: str, dim: int, shipped: str | None = None):
         for batch in batches:
             if batch.num_rows == 0:
                 continue
-            if model is None:   # loaded on the first row: a partition with nothing to embed loads no model
+            if model is None:  # loaded on the first row: a partition with nothing to embed loads no model
                 model = _load_cached(_worker_path(shipped) if shipped else model_dir)
             titles = [t if isinstance(t, str) else "" for t in batch.column("title").to_pylist()]
             vectors, n_tokens = _embed(model, titles)
             vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-            if vectors.ndim != 2 or len(vectors) != len(titles):   # not one vector per title: none is usable
+            if vectors.ndim != 2 or len(vectors) != len(titles):  # not one vector per title: none is usable
                 vectors = np.zeros((len(titles), 0), dtype=np.float32)
             codes = problem_codes(vectors, dim, n_tokens)
             bad = pa.array(codes != OK)
             width = vectors.shape[1]
             offsets = pa.array(np.arange(0, (len(vectors) + 1) * width, width, dtype=np.int32))
             yield pa.RecordBatch.from_arrays(
-                [batch.column("site"), batch.column("product_id"),
-                 pa.ListArray.from_arrays(offsets, pa.array(vectors.reshape(-1)), mask=bad),
-                 pa.array(reason_names(codes), pa.string()),
-                 pc.if_else(bad, batch.column("title"), pa.scalar(None, pa.string())),   # kept for the quarantine
-                 batch.column(CONTENT_HASH)],
-                names=["site", "product_id", "embedding", "reason", "title", CONTENT_HASH])
+                [
+                    batch.column("site"),
+                    batch.column("product_id"),
+                    pa.ListArray.from_arrays(offsets, pa.array(vectors.reshape(-1)), mask=bad),
+                    pa.array(reason_names(codes), pa.string()),
+                    pc.if_else(bad, batch.column("title"), pa.scalar(None, pa.string())),  # kept for the quarantine
+                    batch.column(CONTENT_HASH),
+                ],
+                names=["site", "product_id", "embedding", "reason", "title", CONTENT_HASH],
+            )
+
     return run
 
 
@@ -177,36 +185,52 @@ def ship_model(spark, model: ResolvedModel) -> str:
 def with_content_hash(catalog: DataFrame) -> DataFrame:
     """The catalog with ``content_hash``: a hash of the normalized title and the category, so a product
     whose hash is unchanged since a scoring by the same model has the same vector (incremental scoring)."""
-    title = "title_norm" if "title_norm" in catalog.columns else "title"   # a hand-made catalog: the raw title
+    title = "title_norm" if "title_norm" in catalog.columns else "title"  # a hand-made catalog: the raw title
     category = F.col("category") if "category" in catalog.columns else F.lit(None).cast("string")
-    return catalog.withColumn(CONTENT_HASH, F.xxhash64(F.coalesce(F.col(title), F.lit("")),
-                                                       F.coalesce(category, F.lit(""))))
+    return catalog.withColumn(
+        CONTENT_HASH, F.xxhash64(F.coalesce(F.col(title), F.lit("")), F.coalesce(category, F.lit("")))
+    )
 
 
-def score_catalog(catalog: DataFrame, model: ResolvedModel, scored_at: datetime,
-                  shipped: str | None = None) -> DataFrame:
+def score_catalog(
+    catalog: DataFrame, model: ResolvedModel, scored_at: datetime, shipped: str | None = None
+) -> DataFrame:
     """catalog → one row per product for ``model`` (pure DataFrame → DataFrame; the model runs in workers):
     the embeddings table's columns plus ``reason`` (null: servable) and ``title`` (kept for quarantined
     rows only). ``servable`` and ``quarantined`` split it."""
     if CONTENT_HASH not in catalog.columns:
         catalog = with_content_hash(catalog)
     vectors = catalog.select("site", "product_id", "title", CONTENT_HASH).mapInArrow(
-        embed_batches(model.local_dir, model.dim, shipped), SCORED_SCHEMA)
+        embed_batches(model.local_dir, model.dim, shipped), SCORED_SCHEMA
+    )
     return vectors.select(
-        "site", "product_id", "embedding",
-        F.lit(model.name).alias("model_name"), F.lit(model.version).alias("model_version"),
-        F.lit(scored_at).cast("timestamp").alias("event_timestamp"), F.lit(model.dim).alias("dim"),
-        "reason", "title", CONTENT_HASH, F.lit(False).alias("carried"))
+        "site",
+        "product_id",
+        "embedding",
+        F.lit(model.name).alias("model_name"),
+        F.lit(model.version).alias("model_version"),
+        F.lit(scored_at).cast("timestamp").alias("event_timestamp"),
+        F.lit(model.dim).alias("dim"),
+        "reason",
+        "title",
+        CONTENT_HASH,
+        F.lit(False).alias("carried"),
+    )
 
 
 INCREMENTAL_KEYS = ["site", "product_id", CONTENT_HASH]
 
 
-BROADCAST_MAX_KEYS = 2_000_000   # catalog keys broadcast by incremental scoring (~100 MB on the driver)
+BROADCAST_MAX_KEYS = 2_000_000  # catalog keys broadcast by incremental scoring (~100 MB on the driver)
 
 
-def carry_over(catalog: DataFrame, previous: DataFrame | None, model: ResolvedModel,
-               scored_at: datetime, broadcast: bool | None = None) -> tuple[DataFrame, DataFrame | None]:
+def carry_over(
+    catalog: DataFrame,
+    previous: DataFrame | None,
+    model: ResolvedModel,
+    scored_at: datetime,
+    broadcast: bool | None = None,
+) -> tuple[DataFrame, DataFrame | None]:
     """Incremental scoring: (products to embed, rows carried over). A product keeps its vector from the
     previous scoring by the same model (name and version) when its ``content_hash`` is unchanged; new
     products, changed ones, and all of them for a model with no rows yet, are embedded. The carried rows
@@ -222,11 +246,18 @@ def carry_over(catalog: DataFrame, previous: DataFrame | None, model: ResolvedMo
     # 10^6 products). Past BROADCAST_MAX_KEYS the joins shuffle instead of filling the driver's memory.
     hint = F.broadcast if broadcast else (lambda df: df)
     carried = before.join(hint(catalog.select(*INCREMENTAL_KEYS)), INCREMENTAL_KEYS, "inner").select(
-        "site", "product_id", "embedding",
-        F.lit(model.name).alias("model_name"), F.lit(model.version).alias("model_version"),
-        F.lit(scored_at).cast("timestamp").alias("event_timestamp"), "dim",
-        F.lit(None).cast("string").alias("reason"), F.lit(None).cast("string").alias("title"), CONTENT_HASH,
-        F.lit(True).alias("carried"))
+        "site",
+        "product_id",
+        "embedding",
+        F.lit(model.name).alias("model_name"),
+        F.lit(model.version).alias("model_version"),
+        F.lit(scored_at).cast("timestamp").alias("event_timestamp"),
+        "dim",
+        F.lit(None).cast("string").alias("reason"),
+        F.lit(None).cast("string").alias("title"),
+        CONTENT_HASH,
+        F.lit(True).alias("carried"),
+    )
     return catalog.join(hint(before.select(*INCREMENTAL_KEYS)), INCREMENTAL_KEYS, "left_anti"), carried
 
 
@@ -238,7 +269,8 @@ def servable(scored: DataFrame) -> DataFrame:
 def quarantined(scored: DataFrame) -> DataFrame:
     """The rows of ``score_catalog`` that get no vector: who, which model, when, the title and why."""
     return scored.where(F.col("reason").isNotNull()).select(
-        "site", "product_id", "title", "model_name", "model_version", "event_timestamp", "reason")
+        "site", "product_id", "title", "model_name", "model_version", "event_timestamp", "reason"
+    )
 
 
 def model_key(name: str, version: str) -> str:
@@ -247,8 +279,8 @@ def model_key(name: str, version: str) -> str:
     return f"{name}/{version}"
 
 
-MODEL_PARTITION = "model"   # the embeddings table's partition column: one folder per model
-_NOT_IN_PATH = r"[^A-Za-z0-9_.-]"   # characters of a model name replaced by "_" in its partition value
+MODEL_PARTITION = "model"  # the embeddings table's partition column: one folder per model
+_NOT_IN_PATH = r"[^A-Za-z0-9_.-]"  # characters of a model name replaced by "_" in its partition value
 
 
 def model_partition(name: str, version: str) -> str:
@@ -262,8 +294,9 @@ def with_model_partition(table: DataFrame) -> DataFrame:
     return table.withColumn(MODEL_PARTITION, F.regexp_replace(key, _NOT_IN_PATH, "_"))
 
 
-def merge_versions(previous: DataFrame | None, new: DataFrame, name: str, version: str,
-                   keep: int) -> tuple[DataFrame, dict[str, int]]:
+def merge_versions(
+    previous: DataFrame | None, new: DataFrame, name: str, version: str, keep: int
+) -> tuple[DataFrame, dict[str, int]]:
     """New rows + previous rows of other models, keeping the ``keep`` newest versions of each registered
     name (one name per site's model: a site's scoring never drops another site's rows). A model is a
     (model_name, model_version) pair, so rescoring replaces only its own rows. Returns the table and the
@@ -272,26 +305,40 @@ def merge_versions(previous: DataFrame | None, new: DataFrame, name: str, versio
         return new, {}
     same = (F.col("model_name") == name) & (F.col("model_version") == version)
     others = previous.where(~same)
-    models = (others.groupBy("model_name", "model_version")
-              .agg(F.max("event_timestamp").alias("t"), F.count(F.lit(1)).alias("n"))
-              .orderBy(F.desc("t")).collect())
+    models = (
+        others.groupBy("model_name", "model_version")
+        .agg(F.max("event_timestamp").alias("t"), F.count(F.lit(1)).alias("n"))
+        .orderBy(F.desc("t"))
+        .collect()
+    )
     newest, per_name = [], {}
-    for r in models:   # newest first; the scored model counts as one of its name's versions
+    for r in models:  # newest first; the scored model counts as one of its name's versions
         per_name[r["model_name"]] = per_name.get(r["model_name"], int(r["model_name"] == name)) + 1
         if per_name[r["model_name"]] <= keep:
             newest.append(r)
     kept = {model_key(r["model_name"], r["model_version"]): r["n"] for r in newest}
     keep_rows = F.lit(False)
     for r in newest:
-        keep_rows = keep_rows | ((F.col("model_name") == r["model_name"])
-                                 & (F.col("model_version") == r["model_version"]))
+        keep_rows = keep_rows | (
+            (F.col("model_name") == r["model_name"]) & (F.col("model_version") == r["model_version"])
+        )
     # allowMissingColumns: a table written before a column existed (content_hash) gets nulls there
     return new.unionByName(others.where(keep_rows), allowMissingColumns=True), kept
 
 
-def run_score(spark, data_dir: str, model_uri: str, output: str | None, *, tracking_uri: str | None,
-              fmt: str = "parquet", keep_model_versions: int = 3, scored_at: datetime | None = None,
-              site: str | None = None, incremental: bool = True) -> dict:
+def run_score(
+    spark,
+    data_dir: str,
+    model_uri: str,
+    output: str | None,
+    *,
+    tracking_uri: str | None,
+    fmt: str = "parquet",
+    keep_model_versions: int = 3,
+    scored_at: datetime | None = None,
+    site: str | None = None,
+    incremental: bool = True,
+) -> dict:
     """Embed DIR/catalog into ``output`` (default DIR/embeddings); with ``site``, that site's products only
     (with that site's model; the other sites' rows stay). ``incremental``: products whose normalized title
     and category are unchanged since the last scoring by the same model keep their vector (``carry_over``);
@@ -305,13 +352,34 @@ def run_score(spark, data_dir: str, model_uri: str, output: str | None, *, track
     from prodemb import fs
 
     with tempfile.TemporaryDirectory(prefix="prodemb-model-") as download, fs.output_lock(output, "score"):
-        model = resolve_model(model_uri, tracking_uri, download)    # fails before touching the table
-        return _score_with(spark, model, data_dir, output, fmt=fmt, keep_model_versions=keep_model_versions,
-                           scored_at=scored_at, t0=t0, site=site, incremental=incremental)
+        model = resolve_model(model_uri, tracking_uri, download)  # fails before touching the table
+        return _score_with(
+            spark,
+            model,
+            data_dir,
+            output,
+            fmt=fmt,
+            keep_model_versions=keep_model_versions,
+            scored_at=scored_at,
+            t0=t0,
+            site=site,
+            incremental=incremental,
+        )
 
 
-def _score_with(spark, model: ResolvedModel, data_dir: str, output: str, *, fmt: str, keep_model_versions: int,
-                scored_at: datetime | None, t0: float, site: str | None = None, incremental: bool = True) -> dict:
+def _score_with(
+    spark,
+    model: ResolvedModel,
+    data_dir: str,
+    output: str,
+    *,
+    fmt: str,
+    keep_model_versions: int,
+    scored_at: datetime | None,
+    t0: float,
+    site: str | None = None,
+    incremental: bool = True,
+) -> dict:
     from pyspark import StorageLevel
 
     from prodemb import fs
@@ -325,8 +393,9 @@ def _score_with(spark, model: ResolvedModel, data_dir: str, output: str, *, fmt:
         shipped = ship_model(spark, model)
         ship_package(spark)
         # Where a Python worker imports this package from: the shipped zip, not the driver's folder.
-        executor_package = spark.sparkContext.parallelize([0], 1).map(
-            lambda _: __import__("prodemb").__path__[0]).first()
+        executor_package = (
+            spark.sparkContext.parallelize([0], 1).map(lambda _: __import__("prodemb").__path__[0]).first()
+        )
     scored_at = scored_at or datetime.now(timezone.utc)
     catalog = with_content_hash(read_table(spark, f"{data_dir}/catalog"))
     if site is not None:
@@ -338,7 +407,7 @@ def _score_with(spark, model: ResolvedModel, data_dir: str, output: str, *, fmt:
     if carried is not None:
         scored = scored.unionByName(carried)
     scored = scored.persist(StorageLevel.MEMORY_AND_DISK)
-    quarantine_path = f"{output}_quarantine" + (f"_{site}" if site else "")   # a site's scoring replaces its own
+    quarantine_path = f"{output}_quarantine" + (f"_{site}" if site else "")  # a site's scoring replaces its own
     try:
         # One job counts every outcome (null: servable): rows in = rows out + rows quarantined.
         outcomes = scored.groupBy("reason", "carried").count().collect()
@@ -349,7 +418,7 @@ def _score_with(spark, model: ResolvedModel, data_dir: str, output: str, *, fmt:
         n_new = counts.pop(None, 0)
         if site is not None and n_new + sum(counts.values()) == 0:
             raise ValueError(f"site {site!r} has no products in {data_dir}/catalog: nothing scored")
-        written_quarantine = None   # this scoring's quarantine replaces the previous one, if any
+        written_quarantine = None  # this scoring's quarantine replaces the previous one, if any
         if counts or fs.exists(quarantine_path):
             written_quarantine = write_table(quarantined(scored), quarantine_path, fmt)
         table, kept = merge_versions(previous, servable(scored), model.name, model.version, keep_model_versions)
@@ -358,17 +427,34 @@ def _score_with(spark, model: ResolvedModel, data_dir: str, output: str, *, fmt:
         scored.unpersist()
     versions = {model_key(model.name, model.version): n_new, **kept}
     if written.get("rows") not in (None, sum(versions.values())):
-        raise RuntimeError(f"accounting mismatch: {sum(versions.values())} rows meant for {output}, "
-                           f"{written['rows']} written")
+        raise RuntimeError(
+            f"accounting mismatch: {sum(versions.values())} rows meant for {output}, {written['rows']} written"
+        )
     n_quarantined = sum(counts.values())
     if written_quarantine is not None and written_quarantine.get("rows") not in (None, n_quarantined):
-        raise RuntimeError(f"accounting mismatch: {n_quarantined} rows meant for {quarantine_path}, "
-                           f"{written_quarantine['rows']} written")
-    return {"site": site, "model_uri": model.uri, "model_name": model.name, "model_version": model.version,
-            "dim": model.dim,
-            "products_scored": n_new, "rows_in": n_new + n_quarantined, "rows_out": n_new,
-            "rows_embedded": n_new + n_quarantined - n_carried, "rows_carried": n_carried, "incremental": incremental,
-            "rows_quarantined": n_quarantined, "rows_quarantined_by_reason": counts,
-            "quarantine": quarantine_path if counts else None, "rows_by_model_version": versions,
-            "scored_at": scored_at.isoformat(), "output": output, "table": written,
-            "executor_package": executor_package, "seconds": round(time.perf_counter() - t0, 2)}
+        raise RuntimeError(
+            f"accounting mismatch: {n_quarantined} rows meant for {quarantine_path}, "
+            f"{written_quarantine['rows']} written"
+        )
+    return {
+        "site": site,
+        "model_uri": model.uri,
+        "model_name": model.name,
+        "model_version": model.version,
+        "dim": model.dim,
+        "products_scored": n_new,
+        "rows_in": n_new + n_quarantined,
+        "rows_out": n_new,
+        "rows_embedded": n_new + n_quarantined - n_carried,
+        "rows_carried": n_carried,
+        "incremental": incremental,
+        "rows_quarantined": n_quarantined,
+        "rows_quarantined_by_reason": counts,
+        "quarantine": quarantine_path if counts else None,
+        "rows_by_model_version": versions,
+        "scored_at": scored_at.isoformat(),
+        "output": output,
+        "table": written,
+        "executor_package": executor_package,
+        "seconds": round(time.perf_counter() - t0, 2),
+    }

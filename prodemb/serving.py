@@ -7,6 +7,7 @@ server comes from one model; moving the alias takes effect at the next start. Th
 ``POST /invocations`` with ``{"inputs": [titles]}`` or ``{"dataframe_split": {"columns": ["title"], ...}}``
 as ``{"predictions": [[float, ...], ...]}``: the vectors batch scoring writes for the same titles.
 """
+
 from __future__ import annotations
 
 import os
@@ -26,9 +27,25 @@ def check_port_free(host: str, port: int) -> None:
 def serve_command(name: str, version: str, *, host: str, port: int, workers: int, timeout_s: int) -> list[str]:
     """The MLflow CLI call that serves ``models:/name/version`` from this environment (no new virtualenv:
     the venv already holds the model's requirements)."""
-    return [sys.executable, "-m", "mlflow", "models", "serve", "-m", f"models:/{name}/{version}",
-            "--env-manager", "local", "--host", host, "--port", str(port), "--workers", str(workers),
-            "--timeout", str(timeout_s)]
+    return [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "models",
+        "serve",
+        "-m",
+        f"models:/{name}/{version}",
+        "--env-manager",
+        "local",
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+        "--timeout",
+        str(timeout_s),
+    ]
 
 
 def server_env(environ: dict[str, str], tracking_uri: str, registry_uri: str, torch_threads: int) -> dict[str, str]:

@@ -13,6 +13,7 @@ Pure DataFrame → DataFrame functions:
 Semantics: a session belongs to one (site, user_id); events are ordered by (ts, product_id); a gap
 strictly greater than ``gap_minutes`` starts a new session (a gap of exactly T stays inside).
 """
+
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
@@ -74,8 +75,9 @@ def variant_reason(max_title_chars: int) -> Column:
     )
 
 
-def tag_rows(raw: DataFrame, *, valid_from: str = "1995-01-01", future_slack_days: int = 1,
-             now: datetime | None = None) -> DataFrame:
+def tag_rows(
+    raw: DataFrame, *, valid_from: str = "1995-01-01", future_slack_days: int = 1, now: datetime | None = None
+) -> DataFrame:
     """Add ``quarantine_reason`` (row-level rules) to a canonical frame (see prodemb.sources)."""
     now = now or datetime.now(timezone.utc)
     lo = datetime.fromisoformat(valid_from).replace(tzinfo=timezone.utc)
@@ -92,9 +94,11 @@ def title_variants(clicks: DataFrame, language: str = "es", max_title_chars: int
     grouping uses fixed-width aggregates only, so Spark keeps a hash aggregate.
     """
     variants = clicks.groupBy("site", "product_id", "title", "category").agg(
-        F.count(F.lit(1)).alias("n"), F.min("ts").alias("first_ts"), F.max("ts").alias("last_ts"))
-    return (variants.withColumn("title_norm", normalize_title_col(F.col("title"), language))
-            .withColumn("reason", variant_reason(max_title_chars)))
+        F.count(F.lit(1)).alias("n"), F.min("ts").alias("first_ts"), F.max("ts").alias("last_ts")
+    )
+    return variants.withColumn("title_norm", normalize_title_col(F.col("title"), language)).withColumn(
+        "reason", variant_reason(max_title_chars)
+    )
 
 
 _VARIANT_KEYS = ("site", "product_id", "title", "category")
@@ -103,35 +107,51 @@ _VARIANT_KEYS = ("site", "product_id", "title", "category")
 def with_variant_reason(tagged: DataFrame, bad_variants: DataFrame) -> DataFrame:
     """Give rows of a bad variant that reason (``bad_variants`` is small: broadcast). Null-safe on the
     keys: a missing title or category is a variant like any other."""
-    bad = F.broadcast(bad_variants.select(*[F.col(k).alias(f"_bad_{k}") for k in _VARIANT_KEYS],
-                                          F.col("reason").alias("_variant_reason")))
+    bad = F.broadcast(
+        bad_variants.select(
+            *[F.col(k).alias(f"_bad_{k}") for k in _VARIANT_KEYS], F.col("reason").alias("_variant_reason")
+        )
+    )
     on = [tagged[k].eqNullSafe(bad[f"_bad_{k}"]) for k in _VARIANT_KEYS]
     joined = tagged.join(bad, on=on, how="left")
-    reason = F.coalesce(F.col("quarantine_reason"),
-                        F.when(F.col("filter_reason").isNull(), F.col("_variant_reason")))
+    reason = F.coalesce(F.col("quarantine_reason"), F.when(F.col("filter_reason").isNull(), F.col("_variant_reason")))
     return joined.withColumn("quarantine_reason", reason).drop(*bad.columns)
 
 
 def valid_clicks(tagged: DataFrame) -> DataFrame:
-    return (tagged.where(F.col("filter_reason").isNull() & F.col("quarantine_reason").isNull())
-            .select("site", "user_id", "ts", "product_id", "title", "category"))
+    return tagged.where(F.col("filter_reason").isNull() & F.col("quarantine_reason").isNull()).select(
+        "site", "user_id", "ts", "product_id", "title", "category"
+    )
 
 
 def quarantine_rows(tagged: DataFrame) -> DataFrame:
-    return (tagged.where(F.col("quarantine_reason").isNotNull())
-            .select("site", "user_id", "ts_raw", "product_id", "title", "category",
-                    F.col("quarantine_reason").alias("reason"), "raw_record"))
+    return tagged.where(F.col("quarantine_reason").isNotNull()).select(
+        "site",
+        "user_id",
+        "ts_raw",
+        "product_id",
+        "title",
+        "category",
+        F.col("quarantine_reason").alias("reason"),
+        "raw_record",
+    )
 
 
 # --- sessions: one sort, then a vectorized cut over each sorted partition ----------------------
 
-_SESSION_ARROW = pa.schema([
-    ("site", pa.string()), ("user_id", pa.string()),
-    ("start_ts", pa.timestamp("us", tz="UTC")), ("end_ts", pa.timestamp("us", tz="UTC")),
-    ("n_events", pa.int64()), ("products", pa.list_(pa.string())),
-])
-_SESSION_DDL = ("site string, user_id string, start_ts timestamp, end_ts timestamp, n_events long, "
-                "products array<string>")
+_SESSION_ARROW = pa.schema(
+    [
+        ("site", pa.string()),
+        ("user_id", pa.string()),
+        ("start_ts", pa.timestamp("us", tz="UTC")),
+        ("end_ts", pa.timestamp("us", tz="UTC")),
+        ("n_events", pa.int64()),
+        ("products", pa.list_(pa.string())),
+    ]
+)
+_SESSION_DDL = (
+    "site string, user_id string, start_ts timestamp, end_ts timestamp, n_events long, products array<string>"
+)
 
 
 def cut_sessions(events: pa.Table, gap_us: int, max_items: int) -> pa.RecordBatch:
@@ -147,7 +167,7 @@ def cut_sessions(events: pa.Table, gap_us: int, max_items: int) -> pa.RecordBatc
         same_user = pc.and_(pc.equal(site[1:], site[:-1]), pc.equal(user[1:], user[:-1]))
         new[1:] = ~same_user.to_numpy(zero_copy_only=False) | (np.diff(ts) > gap_us)
     starts = np.flatnonzero(new)
-    sess = np.cumsum(new) - 1                                    # [n] session index of each row
+    sess = np.cumsum(new) - 1  # [n] session index of each row
     # First occurrence of each (session, product), in event order: dedupe keeping first-seen order.
     codes = pc.dictionary_encode(prod).indices.to_numpy().astype(np.int64)
     _, first = np.unique(sess * (int(codes.max()) + 1) + codes, return_index=True)
@@ -159,12 +179,17 @@ def cut_sessions(events: pa.Table, gap_us: int, max_items: int) -> pa.RecordBatc
     keep = first[rank < max_items]
     offsets = np.r_[0, np.cumsum(np.bincount(sess[keep], minlength=len(starts)))].astype(np.int32)
     ends = np.r_[starts[1:], n] - 1
-    return pa.RecordBatch.from_arrays([
-        pc.take(site, starts), pc.take(user, starts),
-        pa.array(ts[starts], pa.timestamp("us", tz="UTC")), pa.array(ts[ends], pa.timestamp("us", tz="UTC")),
-        pa.array(np.diff(np.r_[starts, n]), pa.int64()),
-        pa.ListArray.from_arrays(pa.array(offsets), pc.take(prod, keep)),
-    ], schema=_SESSION_ARROW)
+    return pa.RecordBatch.from_arrays(
+        [
+            pc.take(site, starts),
+            pc.take(user, starts),
+            pa.array(ts[starts], pa.timestamp("us", tz="UTC")),
+            pa.array(ts[ends], pa.timestamp("us", tz="UTC")),
+            pa.array(np.diff(np.r_[starts, n]), pa.int64()),
+            pa.ListArray.from_arrays(pa.array(offsets), pc.take(prod, keep)),
+        ],
+        schema=_SESSION_ARROW,
+    )
 
 
 def _last_session_start(events: pa.Table, gap_us: int) -> int:
@@ -184,6 +209,7 @@ def _last_session_start(events: pa.Table, gap_us: int) -> int:
 
 def _session_partitions(gap_us: int, max_items: int):
     """The mapInArrow function: sessions can span Arrow batches, so the unfinished tail is carried."""
+
     def cut(batches):
         carry = None
         for batch in batches:
@@ -198,6 +224,7 @@ def _session_partitions(gap_us: int, max_items: int):
                 yield cut_sessions(table.slice(0, split), gap_us, max_items)
         if carry is not None and carry.num_rows:
             yield cut_sessions(carry, gap_us, max_items)
+
     return cut
 
 
@@ -213,12 +240,21 @@ def sessionize(clicks: DataFrame, gap_minutes: float = 30.0, max_items: int = 10
     collect_list + array_sort, which this replaced (see benchmarks/RESULTS.md).
     """
     gap_us = int(round(gap_minutes * 60 * 1_000_000))
-    ordered = (clicks.select(*SESSION_KEYS, "ts", "product_id")
-               .repartition(*SESSION_KEYS)
-               .sortWithinPartitions(*SESSION_KEYS, "ts", "product_id"))
+    ordered = (
+        clicks.select(*SESSION_KEYS, "ts", "product_id")
+        .repartition(*SESSION_KEYS)
+        .sortWithinPartitions(*SESSION_KEYS, "ts", "product_id")
+    )
     sessions = ordered.mapInArrow(_session_partitions(gap_us, max_items), _SESSION_DDL)
-    return sessions.select("site", F.xxhash64("site", "user_id", "start_ts").alias("session_id"),
-                           "user_id", "start_ts", "end_ts", "n_events", "products")
+    return sessions.select(
+        "site",
+        F.xxhash64("site", "user_id", "start_ts").alias("session_id"),
+        "user_id",
+        "start_ts",
+        "end_ts",
+        "n_events",
+        "products",
+    )
 
 
 def explode_pairs(sessions: DataFrame) -> DataFrame:
@@ -228,12 +264,13 @@ def explode_pairs(sessions: DataFrame) -> DataFrame:
     Products of a session are distinct, so least/greatest give a strict order.
     """
     p = F.col("products")
-    return (sessions.where(F.size(p) >= 2)
-            .select("site", "session_id", "products", F.posexplode(p).alias("i", "a"))
-            .select("site", "session_id", "i", "a", F.posexplode(p).alias("j", "b"))
-            .where(F.col("i") < F.col("j"))
-            .select("site", "session_id", F.least("a", "b").alias("product_a"),
-                    F.greatest("a", "b").alias("product_b")))
+    return (
+        sessions.where(F.size(p) >= 2)
+        .select("site", "session_id", "products", F.posexplode(p).alias("i", "a"))
+        .select("site", "session_id", "i", "a", F.posexplode(p).alias("j", "b"))
+        .where(F.col("i") < F.col("j"))
+        .select("site", "session_id", F.least("a", "b").alias("product_a"), F.greatest("a", "b").alias("product_b"))
+    )
 
 
 def catalog_from_variants(variants: DataFrame) -> DataFrame:
@@ -247,9 +284,16 @@ def catalog_from_variants(variants: DataFrame) -> DataFrame:
         F.min("first_ts").alias("first_seen"),
         F.max("last_ts").alias("last_seen"),
     )
-    return per_product.select("site", "product_id", F.col("_title.title").alias("title"),
-                              F.col("_title.title_norm").alias("title_norm"), "category", "n_events",
-                              "first_seen", "last_seen")
+    return per_product.select(
+        "site",
+        "product_id",
+        F.col("_title.title").alias("title"),
+        F.col("_title.title_norm").alias("title_norm"),
+        "category",
+        "n_events",
+        "first_seen",
+        "last_seen",
+    )
 
 
 def build_catalog(clicks: DataFrame, language: str = "es") -> DataFrame:
@@ -258,6 +302,7 @@ def build_catalog(clicks: DataFrame, language: str = "es") -> DataFrame:
 
 
 # --- the job: I/O at the edge ------------------------------------------------------------------
+
 
 def observed(observation, recount) -> dict:
     """An Observation's metrics once its action ran; ``recount()`` (a one-row DataFrame of the same metrics)
@@ -273,9 +318,17 @@ def interval_label(start: datetime) -> str:
     return start.strftime("%Y%m%dT%H%M%S")
 
 
-def run_sessionize(spark, input_path: str, input_format: str, output_dir: str, cfg, *,
-                   now: datetime | None = None, start: datetime | None = None,
-                   end: datetime | None = None) -> dict:
+def run_sessionize(
+    spark,
+    input_path: str,
+    input_format: str,
+    output_dir: str,
+    cfg,
+    *,
+    now: datetime | None = None,
+    start: datetime | None = None,
+    end: datetime | None = None,
+) -> dict:
     """``sessionize_tables`` with the output folder locked: a second run on the same output fails clearly
     (``prodemb.fs.OutputBusyError``) instead of writing beside the first."""
     from prodemb import fs
@@ -284,9 +337,17 @@ def run_sessionize(spark, input_path: str, input_format: str, output_dir: str, c
         return sessionize_tables(spark, input_path, input_format, output_dir, cfg, now=now, start=start, end=end)
 
 
-def sessionize_tables(spark, input_path: str, input_format: str, output_dir: str, cfg, *,
-                      now: datetime | None = None, start: datetime | None = None,
-                      end: datetime | None = None) -> dict:
+def sessionize_tables(
+    spark,
+    input_path: str,
+    input_format: str,
+    output_dir: str,
+    cfg,
+    *,
+    now: datetime | None = None,
+    start: datetime | None = None,
+    end: datetime | None = None,
+) -> dict:
     """Read → tag → write quarantine, catalog, sessions, pairs and ``_run.json`` under ``output_dir``.
 
     ``cfg`` is a ``prodemb.config.SessionsConfig``. Returns the run report (also in ``_run.json``).
@@ -305,8 +366,8 @@ def sessionize_tables(spark, input_path: str, input_format: str, output_dir: str
     from pyspark import StorageLevel
     from pyspark.sql import Observation
 
-    from prodemb.sources import read_source
     from prodemb import fs
+    from prodemb.sources import read_source
     from prodemb.tables import read_table, write_table
 
     t0 = time.perf_counter()
@@ -321,15 +382,17 @@ def sessionize_tables(spark, input_path: str, input_format: str, output_dir: str
     raw = read_source(spark, input_path, input_format, default_site=cfg.default_site)
     tagged = tag_rows(raw, valid_from=cfg.valid_from, future_slack_days=cfg.future_slack_days, now=now)
     partition = None
-    context = tagged                       # what sessions are cut from
+    context = tagged  # what sessions are cut from
     if start is not None or end is not None:
         if start is None or end is None or not start < end:
             raise ValueError("interval runs need both --start and --end, with start < end")
         start, end = (t if t.tzinfo else t.replace(tzinfo=timezone.utc) for t in (start, end))
         partition = ("interval", interval_label(start))
         ts = F.col("ts")
-        context = tagged.where((ts >= F.lit(start - timedelta(minutes=cfg.gap_minutes)))
-                               & (ts < F.lit(end + timedelta(hours=cfg.max_session_hours))))
+        context = tagged.where(
+            (ts >= F.lit(start - timedelta(minutes=cfg.gap_minutes)))
+            & (ts < F.lit(end + timedelta(hours=cfg.max_session_hours)))
+        )
         tagged = tagged.where(((ts >= F.lit(start)) & (ts < F.lit(end))) | ts.isNull())
 
     observations: dict[str, Observation] = {}
@@ -340,16 +403,22 @@ def sessionize_tables(spark, input_path: str, input_format: str, output_dir: str
         return df.observe(observations[name], F.count(F.lit(1)).alias("rows"), *more)
 
     def observed_counts(name: str) -> dict:
-        return observed(observations[name], lambda: this_run(name).agg(
-            F.count(F.lit(1)).alias("rows"), *([F.sum("n_events").alias("events")] if name == "sessions" else [])))
+        return observed(
+            observations[name],
+            lambda: this_run(name).agg(
+                F.count(F.lit(1)).alias("rows"), *([F.sum("n_events").alias("events")] if name == "sessions" else [])
+            ),
+        )
 
     def variants_of(rows: DataFrame) -> DataFrame:
         return title_variants(valid_clicks(rows), cfg.language, cfg.max_title_chars)
 
     # Pass 1: row counts (observed while scanning) + the per-title table, cached (it is small).
-    counters = [F.count(F.lit(1)).alias("rows_in"),
-                F.count_if(F.col("filter_reason").isNotNull()).alias("rows_filtered"),
-                F.count_if(F.col("quarantine_reason").isNotNull()).alias("rows_quarantined_rowlevel")]
+    counters = [
+        F.count(F.lit(1)).alias("rows_in"),
+        F.count_if(F.col("filter_reason").isNotNull()).alias("rows_filtered"),
+        F.count_if(F.col("quarantine_reason").isNotNull()).alias("rows_quarantined_rowlevel"),
+    ]
     counted = Observation("rows")
     variants = variants_of(tagged.observe(counted, *counters)).persist(StorageLevel.MEMORY_AND_DISK)
     try:
@@ -362,23 +431,31 @@ def sessionize_tables(spark, input_path: str, input_format: str, output_dir: str
         step("scan_and_titles")
 
         quarantined = quarantine_rows(final)
-        if counts["rows_quarantined_rowlevel"] + n_bad_variant_rows == 0:   # exact counts: skip a pass
+        if counts["rows_quarantined_rowlevel"] + n_bad_variant_rows == 0:  # exact counts: skip a pass
             quarantined = spark.createDataFrame([], quarantined.schema)
         written = {"quarantine": write_table(quarantined, f"{out}/quarantine", fmt, partition=partition)}
         step("quarantine")
-        written["catalog"] = write_table(counted_rows(catalog_from_variants(variants.where(F.col("reason").isNull())),
-                                                      "catalog"), f"{out}/catalog", fmt, partition=partition)
+        written["catalog"] = write_table(
+            counted_rows(catalog_from_variants(variants.where(F.col("reason").isNull())), "catalog"),
+            f"{out}/catalog",
+            fmt,
+            partition=partition,
+        )
         step("catalog")
         if partition is None:
             context_final = final
-        else:   # neighbouring rows read for context can carry bad titles of their own
+        else:  # neighbouring rows read for context can carry bad titles of their own
             context_bad = variants_of(context).where(F.col("reason").isNotNull())
             context_final = with_variant_reason(context, context_bad)
         sessions_df = sessionize(valid_clicks(context_final), cfg.gap_minutes, cfg.max_items)
-        if partition:   # a session belongs to the interval of its first event
+        if partition:  # a session belongs to the interval of its first event
             sessions_df = sessions_df.where((F.col("start_ts") >= F.lit(start)) & (F.col("start_ts") < F.lit(end)))
-        written["sessions"] = write_table(counted_rows(sessions_df, "sessions", F.sum("n_events").alias("events")),
-                                          f"{out}/sessions", fmt, partition=partition)
+        written["sessions"] = write_table(
+            counted_rows(sessions_df, "sessions", F.sum("n_events").alias("events")),
+            f"{out}/sessions",
+            fmt,
+            partition=partition,
+        )
         step("sessions")
     finally:
         variants.unpersist()
@@ -392,8 +469,9 @@ def sessionize_tables(spark, input_path: str, input_format: str, output_dir: str
         return spark.read.parquet(f"{out}/{name}/{partition[0]}={partition[1]}")
 
     # Pairs from the written sessions: no second shuffle of the clicks.
-    written["pairs"] = write_table(counted_rows(explode_pairs(this_run("sessions")), "pairs"), f"{out}/pairs", fmt,
-                                   partition=partition)
+    written["pairs"] = write_table(
+        counted_rows(explode_pairs(this_run("sessions")), "pairs"), f"{out}/pairs", fmt, partition=partition
+    )
     step("pairs")
 
     rows_quarantined = counts.pop("rows_quarantined_rowlevel") + n_bad_variant_rows
@@ -404,24 +482,37 @@ def sessionize_tables(spark, input_path: str, input_format: str, output_dir: str
         # Every valid click is in exactly one session (interval runs: possibly one of a neighbour interval).
         events_in_sessions = observed_counts("sessions")["events"]
         if (events_in_sessions or 0) != rows_valid:
-            raise RuntimeError(f"accounting mismatch: {rows_valid} valid rows but {events_in_sessions} "
-                               "events in sessions")
-    quarantine_committed = written["quarantine"].get("rows")     # None: no commit count (Parquet)
-    by_reason = {} if quarantine_committed == 0 else {
-        r["reason"]: r["count"] for r in this_run("quarantine").groupBy("reason").count().collect()}
+            raise RuntimeError(
+                f"accounting mismatch: {rows_valid} valid rows but {events_in_sessions} events in sessions"
+            )
+    quarantine_committed = written["quarantine"].get("rows")  # None: no commit count (Parquet)
+    by_reason = (
+        {}
+        if quarantine_committed == 0
+        else {r["reason"]: r["count"] for r in this_run("quarantine").groupBy("reason").count().collect()}
+    )
     report = {
         **counts,
         "rows_valid": rows_valid,
         "rows_quarantined": rows_quarantined,
-        "rows_filtered_by_reason": {r["filter_reason"]: r["count"] for r in tagged.where(
-            F.col("filter_reason").isNotNull()).groupBy("filter_reason").count().collect()}
-        if counts["rows_filtered"] else {},
+        "rows_filtered_by_reason": {
+            r["filter_reason"]: r["count"]
+            for r in tagged.where(F.col("filter_reason").isNotNull()).groupBy("filter_reason").count().collect()
+        }
+        if counts["rows_filtered"]
+        else {},
         "rows_quarantined_by_reason": by_reason,
         "sessions": sizes["sessions"],
         "pairs": sizes["pairs"],
         "products": sizes["catalog"],
-        "parameters": {"input": input_path, "input_format": input_format, "output": out,
-                       "start": start, "end": end, **cfg.model_dump()},
+        "parameters": {
+            "input": input_path,
+            "input_format": input_format,
+            "output": out,
+            "start": start,
+            "end": end,
+            **cfg.model_dump(),
+        },
         "tables": written,
         "finished_at": datetime.now(timezone.utc).isoformat(),
         "seconds": round(time.perf_counter() - t0, 3),
@@ -440,8 +531,16 @@ def sessionize_tables(spark, input_path: str, input_format: str, output_dir: str
 
 # --- consolidation of interval runs (the scheduled pipeline) ---------------------------------------
 
-CONSOLIDATED_CATALOG_COLUMNS = ["site", "product_id", "title", "title_norm", "category", "n_events", "first_seen",
-                                "last_seen"]
+CONSOLIDATED_CATALOG_COLUMNS = [
+    "site",
+    "product_id",
+    "title",
+    "title_norm",
+    "category",
+    "n_events",
+    "first_seen",
+    "last_seen",
+]
 
 
 def merge_catalogs(catalog: DataFrame) -> DataFrame:
@@ -455,8 +554,13 @@ def merge_catalogs(catalog: DataFrame) -> DataFrame:
         F.min("first_seen").alias("first_seen"),
         F.max("last_seen").alias("last_seen"),
     )
-    return merged.select("site", "product_id", F.col("_title.title").alias("title"),
-                         F.col("_title.title_norm").alias("title_norm"), *CONSOLIDATED_CATALOG_COLUMNS[4:])
+    return merged.select(
+        "site",
+        "product_id",
+        F.col("_title.title").alias("title"),
+        F.col("_title.title_norm").alias("title_norm"),
+        *CONSOLIDATED_CATALOG_COLUMNS[4:],
+    )
 
 
 def run_consolidate(spark, intervals_dir: str, output_dir: str, fmt: str = "parquet") -> dict:
@@ -479,8 +583,9 @@ def consolidate_tables(spark, intervals_dir: str, output_dir: str, fmt: str = "p
     src, out = intervals_dir.rstrip("/"), output_dir.rstrip("/")
     missing = [t for t in ("catalog", "pairs", "sessions") if not fs.exists(fs.join(src, t))]
     if missing:
-        raise FileNotFoundError(f"no interval tables {missing} under {src}: run jobs/sessionize.py with "
-                                "--start/--end first")
+        raise FileNotFoundError(
+            f"no interval tables {missing} under {src}: run jobs/sessionize.py with --start/--end first"
+        )
     tables = {name: read_table(spark, f"{src}/{name}") for name in ("catalog", "pairs", "sessions")}
     intervals = sorted(r[0] for r in tables["catalog"].select("interval").distinct().collect())
     frames = {
@@ -489,11 +594,19 @@ def consolidate_tables(spark, intervals_dir: str, output_dir: str, fmt: str = "p
         "sessions": tables["sessions"].drop("interval"),
     }
     written = {}
-    for name in ("catalog", "pairs", "sessions"):   # catalog first (see the module docstring)
+    for name in ("catalog", "pairs", "sessions"):  # catalog first (see the module docstring)
         written[name] = write_table(frames[name], f"{out}/{name}", fmt)
-    counts = {name: written_rows(written[name], lambda name=name: read_table(spark, f"{out}/{name}"))
-              for name in frames}
-    report = {"intervals": intervals, "source": src, "output": out, "format": fmt,
-              "rows": counts, "tables": written, "finished_at": datetime.now(timezone.utc).isoformat()}
+    counts = {
+        name: written_rows(written[name], lambda name=name: read_table(spark, f"{out}/{name}")) for name in frames
+    }
+    report = {
+        "intervals": intervals,
+        "source": src,
+        "output": out,
+        "format": fmt,
+        "rows": counts,
+        "tables": written,
+        "finished_at": datetime.now(timezone.utc).isoformat(),
+    }
     fs.write_json(fs.join(out, "_consolidated.json"), report)
     return report

@@ -4,6 +4,7 @@ Feast 0.67's SQLite vector search needs the sqlite-vec extension and stores vect
 an exact scan of L2-normalized float32 vectors is a single matrix product per chunk, with memory
 bounded by the chunk (corpus) and query-block sizes.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -14,8 +15,9 @@ def normalize_rows(m: np.ndarray) -> np.ndarray:
     return m / np.maximum(np.linalg.norm(m, axis=1, keepdims=True), 1e-12)
 
 
-def top_k(queries: np.ndarray, corpus: np.ndarray, k: int, exclude: np.ndarray | None = None,
-          chunk: int = 65_536) -> tuple[np.ndarray, np.ndarray]:
+def top_k(
+    queries: np.ndarray, corpus: np.ndarray, k: int, exclude: np.ndarray | None = None, chunk: int = 65_536
+) -> tuple[np.ndarray, np.ndarray]:
     """Indices and cosine scores of the k nearest corpus rows for each query (both L2-normalized).
 
     ``exclude[i]`` is a corpus index never returned for query i (the query product itself).
@@ -26,7 +28,7 @@ def top_k(queries: np.ndarray, corpus: np.ndarray, k: int, exclude: np.ndarray |
     best_s = np.full((q, 0), -np.inf, dtype=np.float32)
     best_i = np.zeros((q, 0), dtype=np.int64)
     for start in range(0, len(corpus), chunk):
-        scores = queries @ corpus[start:start + chunk].T                # [q, c]
+        scores = queries @ corpus[start : start + chunk].T  # [q, c]
         if exclude is not None:
             local = exclude - start
             inside = (local >= 0) & (local < scores.shape[1])
@@ -40,8 +42,15 @@ def top_k(queries: np.ndarray, corpus: np.ndarray, k: int, exclude: np.ndarray |
     return best_i, best_s
 
 
-def recall_at_k(vectors: np.ndarray, pair_a: np.ndarray, pair_b: np.ndarray, k: int = 10,
-                max_pairs: int = 20_000, seed: int = 0, query_block: int = 1024) -> float:
+def recall_at_k(
+    vectors: np.ndarray,
+    pair_a: np.ndarray,
+    pair_b: np.ndarray,
+    k: int = 10,
+    max_pairs: int = 20_000,
+    seed: int = 0,
+    query_block: int = 1024,
+) -> float:
     """Share of held-out session pairs (a, b) whose b is among a's k nearest products (both directions)."""
     rng = np.random.default_rng(seed)
     if len(pair_a) > max_pairs:
@@ -53,9 +62,12 @@ def recall_at_k(vectors: np.ndarray, pair_a: np.ndarray, pair_b: np.ndarray, k: 
         return float("nan")
     # Each distinct query product once, in blocks (a block's score matrix is block × catalog floats).
     queries, inverse = np.unique(a, return_inverse=True)
-    idx = np.concatenate([top_k(vectors[queries[i:i + query_block]], vectors, k,
-                                exclude=queries[i:i + query_block])[0]
-                          for i in range(0, len(queries), query_block)])
+    idx = np.concatenate(
+        [
+            top_k(vectors[queries[i : i + query_block]], vectors, k, exclude=queries[i : i + query_block])[0]
+            for i in range(0, len(queries), query_block)
+        ]
+    )
     return float((idx[inverse] == b[:, None]).any(axis=1).mean())
 
 

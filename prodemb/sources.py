@@ -17,6 +17,7 @@ empty) are refused up front with one line naming the file (``check_input_files``
 Validation (what is bad input) is not done here but in ``prodemb.sessions.tag_rows`` so that every
 format gets the same rules. Adapters only map columns and parse timestamps.
 """
+
 from __future__ import annotations
 
 from pathlib import PurePosixPath
@@ -28,18 +29,28 @@ from pyspark.sql import types as T
 from prodemb import fs
 
 FORMATS = ("clicks", "online-retail", "movielens", "meli2020")
-RAW_COLUMNS = ["site", "user_id", "ts_raw", "product_id", "title", "category", "ts", "ts_missing",
-               "filter_reason", "raw_record"]
-CORRUPT_RECORD = "_corrupt_record"   # Spark's column for a JSON line it could not parse (PERMISSIVE mode)
+RAW_COLUMNS = [
+    "site",
+    "user_id",
+    "ts_raw",
+    "product_id",
+    "title",
+    "category",
+    "ts",
+    "ts_missing",
+    "filter_reason",
+    "raw_record",
+]
+CORRUPT_RECORD = "_corrupt_record"  # Spark's column for a JSON line it could not parse (PERMISSIVE mode)
 
 # Epoch values at or above this are milliseconds (1e11 s is the year 5138; 1e11 ms is 1973).
 _EPOCH_MS_THRESHOLD = 1e11
 _TS_PATTERNS = (
-    "yyyy-MM-dd'T'HH:mm:ss.SSSZ",   # 2019-10-19T11:25:42.444-0400 (MercadoLibre)
+    "yyyy-MM-dd'T'HH:mm:ss.SSSZ",  # 2019-10-19T11:25:42.444-0400 (MercadoLibre)
     "yyyy-MM-dd'T'HH:mm:ssZ",
-    "yyyy-MM-dd HH:mm:ss",          # 2010-12-01 08:26:00 (Online Retail)
+    "yyyy-MM-dd HH:mm:ss",  # 2010-12-01 08:26:00 (Online Retail)
     "yyyy-MM-dd HH:mm",
-    "M/d/yyyy H:mm",                # Online Retail as distributed by UCI (.xlsx export)
+    "M/d/yyyy H:mm",  # Online Retail as distributed by UCI (.xlsx export)
 )
 
 
@@ -76,9 +87,18 @@ def _as_string(df: DataFrame, name: str | None) -> Column:
     return F.col(name).cast("string")
 
 
-def _canonical(df: DataFrame, *, site: Column, user_id: Column, ts_col: str, product_id: Column,
-               title: Column, category: Column, filter_reason: Column | None = None,
-               raw_record: Column | None = None) -> DataFrame:
+def _canonical(
+    df: DataFrame,
+    *,
+    site: Column,
+    user_id: Column,
+    ts_col: str,
+    product_id: Column,
+    title: Column,
+    category: Column,
+    filter_reason: Column | None = None,
+    raw_record: Column | None = None,
+) -> DataFrame:
     dtype = df.schema[ts_col].dataType
     ts = F.col(ts_col)
     # Typed timestamps are only missing when null; never format them as text just to check.
@@ -103,16 +123,15 @@ def check_input_files(files: list[str]) -> None:
     bytes, an empty CSV or JSON file. Reads a footer or two bytes per file, never the data."""
     import pyarrow.parquet as pq
 
-    for file in files:   # one request a file: its footer, its first two bytes, or its size
+    for file in files:  # one request a file: its footer, its first two bytes, or its size
         name = PurePosixPath(str(file)).name.lower()
         filesystem, inner = fs.filesystem(file)
         if name.endswith(".parquet") or name.endswith(".parq"):
             try:
                 with filesystem.open_input_file(inner) as fh:
                     pq.read_metadata(fh)
-            except Exception as exc:   # pyarrow raises ArrowInvalid, OSError, ... for a bad footer
-                raise ValueError(f"{file}: not a readable Parquet file "
-                                 f"({' '.join(str(exc).split())[:160]})") from None
+            except Exception as exc:  # pyarrow raises ArrowInvalid, OSError, ... for a bad footer
+                raise ValueError(f"{file}: not a readable Parquet file ({' '.join(str(exc).split())[:160]})") from None
         elif name.endswith(".gz"):
             with filesystem.open_input_stream(inner, compression=None) as fh:
                 if fh.read(2) != b"\x1f\x8b":
@@ -141,8 +160,14 @@ def _read_table(spark: SparkSession, path: str, **csv_options) -> DataFrame:
     if ".json" in suffix or ".jl" in suffix:
         return spark.read.option("mode", "PERMISSIVE").option("columnNameOfCorruptRecord", CORRUPT_RECORD).json(path)
     if ".csv" in suffix or ".tsv" in suffix:
-        opts = {"header": "true", "inferSchema": "false", "mode": "PERMISSIVE", "encoding": "UTF-8",
-                "multiLine": "false", **csv_options}
+        opts = {
+            "header": "true",
+            "inferSchema": "false",
+            "mode": "PERMISSIVE",
+            "encoding": "UTF-8",
+            "multiLine": "false",
+            **csv_options,
+        }
         return spark.read.options(**opts).csv(path)
     raise ValueError(f"cannot tell the format of {probe} (expected .csv, .parquet, .json/.jsonl or Delta)")
 
@@ -154,10 +179,16 @@ def read_clicks(spark: SparkSession, path: str, default_site: str = "default") -
     if missing:
         raise ValueError(f"{path}: clicks input lacks columns {sorted(missing)} (has {df.columns})")
     site = F.coalesce(_as_string(df, "site"), F.lit(default_site)) if "site" in df.columns else F.lit(default_site)
-    return _canonical(df, site=site, user_id=_as_string(df, "user_id"), ts_col="ts",
-                      product_id=_as_string(df, "product_id"), title=_as_string(df, "title"),
-                      category=_as_string(df, "category"),
-                      raw_record=F.col(CORRUPT_RECORD) if CORRUPT_RECORD in df.columns else None)
+    return _canonical(
+        df,
+        site=site,
+        user_id=_as_string(df, "user_id"),
+        ts_col="ts",
+        product_id=_as_string(df, "product_id"),
+        title=_as_string(df, "title"),
+        category=_as_string(df, "category"),
+        raw_record=F.col(CORRUPT_RECORD) if CORRUPT_RECORD in df.columns else None,
+    )
 
 
 def read_online_retail(spark: SparkSession, path: str, default_site: str = "default") -> DataFrame:
@@ -167,38 +198,64 @@ def read_online_retail(spark: SparkSession, path: str, default_site: str = "defa
     quantity = F.col("Quantity").try_cast("double")
     # CustomerID is float-formatted ("17850.0"): the id is the integer part.
     customer = F.regexp_replace(F.trim(F.col("CustomerID").cast("string")), r"\.0+$", "")
-    filter_reason = (F.when(F.upper(invoice).startswith("C"), F.lit("cancellation"))
-                     .when(quantity.isNotNull() & (quantity <= 0), F.lit("non_positive_quantity")))
-    return _canonical(df, site=F.lit(default_site), user_id=F.when(customer != "", customer),
-                      ts_col="InvoiceDate", product_id=F.trim(F.col("StockCode").cast("string")),
-                      title=F.col("Description").cast("string"), category=F.lit(None).cast("string"),
-                      filter_reason=filter_reason)
+    filter_reason = F.when(F.upper(invoice).startswith("C"), F.lit("cancellation")).when(
+        quantity.isNotNull() & (quantity <= 0), F.lit("non_positive_quantity")
+    )
+    return _canonical(
+        df,
+        site=F.lit(default_site),
+        user_id=F.when(customer != "", customer),
+        ts_col="InvoiceDate",
+        product_id=F.trim(F.col("StockCode").cast("string")),
+        title=F.col("Description").cast("string"),
+        category=F.lit(None).cast("string"),
+        filter_reason=filter_reason,
+    )
 
 
 def read_movielens(spark: SparkSession, path: str, default_site: str = "default") -> DataFrame:
     """``movielens``: a folder with ratings.csv and movies.csv; one rating is one click."""
     ratings = _read_table(spark, fs.join(path, "ratings.csv"))
     movies = _read_table(spark, fs.join(path, "movies.csv")).select(
-        F.col("movieId").alias("_movie"), F.col("title").alias("_title"),
+        F.col("movieId").alias("_movie"),
+        F.col("title").alias("_title"),
         # category = first genre; "(no genres listed)" means none
-        F.when(F.col("genres") != "(no genres listed)", F.split(F.col("genres"), r"\|")[0]).alias("_genre"))
+        F.when(F.col("genres") != "(no genres listed)", F.split(F.col("genres"), r"\|")[0]).alias("_genre"),
+    )
     df = ratings.join(F.broadcast(movies), ratings["movieId"] == movies["_movie"], "left")
-    return _canonical(df, site=F.lit(default_site), user_id=_as_string(df, "userId"), ts_col="timestamp",
-                      product_id=_as_string(df, "movieId"), title=F.col("_title"), category=F.col("_genre"))
+    return _canonical(
+        df,
+        site=F.lit(default_site),
+        user_id=_as_string(df, "userId"),
+        ts_col="timestamp",
+        product_id=_as_string(df, "movieId"),
+        title=F.col("_title"),
+        category=F.col("_genre"),
+    )
 
 
-_MELI_HISTORY = T.StructType([
-    T.StructField("user_history", T.ArrayType(T.StructType([
-        T.StructField("event_info", T.StringType()),
-        T.StructField("event_type", T.StringType()),
-        T.StructField("event_timestamp", T.StringType()),
-    ]))),
-    T.StructField("item_bought", T.StringType()),
-])
+_MELI_HISTORY = T.StructType(
+    [
+        T.StructField(
+            "user_history",
+            T.ArrayType(
+                T.StructType(
+                    [
+                        T.StructField("event_info", T.StringType()),
+                        T.StructField("event_type", T.StringType()),
+                        T.StructField("event_timestamp", T.StringType()),
+                    ]
+                )
+            ),
+        ),
+        T.StructField("item_bought", T.StringType()),
+    ]
+)
 
 
-def read_meli2020(spark: SparkSession, path: str, default_site: str = "default",
-                  items_path: str | None = None) -> DataFrame:
+def read_meli2020(
+    spark: SparkSession, path: str, default_site: str = "default", items_path: str | None = None
+) -> DataFrame:
     """``meli2020``: MercadoLibre Data Challenge 2020 training lines + item data.
 
     ``path`` is a folder holding ``train_dataset.jl`` (or any ``*train*.jl[.gz]``) and
@@ -216,27 +273,45 @@ def read_meli2020(spark: SparkSession, path: str, default_site: str = "default",
         raise FileNotFoundError(f"{path}: need a *train*.jl file and an item_data.jl file")
     check_input_files(train)
     lines = spark.read.text(train).select(F.col("value"))
-    parsed = lines.select(F.sha2(F.col("value"), 256).substr(1, 16).alias("_user"), F.col("value"),
-                          F.from_json("value", _MELI_HISTORY).alias("j"))
+    parsed = lines.select(
+        F.sha2(F.col("value"), 256).substr(1, 16).alias("_user"),
+        F.col("value"),
+        F.from_json("value", _MELI_HISTORY).alias("j"),
+    )
     # A line that is not a JSON object with a user_history list is one row that keeps its text.
     broken = F.col("j").isNull() | F.col("j.user_history").isNull()
-    events = parsed.select("_user", F.when(broken, F.col("value")).alias("_raw"),
-                           F.explode_outer("j.user_history").alias("e")).select(
-        "_user", "_raw", F.col("e.event_info").alias("_info"), F.col("e.event_type").alias("_type"),
-        F.col("e.event_timestamp").alias("_ts"))
+    events = parsed.select(
+        "_user", F.when(broken, F.col("value")).alias("_raw"), F.explode_outer("j.user_history").alias("e")
+    ).select(
+        "_user",
+        "_raw",
+        F.col("e.event_info").alias("_info"),
+        F.col("e.event_type").alias("_type"),
+        F.col("e.event_timestamp").alias("_ts"),
+    )
     check_input_files([items])
     item_df = spark.read.json(items).select(
-        F.col("item_id").cast("string").alias("_item"), F.col("title").alias("_title"),
-        F.col("category_id").cast("string").alias("_category"))
+        F.col("item_id").cast("string").alias("_item"),
+        F.col("title").alias("_title"),
+        F.col("category_id").cast("string").alias("_category"),
+    )
     is_view = F.col("_type") == "view"
     # Join only views to items: search strings are not item ids.
     df = events.join(F.broadcast(item_df), is_view & (F.col("_info") == F.col("_item")), "left")
-    return _canonical(df, site=F.lit(default_site), user_id=F.col("_user"), ts_col="_ts",
-                      product_id=F.when(is_view, F.col("_info")),
-                      title=F.col("_title"), category=F.col("_category"),
-                      filter_reason=F.when(F.col("_raw").isNull() & (~is_view | F.col("_type").isNull()),
-                                           F.concat(F.lit("event_"), F.coalesce(F.col("_type"), F.lit("missing")))),
-                      raw_record=F.col("_raw"))
+    return _canonical(
+        df,
+        site=F.lit(default_site),
+        user_id=F.col("_user"),
+        ts_col="_ts",
+        product_id=F.when(is_view, F.col("_info")),
+        title=F.col("_title"),
+        category=F.col("_category"),
+        filter_reason=F.when(
+            F.col("_raw").isNull() & (~is_view | F.col("_type").isNull()),
+            F.concat(F.lit("event_"), F.coalesce(F.col("_type"), F.lit("missing"))),
+        ),
+        raw_record=F.col("_raw"),
+    )
 
 
 _READERS = {

@@ -6,6 +6,7 @@ resolved by Spark's Ivy (``spark.jars.packages``, cached in ``~/.ivy2.5.2`` afte
 The pip package delta-spark==4.4.1 has no matching jar on Maven Central (``delta-spark_4.2_2.13`` stops
 at 4.4.0), so the JVM side is pinned separately (``DELTA_JAR_VERSION``); the Python API is the same.
 """
+
 from __future__ import annotations
 
 import os
@@ -41,14 +42,23 @@ DELTA_CONF: dict[str, str] = {
 # and every executor neither fetch nor load a second copy (hadoop-client, parquet, jackson, log4j,
 # compression codecs). Spark's own classes win either way (parent-first class loading).
 DELTA_EXCLUDES: tuple[str, ...] = (
-    "org.apache.hadoop:hadoop-client-api", "org.apache.hadoop:hadoop-client-runtime",
-    *(f"org.apache.parquet:parquet-{m}" for m in ("hadoop", "column", "common", "encoding",
-                                                  "format-structures", "jackson")),
+    "org.apache.hadoop:hadoop-client-api",
+    "org.apache.hadoop:hadoop-client-runtime",
+    *(
+        f"org.apache.parquet:parquet-{m}"
+        for m in ("hadoop", "column", "common", "encoding", "format-structures", "jackson")
+    ),
     *(f"com.fasterxml.jackson.core:jackson-{m}" for m in ("core", "databind", "annotations")),
-    "org.apache.logging.log4j:log4j-api", "org.apache.logging.log4j:log4j-core",
-    "org.apache.logging.log4j:log4j-slf4j2-impl", "org.slf4j:slf4j-api",
-    "org.xerial.snappy:snappy-java", "com.github.luben:zstd-jni", "io.airlift:aircompressor",
-    "commons-pool:commons-pool", "org.locationtech.jts:jts-core", "com.google.code.findbugs:jsr305",
+    "org.apache.logging.log4j:log4j-api",
+    "org.apache.logging.log4j:log4j-core",
+    "org.apache.logging.log4j:log4j-slf4j2-impl",
+    "org.slf4j:slf4j-api",
+    "org.xerial.snappy:snappy-java",
+    "com.github.luben:zstd-jni",
+    "io.airlift:aircompressor",
+    "commons-pool:commons-pool",
+    "org.locationtech.jts:jts-core",
+    "com.google.code.findbugs:jsr305",
     "org.roaringbitmap:RoaringBitmap",
 )
 
@@ -65,10 +75,24 @@ S3A_PACKAGES: tuple[str, ...] = (
 )
 S3A_EXCLUDES: tuple[str, ...] = (
     "software.amazon.awssdk:bundle",
-    *(f"io.netty:netty-{m}" for m in ("buffer", "codec", "codec-http", "codec-http2", "common", "handler",
-                                      "resolver", "transport", "transport-classes-epoll",
-                                      "transport-native-unix-common")),
-    "org.apache.httpcomponents:httpclient", "org.apache.httpcomponents:httpcore", "commons-codec:commons-codec",
+    *(
+        f"io.netty:netty-{m}"
+        for m in (
+            "buffer",
+            "codec",
+            "codec-http",
+            "codec-http2",
+            "common",
+            "handler",
+            "resolver",
+            "transport",
+            "transport-classes-epoll",
+            "transport-native-unix-common",
+        )
+    ),
+    "org.apache.httpcomponents:httpclient",
+    "org.apache.httpcomponents:httpcore",
+    "commons-codec:commons-codec",
     "commons-logging:commons-logging",
 )
 S3A_CONF_PREFIX = "spark.hadoop.fs.s3a."
@@ -99,7 +123,7 @@ def _local_cores(master: str | None) -> int | None:
     """Cores of a local master (``local``, ``local[4]``, ``local[*]``); None for a cluster."""
     if not master or not master.startswith("local"):
         return None
-    inside = master[master.find("[") + 1:master.find("]")] if "[" in master else "1"
+    inside = master[master.find("[") + 1 : master.find("]")] if "[" in master else "1"
     inside = inside.split(",")[0]
     return (os.cpu_count() or 1) if inside == "*" else int(inside)
 
@@ -158,11 +182,13 @@ def get_spark(
     active = SparkSession.getActiveSession()
     if active is not None:
         if delta and "DeltaSparkSessionExtension" not in (active.conf.get("spark.sql.extensions", "") or ""):
-            raise RuntimeError("a SparkSession without Delta is already running in this process; "
-                               "build it with delta=True first")
+            raise RuntimeError(
+                "a SparkSession without Delta is already running in this process; build it with delta=True first"
+            )
         return active
-    submitted = "SPARK_SUBMIT_OPTS" in os.environ or os.environ.get("PYSPARK_SUBMIT_ARGS") \
-        or os.environ.get("SPARK_ENV_LOADED")
+    submitted = (
+        "SPARK_SUBMIT_OPTS" in os.environ or os.environ.get("PYSPARK_SUBMIT_ARGS") or os.environ.get("SPARK_ENV_LOADED")
+    )
     if (master or "").startswith("local"):
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     # Python workers, local or on executors, run this interpreter (the venv with numpy/pyarrow), not
@@ -176,8 +202,11 @@ def get_spark(
     spark.sparkContext.setLogLevel("WARN")
     sc = spark.sparkContext
     if submitted and sc.master.startswith("local") and not sc.getConf().contains("spark.driver.memory"):
-        print(f"note: the local driver has Spark's 1g default heap; spark-submit --driver-memory "
-              f"{local_driver_memory()} gives it half this machine", file=sys.stderr)
+        print(
+            f"note: the local driver has Spark's 1g default heap; spark-submit --driver-memory "
+            f"{local_driver_memory()} gives it half this machine",
+            file=sys.stderr,
+        )
     return spark
 
 
@@ -208,8 +237,9 @@ def ship_package(spark) -> str:
 def spark_for(cfg, stage: str):
     """The session a job of ``stage`` uses, from the typed config (master, Delta when the tables are Delta,
     the profile's ``spark.conf``)."""
-    return get_spark(cfg.spark.master, delta=cfg.sessions.format == "delta", app_name=f"prodemb-{stage}",
-                     extra=cfg.spark.conf)
+    return get_spark(
+        cfg.spark.master, delta=cfg.sessions.format == "delta", app_name=f"prodemb-{stage}", extra=cfg.spark.conf
+    )
 
 
 def spark_conf_dir() -> Path:
@@ -237,9 +267,16 @@ def spark_defaults() -> dict[str, str]:
     return dict(_setting(ln) for ln in lines if ln.strip() and not ln.lstrip().startswith("#"))
 
 
-def write_defaults_block(marker: str, comment: str, wanted: Mapping[str, str], *, old_keys: tuple[str, ...] = (),
-                         advice: str = "", optional: tuple[str, ...] = (),
-                         supersedes: Mapping[str, str] | None = None) -> Path | None:
+def write_defaults_block(
+    marker: str,
+    comment: str,
+    wanted: Mapping[str, str],
+    *,
+    old_keys: tuple[str, ...] = (),
+    advice: str = "",
+    optional: tuple[str, ...] = (),
+    supersedes: Mapping[str, str] | None = None,
+) -> Path | None:
     """Write ``wanted`` as one marked block of ``spark-defaults.conf`` (in ``spark_conf_dir()``), replacing
     the block an earlier call with the same ``marker`` wrote (the marker line and the settings of
     ``wanted`` or ``old_keys`` right after it). Other lines are the admins' and stay; when they already set
@@ -250,7 +287,7 @@ def write_defaults_block(marker: str, comment: str, wanted: Mapping[str, str], *
     lines = path.read_text().splitlines() if path.exists() else []
     block_keys = {*wanted, *old_keys}
     kept, in_block = [], False
-    for ln in lines:     # drop the block an earlier call wrote (marker + the lines right after it)
+    for ln in lines:  # drop the block an earlier call wrote (marker + the lines right after it)
         in_block = ln.startswith(marker) or (in_block and _setting(ln)[0] in block_keys)
         if not in_block and _setting(ln) not in (supersedes or {}).items():
             kept.append(ln)
@@ -286,13 +323,18 @@ def install_local_defaults(archive: Path | None = None) -> Path | None:
     if archive is not None:
         from prodemb import class_data
 
-        wanted |= {"spark.driver.defaultJavaOptions": class_data.java_options(archive),
-                   "spark.driver.extraClassPath": class_data.spark_jars_classpath()}
+        wanted |= {
+            "spark.driver.defaultJavaOptions": class_data.java_options(archive),
+            "spark.driver.extraClassPath": class_data.spark_jars_classpath(),
+        }
     return write_defaults_block(
-        LOCAL_DEFAULTS_MARKER, "local-mode settings sized to this machine (prodemb.spark.install_local_defaults)",
-        wanted, old_keys=("spark.driver.defaultJavaOptions", "spark.driver.extraClassPath"),
+        LOCAL_DEFAULTS_MARKER,
+        "local-mode settings sized to this machine (prodemb.spark.install_local_defaults)",
+        wanted,
+        old_keys=("spark.driver.defaultJavaOptions", "spark.driver.extraClassPath"),
         optional=("spark.driver.defaultJavaOptions", "spark.driver.extraClassPath"),
-        advice="pass --driver-memory to spark-submit yourself")
+        advice="pass --driver-memory to spark-submit yourself",
+    )
 
 
 def install_local_spark() -> None:

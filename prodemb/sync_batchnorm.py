@@ -1,5 +1,6 @@
 """BatchNorm over the global batch of a process group (torchrun): SyncBatchNorm on CUDA, GlobalBatchNorm1d on
 CPU/gloo. prodemb.train converts the model with ``convert_sync_batchnorm`` when more than one rank trains."""
+
 from __future__ import annotations
 
 from typing import TypeVar
@@ -27,8 +28,12 @@ class GlobalBatchNorm1d(nn.BatchNorm1d):
     def forward(self, x: Tensor) -> Tensor:
         import torch.distributed as dist
 
-        if not (self.training and dist.is_available() and dist.is_initialized()
-                and dist.get_world_size(self.process_group) > 1):
+        if not (
+            self.training
+            and dist.is_available()
+            and dist.is_initialized()
+            and dist.get_world_size(self.process_group) > 1
+        ):
             return super().forward(x)
         C, group = x.shape[1], self.process_group or dist.group.WORLD
         count = x.new_full((1,), float(x.shape[0]))
@@ -42,7 +47,7 @@ class GlobalBatchNorm1d(nn.BatchNorm1d):
                 self.num_batches_tracked.add_(1)
                 m = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked)
                 self.running_mean.lerp_(mean.detach(), m)
-                self.running_var.lerp_(var.detach() * n / (n - 1).clamp(min=1), m)   # unbiased, like BN
+                self.running_var.lerp_(var.detach() * n / (n - 1).clamp(min=1), m)  # unbiased, like BN
         y = (x - mean) * torch.rsqrt(var + self.eps)
         return y * self.weight + self.bias if self.affine else y
 
@@ -78,8 +83,14 @@ def convert_sync_batchnorm(module: _M, device: torch.device, process_group=None)
     if device.type == "cuda":
         return nn.SyncBatchNorm.convert_sync_batchnorm(module, process_group)  # type: ignore[return-value]
     if isinstance(module, nn.BatchNorm1d) and not isinstance(module, GlobalBatchNorm1d):
-        out = GlobalBatchNorm1d(module.num_features, module.eps, module.momentum, module.affine,
-                                module.track_running_stats, process_group=process_group)
+        out = GlobalBatchNorm1d(
+            module.num_features,
+            module.eps,
+            module.momentum,
+            module.affine,
+            module.track_running_stats,
+            process_group=process_group,
+        )
         if module.affine:
             out.weight, out.bias = module.weight, module.bias
         out.running_mean, out.running_var = module.running_mean, module.running_var

@@ -10,6 +10,7 @@ Delta: the overwrite is a Delta transaction (atomic by design) and the table kee
 (time travel with ``versionAsOf``). Object stores have no atomic rename: there Parquet is refused and
 Delta is required.
 """
+
 from __future__ import annotations
 
 import os
@@ -18,17 +19,23 @@ from typing import TYPE_CHECKING, Any
 
 from prodemb import faults, fs
 
-if TYPE_CHECKING:   # Spark only for the annotations: reading Parquet with Arrow needs no JVM
+if TYPE_CHECKING:  # Spark only for the annotations: reading Parquet with Arrow needs no JVM
     from pyspark.sql import DataFrame, SparkSession
+
 
 def table_format(path: str) -> str:
     """'delta' if the path holds a Delta table (on any filesystem), else 'parquet'."""
     return "delta" if fs.is_dir(fs.join(path, "_delta_log")) else "parquet"
 
 
-def write_table(df: DataFrame, path: str, fmt: str = "parquet", keep_versions: int = 2,
-                partition_by: list[str] | None = None,
-                partition: tuple[str, str] | None = None) -> dict[str, Any]:
+def write_table(
+    df: DataFrame,
+    path: str,
+    fmt: str = "parquet",
+    keep_versions: int = 2,
+    partition_by: list[str] | None = None,
+    partition: tuple[str, str] | None = None,
+) -> dict[str, Any]:
     """Replace the table at ``path`` with ``df`` atomically. Returns what was written.
 
     With ``partition=(column, value)`` only that partition is replaced (incremental runs): for
@@ -56,7 +63,7 @@ def write_table(df: DataFrame, path: str, fmt: str = "parquet", keep_versions: i
     writer = df.write.mode("errorifexists")
     if partition_by:
         writer = writer.partitionBy(*partition_by)
-    with fs.staging(versions) as target:   # no other run's prune deletes it while Spark writes it
+    with fs.staging(versions) as target:  # no other run's prune deletes it while Spark writes it
         writer.parquet(str(target))
         faults.point("tables.parquet_written")
         # A real folder in the way (an older layout, a Delta table) is exchanged with the link, kept aside.
@@ -70,8 +77,14 @@ def _write_delta_partition(df: DataFrame, path: str, column: str, value: str) ->
 
     df = df.withColumn(column, F.lit(value))
     # mergeSchema: a column added to a stage table (a new nullable field) joins the existing partitions.
-    (df.write.format("delta").mode("overwrite").partitionBy(column).option("mergeSchema", "true")
-     .option("replaceWhere", f"{column} = '{value}'").save(path))
+    (
+        df.write.format("delta")
+        .mode("overwrite")
+        .partitionBy(column)
+        .option("mergeSchema", "true")
+        .option("replaceWhere", f"{column} = '{value}'")
+        .save(path)
+    )
     return {"path": path, "format": "delta", **_last_commit(path), "partition": f"{column}={value}"}
 
 
@@ -97,7 +110,7 @@ def _last_commit(path: str) -> dict[str, Any]:
     is the commit's ``numOutputRows`` (rows written, the partition's for a ``replaceWhere``), None where
     the writer recorded no metrics (``spark.databricks.delta.history.metricsEnabled=false``)."""
     table = _delta_table(path, files=False)
-    commit = table.history(1)[0]    # the snapshot's latest commit: the version reported with it
+    commit = table.history(1)[0]  # the snapshot's latest commit: the version reported with it
     rows = (commit.get("operationMetrics") or {}).get("numOutputRows")
     return {"version": table.version(), "rows": None if rows is None else int(rows)}
 

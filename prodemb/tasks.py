@@ -28,6 +28,7 @@ Built-in tasks (``BUILTIN_TASKS``) are derived from real facts of the public dat
 | meli_free_shipping | MercadoLibre API items | shipping.free_shipping is true | item id |
 | hepsiburada_<category> | Hepsiburada catalogue | its top-level category is that one (Turkish titles) | productid |
 """
+
 from __future__ import annotations
 
 import json
@@ -60,20 +61,26 @@ class TaskError(ValueError):
 @dataclass
 class LoadedTask:
     """A validated task table plus the rows that were set aside."""
+
     name: str
-    table: pd.DataFrame                   # title, label (int64 0/1)[, product_id], index 0..n-1
-    quarantine: pd.DataFrame              # the raw rows (as strings) + reason
+    table: pd.DataFrame  # title, label (int64 0/1)[, product_id], index 0..n-1
+    quarantine: pd.DataFrame  # the raw rows (as strings) + reason
     source: str = ""
 
     @property
     def counts(self) -> dict:
         reasons = self.quarantine["reason"].value_counts().to_dict() if len(self.quarantine) else {}
-        return {"rows_in": len(self.table) + len(self.quarantine), "rows_valid": len(self.table),
-                "rows_quarantined": len(self.quarantine), "positives": int(self.table["label"].sum()),
-                **{f"quarantined_{k}": int(v) for k, v in sorted(reasons.items())}}
+        return {
+            "rows_in": len(self.table) + len(self.quarantine),
+            "rows_valid": len(self.table),
+            "rows_quarantined": len(self.quarantine),
+            "positives": int(self.table["label"].sum()),
+            **{f"quarantined_{k}": int(v) for k, v in sorted(reasons.items())},
+        }
 
 
 # --- reading and validating ----------------------------------------------------------------------
+
 
 def read_task_file(path: str | Path) -> pd.DataFrame:
     """The raw table at ``path``: CSV (header, read as strings) or Parquet (file or folder)."""
@@ -85,15 +92,17 @@ def read_task_file(path: str | Path) -> pd.DataFrame:
         if p.is_dir() or name.endswith((".parquet", ".pq")):
             return pd.read_parquet(p)
         if name.endswith((".csv", ".csv.gz", ".tsv")):
-            return pd.read_csv(p, dtype=str, keep_default_na=False, na_values=[""],
-                               sep="\t" if name.endswith(".tsv") else ",")
-    except (OSError, ValueError) as exc:   # pyarrow / pandas parse errors are ValueErrors or OSErrors
+            return pd.read_csv(
+                p, dtype=str, keep_default_na=False, na_values=[""], sep="\t" if name.endswith(".tsv") else ","
+            )
+    except (OSError, ValueError) as exc:  # pyarrow / pandas parse errors are ValueErrors or OSErrors
         raise TaskError(f"cannot read task table {p}: {exc}") from exc
     raise TaskError(f"cannot tell the format of {p}: expected .csv, .tsv or .parquet")
 
 
 def _coerce_labels(values: pd.Series) -> tuple[pd.Series, pd.Series]:
     """(label as float 0/1 or NaN, reason or None) for every raw label value."""
+
     def one(v) -> tuple[float, str | None]:
         if v is None or (isinstance(v, float) and np.isnan(v)) or v is pd.NA:
             return np.nan, "missing_label"
@@ -109,22 +118,27 @@ def _coerce_labels(values: pd.Series) -> tuple[pd.Series, pd.Series]:
         if s in _FALSE:
             return 0.0, None
         return np.nan, "invalid_label"
+
     pairs = [one(v) for v in values.tolist()]
-    return (pd.Series([p[0] for p in pairs], index=values.index, dtype="float64"),
-            pd.Series([p[1] for p in pairs], index=values.index, dtype="object"))
+    return (
+        pd.Series([p[0] for p in pairs], index=values.index, dtype="float64"),
+        pd.Series([p[1] for p in pairs], index=values.index, dtype="object"),
+    )
 
 
 def validate_task(raw: pd.DataFrame, name: str = "task", source: str = "") -> LoadedTask:
     """Raw rows → (valid table, quarantine). Pure; raises TaskError on unusable tables."""
     missing = [c for c in ("title", "label") if c not in raw.columns]
     if missing:
-        raise TaskError(f"{name}: task table lacks column(s) {missing} (has {list(raw.columns)}); "
-                        "a task needs 'title' and a binary 'label' (optionally 'product_id')")
+        raise TaskError(
+            f"{name}: task table lacks column(s) {missing} (has {list(raw.columns)}); "
+            "a task needs 'title' and a binary 'label' (optionally 'product_id')"
+        )
     raw = raw.reset_index(drop=True)
     label, reason = _coerce_labels(raw["label"])
     title = raw["title"]
     blank = title.isna() | ~title.map(lambda t: isinstance(t, str) and t.strip() != "")
-    reason[blank] = "empty_title"   # a blank title is reported first: there is nothing to embed
+    reason[blank] = "empty_title"  # a blank title is reported first: there is nothing to embed
     bad = reason.notna()
     cols = [c for c in TASK_COLUMNS if c in raw.columns]
     quarantine = pd.DataFrame({c: raw.loc[bad, c].map(_raw_str) for c in cols})
@@ -135,14 +149,20 @@ def validate_task(raw: pd.DataFrame, name: str = "task", source: str = "") -> Lo
         table["product_id"] = pid.map(product_id_str).astype(object)
     table = table.reset_index(drop=True)
     if len(quarantine):
-        log.warning("%s: %d of %d rows quarantined (%s)", name, len(quarantine), len(raw),
-                    quarantine["reason"].value_counts().to_dict())
+        log.warning(
+            "%s: %d of %d rows quarantined (%s)",
+            name,
+            len(quarantine),
+            len(raw),
+            quarantine["reason"].value_counts().to_dict(),
+        )
     if table.empty:
         raise TaskError(f"{name}: no valid rows ({len(quarantine)} quarantined)")
     classes = sorted(table["label"].unique().tolist())
     if len(classes) < 2:
-        raise TaskError(f"{name}: only label {classes[0]} remains after validation ({len(table)} rows); "
-                        "AUC needs both classes")
+        raise TaskError(
+            f"{name}: only label {classes[0]} remains after validation ({len(table)} rows); AUC needs both classes"
+        )
     return LoadedTask(name, table, quarantine.reset_index(drop=True), source)
 
 
@@ -155,7 +175,7 @@ def product_id_str(v) -> str | None:
     if v is None or (isinstance(v, float) and np.isnan(v)) or v is pd.NA:
         return None
     if isinstance(v, (float, np.floating)) and float(v).is_integer():
-        return str(int(v))          # a numeric id column read as float: 17.0 → "17"
+        return str(int(v))  # a numeric id column read as float: 17.0 → "17"
     return str(v).strip()
 
 
@@ -186,6 +206,7 @@ def parse_task_arg(spec: str) -> tuple[str, str]:
 
 # --- built-in tasks from ../shared/data ----------------------------------------------------------
 
+
 def shared_data_dir(configured: str | Path | None = None) -> Path:
     """``configured``, else ``$PRODEMB_SHARED_DATA``, else ``<repo>/../shared/data``."""
     return Path(configured or os.environ.get("PRODEMB_SHARED_DATA") or DEFAULT_SHARED_DATA)
@@ -193,29 +214,45 @@ def shared_data_dir(configured: str | Path | None = None) -> Path:
 
 def _need(path: Path) -> Path:
     if not path.exists():
-        raise FileNotFoundError(f"real data not available: {path} (built-in tasks read evaluate.shared_data_dir, "
-                                "else $PRODEMB_SHARED_DATA, else ../shared/data)")
+        raise FileNotFoundError(
+            f"real data not available: {path} (built-in tasks read evaluate.shared_data_dir, "
+            "else $PRODEMB_SHARED_DATA, else ../shared/data)"
+        )
     return path
 
 
 def _task_frame(product_id, title, label) -> pd.DataFrame:
-    return pd.DataFrame({"title": pd.Series(title, dtype=object).map(lambda t: t.strip() if isinstance(t, str) else t)
-                         .to_numpy(),
-                         "label": pd.Series(label).astype("int64").to_numpy(),
-                         "product_id": pd.Series(product_id, dtype=object).astype(str).to_numpy()})
+    return pd.DataFrame(
+        {
+            "title": pd.Series(title, dtype=object).map(lambda t: t.strip() if isinstance(t, str) else t).to_numpy(),
+            "label": pd.Series(label).astype("int64").to_numpy(),
+            "product_id": pd.Series(product_id, dtype=object).astype(str).to_numpy(),
+        }
+    )
 
 
 # Online Retail ----------------------------------------------------------------------------------
+
 
 def _online_retail_lines(data_dir: Path) -> pd.DataFrame:
     folder = _need(data_dir / "uci-online-retail" / "by-day")
     files = sorted(folder.glob("*.csv"))
     if not files:
         raise FileNotFoundError(f"no daily CSV files under {folder}")
-    df = pd.concat([pd.read_csv(f, dtype=str, keep_default_na=False, na_values=[""],
-                                usecols=["InvoiceNo", "StockCode", "Description", "Quantity", "UnitPrice"])
-                    for f in files], ignore_index=True)
-    df["product_id"] = df["StockCode"].str.strip()                      # as prodemb.sources does
+    df = pd.concat(
+        [
+            pd.read_csv(
+                f,
+                dtype=str,
+                keep_default_na=False,
+                na_values=[""],
+                usecols=["InvoiceNo", "StockCode", "Description", "Quantity", "UnitPrice"],
+            )
+            for f in files
+        ],
+        ignore_index=True,
+    )
+    df["product_id"] = df["StockCode"].str.strip()  # as prodemb.sources does
     df["quantity"] = pd.to_numeric(df["Quantity"], errors="coerce")
     df["price"] = pd.to_numeric(df["UnitPrice"], errors="coerce")
     df["cancellation"] = df["InvoiceNo"].fillna("").str.strip().str.upper().str.startswith("C")
@@ -229,15 +266,21 @@ def _online_retail_products(data_dir: Path) -> pd.DataFrame:
     return _online_retail_products_cached(str(Path(data_dir).resolve())).copy()
 
 
-@lru_cache(maxsize=2)   # the three retail tasks share one read of the 245 daily files
+@lru_cache(maxsize=2)  # the three retail tasks share one read of the 245 daily files
 def _online_retail_products_cached(data_dir: str) -> pd.DataFrame:
     df = _online_retail_lines(Path(data_dir))
     sales = df[~df["cancellation"] & (df["quantity"] > 0) & (df["price"] > 0)]
     # Title: the product's most frequent description on sale lines (a few lines carry notes instead).
     titled = sales.dropna(subset=["Description"])
-    title = (titled.groupby(["product_id", "Description"]).size().rename("n").reset_index()
-             .sort_values(["product_id", "n", "Description"], ascending=[True, False, True])
-             .drop_duplicates("product_id").set_index("product_id")["Description"])
+    title = (
+        titled.groupby(["product_id", "Description"])
+        .size()
+        .rename("n")
+        .reset_index()
+        .sort_values(["product_id", "n", "Description"], ascending=[True, False, True])
+        .drop_duplicates("product_id")
+        .set_index("product_id")["Description"]
+    )
     g = sales.groupby("product_id")
     out = pd.DataFrame({"median_price": g["price"].median(), "median_quantity": g["quantity"].median()})
     out["title"] = title.reindex(out.index)
@@ -289,8 +332,11 @@ def build_movielens_genre(data_dir: Path, genre: str) -> pd.DataFrame:
 def build_movielens_well_rated(data_dir: Path, min_ratings: int = 10, threshold: float = 3.5) -> pd.DataFrame:
     """Mean rating ≥ ``threshold`` among movies with ≥ ``min_ratings`` ratings (the rest are not labeled)."""
     movies = _movies(data_dir)
-    ratings = pd.read_csv(_need(data_dir / "movielens-latest-small" / "ratings.csv"),
-                          usecols=["movieId", "rating"], dtype={"movieId": str})
+    ratings = pd.read_csv(
+        _need(data_dir / "movielens-latest-small" / "ratings.csv"),
+        usecols=["movieId", "rating"],
+        dtype={"movieId": str},
+    )
     stats = ratings.groupby("movieId")["rating"].agg(["mean", "count"])
     stats = stats[stats["count"] >= min_ratings]
     m = movies.merge(stats, left_on="movieId", right_index=True)
@@ -299,19 +345,26 @@ def build_movielens_well_rated(data_dir: Path, min_ratings: int = 10, threshold:
 
 # MercadoLibre API items ---------------------------------------------------------------------------
 
+
 def _meli_items(data_dir: Path) -> pd.DataFrame:
     """id, title, condition, free_shipping (None where the file has no shipping) from the three dumps;
     an id seen in several files keeps its first appearance (JSON, then the two CSVs)."""
     root = _need(data_dir / "meli-api-items")
     js = json.loads((root / "chromecast_search_MLA_2024-11.json").read_text(encoding="utf-8"))
-    a = pd.DataFrame({"id": [r["id"] for r in js], "title": [r.get("title") for r in js],
-                      "condition": [r.get("condition") for r in js],
-                      "free_shipping": [(r.get("shipping") or {}).get("free_shipping") for r in js],
-                      "file": "chromecast_search"})
+    a = pd.DataFrame(
+        {
+            "id": [r["id"] for r in js],
+            "title": [r.get("title") for r in js],
+            "condition": [r.get("condition") for r in js],
+            "free_shipping": [(r.get("shipping") or {}).get("free_shipping") for r in js],
+            "file": "chromecast_search",
+        }
+    )
     b = pd.read_csv(root / "chromecast_results_MLA_2024-01.csv", usecols=["id", "title", "condition"], dtype=str)
     b["free_shipping"], b["file"] = None, "chromecast_results"
-    c = pd.read_csv(root / "audio_items_MLA_2024-03.csv", usecols=["id", "title", "condition",
-                                                                  "shipping.free_shipping"], dtype=str)
+    c = pd.read_csv(
+        root / "audio_items_MLA_2024-03.csv", usecols=["id", "title", "condition", "shipping.free_shipping"], dtype=str
+    )
     c = c.rename(columns={"shipping.free_shipping": "free_shipping"})
     c["free_shipping"] = c["free_shipping"].map({"True": True, "False": False})
     c["file"] = "audio_items"
@@ -333,6 +386,7 @@ def build_meli_free_shipping(data_dir: Path) -> pd.DataFrame:
 
 # Hepsiburada ------------------------------------------------------------------------------------
 
+
 def build_hepsiburada_category(data_dir: Path, category: str) -> pd.DataFrame:
     """One top-level category vs the rest (the record without a category is left out)."""
     meta = json.loads(_need(data_dir / "hepsiburada-products-meta" / "meta.json").read_text(encoding="utf-8"))
@@ -341,8 +395,13 @@ def build_hepsiburada_category(data_dir: Path, category: str) -> pd.DataFrame:
     return _task_frame(df["productid"], df["name"], df["category"] == category)
 
 
-MOVIELENS_GENRES = {"drama": "Drama", "comedy": "Comedy", "thriller": "Thriller", "horror": "Horror",
-                    "documentary": "Documentary"}
+MOVIELENS_GENRES = {
+    "drama": "Drama",
+    "comedy": "Comedy",
+    "thriller": "Thriller",
+    "horror": "Horror",
+    "documentary": "Documentary",
+}
 HEPSIBURADA_CATEGORIES = {"personal_care": "Kişisel Bakım", "baby": "Bebek", "pet_shop": "Pet Shop"}
 
 BuiltinBuilder = Callable[[Path], pd.DataFrame]
@@ -354,8 +413,7 @@ BUILTIN_TASKS: dict[str, BuiltinBuilder] = {
     "movielens_well_rated": build_movielens_well_rated,
     "meli_condition": build_meli_condition,
     "meli_free_shipping": build_meli_free_shipping,
-    **{f"hepsiburada_{k}": partial(build_hepsiburada_category, category=v)
-       for k, v in HEPSIBURADA_CATEGORIES.items()},
+    **{f"hepsiburada_{k}": partial(build_hepsiburada_category, category=v) for k, v in HEPSIBURADA_CATEGORIES.items()},
 }
 
 
@@ -381,8 +439,9 @@ def build_builtin(name: str, data_dir: str | Path | None = None) -> LoadedTask:
     return validate_task(BUILTIN_TASKS[name](root), name, f"builtin:{name}@{root}")
 
 
-def write_builtin_tasks(out_dir: str | Path, names: list[str] | None = None,
-                        data_dir: str | Path | None = None) -> dict[str, Path]:
+def write_builtin_tasks(
+    out_dir: str | Path, names: list[str] | None = None, data_dir: str | Path | None = None
+) -> dict[str, Path]:
     """Materialize built-in tasks as ``out_dir/<name>.parquet`` (written aside, then renamed)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -396,8 +455,9 @@ def write_builtin_tasks(out_dir: str | Path, names: list[str] | None = None,
     return paths
 
 
-def task_sources(task_specs: list[str] | None, builtin_specs: list[str] | None
-                 ) -> tuple[dict[str, str] | None, list[str] | None]:
+def task_sources(
+    task_specs: list[str] | None, builtin_specs: list[str] | None
+) -> tuple[dict[str, str] | None, list[str] | None]:
     """Command-line ``--task NAME=PATH`` and ``--builtin A,B`` values → (paths, builtin names); both None
     when neither was given (meaning: the config's ``evaluate.tasks`` / ``evaluate.builtin_tasks``)."""
     task_specs = [s for s in task_specs or [] if s.strip()]
@@ -427,6 +487,7 @@ def load_tasks(specs: list[str] | None, default: dict[str, str] | None = None) -
 @dataclass
 class TaskSet:
     """Tasks gathered from several places, ready for the protocol."""
+
     tables: dict[str, pd.DataFrame] = field(default_factory=dict)
     loaded: dict[str, LoadedTask] = field(default_factory=dict)
 
@@ -437,13 +498,17 @@ class TaskSet:
         self.loaded[task.name] = task
 
 
-def gather_tasks(paths: dict[str, str | Path | pd.DataFrame] | None = None, builtin: list[str] | None = None,
-                 shared_dir: str | Path | None = None) -> TaskSet:
+def gather_tasks(
+    paths: dict[str, str | Path | pd.DataFrame] | None = None,
+    builtin: list[str] | None = None,
+    shared_dir: str | Path | None = None,
+) -> TaskSet:
     """NAME → PATH (or an in-memory raw DataFrame) plus built-in names → validated tasks."""
     tasks = TaskSet()
     for name, src in (paths or {}).items():
-        tasks.add(validate_task(src, name, "<DataFrame>") if isinstance(src, pd.DataFrame)
-                  else load_task_checked(src, name))
+        tasks.add(
+            validate_task(src, name, "<DataFrame>") if isinstance(src, pd.DataFrame) else load_task_checked(src, name)
+        )
     for name in builtin_names(builtin):
         tasks.add(build_builtin(name, shared_dir))
     return tasks

@@ -28,6 +28,7 @@ Greek final sigma is folded to "σ" so that context-dependent lowercasing cannot
 Letters of other scripts (Greek, Cyrillic, CJK, ...) are kept as they are; their combining marks
 outside the Latin diacritic blocks become spaces.
 """
+
 from __future__ import annotations
 
 import re
@@ -46,12 +47,30 @@ SUPPORTED_LANGUAGES: tuple[str, ...] = ("en", "es", "pt", "tr")
 # Latin ligatures (ﬁ, ﬂ) and fullwidth ASCII.
 _FOLD_BLOCKS = ((0x00A0, 0x024F), (0x1E00, 0x1EFF), (0x2070, 0x209F), (0xFB00, 0xFB06), (0xFF01, 0xFF5E))
 # Letters without a decomposition, folded by hand; "ς" -> "σ" removes final-sigma context rules.
-_FOLD_EXTRA = {"ı": "i", "ø": "o", "đ": "d", "ð": "d", "ł": "l", "ħ": "h", "ŧ": "t",
-               "ß": "ss", "æ": "ae", "œ": "oe", "þ": "th", "ς": "σ"}
+_FOLD_EXTRA = {
+    "ı": "i",
+    "ø": "o",
+    "đ": "d",
+    "ð": "d",
+    "ł": "l",
+    "ħ": "h",
+    "ŧ": "t",
+    "ß": "ss",
+    "æ": "ae",
+    "œ": "oe",
+    "þ": "th",
+    "ς": "σ",
+}
 # Deleted, not turned into spaces, so words stay whole: combining marks (incl. U+0307 left by
 # lowercasing "İ"), soft hyphen and zero-width characters, apostrophes.
-_DELETE_RANGES = ((0x0300, 0x036F), (0x1AB0, 0x1AFF), (0x1DC0, 0x1DFF), (0x20D0, 0x20FF), (0xFE20, 0xFE2F),
-                  (0x200B, 0x200D))
+_DELETE_RANGES = (
+    (0x0300, 0x036F),
+    (0x1AB0, 0x1AFF),
+    (0x1DC0, 0x1DFF),
+    (0x20D0, 0x20FF),
+    (0xFE20, 0xFE2F),
+    (0x200B, 0x200D),
+)
 _DELETE_CHARS = "\u00ad\u2060\ufeff" + "'`\u00b4\u02bc\u2018\u2019"
 
 

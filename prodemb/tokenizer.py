@@ -19,6 +19,7 @@ same thread count.
 small, and the default 0.9995 could map rare but real letters of a small catalog ("w", "k", "x") to
 ``<unk>``. Letters of other scripts that survive normalization each get a piece.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -81,8 +82,9 @@ def _select_titles(titles_norm: Any, input_sentence_size: int, seed: int) -> tup
     return kept, n
 
 
-def _train_once(titles: list[str], vocab_size: int, model_type: str, num_threads: int,
-                character_coverage: float) -> bytes:
+def _train_once(
+    titles: list[str], vocab_size: int, model_type: str, num_threads: int, character_coverage: float
+) -> bytes:
     buf = _BytesWriter()
     spm.SentencePieceTrainer.train(
         sentence_iterator=iter(titles),
@@ -94,10 +96,14 @@ def _train_once(titles: list[str], vocab_size: int, model_type: str, num_threads
         input_sentence_size=0,
         shuffle_input_sentence=False,
         num_threads=num_threads,
-        pad_id=PAD_ID, unk_id=UNK_ID, bos_id=-1, eos_id=-1,
-        pad_piece="<pad>", unk_piece="<unk>",
+        pad_id=PAD_ID,
+        unk_id=UNK_ID,
+        bos_id=-1,
+        eos_id=-1,
+        pad_piece="<pad>",
+        unk_piece="<unk>",
         hard_vocab_limit=True,  # vocab_size is exact: the embedding matrix is sized from it
-        minloglevel=2,          # errors only; they come back as exceptions anyway
+        minloglevel=2,  # errors only; they come back as exceptions anyway
     )
     return buf.getvalue()
 
@@ -115,9 +121,16 @@ class _BytesWriter:
         return b"".join(self._chunks)
 
 
-def train_tokenizer(titles_norm: Iterable[str], output_path: str | Path, vocab_size: int = 30_000,
-                    model_type: str = "unigram", input_sentence_size: int = 2_000_000, seed: int = 0,
-                    num_threads: int | None = None, character_coverage: float = 1.0) -> dict[str, Any]:
+def train_tokenizer(
+    titles_norm: Iterable[str],
+    output_path: str | Path,
+    vocab_size: int = 30_000,
+    model_type: str = "unigram",
+    input_sentence_size: int = 2_000_000,
+    seed: int = 0,
+    num_threads: int | None = None,
+    character_coverage: float = 1.0,
+) -> dict[str, Any]:
     """Train a SentencePiece model on normalized titles; write ``output_path`` atomically, one file: the
     model is the whole tokenizer (SentencePiece's ``.vocab`` listing is derived from it on demand,
     ``Tokenizer.vocab_listing``, so no second file can disagree with it after a killed run; a stale
@@ -155,12 +168,16 @@ def train_tokenizer(titles_norm: Iterable[str], output_path: str | Path, vocab_s
             high, low = _TOO_HIGH.search(msg), _TOO_LOW.search(msg)
             if high and attempt < _MAX_ATTEMPTS - 1 and int(high.group(2)) < size:
                 new = int(high.group(2))
-                warnings.append(f"vocab_size {size} is too large for this corpus ({len(titles)} titles); "
-                                f"using the largest size it supports, {new}")
+                warnings.append(
+                    f"vocab_size {size} is too large for this corpus ({len(titles)} titles); "
+                    f"using the largest size it supports, {new}"
+                )
             elif low and attempt < _MAX_ATTEMPTS - 1 and int(low.group(2)) > size:
                 new = int(low.group(2))
-                warnings.append(f"vocab_size {size} is smaller than the corpus alphabet plus special "
-                                f"pieces; using the smallest size that holds them, {new}")
+                warnings.append(
+                    f"vocab_size {size} is smaller than the corpus alphabet plus special "
+                    f"pieces; using the smallest size that holds them, {new}"
+                )
             else:
                 raise
             log.warning("%s", warnings[-1])
@@ -168,7 +185,7 @@ def train_tokenizer(titles_norm: Iterable[str], output_path: str | Path, vocab_s
 
     sp = spm.SentencePieceProcessor(model_proto=model)
     fs.write_bytes(output_path, model)
-    fs.remove(vocab_path_for(output_path))   # an older version's listing, out of step with this model
+    fs.remove(vocab_path_for(output_path))  # an older version's listing, out of step with this model
     return {
         "vocab_size_requested": vocab_size,
         "vocab_size": sp.get_piece_size(),
@@ -195,9 +212,14 @@ def train_from_catalog(data_dir: str, output_path: str | Path, cfg: "TokenizerCo
         raise FileNotFoundError(f"catalog table {catalog} not found (run jobs/sessionize.py first)")
     table = read_table_arrow(catalog, ["title_norm"])
     with fs.output_lock(output_path, "train_tokenizer"):
-        info = train_tokenizer(table.column("title_norm"), output_path, vocab_size=cfg.vocab_size,
-                               model_type=cfg.model_type, input_sentence_size=cfg.input_sentence_size,
-                               seed=cfg.seed)
+        info = train_tokenizer(
+            table.column("title_norm"),
+            output_path,
+            vocab_size=cfg.vocab_size,
+            model_type=cfg.model_type,
+            input_sentence_size=cfg.input_sentence_size,
+            seed=cfg.seed,
+        )
     info["catalog"] = catalog
     info["catalog_version"] = table_version(catalog)
     return info
@@ -210,8 +232,10 @@ class Tokenizer:
         self._proto = bytes(model_proto)
         self._sp = spm.SentencePieceProcessor(model_proto=self._proto)
         if self._sp.pad_id() != PAD_ID:
-            raise ValueError(f"tokenizer model must have pad_id {PAD_ID}, has {self._sp.pad_id()} "
-                             "(train it with prodemb.tokenizer.train_tokenizer)")
+            raise ValueError(
+                f"tokenizer model must have pad_id {PAD_ID}, has {self._sp.pad_id()} "
+                "(train it with prodemb.tokenizer.train_tokenizer)"
+            )
 
     @classmethod
     def load(cls, path: str | Path) -> "Tokenizer":

@@ -11,6 +11,7 @@ memory is 8 bytes per pair plus one batch; product ids never become Python strin
 set on every call (≈ 0.35 µs a catalog row here), so batches are large (2^20 pairs) and both sides of
 a batch are looked up in one call.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -23,27 +24,27 @@ import torch
 
 log = logging.getLogger(__name__)
 
-KEY_SEP = "\x1f"                 # ASCII unit separator: never inside a site or a product id
+KEY_SEP = "\x1f"  # ASCII unit separator: never inside a site or a product id
 CATALOG_COLUMNS = ["site", "product_id", "title_norm", "category"]
 PAIR_COLUMNS = ["site", "session_id", "product_a", "product_b"]
-BATCH_ROWS = 1 << 20             # pairs per record batch
-_ENCODE_ROWS = 1 << 16           # titles per tokenizer call
-_HASH_ROWS = 1 << 22             # elements per int64 chunk hashed by content_hash
+BATCH_ROWS = 1 << 20  # pairs per record batch
+_ENCODE_ROWS = 1 << 16  # titles per tokenizer call
+_HASH_ROWS = 1 << 22  # elements per int64 chunk hashed by content_hash
 
 
 @dataclass
 class TrainingData:
-    tokens: torch.Tensor                 # [n_products, max_len] int64, 0 = padding
-    categories: torch.Tensor             # [n_products] int64, −1 = unknown
-    pair_a: torch.Tensor                 # [n_pairs] int32 (int64 accepted) row indices into tokens
+    tokens: torch.Tensor  # [n_products, max_len] int64, 0 = padding
+    categories: torch.Tensor  # [n_products] int64, −1 = unknown
+    pair_a: torch.Tensor  # [n_pairs] int32 (int64 accepted) row indices into tokens
     pair_b: torch.Tensor
-    holdout_a: torch.Tensor              # held-out pairs (sessions never trained on), for health metrics
+    holdout_a: torch.Tensor  # held-out pairs (sessions never trained on), for health metrics
     holdout_b: torch.Tensor
-    product_keys: Any = None             # "site/product_id" aligned with tokens: a pyarrow array (or a list)
+    product_keys: Any = None  # "site/product_id" aligned with tokens: a pyarrow array (or a list)
     category_names: list[str] = field(default_factory=list)
     stats: dict = field(default_factory=dict)
-    example_titles: list[str] = field(default_factory=list)   # a few title_norm, the model's input example
-    shard: tuple[int, int] = (0, 1)      # (rank, world): pair_a/pair_b hold this rank's share only
+    example_titles: list[str] = field(default_factory=list)  # a few title_norm, the model's input example
+    shard: tuple[int, int] = (0, 1)  # (rank, world): pair_a/pair_b hold this rank's share only
     holdout: "HoldoutRule | None" = None  # the held-out sessions (whole sessions: holdout_a/holdout_b's pairs)
 
     @property
@@ -62,7 +63,7 @@ class TrainingData:
         for t in (self.tokens, self.categories, self.pair_a, self.pair_b):
             flat = t.reshape(-1)
             for i in range(0, len(flat), _HASH_ROWS):
-                h.update(np.ascontiguousarray(flat[i:i + _HASH_ROWS].numpy(), dtype=np.int64).tobytes())
+                h.update(np.ascontiguousarray(flat[i : i + _HASH_ROWS].numpy(), dtype=np.int64).tobytes())
         return h.hexdigest()
 
     def sharded(self, rank: int, world: int) -> "TrainingData":
@@ -74,12 +75,13 @@ class TrainingData:
             raise ValueError(f"rank {rank} outside world size {world}")
         if world == 1:
             return self
-        return replace(self, pair_a=self.pair_a[rank::world].clone(), pair_b=self.pair_b[rank::world].clone(),
-                       shard=(rank, world))
+        return replace(
+            self, pair_a=self.pair_a[rank::world].clone(), pair_b=self.pair_b[rank::world].clone(), shard=(rank, world)
+        )
 
 
 HOLDOUT_BUCKETS = 10_000
-_GOLDEN = np.uint64(0x9E3779B97F4A7C15)   # Fibonacci hashing: an odd multiplier, a bijection on 64 bits
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)  # Fibonacci hashing: an odd multiplier, a bijection on 64 bits
 
 
 def session_hash(session_ids: np.ndarray) -> np.ndarray:
@@ -96,8 +98,9 @@ class HoldoutRule:
     ``HOLDOUT_BUCKETS`` buckets, and, when the pair cap stopped the selection, whose hash is at most
     ``cutoff``. Whole sessions only. Recorded with every run (``as_params``), so the held-out set can be
     rebuilt exactly from any pairs table (``jobs/similar.py --recall``)."""
+
     fraction: float = 0.02
-    cutoff: int | None = None        # None: no cap reached, every hash-selected session is held out
+    cutoff: int | None = None  # None: no cap reached, every hash-selected session is held out
 
     def candidates(self, session_ids: np.ndarray) -> np.ndarray:
         """Sessions the hash selects, before the cap."""
@@ -112,8 +115,10 @@ class HoldoutRule:
         return chosen
 
     def as_params(self) -> dict[str, str]:
-        return {"holdout.fraction": str(self.fraction),
-                "holdout.cutoff": "none" if self.cutoff is None else str(self.cutoff)}
+        return {
+            "holdout.fraction": str(self.fraction),
+            "holdout.cutoff": "none" if self.cutoff is None else str(self.cutoff),
+        }
 
     @classmethod
     def from_params(cls, params: dict[str, str]) -> "HoldoutRule | None":
@@ -131,13 +136,14 @@ def cap_holdout(session_ids: np.ndarray, fraction: float, max_pairs: int) -> Hol
     rule = HoldoutRule(fraction)
     if len(session_ids) <= max_pairs:
         return rule
-    hashes, pairs = np.unique(session_hash(session_ids), return_counts=True)   # sorted by hash
+    hashes, pairs = np.unique(session_hash(session_ids), return_counts=True)  # sorted by hash
     fits = np.cumsum(pairs) <= max_pairs
-    n = int(np.argmin(fits)) if not fits.all() else len(fits)                  # sessions that fit
+    n = int(np.argmin(fits)) if not fits.all() else len(fits)  # sessions that fit
     return HoldoutRule(fraction, int(hashes[n - 1]) if n else -1)
 
 
 # --- Arrow helpers ---------------------------------------------------------------------------------
+
 
 def _as_table(frame, columns: list[str]):
     """A pyarrow Table of ``columns`` from a pyarrow Table or a pandas DataFrame."""
@@ -188,7 +194,7 @@ def _row_hint(pairs) -> int:
     import pyarrow.dataset as ds
 
     if isinstance(pairs, ds.Dataset):
-        return pairs.count_rows()        # from the Parquet footers, no data read
+        return pairs.count_rows()  # from the Parquet footers, no data read
     return len(pairs) if hasattr(pairs, "__len__") else 0
 
 
@@ -202,13 +208,13 @@ class _IntBuffer:
         end = self.n + len(values)
         if end > len(self.data):
             grown = np.empty(max(end, 2 * len(self.data)), dtype=np.int32)
-            grown[:self.n] = self.data[:self.n]
+            grown[: self.n] = self.data[: self.n]
             self.data = grown
-        self.data[self.n:end] = values
+        self.data[self.n : end] = values
         self.n = end
 
     def array(self) -> np.ndarray:
-        return self.data[:self.n]
+        return self.data[: self.n]
 
     def tensor(self) -> torch.Tensor:
         return torch.from_numpy(self.array())
@@ -240,15 +246,23 @@ def _tokenize(titles, tokenizer, max_len: int) -> torch.Tensor:
     titles = _text(titles)
     for i in range(0, len(titles), _ENCODE_ROWS):
         chunk = titles.slice(i, _ENCODE_ROWS).to_pylist()
-        tokens[i:i + len(chunk)] = torch.from_numpy(np.asarray(tokenizer.encode(chunk, max_len)).astype(np.int64))
+        tokens[i : i + len(chunk)] = torch.from_numpy(np.asarray(tokenizer.encode(chunk, max_len)).astype(np.int64))
     return tokens
 
 
 # --- building the tensors --------------------------------------------------------------------------
 
-def build_training_data(catalog, pairs, tokenizer, max_len: int, language: str = "es",
-                        holdout_fraction: float = 0.02, max_holdout: int = 20_000,
-                        batch_rows: int = BATCH_ROWS) -> TrainingData:
+
+def build_training_data(
+    catalog,
+    pairs,
+    tokenizer,
+    max_len: int,
+    language: str = "es",
+    holdout_fraction: float = 0.02,
+    max_holdout: int = 20_000,
+    batch_rows: int = BATCH_ROWS,
+) -> TrainingData:
     """catalog: Table/DataFrame(site, product_id, title_norm, category); pairs: Table/DataFrame, a pyarrow
     dataset or scanner, or record batches of (site, session_id, product_a, product_b), read ``batch_rows``
     at a time. Whole sessions are held out (``HoldoutRule``): a deterministic ~``holdout_fraction`` of
@@ -266,7 +280,7 @@ def build_training_data(catalog, pairs, tokenizer, max_len: int, language: str =
 
     hint = _row_hint(pairs)
     train_a, train_b = _IntBuffer(hint), _IntBuffer(hint)
-    cand_a, cand_b, cand_session = _IntBuffer(), _IntBuffer(), []   # hash-selected: held out unless capped
+    cand_a, cand_b, cand_session = _IntBuffer(), _IntBuffer(), []  # hash-selected: held out unless capped
     pairs_in = unknown = 0
     selection = HoldoutRule(holdout_fraction)
     for batch in _pair_batches(pairs, batch_rows):
@@ -282,8 +296,11 @@ def build_training_data(catalog, pairs, tokenizer, max_len: int, language: str =
         session = pc.cast(batch.column("session_id"), pa.int64()).to_numpy(zero_copy_only=False)
         candidate = selection.candidates(session) & known
         train = known & ~candidate
-        train_a.extend(a[train]); train_b.extend(b[train])
-        cand_a.extend(a[candidate]); cand_b.extend(b[candidate]); cand_session.append(session[candidate])
+        train_a.extend(a[train])
+        train_b.extend(b[train])
+        cand_a.extend(a[candidate])
+        cand_b.extend(b[candidate])
+        cand_session.append(session[candidate])
         pairs_in, unknown = pairs_in + n, unknown + int((~known).sum())
     if unknown:
         log.warning("%d pairs reference products missing from the catalog; they are skipped", unknown)
@@ -293,26 +310,45 @@ def build_training_data(catalog, pairs, tokenizer, max_len: int, language: str =
     held = holdout.select(cand_session)
     ca, cb = cand_a.array(), cand_b.array()
     held_a, held_b = torch.from_numpy(ca[held]), torch.from_numpy(cb[held])
-    train_a.extend(ca[~held]); train_b.extend(cb[~held])
+    train_a.extend(ca[~held])
+    train_b.extend(cb[~held])
 
     codes, names = _categories(catalog["category"].combine_chunks())
     titles = catalog["title_norm"].combine_chunks()
     examples = titles.drop_null().slice(0, 3).to_pylist() if not pa.types.is_null(titles.type) else []
     return TrainingData(
-        tokens=_tokenize(titles, tokenizer, max_len), categories=torch.from_numpy(codes),
-        pair_a=train_a.tensor(), pair_b=train_b.tensor(), holdout_a=held_a, holdout_b=held_b,
-        product_keys=_keys(catalog["site"], catalog["product_id"], "/"), category_names=names,
+        tokens=_tokenize(titles, tokenizer, max_len),
+        categories=torch.from_numpy(codes),
+        pair_a=train_a.tensor(),
+        pair_b=train_b.tensor(),
+        holdout_a=held_a,
+        holdout_b=held_b,
+        product_keys=_keys(catalog["site"], catalog["product_id"], "/"),
+        category_names=names,
         example_titles=[str(t) for t in examples],
-        stats={"products": n_products, "pairs_in": pairs_in, "pairs_train": train_a.n,
-               "pairs_holdout": len(held_a), "pairs_unknown_product": unknown,
-               "products_with_category": int((codes >= 0).sum()), "categories": len(names),
-               "sessions_holdout": int(len(np.unique(cand_session[held])))},
+        stats={
+            "products": n_products,
+            "pairs_in": pairs_in,
+            "pairs_train": train_a.n,
+            "pairs_holdout": len(held_a),
+            "pairs_unknown_product": unknown,
+            "products_with_category": int((codes >= 0).sum()),
+            "categories": len(names),
+            "sessions_holdout": int(len(np.unique(cand_session[held]))),
+        },
         holdout=holdout,
     )
 
 
-def load_training_data(catalog_path: str, pairs_path: str, tokenizer, max_len: int, language: str = "es",
-                       batch_rows: int = BATCH_ROWS, site: str | None = None) -> TrainingData:
+def load_training_data(
+    catalog_path: str,
+    pairs_path: str,
+    tokenizer,
+    max_len: int,
+    language: str = "es",
+    batch_rows: int = BATCH_ROWS,
+    site: str | None = None,
+) -> TrainingData:
     """``build_training_data`` from the sessionize job's tables on any filesystem (``prodemb.fs``); with
     ``site``, that site's products and pairs only (one model per site).
 
@@ -333,4 +369,3 @@ def load_training_data(catalog_path: str, pairs_path: str, tokenizer, max_len: i
             raise ValueError(f"site {site!r} has no products in {catalog_path} (sites there: {', '.join(found)})")
         pairs = pairs.scanner(columns=PAIR_COLUMNS, filter=ds.field("site") == site, batch_size=batch_rows)
     return build_training_data(catalog, pairs, tokenizer, max_len, language, batch_rows=batch_rows)
-

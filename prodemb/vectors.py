@@ -5,6 +5,7 @@ A vector is servable when it has the model's dimension, every value is finite an
 encoder no token at all (null, empty, or nothing left after normalization) gets no vector: it would be
 the encoder's answer for pure padding, the same for every such product.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -16,7 +17,7 @@ ZERO_VECTOR = "zero_vector"
 REASONS = (EMPTY_TITLE, WRONG_DIMENSION, NON_FINITE, ZERO_VECTOR)
 
 
-OK = -1   # a problem code: an index into REASONS, or OK
+OK = -1  # a problem code: an index into REASONS, or OK
 
 
 def problem_codes(vectors: np.ndarray, dim: int, n_tokens: np.ndarray | None = None) -> np.ndarray:
@@ -29,8 +30,9 @@ def problem_codes(vectors: np.ndarray, dim: int, n_tokens: np.ndarray | None = N
         finite = np.isfinite(vectors).all(axis=1)
         # The norm of finite rows only (an inf row would overflow the square sum and warn).
         norms = np.linalg.norm(np.where(finite[:, None], vectors, 0), axis=1)
-        codes = np.where(~finite, REASONS.index(NON_FINITE),
-                         np.where(norms > 0, OK, REASONS.index(ZERO_VECTOR))).astype(np.int8)
+        codes = np.where(
+            ~finite, REASONS.index(NON_FINITE), np.where(norms > 0, OK, REASONS.index(ZERO_VECTOR))
+        ).astype(np.int8)
     if n_tokens is not None:
         codes[np.asarray(n_tokens) == 0] = REASONS.index(EMPTY_TITLE)
     return codes
@@ -60,6 +62,5 @@ def list_column_codes(embedding, dims) -> np.ndarray:
     for width in np.unique(dims[right]):
         rows = np.flatnonzero(right & (dims == width))
         values = pc.list_flatten(embedding.take(pa.array(rows))).to_numpy(zero_copy_only=False)
-        codes[rows] = problem_codes(values.astype(np.float32, copy=False).reshape(len(rows), int(width)),
-                                    int(width))
+        codes[rows] = problem_codes(values.astype(np.float32, copy=False).reshape(len(rows), int(width)), int(width))
     return codes

@@ -1,4 +1,5 @@
 """Shared fixtures: one real local Spark session (with Delta) per test run, real-data locations."""
+
 from __future__ import annotations
 
 import os
@@ -31,7 +32,7 @@ def _mlflow_variables_as_the_test_found_them(monkeypatch):
     """MLflow's set_tracking_uri/set_registry_uri write MLFLOW_TRACKING_URI/MLFLOW_REGISTRY_URI into the
     environment: a test that calls them must not hand its stores to the configs and jobs of the next."""
     for name in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
-        monkeypatch.setenv(name, os.environ.get(name, ""))   # recorded: put back as it was after the test
+        monkeypatch.setenv(name, os.environ.get(name, ""))  # recorded: put back as it was after the test
         if not os.environ[name]:
             monkeypatch.delenv(name)
 
@@ -51,8 +52,7 @@ def _one_torch_thread_per_test_worker():
 def spark():
     from prodemb.spark import get_spark
 
-    session = get_spark("local[2]", delta=True, app_name="prodemb-tests",
-                        extra={"spark.sql.shuffle.partitions": "4"})
+    session = get_spark("local[2]", delta=True, app_name="prodemb-tests", extra={"spark.sql.shuffle.partitions": "4"})
     yield session
     session.stop()
 
@@ -97,25 +97,54 @@ def browser_dom(page: Path) -> str:
 
     exe = shutil.which("chromium") or shutil.which("chromium-browser")
     assert exe, "chromium not found: `make test` installs Debian's chromium (apt-get install chromium)"
-    proc = subprocess.run([exe, "--headless", "--no-sandbox", "--disable-gpu", "--dump-dom",
-                           "--virtual-time-budget=10000", Path(page).resolve().as_uri()],
-                          capture_output=True, text=True, timeout=180)
+    proc = subprocess.run(
+        [
+            exe,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--dump-dom",
+            "--virtual-time-budget=10000",
+            Path(page).resolve().as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     return proc.stdout
 
 
 # --- a tiny registered encoder (evaluation, sweep and gate tests) ----------------------------------------
 
-TINY = ["model.profile=small", "model.max_len=12", "model.embed_dim=16", "model.n_filters=8", "model.hidden_dim=32",
-        "model.proj_dim=16", "train.batch_size=64", "train.max_steps=4", "train.health_sample=200",
-        "train.min_dim_std_ratio=0", "train.log_every=2"]
+TINY = [
+    "model.profile=small",
+    "model.max_len=12",
+    "model.embed_dim=16",
+    "model.n_filters=8",
+    "model.hidden_dim=32",
+    "model.proj_dim=16",
+    "train.batch_size=64",
+    "train.max_steps=4",
+    "train.health_sample=200",
+    "train.min_dim_std_ratio=0",
+    "train.log_every=2",
+]
 
 
 def tiny_cfg(work, *extra):
     from prodemb.config import load_config
 
-    return load_config("local", overrides=[f"mlflow.tracking_uri=sqlite:///{work}/mlflow.db", *TINY,
-                                           "evaluate.train_sizes=[50, 5000]", "evaluate.samples=2", *extra])
+    return load_config(
+        "local",
+        overrides=[
+            f"mlflow.tracking_uri=sqlite:///{work}/mlflow.db",
+            *TINY,
+            "evaluate.train_sizes=[50, 5000]",
+            "evaluate.samples=2",
+            *extra,
+        ],
+    )
 
 
 @pytest.fixture(scope="session")
@@ -133,14 +162,24 @@ def tiny(tmp_path_factory):
 
     work = tmp_path_factory.mktemp("eval")
     cat = make_catalog(SynthSpec(n_products=600, seed=3))
-    catalog = pd.DataFrame({"site": "default", "product_id": cat.product_id, "title": cat.title,
-                            "title_norm": normalize_titles(cat.title, "es"), "category": cat.category})
+    catalog = pd.DataFrame(
+        {
+            "site": "default",
+            "product_id": cat.product_id,
+            "title": cat.title,
+            "title_norm": normalize_titles(cat.title, "es"),
+            "category": cat.category,
+        }
+    )
     rng = np.random.default_rng(0)
     groups = [g.to_numpy() for _, g in catalog.groupby("category")["product_id"] if len(g) >= 2]
-    pairs = [("default", s, *sorted(rng.choice(groups[rng.integers(len(groups))], 2, replace=False)))
-             for s in range(2000)]
-    for name, df in (("catalog", catalog),
-                     ("pairs", pd.DataFrame(pairs, columns=["site", "session_id", "product_a", "product_b"]))):
+    pairs = [
+        ("default", s, *sorted(rng.choice(groups[rng.integers(len(groups))], 2, replace=False))) for s in range(2000)
+    ]
+    for name, df in (
+        ("catalog", catalog),
+        ("pairs", pd.DataFrame(pairs, columns=["site", "session_id", "product_a", "product_b"])),
+    ):
         (work / "data" / name).mkdir(parents=True)
         df.to_parquet(work / "data" / name / "part-0.parquet", index=False)
     train_tokenizer(catalog["title_norm"], work / "tok.model", vocab_size=300)
@@ -148,7 +187,12 @@ def tiny(tmp_path_factory):
     assert summary["model_version"] == "1"
     tasks = write_task_tables(cat, work)
     top = cat["category"].value_counts().index[0]
-    pd.DataFrame({"title": cat.title, "label": (cat.category == top).astype(int), "product_id": cat.product_id}
-                 ).to_parquet(work / "tasks" / "category.parquet", index=False)
-    return {"work": work, "uri": f"sqlite:///{work}/mlflow.db", "run_id": summary["run_id"],
-            "tasks": {**{k: str(v) for k, v in tasks.items()}, "category": str(work / "tasks" / "category.parquet")}}
+    pd.DataFrame(
+        {"title": cat.title, "label": (cat.category == top).astype(int), "product_id": cat.product_id}
+    ).to_parquet(work / "tasks" / "category.parquet", index=False)
+    return {
+        "work": work,
+        "uri": f"sqlite:///{work}/mlflow.db",
+        "run_id": summary["run_id"],
+        "tasks": {**{k: str(v) for k, v in tasks.items()}, "category": str(work / "tasks" / "category.parquet")},
+    }

@@ -1,4 +1,5 @@
 """A plain pandas implementation of the sessionization rules, used only to cross-check Spark."""
+
 from __future__ import annotations
 
 import pandas as pd

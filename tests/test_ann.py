@@ -1,4 +1,5 @@
 """The similar-products index (prodemb.ann): faiss HNSW against the exact search, stored per model version."""
+
 from __future__ import annotations
 
 from datetime import datetime, timezone
@@ -45,11 +46,19 @@ def embeddings_table(folder, models: dict[tuple[str, str], np.ndarray], when: da
     tables = []
     for (name, version), vectors in models.items():
         n = len(vectors)
-        tables.append(pa.table({
-            "site": ["default"] * n, "product_id": [f"p{i}" for i in range(n)],
-            "embedding": pa.array(list(vectors), pa.list_(pa.float32())), "model_name": [name] * n,
-            "model_version": [version] * n, "event_timestamp": pa.array([when] * n, pa.timestamp("us", tz="UTC")),
-            "dim": [vectors.shape[1]] * n}))
+        tables.append(
+            pa.table(
+                {
+                    "site": ["default"] * n,
+                    "product_id": [f"p{i}" for i in range(n)],
+                    "embedding": pa.array(list(vectors), pa.list_(pa.float32())),
+                    "model_name": [name] * n,
+                    "model_version": [version] * n,
+                    "event_timestamp": pa.array([when] * n, pa.timestamp("us", tz="UTC")),
+                    "dim": [vectors.shape[1]] * n,
+                }
+            )
+        )
     folder.mkdir(parents=True, exist_ok=True)
     pq.write_table(pa.concat_tables(tables), folder / "part-0.parquet")
     return ds.dataset(str(folder), format="parquet")

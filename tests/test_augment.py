@@ -1,4 +1,5 @@
 """prodemb.augment: the views of a title, and self-pairs mixed into a batch."""
+
 from __future__ import annotations
 
 import torch
@@ -21,7 +22,7 @@ def lengths(t: torch.Tensor) -> list[int]:
 
 def padded_at_the_end(t: torch.Tensor) -> bool:
     real = (t != PAD).to(torch.int8)
-    return bool((real[:, 1:] <= real[:, :-1]).all())       # no token after a pad
+    return bool((real[:, 1:] <= real[:, :-1]).all())  # no token after a pad
 
 
 def test_dropout_keeps_order_and_padding_and_never_empties_a_row():
@@ -29,22 +30,22 @@ def test_dropout_keeps_order_and_padding_and_never_empties_a_row():
     out = token_dropout(t, 0.5, torch.Generator().manual_seed(0))
     assert out.shape == t.shape and padded_at_the_end(out)
     assert all(0 < m <= n for m, n in zip(lengths(out), lengths(t)) if n) and lengths(out)[3] == 0
-    for row, orig in zip(out, t):                            # a subsequence, in its order
+    for row, orig in zip(out, t):  # a subsequence, in its order
         kept = [int(x) for x in row if x != PAD]
         source = [int(x) for x in orig if x != PAD]
         assert kept == [x for x in source if x in kept]
     dropped_all = token_dropout(t, 0.999, torch.Generator().manual_seed(1))
-    assert lengths(dropped_all) == [1, 1, 1, 0, 1] and dropped_all[0, 0] == t[0, 0]   # the first survives
+    assert lengths(dropped_all) == [1, 1, 1, 0, 1] and dropped_all[0, 0] == t[0, 0]  # the first survives
 
 
 def test_span_mask_masks_one_run_of_the_right_length_and_nothing_else():
     t = rows()
     out = span_mask(t, 0.5, torch.Generator().manual_seed(0))
-    assert out.shape == t.shape and bool(((out == PAD) == (t == PAD)).all())             # padding untouched
+    assert out.shape == t.shape and bool(((out == PAD) == (t == PAD)).all())  # padding untouched
     for row, orig, n in zip(out, t, lengths(t)):
         masked = (row == UNK).nonzero().flatten().tolist()
         assert len(masked) == (max(1, round(n * 0.5)) if n else 0)
-        assert masked == list(range(masked[0], masked[0] + len(masked))) if masked else True   # contiguous
+        assert masked == list(range(masked[0], masked[0] + len(masked))) if masked else True  # contiguous
         assert bool((row[row != UNK] == orig[row != UNK]).all())
 
 

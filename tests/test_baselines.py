@@ -5,6 +5,7 @@ The task: 200 Spanish product titles whose label (used = 1, new = 0) is in their
 (Meta-)Prod2Vec a sessions table groups same-label products (so co-clicks carry the label) and holds
 only the first 180 products: test rows 180..199 are in the catalog but in no session.
 """
+
 from __future__ import annotations
 
 import os
@@ -20,14 +21,22 @@ from prodemb.config import EvaluateConfig, ModelConfig
 from prodemb.text import normalize_titles
 
 N, N_TRAIN, N_VAL = 200, 120, 40
-N_IN_SESSIONS = 180                       # products 180..199 appear in no session
-ITEMS = ["celular samsung galaxy", "zapatillas nike running", "notebook lenovo ideapad", "camara canon reflex",
-         "heladera whirlpool", "auriculares sony inalambricos", "bicicleta rodado 29", "taladro bosch percutor"]
+N_IN_SESSIONS = 180  # products 180..199 appear in no session
+ITEMS = [
+    "celular samsung galaxy",
+    "zapatillas nike running",
+    "notebook lenovo ideapad",
+    "camara canon reflex",
+    "heladera whirlpool",
+    "auriculares sony inalambricos",
+    "bicicleta rodado 29",
+    "taladro bosch percutor",
+]
 USED = ["usado", "reacondicionado", "usada con detalles", "segunda mano"]
 NEW = ["nuevo", "sellado", "nueva en caja", "original garantia"]
 # Small but not tiny Text-CNN: it learns the task in well under a second per fit on 2 CPU cores.
 MODEL_CFG = ModelConfig(embed_dim=128, n_filters=64, kernel_sizes=[2, 3], max_len=16)
-W2V = dict(epochs=30)                     # a 600-session corpus needs more passes than the default
+W2V = dict(epochs=30)  # a 600-session corpus needs more passes than the default
 
 
 def make_task(n: int = N, seed: int = 0) -> pd.DataFrame:
@@ -41,7 +50,7 @@ def make_task(n: int = N, seed: int = 0) -> pd.DataFrame:
 
 
 def split(task: pd.DataFrame):
-    return task.iloc[:N_TRAIN], task.iloc[N_TRAIN:N_TRAIN + N_VAL], task.iloc[N_TRAIN + N_VAL:]
+    return task.iloc[:N_TRAIN], task.iloc[N_TRAIN : N_TRAIN + N_VAL], task.iloc[N_TRAIN + N_VAL :]
 
 
 def write_stage_tables(task: pd.DataFrame, data_dir, n_sessions: int = 600, seed: int = 0) -> None:
@@ -56,20 +65,36 @@ def write_stage_tables(task: pd.DataFrame, data_dir, n_sessions: int = 600, seed
     for _ in range(n_sessions):
         g = groups[int(rng.integers(2))]
         sessions.append([g[j] for j in rng.choice(len(g), size=int(rng.integers(2, 6)), replace=False)])
-    sessions.append(["p0"])                                   # a one-product session: no co-click signal
+    sessions.append(["p0"])  # a one-product session: no co-click signal
     ts = pa.array([datetime(2024, 1, 1, tzinfo=timezone.utc)] * len(sessions), pa.timestamp("us", tz="UTC"))
     n = len(sessions)
-    tables = {"sessions": pa.table({
-        "site": ["MLA"] * n, "session_id": [f"s{i}" for i in range(n)], "user_id": [f"u{i}" for i in range(n)],
-        "start_ts": ts, "end_ts": ts, "n_events": pa.array([len(s) for s in sessions], pa.int64()),
-        "products": pa.array(sessions, pa.list_(pa.string()))})}
+    tables = {
+        "sessions": pa.table(
+            {
+                "site": ["MLA"] * n,
+                "session_id": [f"s{i}" for i in range(n)],
+                "user_id": [f"u{i}" for i in range(n)],
+                "start_ts": ts,
+                "end_ts": ts,
+                "n_events": pa.array([len(s) for s in sessions], pa.int64()),
+                "products": pa.array(sessions, pa.list_(pa.string())),
+            }
+        )
+    }
     m = len(task)
     ts = pa.array([datetime(2024, 1, 1, tzinfo=timezone.utc)] * m, pa.timestamp("us", tz="UTC"))
-    tables["catalog"] = pa.table({
-        "site": ["MLA"] * m, "product_id": task["product_id"].tolist(), "title": task["title"].tolist(),
-        "title_norm": normalize_titles(task["title"], "es"),
-        "category": [t.split()[0].lower() for t in task["title"]],
-        "n_events": pa.array([1] * m, pa.int64()), "first_seen": ts, "last_seen": ts})
+    tables["catalog"] = pa.table(
+        {
+            "site": ["MLA"] * m,
+            "product_id": task["product_id"].tolist(),
+            "title": task["title"].tolist(),
+            "title_norm": normalize_titles(task["title"], "es"),
+            "category": [t.split()[0].lower() for t in task["title"]],
+            "n_events": pa.array([1] * m, pa.int64()),
+            "first_seen": ts,
+            "last_seen": ts,
+        }
+    )
     for name, table in tables.items():
         os.makedirs(data_dir / name)
         pq.write_table(table, data_dir / name / "part-00000.parquet")
@@ -98,8 +123,13 @@ def tokenizer_path(tmp_path_factory, task) -> str:
 
 @pytest.fixture(scope="module")
 def ctx(data_dir, tokenizer_path) -> EvalContext:
-    return EvalContext(eval_cfg=EvaluateConfig(), model_cfg=MODEL_CFG, data_dir=str(data_dir),
-                       tokenizer_path=tokenizer_path, language="es")
+    return EvalContext(
+        eval_cfg=EvaluateConfig(),
+        model_cfg=MODEL_CFG,
+        data_dir=str(data_dir),
+        tokenizer_path=tokenizer_path,
+        language="es",
+    )
 
 
 @pytest.fixture(scope="module")
@@ -173,7 +203,7 @@ def test_prod2vec_reports_products_missing_from_sessions_as_uncovered(prepared, 
     scores = method.fit_predict(train, val, test, seed=0)
     check_scores(scores, val, test)
     in_sessions = test.index < N_IN_SESSIONS
-    assert scores.covered_test == pytest.approx(in_sessions.mean())       # 20 of 40
+    assert scores.covered_test == pytest.approx(in_sessions.mean())  # 20 of 40
     # Uncovered rows get the training prior; covered rows are classified by their co-clicks.
     np.testing.assert_allclose(scores.test[~in_sessions], train["label"].mean())
     assert roc_auc_score(test["label"][in_sessions], scores.test[in_sessions]) > 0.9
@@ -197,14 +227,14 @@ def test_prod2vec_without_product_ids(ctx, prepared, task):
     p2v = prepared("prod2vec")
     model = p2v._wv
     p2v.prepare("no-ids", no_ids)
-    assert p2v._wv is model                      # word2vec is trained once per method instance
+    assert p2v._wv is model  # word2vec is trained once per method instance
     scores = p2v.fit_predict(train, val, test, seed=0)
     assert scores.covered_test == 0.0
     np.testing.assert_allclose(scores.test, train["label"].mean())
     meta = make_method("meta_prod2vec", ctx, **W2V)
     meta.prepare("no-ids", no_ids)
     scores = meta.fit_predict(train, val, test, seed=0)
-    assert scores.covered_test == 1.0            # every title has known words
+    assert scores.covered_test == 1.0  # every title has known words
     assert roc_auc_score(test["label"], scores.test) > 0.8
 
 
@@ -219,8 +249,9 @@ def test_textcnn_stops_early_when_validation_cannot_improve(ctx, task):
     # Empty validation titles are all padding: every epoch scores them alike (AUC 0.5), so with
     # patience 1 training stops after epoch 2 and keeps epoch 1's weights.
     eval_cfg = EvaluateConfig(textcnn_max_epochs=25, textcnn_patience=1)
-    method = make_method("textcnn", EvalContext(eval_cfg=eval_cfg, model_cfg=MODEL_CFG,
-                                                tokenizer_path=ctx.tokenizer_path))
+    method = make_method(
+        "textcnn", EvalContext(eval_cfg=eval_cfg, model_cfg=MODEL_CFG, tokenizer_path=ctx.tokenizer_path)
+    )
     blank = task.assign(title=[t if not N_TRAIN <= i < N_TRAIN + N_VAL else "" for i, t in enumerate(task["title"])])
     method.prepare("blank-val", blank)
     scores = method.fit_predict(*split(blank), seed=0)
@@ -259,7 +290,7 @@ def test_tfidf_plus_embedding_uses_both_blocks_without_either_swamping_the_other
     rng = np.random.default_rng(1)
     task = make_task()
     vectors = rng.normal(scale=100.0, size=(N, 32)).astype(np.float32)
-    if signal == "vector":   # the words say nothing (random suffixes); the label moves the vector along a direction
+    if signal == "vector":  # the words say nothing (random suffixes); the label moves the vector along a direction
         task["title"] = [f"{ITEMS[i % len(ITEMS)]} {rng.integers(1, 99)}" for i in range(N)]
         direction = rng.normal(size=32)
         vectors += 300.0 * task["label"].to_numpy()[:, None] * (direction / np.linalg.norm(direction))[None, :]
@@ -273,4 +304,4 @@ def test_tfidf_plus_embedding_uses_both_blocks_without_either_swamping_the_other
     assert auc["tfidf+prodemb"] > 0.9
     assert (auc["tfidf"] > 0.9) == (signal == "words")
     scaled = standardize(vectors[:N_TRAIN])[0]
-    assert abs(float(np.mean((scaled ** 2).sum(axis=1))) - 1.0) < 1e-3      # rows of squared norm ~1
+    assert abs(float(np.mean((scaled**2).sum(axis=1))) - 1.0) < 1e-3  # rows of squared norm ~1

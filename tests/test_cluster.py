@@ -1,4 +1,5 @@
 """prodemb.cluster without starting services (tests/e2e/test_cluster_local.py runs the real ones)."""
+
 from __future__ import annotations
 
 import subprocess
@@ -17,9 +18,9 @@ def test_installed_jars_go_on_every_classpath_once_and_foreign_settings_are_left
     defaults = tmp_path / "spark-defaults.conf"
     defaults.write_text("spark.driver.memory 2g")
     assert cluster.install_spark_defaults(jars) == defaults
-    assert cluster.install_spark_defaults(jars) == defaults                   # idempotent
+    assert cluster.install_spark_defaults(jars) == defaults  # idempotent
     lines = defaults.read_text().splitlines()
-    assert lines[0] == "spark.driver.memory 2g"                                # the admin's settings stay
+    assert lines[0] == "spark.driver.memory 2g"  # the admin's settings stay
     # Both start with Spark's own jars (the class-data archive needs the conf folder after them).
     for key in ("spark.driver.extraClassPath", "spark.executor.extraClassPath"):
         assert lines.count(f"{key} {spark_jars_classpath()}:{jars}/*") == 1
@@ -27,11 +28,15 @@ def test_installed_jars_go_on_every_classpath_once_and_foreign_settings_are_left
     archive = class_data.archive_path()
     assert f"spark.executor.defaultJavaOptions {class_data.java_options(archive)}" in lines and archive.exists()
     # An older cluster-up's block (Ivy packages per application) is replaced, not added to.
-    defaults.write_text(f"{cluster.DEFAULTS_MARKER} old\nspark.jars.packages io.delta:delta-spark_4.2_2.13:4.3.0\n"
-                        "spark.jars.excludes org.slf4j:slf4j-api\n")
+    defaults.write_text(
+        f"{cluster.DEFAULTS_MARKER} old\nspark.jars.packages io.delta:delta-spark_4.2_2.13:4.3.0\n"
+        "spark.jars.excludes org.slf4j:slf4j-api\n"
+    )
     cluster.install_spark_defaults(jars)
     assert [ln.split()[0] for ln in defaults.read_text().splitlines()[1:]][:2] == [
-        "spark.driver.extraClassPath", "spark.executor.extraClassPath"]
+        "spark.driver.extraClassPath",
+        "spark.executor.extraClassPath",
+    ]
     defaults.write_text("spark.executor.extraClassPath /opt/site/*\n")
     assert cluster.install_spark_defaults(jars) is None
     assert defaults.read_text() == "spark.executor.extraClassPath /opt/site/*\n"
@@ -42,7 +47,7 @@ def test_a_resolved_jar_folder_is_reused_and_a_half_written_one_is_not(tmp_path,
     done = cluster.jars_folder(tmp_path)
     import prodemb.spark
 
-    with monkeypatch.context() as m:            # another package list: a folder of its own
+    with monkeypatch.context() as m:  # another package list: a folder of its own
         m.setattr(prodemb.spark, "S3A_PACKAGES", (*prodemb.spark.S3A_PACKAGES, "org.example:extra:1.0"))
         assert cluster.jars_folder(tmp_path) != done and cluster.jars_folder(tmp_path).parent == tmp_path
     done.mkdir()
@@ -59,8 +64,12 @@ def test_a_resolved_jar_folder_is_reused_and_a_half_written_one_is_not(tmp_path,
 
 def test_workers_need_their_master_and_unknown_services_are_refused():
     assert [s.name for s in cluster._selected(["spark-worker-2"])] == ["spark-master", "spark-worker-2"]
-    proc = subprocess.run([sys.executable, "-m", "prodemb.cluster", "up", "--service", "kafka"], cwd=REPO_ROOT,
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "prodemb.cluster", "up", "--service", "kafka"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 2 and "invalid choice: 'kafka'" in proc.stderr
 
 
@@ -71,7 +80,7 @@ def test_status_of_an_empty_state_dir_names_every_service(tmp_path):
 
 def test_a_recycled_pid_in_a_stale_pid_file_is_neither_ours_nor_signalled(tmp_path):
     (tmp_path / "pids").mkdir()
-    stranger = subprocess.Popen(["sleep", "60"], start_new_session=True)   # alive, but not redis-server
+    stranger = subprocess.Popen(["sleep", "60"], start_new_session=True)  # alive, but not redis-server
     try:
         (tmp_path / "pids" / "redis.pid").write_text(str(stranger.pid))
         assert cluster.status(tmp_path)["redis"]["pid"] is None
@@ -83,8 +92,9 @@ def test_a_recycled_pid_in_a_stale_pid_file_is_neither_ours_nor_signalled(tmp_pa
 
 
 def test_cli_errors_are_one_line():
-    proc = subprocess.run([sys.executable, "-m", "prodemb.cluster", "restart"], cwd=REPO_ROOT,
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "prodemb.cluster", "restart"], cwd=REPO_ROOT, capture_output=True, text=True
+    )
     assert proc.returncode == 2 and proc.stderr.startswith("cluster: error: ") and proc.stderr.count("\n") == 1
 
 
@@ -104,6 +114,6 @@ def test_the_feast_spark_offline_store_loads_delta_as_the_jobs_do():
 def test_spark_home_is_kept_when_set(tmp_path, monkeypatch):
     monkeypatch.setenv("SPARK_HOME", str(tmp_path))
     assert cluster.spark_home() == tmp_path
-    assert cluster._spark_env(tmp_path)["SPARK_HOME"] == str(tmp_path)    # what the master and workers get
+    assert cluster._spark_env(tmp_path)["SPARK_HOME"] == str(tmp_path)  # what the master and workers get
     monkeypatch.delenv("SPARK_HOME")
-    assert (cluster.spark_home() / "bin" / "spark-class").exists()        # else the pip package's
+    assert (cluster.spark_home() / "bin" / "spark-class").exists()  # else the pip package's

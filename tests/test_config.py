@@ -1,4 +1,5 @@
 """Config layering: base < profile < standard environment variables < flags; ${VAR} references."""
+
 from __future__ import annotations
 
 import os
@@ -43,8 +44,8 @@ def test_registry_and_feast_variables_sit_between_profile_and_flags(monkeypatch,
     assert plain.mlflow.registry_uri is None and plain.feast.repo_dir == "feature_repo"
     assert load_config("cluster-local").feast.yaml_file == "feature_store.cluster-local.yaml"
     monkeypatch.setenv("MLFLOW_REGISTRY_URI", "http://127.0.0.1:5998")
-    monkeypatch.setenv("FEATURE_REPO_DIR_ENV_VAR", "repos/prodemb")              # relative to the working dir,
-    monkeypatch.setenv("FEAST_FS_YAML_FILE_PATH", "repos/prodemb/online.yaml")   # as the Feast CLI reads them
+    monkeypatch.setenv("FEATURE_REPO_DIR_ENV_VAR", "repos/prodemb")  # relative to the working dir,
+    monkeypatch.setenv("FEAST_FS_YAML_FILE_PATH", "repos/prodemb/online.yaml")  # as the Feast CLI reads them
     for profile in ("local", "cluster-local"):
         cfg = load_config(profile)
         assert cfg.mlflow.registry_uri == "http://127.0.0.1:5998"
@@ -63,7 +64,7 @@ def test_registry_and_feast_variables_sit_between_profile_and_flags(monkeypatch,
 
 
 def _unset_for_this_test(monkeypatch, *names: str) -> None:
-    for name in names:   # set first, so that teardown removes whatever the code under test sets
+    for name in names:  # set first, so that teardown removes whatever the code under test sets
         monkeypatch.setenv(name, "")
         monkeypatch.delenv(name)
 
@@ -98,8 +99,10 @@ def test_the_environment_wins_over_a_profiles_env_defaults(monkeypatch):
 def test_scoring_follows_the_model_name_unless_a_uri_is_given():
     assert load_config("local").score.model_uri == "models:/prodemb-encoder@champion"
     assert load_config("local", ["mlflow.model_name=other"]).score.model_uri == "models:/other@champion"
-    assert load_config("local", ["mlflow.model_name=other", "score.model_uri=models:/x/3"]).score.model_uri \
+    assert (
+        load_config("local", ["mlflow.model_name=other", "score.model_uri=models:/x/3"]).score.model_uri
         == "models:/x/3"
+    )
 
 
 def test_the_default_model_profile_is_the_recommended_one_and_paper_keeps_every_extension_off():
@@ -108,17 +111,24 @@ def test_the_default_model_profile_is_the_recommended_one_and_paper_keeps_every_
     assert default.model.model_dump(exclude={"profile"}) == paper.model.model_dump(exclude={"profile"})
     assert (default.train.max_steps, default.train.alpha, default.train.self_pair_fraction) == (300, 0.5, 0.25)
     assert (paper.train.max_steps, paper.train.alpha, paper.train.self_pair_fraction) == (None, 0.9, 0.0)
-    assert default.train.changes_for_data(0) == {"alpha": 1.0, "self_pair_fraction": 0.0, "batch_size": 1024,
-                                                 "max_steps": 1600}
+    assert default.train.changes_for_data(0) == {
+        "alpha": 1.0,
+        "self_pair_fraction": 0.0,
+        "batch_size": 1024,
+        "max_steps": 1600,
+    }
     assert paper.train.changes_for_data(0) == {"alpha": 1.0} and default.train.changes_for_data(5) == {}
     assert paper.train.augment.model_dump() == {"dropout": 0.0, "span_mask": 0.0, "shuffle_window": 0}
     assert load_config("local", ["model.profile=small"]).model.embed_dim == 64
 
 
 def test_a_train_key_set_on_the_command_line_holds_for_data_without_categories_too():
-    assert load_config("local", ["train.batch_size=256"]).train.changes_for_data(0) == \
-        {"alpha": 1.0, "self_pair_fraction": 0.0, "max_steps": 1600}
-    epochs = load_config("local", ["train.max_steps=null", "train.epochs=2"]).train   # what --epochs sets
+    assert load_config("local", ["train.batch_size=256"]).train.changes_for_data(0) == {
+        "alpha": 1.0,
+        "self_pair_fraction": 0.0,
+        "max_steps": 1600,
+    }
+    epochs = load_config("local", ["train.max_steps=null", "train.epochs=2"]).train  # what --epochs sets
     assert epochs.for_data(0).max_steps is None and epochs.for_data(0).batch_size == 1024
     both = load_config("local", ["train.batch_size=256", "train.without_categories.batch_size=64"]).train
     assert (both.for_data(3).batch_size, both.for_data(0).batch_size) == (256, 64)

@@ -5,6 +5,7 @@ real spark-submit against local[2], real MLflow and Feast), rerun of one interva
 Airflow reads its configuration when it is imported, so everything that imports it runs in a subprocess
 with its environment set; this process never imports airflow.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -100,19 +101,21 @@ print("RESULT " + json.dumps({"state": str(run.state),
 
 def airflow_env(home: Path, overrides: list[str], profile: str = "local") -> dict[str, str]:
     env = dict(os.environ)
-    env.update({
-        "AIRFLOW_HOME": str(home),
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home}/airflow.db",
-        "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW_CONN_SPARK_DEFAULT": json.dumps({"conn_type": "spark", "host": "local[2]"}),
-        "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}",   # spark-submit, airflow
-        "PRODEMB_PROFILE": profile,
-        "PRODEMB_OVERRIDES": "\n".join(overrides),
-        "SPARK_LOCAL_IP": "127.0.0.1",
-        "TZ": "UTC",
-        "PYTHONUNBUFFERED": "1",
-    })
+    env.update(
+        {
+            "AIRFLOW_HOME": str(home),
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home}/airflow.db",
+            "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW_CONN_SPARK_DEFAULT": json.dumps({"conn_type": "spark", "host": "local[2]"}),
+            "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}",  # spark-submit, airflow
+            "PRODEMB_PROFILE": profile,
+            "PRODEMB_OVERRIDES": "\n".join(overrides),
+            "SPARK_LOCAL_IP": "127.0.0.1",
+            "TZ": "UTC",
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
     return env
 
 
@@ -120,11 +123,18 @@ def tiny_run_overrides(tasks: Path, *, vocab: int, steps: int, batch: int, healt
     """Overrides that make one DAG run small: no retries, a tiny tokenizer and training, three fast
     evaluation methods and the gate on the generator's task tables under ``tasks``."""
     return [
-        "schedule.retries=0", "model.profile=small", f"tokenizer.vocab_size={vocab}",
-        f"train.max_steps={steps}", f"train.batch_size={batch}", f"train.health_sample={health}",
-        "evaluate.methods=[prodemb, random, tfidf]", f"evaluate.train_sizes=[{labels}]", "evaluate.samples=1",
+        "schedule.retries=0",
+        "model.profile=small",
+        f"tokenizer.vocab_size={vocab}",
+        f"train.max_steps={steps}",
+        f"train.batch_size={batch}",
+        f"train.health_sample={health}",
+        "evaluate.methods=[prodemb, random, tfidf]",
+        f"evaluate.train_sizes=[{labels}]",
+        "evaluate.samples=1",
         f"evaluate.tasks={{condition: {tasks}/condition.parquet, free_shipping: {tasks}/free_shipping.parquet}}",
-        f"promote.train_size={labels}", "promote.samples=1",
+        f"promote.train_size={labels}",
+        "promote.samples=1",
     ]
 
 
@@ -139,7 +149,7 @@ def run_logged(cmd: list[str], env: dict, log: Path, timeout: int) -> str:
 def tagged_json(text: str, tag: str) -> dict:
     lines = [line for line in text.splitlines() if line.startswith(tag + " ")]
     assert lines, f"no {tag} line in the output:\n{text[-6000:]}"
-    return json.loads(lines[-1][len(tag) + 1:])
+    return json.loads(lines[-1][len(tag) + 1 :])
 
 
 def probe(tmp_path: Path, profile: str, overrides: list[str] = ()) -> dict:
@@ -157,7 +167,7 @@ EXPECTED_EDGES = {
     "consolidate": ["retrain_due", "score"],
     "retrain_due": ["train_tokenizer"],
     "train_tokenizer": ["train"],
-    "train": ["evaluate", "promote"],     # evaluate is a reporting leaf: its failure blocks no scoring
+    "train": ["evaluate", "promote"],  # evaluate is a reporting leaf: its failure blocks no scoring
     "evaluate": [],
     "promote": ["score"],
     "score": ["publish"],
@@ -169,24 +179,33 @@ def test_dagbag_loads_with_the_expected_graph(tmp_path):
     out = probe(tmp_path, "local", [f"paths.data_dir={tmp_path}/data"])
     assert out["import_errors"] == {}
     assert out["dag_ids"] == ["prodemb"]
-    assert out["timetable"] == "CronDataIntervalTimetable" and out["expression"] == "0 0 * * *"   # daily
+    assert out["timetable"] == "CronDataIntervalTimetable" and out["expression"] == "0 0 * * *"  # daily
     assert out["catchup"] is False and out["max_active_runs"] == 1
     assert out["start_date"].startswith("2024-01-01T00:00:00")
     assert out["edges"] == EXPECTED_EDGES
-    assert out["operators"]["sessionize"] == out["operators"]["consolidate"] == out["operators"]["score"] \
+    assert (
+        out["operators"]["sessionize"]
+        == out["operators"]["consolidate"]
+        == out["operators"]["score"]
         == "SparkSubmitOperator"
-    assert {out["operators"][t] for t in ("train_tokenizer", "train", "evaluate", "promote", "publish")} \
-        == {"BashOperator"}
+    )
+    assert {out["operators"][t] for t in ("train_tokenizer", "train", "evaluate", "promote", "publish")} == {
+        "BashOperator"
+    }
     assert out["operators"]["retrain_due"] == "ShortCircuitOperator"
     # score runs once the training branch is over, however it ended; everything else needs success.
     assert out["trigger_rules"]["score"] == "all_done_min_one_success"
     assert {r for t, r in out["trigger_rules"].items() if t != "score"} == {"all_success"}
     assert set(out["conn_ids"].values()) == {"spark_default"}
     # Interval-scoped arguments come from the run's data interval; paths from the profile.
-    assert out["spark_args"]["sessionize"][out["spark_args"]["sessionize"].index("--start") + 1] \
+    assert (
+        out["spark_args"]["sessionize"][out["spark_args"]["sessionize"].index("--start") + 1]
         == "{{ data_interval_start.isoformat() }}"
-    assert out["spark_args"]["sessionize"][out["spark_args"]["sessionize"].index("--output") + 1] \
+    )
+    assert (
+        out["spark_args"]["sessionize"][out["spark_args"]["sessionize"].index("--output") + 1]
         == f"{tmp_path}/data/intervals"
+    )
     assert '--run-key "$PRODEMB_RUN_KEY"' in out["commands"]["train"]
     assert "--config-profile local --set " in out["commands"]["train"]
     assert "models:/prodemb-encoder@candidate" in out["commands"]["evaluate"]
@@ -194,10 +213,17 @@ def test_dagbag_loads_with_the_expected_graph(tmp_path):
     assert "--keep-going" in evaluate and '/eval/"$PRODEMB_INTERVAL"' in evaluate
     # Daily scoring, retraining on schedule.retrain_cron ("@daily" locally), forced or vetoed by run conf
     # (JSON booleans, 0/1 or true/false/1/0/yes/no strings in any case; anything else fails the task).
-    assert out["gate"] == {"cron": "@daily", "monday": True, "tuesday": True, "forced": True, "vetoed": False,
-                           "strings": [False] * 5 + [True] * 3 + [False, True]}
-    assert out["bad_retrain"] == \
-        "ValueError: run conf \"retrain\" must be a boolean (true/false, 1/0, yes/no), got 'nope'"
+    assert out["gate"] == {
+        "cron": "@daily",
+        "monday": True,
+        "tuesday": True,
+        "forced": True,
+        "vetoed": False,
+        "strings": [False] * 5 + [True] * 3 + [False, True],
+    }
+    assert (
+        out["bad_retrain"] == "ValueError: run conf \"retrain\" must be a boolean (true/false, 1/0, yes/no), got 'nope'"
+    )
     assert out["packages"]["sessionize"] is None and out["queues"]["train"] == "default"
     # PySpark runs this interpreter; the venv's spark-submit is first on PATH.
     env = out["spark_env"]["sessionize"]
@@ -214,18 +240,21 @@ def test_cluster_profile_sends_train_to_the_gpu_queue_and_retrains_weekly(tmp_pa
     assert out["queues"]["sessionize"] == "default"
     assert out["retries"]["train"] == 1 and out["retries"]["sessionize"] == 2
     assert out["gate"]["monday"] is True and out["gate"]["tuesday"] is False
-    assert out["packages"]["sessionize"].startswith("io.delta:delta-spark_")   # Delta jars via spark-submit
+    assert out["packages"]["sessionize"].startswith("io.delta:delta-spark_")  # Delta jars via spark-submit
     args = out["spark_args"]["sessionize"]
     assert args[args.index("--input") + 1] == "s3a://prodemb-lake/raw/clicks"
     assert args[args.index("--output") + 1] == "s3a://prodemb-lake/tables/intervals"
-    assert out["spark_env"]["sessionize"] == {"PYSPARK_PYTHON": "/opt/prodemb/venv/bin/python",
-                                              "PYSPARK_DRIVER_PYTHON": "/opt/prodemb/venv/bin/python"}
+    assert out["spark_env"]["sessionize"] == {
+        "PYSPARK_PYTHON": "/opt/prodemb/venv/bin/python",
+        "PYSPARK_DRIVER_PYTHON": "/opt/prodemb/venv/bin/python",
+    }
     # evaluate and promote need tasks: the profile lists tables on the shared volume.
     from prodemb.config import load_config
 
     assert load_config("cluster").evaluate.tasks == {
         "condition": "/mnt/prodemb/tasks/condition.parquet",
-        "free_shipping": "/mnt/prodemb/tasks/free_shipping.parquet"}
+        "free_shipping": "/mnt/prodemb/tasks/free_shipping.parquet",
+    }
 
 
 def test_with_sites_train_evaluate_and_promote_map_over_them(tmp_path):
@@ -237,10 +266,14 @@ def test_with_sites_train_evaluate_and_promote_map_over_them(tmp_path):
     train, evaluate, promote = (out["mapped"][t] for t in ("train", "evaluate", "promote"))
     assert [("--site MLA" in c, "--site MLB" in c) for c in train] == [(True, False), (False, True)]
     assert all('--run-key "$PRODEMB_RUN_KEY"' in c and "--json" in c for c in train)
-    assert ["models:/prodemb-encoder-MLA@candidate" in evaluate[0], "models:/prodemb-encoder-MLB@candidate" in
-            evaluate[1]] == [True, True]
-    assert ["--model-name prodemb-encoder-MLA" in promote[0], "--model-name prodemb-encoder-MLB" in promote[1]] \
-        == [True, True]
+    assert [
+        "models:/prodemb-encoder-MLA@candidate" in evaluate[0],
+        "models:/prodemb-encoder-MLB@candidate" in evaluate[1],
+    ] == [True, True]
+    assert ["--model-name prodemb-encoder-MLA" in promote[0], "--model-name prodemb-encoder-MLB" in promote[1]] == [
+        True,
+        True,
+    ]
     # score and publish stay single tasks: score runs every site's champion, publish keys by site.
     assert out["operators"]["score"] == "SparkSubmitOperator" and "publish" in out["commands"]
 
@@ -253,6 +286,7 @@ def test_unknown_task_in_task_retries_is_an_import_error(tmp_path):
 
 # --- consolidation of interval tables ---------------------------------------------------------------
 
+
 def test_daily_intervals_consolidate_to_the_full_run(spark, tmp_path):
     from prodemb.config import SessionsConfig
     from prodemb.sessions import run_consolidate, run_sessionize
@@ -262,12 +296,19 @@ def test_daily_intervals_consolidate_to_the_full_run(spark, tmp_path):
     generate(SynthSpec(n_clicks=5000, n_products=300, seed=5, start="2024-01-01", days=2), tmp_path / "synth")
     clicks, cfg = str(tmp_path / "synth" / "clicks"), SessionsConfig()
     run_sessionize(spark, clicks, "clicks", str(tmp_path / "full"), cfg)
-    start = datetime(2023, 12, 31, tzinfo=timezone.utc)   # a day before the data, and one after it
+    start = datetime(2023, 12, 31, tzinfo=timezone.utc)  # a day before the data, and one after it
     for day in range(4):
-        run_sessionize(spark, clicks, "clicks", str(tmp_path / "daily" / "intervals"), cfg,
-                       start=start + timedelta(days=day), end=start + timedelta(days=day + 1))
+        run_sessionize(
+            spark,
+            clicks,
+            "clicks",
+            str(tmp_path / "daily" / "intervals"),
+            cfg,
+            start=start + timedelta(days=day),
+            end=start + timedelta(days=day + 1),
+        )
     report = run_consolidate(spark, str(tmp_path / "daily" / "intervals"), str(tmp_path / "daily"))
-    assert report["intervals"] == ["20240101T000000", "20240102T000000"]   # the intervals that have data
+    assert report["intervals"] == ["20240101T000000", "20240102T000000"]  # the intervals that have data
 
     def rows(root, table):
         df = read_table(spark, str(tmp_path / root / table))
@@ -275,7 +316,7 @@ def test_daily_intervals_consolidate_to_the_full_run(spark, tmp_path):
 
     full_catalog = rows("full", "catalog")
     assert len(full_catalog) > 250
-    assert rows("daily", "catalog") == full_catalog          # one row per product, same title/counts/times
+    assert rows("daily", "catalog") == full_catalog  # one row per product, same title/counts/times
     assert rows("daily", "pairs") == rows("full", "pairs")
     assert rows("daily", "sessions") == rows("full", "sessions")
     assert report["rows"]["catalog"] == len(full_catalog)
@@ -284,21 +325,31 @@ def test_daily_intervals_consolidate_to_the_full_run(spark, tmp_path):
 
 # --- training is idempotent per run key ---------------------------------------------------------------
 
+
 def test_train_run_key_reuses_the_registered_version(spark, tmp_path):
     import mlflow
 
     from prodemb.config import SessionsConfig, load_config
+    from prodemb.registry import ALIASES_SET_TAG
     from prodemb.sessions import run_sessionize
     from prodemb.synth import SynthSpec, generate
     from prodemb.tokenizer import train_from_catalog
-    from prodemb.registry import ALIASES_SET_TAG
     from prodemb.train import run_training
 
     generate(SynthSpec(n_clicks=8000, n_products=300, seed=2), tmp_path / "synth")
     run_sessionize(spark, str(tmp_path / "synth" / "clicks"), "clicks", str(tmp_path / "data"), SessionsConfig())
     uri = f"sqlite:///{tmp_path}/mlflow.db"
-    cfg = load_config("local", [f"mlflow.tracking_uri={uri}", "model.profile=small", "tokenizer.vocab_size=500",
-                                "train.max_steps=3", "train.batch_size=128", "train.health_sample=300"])
+    cfg = load_config(
+        "local",
+        [
+            f"mlflow.tracking_uri={uri}",
+            "model.profile=small",
+            "tokenizer.vocab_size=500",
+            "train.max_steps=3",
+            "train.batch_size=128",
+            "train.health_sample=300",
+        ],
+    )
     train_from_catalog(str(tmp_path / "data"), tmp_path / "tok.model", cfg.tokenizer)
     args = (str(tmp_path / "data"), str(tmp_path / "tok.model"), cfg)
     first = run_training(*args, progress=False, run_key="prodemb/20240101T000000-20240102T000000")
@@ -331,15 +382,31 @@ def test_train_run_key_reuses_the_registered_version(spark, tmp_path):
     assert run_training(*args, progress=False, run_key="prodemb/20240102T000000-20240103T000000")["reused"] is True
     assert client.get_model_version("prodemb-encoder", "2").tags == tags
     assert str(client.get_model_version_by_alias("prodemb-encoder", "candidate").version) == "1"
-    proc = subprocess.run([sys.executable, str(REPO_ROOT / "jobs" / "train.py"), "--data", args[0], "--tokenizer",
-                           args[1], "--mlflow-uri", uri, "--run-key", "bad key'"], capture_output=True, text=True)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(REPO_ROOT / "jobs" / "train.py"),
+            "--data",
+            args[0],
+            "--tokenizer",
+            args[1],
+            "--mlflow-uri",
+            uri,
+            "--run-key",
+            "bad key'",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 2 and "run key" in proc.stderr
 
 
 # --- end to end: dag.test() on tiny generated data ----------------------------------------------------
 
+
 def snapshot(work: Path, interval: str) -> dict:
     """What one interval's run leaves behind, read without Spark or Airflow."""
+
     def count(path: Path) -> int:
         return ds.dataset(os.path.realpath(path), format="parquet").count_rows()
 
@@ -348,24 +415,32 @@ def snapshot(work: Path, interval: str) -> dict:
     with sqlite3.connect(work / "mlflow.db") as db:
         versions = db.execute("SELECT version FROM model_versions WHERE name = 'prodemb-encoder'").fetchall()
         keys = db.execute("SELECT version, value FROM model_version_tags WHERE key = 'run_key'").fetchall()
-        aliases = dict(db.execute("SELECT alias, version FROM registered_model_aliases "
-                                  "WHERE name = 'prodemb-encoder'").fetchall())
+        aliases = dict(
+            db.execute("SELECT alias, version FROM registered_model_aliases WHERE name = 'prodemb-encoder'").fetchall()
+        )
     with sqlite3.connect(work / "feature_repo" / "data" / "online_store.db") as db:
-        table = db.execute("SELECT name FROM sqlite_master WHERE type = 'table' "
-                           "AND name LIKE '%embeddings%'").fetchone()[0]
+        table = db.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE '%embeddings%'"
+        ).fetchone()[0]
         online = db.execute(f'SELECT COUNT(*), COUNT(DISTINCT entity_key) FROM "{table}"').fetchone()
     emb = ds.dataset(os.path.realpath(work / "data" / "embeddings"), format="parquet").to_table(
-        columns=["product_id", "model_version"])
+        columns=["product_id", "model_version"]
+    )
     tok = work / "runs" / "tokenizers" / interval / "tokenizer.model"
     return {
         "session_ids": sorted(sessions.column("session_id").to_pylist()),
         "partition_version": os.readlink(part),
         "pairs_partition": count(work / "data" / "intervals" / "pairs" / f"interval={interval}"),
-        "catalog": count(work / "data" / "catalog"), "pairs": count(work / "data" / "pairs"),
+        "catalog": count(work / "data" / "catalog"),
+        "pairs": count(work / "data" / "pairs"),
         "intervals": json.loads((work / "data" / "_consolidated.json").read_text())["intervals"],
-        "model_versions": sorted(v for (v,) in versions), "run_keys": sorted(keys), "aliases": aliases,
-        "embeddings": emb.num_rows, "embedding_versions": sorted(set(emb.column("model_version").to_pylist())),
-        "online_rows": online[0], "online_products": online[1],
+        "model_versions": sorted(v for (v,) in versions),
+        "run_keys": sorted(keys),
+        "aliases": aliases,
+        "embeddings": emb.num_rows,
+        "embedding_versions": sorted(set(emb.column("model_version").to_pylist())),
+        "online_rows": online[0],
+        "online_products": online[1],
         "tokenizer_sha256": hashlib.sha256(tok.read_bytes()).hexdigest() if tok.exists() else None,
     }
 
@@ -379,10 +454,14 @@ def test_dag_end_to_end_rerun_is_idempotent_and_a_failed_training_still_scores_w
     shutil.copytree(REPO_ROOT / "feature_repo", work / "feature_repo", ignore=shutil.ignore_patterns("data"))
     tasks = work / "synth" / "tasks"
     overrides = [
-        f"paths.data_dir={work}/data", f"paths.runs_dir={work}/runs", f"paths.synth_dir={work}/synth",
-        f"mlflow.tracking_uri=sqlite:///{work}/mlflow.db", f"feast.repo_dir={work}/feature_repo",
+        f"paths.data_dir={work}/data",
+        f"paths.runs_dir={work}/runs",
+        f"paths.synth_dir={work}/synth",
+        f"mlflow.tracking_uri=sqlite:///{work}/mlflow.db",
+        f"feast.repo_dir={work}/feature_repo",
         *tiny_run_overrides(tasks, vocab=800, steps=20, batch=256, health=500, labels=50),
-        "spark.conf.spark.sql.shuffle.partitions=4", "spark.conf.spark.driver.memory=1g",
+        "spark.conf.spark.sql.shuffle.partitions=4",
+        "spark.conf.spark.driver.memory=1g",
         # Short-lived JVMs: C1 only, as conf/cluster-local.yaml's (~2 s less per Spark task here).
         "spark.conf.spark.driver.extraJavaOptions=-XX:TieredStopAtLevel=1 -XX:+UseSerialGC",
     ]
@@ -393,8 +472,12 @@ def test_dag_end_to_end_rerun_is_idempotent_and_a_failed_training_still_scores_w
 
     def dag_test(logical_date: str, conf: dict, name: str, more: tuple[str, ...] = ()) -> dict:
         run_env = {**env, "PRODEMB_OVERRIDES": "\n".join([*overrides, *more])}
-        text = run_logged([sys.executable, "-c", DAG_TEST_DRIVER, str(DAGS), logical_date, json.dumps(conf)],
-                          run_env, tmp_path / f"{name}.log", 900)
+        text = run_logged(
+            [sys.executable, "-c", DAG_TEST_DRIVER, str(DAGS), logical_date, json.dumps(conf)],
+            run_env,
+            tmp_path / f"{name}.log",
+            900,
+        )
         return tagged_json(text, "RESULT")
 
     # Run for logical date 2024-01-03: the data interval [2024-01-02, 2024-01-03).
@@ -406,9 +489,9 @@ def test_dag_end_to_end_rerun_is_idempotent_and_a_failed_training_still_scores_w
     assert len(a["session_ids"]) > 100 and a["pairs_partition"] > 0
     assert a["intervals"] == ["20240102T000000"]
     assert a["model_versions"] == [1] and a["run_keys"] == [(1, "prodemb/20240102T000000-20240103T000000")]
-    assert a["aliases"] == {"candidate": 1, "champion": 1}     # the first version is both
+    assert a["aliases"] == {"candidate": 1, "champion": 1}  # the first version is both
     assert a["embeddings"] == a["catalog"] > 100 and a["embedding_versions"] == ["1"]
-    assert a["online_products"] == a["catalog"] and a["online_rows"] == 2 * a["catalog"]   # embedding + version
+    assert a["online_products"] == a["catalog"] and a["online_rows"] == 2 * a["catalog"]  # embedding + version
     assert a["tokenizer_sha256"] is not None
     results = work / "runs" / "eval" / "20240102T000000" / "results.csv"
     assert results.exists() and results.read_text().count("\n") > 1
@@ -417,9 +500,10 @@ def test_dag_end_to_end_rerun_is_idempotent_and_a_failed_training_still_scores_w
     again = dag_test("2024-01-03", {}, "run-2")
     assert again["state"] == "success" and set(again["tasks"].values()) == {"success"}
     b = snapshot(work, "20240102T000000")
-    assert b["partition_version"] != a["partition_version"]     # the partition was replaced, not skipped
-    assert {k: v for k, v in b.items() if k != "partition_version"} == \
-        {k: v for k, v in a.items() if k != "partition_version"}
+    assert b["partition_version"] != a["partition_version"]  # the partition was replaced, not skipped
+    assert {k: v for k, v in b.items() if k != "partition_version"} == {
+        k: v for k, v in a.items() if k != "partition_version"
+    }
     assert results.exists()
 
     # The next interval, retraining forced, and the training fails for real (its health check refuses the
@@ -427,12 +511,15 @@ def test_dag_end_to_end_rerun_is_idempotent_and_a_failed_training_still_scores_w
     nxt = dag_test("2024-01-04", {"retrain": True}, "run-3", ("train.min_dim_std_ratio=1000",))
     assert nxt["state"] == "failed", nxt
     assert {t: s for t, s in nxt["tasks"].items() if s != "success"} == {
-        "train": "failed", "evaluate": "upstream_failed", "promote": "upstream_failed"}
+        "train": "failed",
+        "evaluate": "upstream_failed",
+        "promote": "upstream_failed",
+    }
     c = snapshot(work, "20240103T000000")
     assert c["intervals"] == ["20240102T000000", "20240103T000000"]
-    assert c["catalog"] > a["catalog"] and c["pairs"] > a["pairs"]       # the second day brought new products
+    assert c["catalog"] > a["catalog"] and c["pairs"] > a["pairs"]  # the second day brought new products
     assert c["model_versions"] == [1] and c["aliases"] == {"candidate": 1, "champion": 1}
-    assert c["tokenizer_sha256"] is not None                              # train_tokenizer ran, train failed
+    assert c["tokenizer_sha256"] is not None  # train_tokenizer ran, train failed
     assert c["embeddings"] == c["catalog"] and c["embedding_versions"] == ["1"]
     assert c["online_products"] == c["catalog"]
     assert "collapsed" in (tmp_path / "run-3.log").read_text()

@@ -1,4 +1,5 @@
 """Scoring and the Feast feature store end to end: real Spark, real MLflow registry, real Feast + SQLite."""
+
 from __future__ import annotations
 
 import os
@@ -14,8 +15,8 @@ import pytest
 from prodemb.config import load_config
 from tests.conftest import REPO_ROOT
 
-
 # --- byte encodings are Feast's own ---------------------------------------------------------------
+
 
 def test_bulk_encodings_equal_feast_serializers():
     from feast.infra.key_encoding_utils import serialize_entity_key
@@ -26,8 +27,10 @@ def test_bulk_encodings_equal_feast_serializers():
 
     ids = ["MLA123", "", "ñandú-7", "x" * 300]
     for got, pid in zip(encode_entity_keys(ids), ids):
-        assert got == serialize_entity_key(EntityKey(join_keys=["product_id"], entity_values=[Value(string_val=pid)]),
-                                           entity_key_serialization_version=3)
+        assert got == serialize_entity_key(
+            EntityKey(join_keys=["product_id"], entity_values=[Value(string_val=pid)]),
+            entity_key_serialization_version=3,
+        )
     for dim in (1, 16, 128, 512):
         m = np.random.default_rng(dim).normal(size=(3, dim)).astype(np.float32)
         for got, row in zip(encode_float_lists(m), m):
@@ -36,6 +39,7 @@ def test_bulk_encodings_equal_feast_serializers():
 
 
 # --- streaming the newest row per product --------------------------------------------------------
+
 
 def test_streamed_latest_rows_equal_latest_rows(tmp_path):
     """publish streams batches selected by a mask computed without vectors; the rows equal latest_rows."""
@@ -48,14 +52,21 @@ def test_streamed_latest_rows_equal_latest_rows(tmp_path):
     rng = np.random.default_rng(0)
     t0 = pd.Timestamp("2024-01-01", tz="UTC")
     parts = []
-    for v, n in ((1, 500), (2, 420), (3, 300)):          # later versions cover fewer products
+    for v, n in ((1, 500), (2, 420), (3, 300)):  # later versions cover fewer products
         ids = rng.permutation(500)[:n]
-        parts.append(pd.DataFrame({"product_id": [f"p{i}" for i in ids],
-                                   "embedding": list(rng.normal(size=(n, 4)).astype(np.float32)),
-                                   "model_version": str(v), "event_timestamp": t0 + pd.Timedelta(days=v)}))
+        parts.append(
+            pd.DataFrame(
+                {
+                    "product_id": [f"p{i}" for i in ids],
+                    "embedding": list(rng.normal(size=(n, 4)).astype(np.float32)),
+                    "model_version": str(v),
+                    "event_timestamp": t0 + pd.Timedelta(days=v),
+                }
+            )
+        )
     frame = pd.concat(parts).sample(frac=1, random_state=1).reset_index(drop=True)
-    for i in range(3):                                   # several files, rows of every version in each
-        part = frame.iloc[i * 410:(i + 1) * 410]
+    for i in range(3):  # several files, rows of every version in each
+        part = frame.iloc[i * 410 : (i + 1) * 410]
         pq.write_table(pa.Table.from_pandas(part, preserve_index=False), tmp_path / f"part-{i}.parquet")
     dataset = ds.dataset(str(tmp_path), format="parquet")
     mask, keys = latest_row_mask(dataset)
@@ -73,6 +84,7 @@ def test_streamed_latest_rows_equal_latest_rows(tmp_path):
 
 # --- a real registered model, two versions ---------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def world(spark, tmp_path_factory):
     """Generated clicks → sessionize → tokenizer → two trained versions; a private copy of feature_repo."""
@@ -85,13 +97,25 @@ def world(spark, tmp_path_factory):
     work = tmp_path_factory.mktemp("fs")
     generate(SynthSpec(n_clicks=30_000, n_products=600, seed=3), work / "synth")
     run_sessionize(spark, str(work / "synth" / "clicks"), "clicks", str(work / "data"), SessionsConfig())
-    cfg = load_config("local", overrides=[f"mlflow.tracking_uri=sqlite:///{work}/mlflow.db", "model.profile=small",
-                                          "tokenizer.vocab_size=800", "train.max_steps=25", "train.batch_size=256",
-                                          "train.health_sample=500"])
+    cfg = load_config(
+        "local",
+        overrides=[
+            f"mlflow.tracking_uri=sqlite:///{work}/mlflow.db",
+            "model.profile=small",
+            "tokenizer.vocab_size=800",
+            "train.max_steps=25",
+            "train.batch_size=256",
+            "train.health_sample=500",
+        ],
+    )
     train_from_catalog(str(work / "data"), work / "tok.model", cfg.tokenizer)
     for seed in (0, 1):
-        run_training(str(work / "data"), str(work / "tok.model"),
-                     cfg.model_copy(update={"train": cfg.train.model_copy(update={"seed": seed})}), progress=False)
+        run_training(
+            str(work / "data"),
+            str(work / "tok.model"),
+            cfg.model_copy(update={"train": cfg.train.model_copy(update={"seed": seed})}),
+            progress=False,
+        )
     repo = work / "feature_repo"
     shutil.copytree(REPO_ROOT / "feature_repo", repo, ignore=shutil.ignore_patterns("data"))
     return {"work": work, "uri": cfg.mlflow.tracking_uri, "repo": repo}
@@ -100,8 +124,15 @@ def world(spark, tmp_path_factory):
 def score(spark, world, version, scored_at):
     from prodemb.score import run_score
 
-    return run_score(spark, str(world["work"] / "data"), f"models:/prodemb-encoder/{version}", None,
-                     tracking_uri=world["uri"], keep_model_versions=3, scored_at=scored_at)
+    return run_score(
+        spark,
+        str(world["work"] / "data"),
+        f"models:/prodemb-encoder/{version}",
+        None,
+        tracking_uri=world["uri"],
+        keep_model_versions=3,
+        scored_at=scored_at,
+    )
 
 
 def test_scoring_publishing_and_reading_back(spark, world):
@@ -162,8 +193,12 @@ def test_scoring_publishing_and_reading_back(spark, world):
     assert not np.allclose(online2[pid]["embedding"], online[pid]["embedding"])
 
     # Point-in-time: the version valid at each entity timestamp.
-    frame = pd.DataFrame({"product_id": [pid, pid, pid],
-                          "event_timestamp": [t1 + timedelta(days=3), t2 + timedelta(days=3), t1 - timedelta(days=3)]})
+    frame = pd.DataFrame(
+        {
+            "product_id": [pid, pid, pid],
+            "event_timestamp": [t1 + timedelta(days=3), t2 + timedelta(days=3), t1 - timedelta(days=3)],
+        }
+    )
     hist = historical_features(store, frame)
     by_time = {pd.Timestamp(t): v for t, v in zip(hist["event_timestamp"], hist["model_version"])}
     assert by_time[pd.Timestamp(t1 + timedelta(days=3))] == "1"
@@ -181,12 +216,22 @@ def test_scoring_publishing_and_reading_back(spark, world):
     mlflow.MlflowClient(world["uri"]).copy_model_version("models:/prodemb-encoder/1", "prodemb-encoder-other")
     from prodemb.score import run_score
 
-    r4 = run_score(spark, str(work / "data"), "models:/prodemb-encoder-other/1", None, tracking_uri=world["uri"],
-                   keep_model_versions=3, scored_at=t2 + timedelta(hours=2))
+    r4 = run_score(
+        spark,
+        str(work / "data"),
+        "models:/prodemb-encoder-other/1",
+        None,
+        tracking_uri=world["uri"],
+        keep_model_versions=3,
+        scored_at=t2 + timedelta(hours=2),
+    )
     assert r4["rows_by_model_version"] == {"prodemb-encoder-other/1": n, "prodemb-encoder/2": n, "prodemb-encoder/1": n}
     rows = read_table(spark, str(work / "data" / "embeddings")).groupBy("model_name", "model_version").count()
     assert sorted(tuple(r) for r in rows.collect()) == [
-        ("prodemb-encoder", "1", n), ("prodemb-encoder", "2", n), ("prodemb-encoder-other", "1", n)]
+        ("prodemb-encoder", "1", n),
+        ("prodemb-encoder", "2", n),
+        ("prodemb-encoder-other", "1", n),
+    ]
 
 
 def test_a_reader_pinned_to_a_version_keeps_it_after_a_newer_one_is_published(spark, world):
@@ -194,8 +239,14 @@ def test_a_reader_pinned_to_a_version_keeps_it_after_a_newer_one_is_published(sp
     while product_embeddings serves v2; a version that scoring no longer keeps is retired from Feast."""
     import sqlite3
 
-    from prodemb.features import (NotPublishedError, feature_store, historical_features, online_vectors,
-                                  require_published, run_publish)
+    from prodemb.features import (
+        NotPublishedError,
+        feature_store,
+        historical_features,
+        online_vectors,
+        require_published,
+        run_publish,
+    )
     from prodemb.score import run_score
 
     work = world["work"]
@@ -205,8 +256,15 @@ def test_a_reader_pinned_to_a_version_keeps_it_after_a_newer_one_is_published(sp
     t1, t2 = datetime(2025, 1, 1, tzinfo=timezone.utc), datetime(2025, 2, 1, tzinfo=timezone.utc)
 
     def score_and_publish(version, when, keep=3):
-        run_score(spark, str(work / "data"), f"models:/prodemb-encoder/{version}", str(out), tracking_uri=world["uri"],
-                  keep_model_versions=keep, scored_at=when)
+        run_score(
+            spark,
+            str(work / "data"),
+            f"models:/prodemb-encoder/{version}",
+            str(out),
+            tracking_uri=world["uri"],
+            keep_model_versions=keep,
+            scored_at=when,
+        )
         return run_publish(str(work / "data"), repo_dir=repo, embeddings=str(out), progress=False)
 
     first = score_and_publish("1", t1)
@@ -217,8 +275,10 @@ def test_a_reader_pinned_to_a_version_keeps_it_after_a_newer_one_is_published(sp
     assert all(v["model_version"] == "1" and v["embedding"] is not None for v in v1.values())
 
     second = score_and_publish("2", t2)
-    assert second["pinned_views"] == {"product_embeddings_v1": "prodemb-encoder/1",
-                                      "product_embeddings_v2": "prodemb-encoder/2"}
+    assert second["pinned_views"] == {
+        "product_embeddings_v1": "prodemb-encoder/1",
+        "product_embeddings_v2": "prodemb-encoder/2",
+    }
     n = second["rows_out"]
     assert second["rows_by_view"] == {"product_embeddings": n, "product_embeddings_v1": n, "product_embeddings_v2": n}
     # Each version has its similar-products index, built once: v1's is reused.
@@ -243,9 +303,21 @@ def test_a_reader_pinned_to_a_version_keeps_it_after_a_newer_one_is_published(sp
         np.testing.assert_allclose(np.asarray(emb, dtype=np.float32), v1[pid]["embedding"], rtol=1e-6)
 
     # The consumer's command line reads the pinned view too.
-    proc = subprocess.run([sys.executable, str(REPO_ROOT / "jobs" / "lookup.py"), "--product-id", ids[0],
-                           "--model-version", "1", "--json"], capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "FEATURE_REPO_DIR_ENV_VAR": str(repo)})
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(REPO_ROOT / "jobs" / "lookup.py"),
+            "--product-id",
+            ids[0],
+            "--model-version",
+            "1",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "FEATURE_REPO_DIR_ENV_VAR": str(repo)},
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     import json
 
@@ -254,8 +326,11 @@ def test_a_reader_pinned_to_a_version_keeps_it_after_a_newer_one_is_published(sp
     np.testing.assert_array_equal(np.asarray(got["embedding"], dtype=np.float32), v1[ids[0]]["embedding"])
 
     # Scoring that keeps one version drops v1 from the table; publishing retires its view and online table.
-    table_v1 = sqlite3.connect(second["db"]).execute(
-        "SELECT name FROM sqlite_master WHERE name LIKE '%product_embeddings_v1'").fetchall()
+    table_v1 = (
+        sqlite3.connect(second["db"])
+        .execute("SELECT name FROM sqlite_master WHERE name LIKE '%product_embeddings_v1'")
+        .fetchall()
+    )
     assert len(table_v1) == 1
     third = score_and_publish("2", t2 + timedelta(hours=1), keep=1)
     assert third["retired_views"] == ["product_embeddings_v1"] and third["ann_retired"] == ["prodemb-encoder-v1"]
@@ -263,11 +338,19 @@ def test_a_reader_pinned_to_a_version_keeps_it_after_a_newer_one_is_published(sp
     store.refresh_registry()
     with pytest.raises(NotPublishedError, match="product_embeddings_v1.*retired.*product_embeddings_v2"):
         require_published(store, "product_embeddings_v1")
-    assert sqlite3.connect(second["db"]).execute(
-        "SELECT name FROM sqlite_master WHERE name LIKE '%product_embeddings_v1'").fetchall() == []
-    proc = subprocess.run([sys.executable, str(REPO_ROOT / "jobs" / "lookup.py"), "--product-id", ids[0],
-                           "--model-version", "1"], capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "FEATURE_REPO_DIR_ENV_VAR": str(repo)})
+    assert (
+        sqlite3.connect(second["db"])
+        .execute("SELECT name FROM sqlite_master WHERE name LIKE '%product_embeddings_v1'")
+        .fetchall()
+        == []
+    )
+    proc = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "jobs" / "lookup.py"), "--product-id", ids[0], "--model-version", "1"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "FEATURE_REPO_DIR_ENV_VAR": str(repo)},
+    )
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "retired" in proc.stderr, proc.stderr[-2000:]
 
 
@@ -283,28 +366,42 @@ def test_incremental_scoring_embeds_only_new_and_changed_products_and_equals_a_f
     model = "models:/prodemb-encoder/1"
     first = run_score(spark, str(work / "data"), model, str(incremental), tracking_uri=world["uri"], scored_at=t1)
     assert first["rows_carried"] == 0 and first["rows_embedded"] == first["rows_in"]
-    was = {r.product_id: np.asarray(r.embedding, dtype=np.float32)
-           for r in read_table(spark, str(incremental)).select("product_id", "embedding").collect()}
+    was = {
+        r.product_id: np.asarray(r.embedding, dtype=np.float32)
+        for r in read_table(spark, str(incremental)).select("product_id", "embedding").collect()
+    }
 
     # The next day's catalog: 5 titles changed, 3 products gone, 2 new ones.
     catalog = read_table(spark, str(work / "data" / "catalog")).orderBy("product_id").cache()
     ids = [r.product_id for r in catalog.select("product_id").collect()]
     changed, gone = ids[:5], ids[5:8]
-    edited = catalog.where(~F.col("product_id").isin(gone)).withColumn(
-        "title", F.when(F.col("product_id").isin(changed), F.concat(F.col("title"), F.lit(" usado mini")))
-        .otherwise(F.col("title"))).withColumn(
-        "title_norm", F.when(F.col("product_id").isin(changed), F.concat(F.col("title_norm"), F.lit(" usado mini")))
-        .otherwise(F.col("title_norm")))
+    edited = (
+        catalog.where(~F.col("product_id").isin(gone))
+        .withColumn(
+            "title",
+            F.when(F.col("product_id").isin(changed), F.concat(F.col("title"), F.lit(" usado mini"))).otherwise(
+                F.col("title")
+            ),
+        )
+        .withColumn(
+            "title_norm",
+            F.when(F.col("product_id").isin(changed), F.concat(F.col("title_norm"), F.lit(" usado mini"))).otherwise(
+                F.col("title_norm")
+            ),
+        )
+    )
     new = catalog.limit(2).withColumn("product_id", F.concat(F.lit("new-"), F.col("product_id")))
     write_table(edited.unionByName(new), str(work / "incr" / "data" / "catalog"))
     n = len(ids) - 3 + 2
 
-    second = run_score(spark, str(work / "incr" / "data"), model, str(incremental), tracking_uri=world["uri"],
-                       scored_at=t2)
+    second = run_score(
+        spark, str(work / "incr" / "data"), model, str(incremental), tracking_uri=world["uri"], scored_at=t2
+    )
     assert (second["rows_in"], second["rows_embedded"], second["rows_carried"]) == (n, 5 + 2, n - 7)
-    assert second["rows_by_model_version"] == {"prodemb-encoder/1": n}    # the gone products' rows are gone too
-    rescored = run_score(spark, str(work / "incr" / "data"), model, str(full), tracking_uri=world["uri"],
-                         scored_at=t2, incremental=False)
+    assert second["rows_by_model_version"] == {"prodemb-encoder/1": n}  # the gone products' rows are gone too
+    rescored = run_score(
+        spark, str(work / "incr" / "data"), model, str(full), tracking_uri=world["uri"], scored_at=t2, incremental=False
+    )
     assert rescored["rows_carried"] == 0 and rescored["rows_embedded"] == n
 
     # Row for row, the incremental table equals the full rescoring (vectors to float32 rounding).
@@ -319,8 +416,14 @@ def test_incremental_scoring_embeds_only_new_and_changed_products_and_equals_a_f
     assert all(np.array_equal(now[p], was[p]) for p in ids[8:])
 
     # A new model version embeds everything, carrying nothing over.
-    third = run_score(spark, str(work / "incr" / "data"), "models:/prodemb-encoder/2", str(incremental),
-                      tracking_uri=world["uri"], scored_at=t2 + timedelta(hours=1))
+    third = run_score(
+        spark,
+        str(work / "incr" / "data"),
+        "models:/prodemb-encoder/2",
+        str(incremental),
+        tracking_uri=world["uri"],
+        scored_at=t2 + timedelta(hours=1),
+    )
     assert third["rows_carried"] == 0 and third["rows_embedded"] == n
 
 
@@ -331,10 +434,22 @@ def test_bad_model_uri_fails_clearly_and_leaves_embeddings_untouched(spark, worl
     if not emb.exists():
         score(spark, world, "1", datetime(2025, 1, 1, tzinfo=timezone.utc))
     before = table_version(str(emb))
-    proc = subprocess.run([sys.executable, str(REPO_ROOT / "jobs" / "score.py"), "--data", str(world["work"] / "data"),
-                           "--model-uri", "models:/prodemb-encoder@does-not-exist", "--mlflow-uri", world["uri"]],
-                          capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "SPARK_LOCAL_IP": "127.0.0.1"})
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(REPO_ROOT / "jobs" / "score.py"),
+            "--data",
+            str(world["work"] / "data"),
+            "--model-uri",
+            "models:/prodemb-encoder@does-not-exist",
+            "--mlflow-uri",
+            world["uri"],
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "SPARK_LOCAL_IP": "127.0.0.1"},
+    )
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert "cannot resolve model" in proc.stderr
     assert table_version(str(emb)) == before
@@ -358,10 +473,11 @@ def test_feast_materialize_still_works_from_the_repo(spark, world):
 
     store = FeatureStore(repo_path=str(repo))
     pid = spark.read.parquet(str(emb)).first().product_id
-    got = store.get_online_features(features=["product_embeddings:embedding"],
-                                    entity_rows=[{"product_id": pid}]).to_dict()
+    got = store.get_online_features(
+        features=["product_embeddings:embedding"], entity_rows=[{"product_id": pid}]
+    ).to_dict()
     assert got["embedding"][0] is not None and len(got["embedding"][0]) == 128
-    assert len(repo_objects(emb)) == 3    # no pinned view unless publishing names the versions
+    assert len(repo_objects(emb)) == 3  # no pinned view unless publishing names the versions
 
 
 def test_empty_titles_are_quarantined_and_a_table_with_bad_vectors_is_refused(spark, world):
@@ -377,8 +493,10 @@ def test_empty_titles_are_quarantined_and_a_table_with_bad_vectors_is_refused(sp
     work = world["work"]
     data = work / "titles"
     good = read_table(spark, str(work / "data" / "catalog")).orderBy("product_id").limit(20)
-    blank = spark.createDataFrame([("default", f"blank-{i}", t) for i, t in enumerate([None, "", "¡¡!!", "de la"])],
-                                  "site string, product_id string, title string")
+    blank = spark.createDataFrame(
+        [("default", f"blank-{i}", t) for i, t in enumerate([None, "", "¡¡!!", "de la"])],
+        "site string, product_id string, title string",
+    )
     write_table(good.unionByName(blank, allowMissingColumns=True), str(data / "catalog"))
     t = datetime(2025, 3, 1, tzinfo=timezone.utc)
     report = run_score(spark, str(data), "models:/prodemb-encoder/1", None, tracking_uri=world["uri"], scored_at=t)
@@ -386,7 +504,8 @@ def test_empty_titles_are_quarantined_and_a_table_with_bad_vectors_is_refused(sp
     assert report["rows_quarantined_by_reason"] == {"empty_title": 4}
     quarantine = read_table(spark, report["quarantine"]).orderBy("product_id").collect()
     assert [(r.product_id, r.title, r.reason, r.model_version) for r in quarantine] == [
-        (f"blank-{i}", t_, "empty_title", "1") for i, t_ in enumerate([None, "", "¡¡!!", "de la"])]
+        (f"blank-{i}", t_, "empty_title", "1") for i, t_ in enumerate([None, "", "¡¡!!", "de la"])
+    ]
     emb = read_table(spark, str(data / "embeddings"))
     assert emb.count() == 20 and emb.where(emb.product_id.startswith("blank-")).count() == 0
     # A rescoring with nothing to quarantine replaces the quarantine of the previous one.
@@ -405,8 +524,9 @@ def test_empty_titles_are_quarantined_and_a_table_with_bad_vectors_is_refused(sp
     vectors = table.column("embedding").to_pylist()
     vectors[3] = [float("nan")] * len(vectors[3])
     vectors[7] = vectors[7][:-1]
-    bad = table.set_column(table.schema.get_field_index("embedding"), "embedding",
-                           pa.array(vectors, pa.list_(pa.float32())))
+    bad = table.set_column(
+        table.schema.get_field_index("embedding"), "embedding", pa.array(vectors, pa.list_(pa.float32()))
+    )
     (work / "bad_embeddings").mkdir()
     pq.write_table(bad, work / "bad_embeddings" / "part-0.parquet")
     with pytest.raises(UnservableVectorsError, match=r"2 of 20 rows .*non_finite_vector: 1, wrong_dimension: 1"):
@@ -415,7 +535,7 @@ def test_empty_titles_are_quarantined_and_a_table_with_bad_vectors_is_refused(sp
     assert all(np.array_equal(before[p]["embedding"], after[p]["embedding"]) for p in ids)
     store.refresh_registry()
     source = store.get_feature_view("product_embeddings").batch_source.path
-    assert source == os.path.abspath(data / "embeddings")        # the registry still names the good table
+    assert source == os.path.abspath(data / "embeddings")  # the registry still names the good table
 
 
 def test_similar_recall_uses_exactly_the_sessions_the_model_held_out(spark, world):
@@ -430,9 +550,25 @@ def test_similar_recall_uses_exactly_the_sessions_the_model_held_out(spark, worl
     if not (data / "embeddings").exists():
         score(spark, world, "1", datetime(2025, 1, 1, tzinfo=timezone.utc))
     pid = read_table(spark, str(data / "embeddings")).first().product_id
-    proc = subprocess.run([sys.executable, str(REPO_ROOT / "jobs" / "similar.py"), "--data", str(data),
-                           "--product-id", pid, "--k", "5", "--recall", "--json", "--mlflow-uri", world["uri"]],
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(REPO_ROOT / "jobs" / "similar.py"),
+            "--data",
+            str(data),
+            "--product-id",
+            pid,
+            "--k",
+            "5",
+            "--recall",
+            "--json",
+            "--mlflow-uri",
+            world["uri"],
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     out = json.loads(proc.stdout)
     name, version = out["holdout"]["model"].rsplit("/", 1)
@@ -441,9 +577,9 @@ def test_similar_recall_uses_exactly_the_sessions_the_model_held_out(spark, worl
     params = training_params(name, version)
     assert out["holdout"]["holdout.fraction"] == params["holdout.fraction"]
     assert out["holdout"]["holdout.cutoff"] == params["holdout.cutoff"]
-    assert out["holdout_pairs"] == int(params["data.rows_pairs_holdout"]) > 0     # the same pairs, every one
+    assert out["holdout_pairs"] == int(params["data.rows_pairs_holdout"]) > 0  # the same pairs, every one
     assert len(out["neighbours"][pid]) == 5 and 0 <= out["recall_at_5"] <= 1
-    assert out["search"] == "exact"          # this table was never published: no index, an exact search
+    assert out["search"] == "exact"  # this table was never published: no index, an exact search
 
     # Published: the neighbours come from the model's HNSW index, the same as the exact search's here.
     from prodemb.features import run_publish
@@ -453,14 +589,29 @@ def test_similar_recall_uses_exactly_the_sessions_the_model_held_out(spark, worl
     published = run_publish(str(data), repo_dir=repo, progress=False)
     answers = {}
     for flag in ([], ["--exact"]):
-        proc = subprocess.run([sys.executable, str(REPO_ROOT / "jobs" / "similar.py"), "--data", str(data),
-                               "--product-id", pid, "--k", "5", "--json", *flag], capture_output=True, text=True,
-                              timeout=300)
+        proc = subprocess.run(
+            [
+                sys.executable,
+                str(REPO_ROOT / "jobs" / "similar.py"),
+                "--data",
+                str(data),
+                "--product-id",
+                pid,
+                "--k",
+                "5",
+                "--json",
+                *flag,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert proc.returncode == 0, proc.stderr[-2000:]
         answers[tuple(flag)] = json.loads(proc.stdout)
     indexed, exact = answers[()], answers[("--exact",)]
     assert indexed["search"] == "hnsw" and exact["search"] == "exact"
     assert indexed["index"]["recall_at_10"] == published["ann"][indexed["model"]]["recall_at_10"] >= 0.9
     assert [n["product_id"] for n in indexed["neighbours"][pid]] == [n["product_id"] for n in exact["neighbours"][pid]]
-    np.testing.assert_allclose([n["cosine"] for n in indexed["neighbours"][pid]],
-                               [n["cosine"] for n in exact["neighbours"][pid]], atol=2e-4)
+    np.testing.assert_allclose(
+        [n["cosine"] for n in indexed["neighbours"][pid]], [n["cosine"] for n in exact["neighbours"][pid]], atol=2e-4
+    )

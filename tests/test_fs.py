@@ -1,4 +1,5 @@
 """The filesystem layer: one set of calls for local paths and file:// URIs (object stores: tests/e2e)."""
+
 from __future__ import annotations
 
 import os
@@ -13,7 +14,7 @@ def test_local_rule_and_paths(tmp_path):
     assert fs.is_local("data/demo") and fs.is_local("file:///tmp/x") and fs.is_local(tmp_path)
     assert not fs.is_local("s3a://lake/t") and not fs.is_local("hdfs://nn:8020/t")
     assert fs.local_path("file:///tmp/x/y") == "/tmp/x/y" and fs.local_path("rel/x") == "rel/x"
-    assert fs.local_path("file:/tmp/a%20b") == "/tmp/a b"       # Hadoop's form, as Spark lists files
+    assert fs.local_path("file:/tmp/a%20b") == "/tmp/a b"  # Hadoop's form, as Spark lists files
     assert fs.absolute("rel/x") == os.path.abspath("rel/x")
     assert fs.absolute("s3a://lake/t") == "s3a://lake/t"
     assert fs.join("s3a://lake/", "tables", "/catalog/") == "s3a://lake/tables/catalog"
@@ -63,14 +64,14 @@ def test_atomic_write_replaces_and_leaves_no_temp_files(tmp_path):
     with pytest.raises(RuntimeError), fs.atomic_local_file(tmp_path / "r.json") as tmp:
         tmp.write_text("half")
         raise RuntimeError("killed")
-    assert fs.read_json(tmp_path / "r.json") == {"a": 2}      # the failed write changed nothing
+    assert fs.read_json(tmp_path / "r.json") == {"a": 2}  # the failed write changed nothing
     assert os.listdir(tmp_path) == ["r.json"]
 
 
 def test_swap_link_and_prune_versions(tmp_path):
     link, versions = tmp_path / "t", tmp_path / "_versions" / "t"
     link.mkdir()
-    (link / "old.txt").write_text("manual")                  # a real folder in the way
+    (link / "old.txt").write_text("manual")  # a real folder in the way
     made = []
     for i in range(4):
         v = fs.new_version_dir(versions)
@@ -80,7 +81,7 @@ def test_swap_link_and_prune_versions(tmp_path):
         fs.swap_link(link, v, aside=versions)
         fs.prune_versions(versions, keep=2, current=v, done_marker="_SUCCESS")
     killed = fs.new_version_dir(versions)
-    killed.mkdir()                                           # a write killed before its swap
+    killed.mkdir()  # a write killed before its swap
     fs.prune_versions(versions, keep=2, current=made[-1], done_marker="_SUCCESS")
     assert Path(os.path.realpath(link)) == made[-1]
     left = sorted(p.name for p in versions.iterdir())
@@ -113,7 +114,7 @@ def test_folders_are_replaced_without_a_moment_where_none_is_there(tmp_path):
     thread.start()
     try:
         for i in range(300):
-            if i % 3 == 2:   # a symlink in the way, as Parquet tables have
+            if i % 3 == 2:  # a symlink in the way, as Parquet tables have
                 fs.swap_link(final, folder(i), aside=aside)
             else:
                 fs.replace_dir(folder(i), final)
@@ -133,15 +134,15 @@ def test_atomic_dir_publishes_complete_folders_and_keeps_the_previous_one_on_fai
     with pytest.raises(RuntimeError), fs.atomic_dir(target) as out:
         (out / "results.csv").write_text("half")
         raise RuntimeError("the job failed halfway")
-    assert (target / "results.csv").read_text() == "v1"            # the failed run left the good output
+    assert (target / "results.csv").read_text() == "v1"  # the failed run left the good output
     killed = fs.new_version_dir(tmp_path / "eval" / "_versions" / target.name)
-    killed.mkdir()                                                  # a run SIGKILLed mid-write
+    killed.mkdir()  # a run SIGKILLed mid-write
     for text in ("v2", "v3"):
         with fs.atomic_dir(target) as out:
             (out / "results.csv").write_text(text)
     assert (target / "results.csv").read_text() == "v3"
     kept = sorted(p.name for p in (tmp_path / "eval" / "_versions" / target.name).iterdir())
-    assert len(kept) == 2 and os.path.basename(os.readlink(target)) == kept[-1]   # newest two, no leftovers
+    assert len(kept) == 2 and os.path.basename(os.readlink(target)) == kept[-1]  # newest two, no leftovers
     with pytest.raises(ValueError, match="local"):
         with fs.atomic_dir("s3a://lake/eval/x"):
             pass
@@ -152,7 +153,9 @@ def test_delta_rs_gets_the_table_uri_and_the_s3_endpoint_of_the_standard_variabl
     monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9000")
     assert fs.delta_location(tmp_path.as_uri() + "/t") == (str(tmp_path / "t"), {})
     assert fs.delta_location("s3a://lake/tables/catalog") == (
-        "s3://lake/tables/catalog", {"AWS_ENDPOINT_URL": "http://127.0.0.1:9000", "AWS_ALLOW_HTTP": "true"})
+        "s3://lake/tables/catalog",
+        {"AWS_ENDPOINT_URL": "http://127.0.0.1:9000", "AWS_ALLOW_HTTP": "true"},
+    )
     monkeypatch.setenv("AWS_ENDPOINT_URL_S3", "https://s3.example.com")
     assert fs.delta_location("s3://lake/t")[1] == {"AWS_ENDPOINT_URL": "https://s3.example.com"}
     assert fs.delta_location("gs://bucket/t") == ("gs://bucket/t", {})

@@ -1,4 +1,5 @@
 """prodemb/jobs: the `prodemb` console script runs the same jobs as the files in jobs/."""
+
 from __future__ import annotations
 
 import hashlib
@@ -9,7 +10,7 @@ from pathlib import Path
 
 from tests.conftest import REPO_ROOT
 
-CONSOLE = Path(sys.executable).parent / "prodemb"   # installed by the package's [project.scripts]
+CONSOLE = Path(sys.executable).parent / "prodemb"  # installed by the package's [project.scripts]
 
 
 def run(cmd: list, cwd) -> subprocess.CompletedProcess:
@@ -30,10 +31,23 @@ def test_the_console_script_lists_every_job_and_refuses_an_unknown_one(tmp_path)
 
 def test_console_script_and_job_file_write_the_same_tokenizer(tiny, tmp_path):
     outputs = {}
-    for name, cmd in (("console", [CONSOLE, "train-tokenizer"]),
-                      ("file", [sys.executable, REPO_ROOT / "jobs" / "train_tokenizer.py"])):
-        proc = run([*cmd, "--data", tiny["work"] / "data", "--output", tmp_path / f"{name}.model",
-                    "--vocab-size", "200", "--json"], tmp_path)
+    for name, cmd in (
+        ("console", [CONSOLE, "train-tokenizer"]),
+        ("file", [sys.executable, REPO_ROOT / "jobs" / "train_tokenizer.py"]),
+    ):
+        proc = run(
+            [
+                *cmd,
+                "--data",
+                tiny["work"] / "data",
+                "--output",
+                tmp_path / f"{name}.model",
+                "--vocab-size",
+                "200",
+                "--json",
+            ],
+            tmp_path,
+        )
         assert proc.returncode == 0, proc.stderr[-2000:]
         assert json.loads(proc.stdout.strip().splitlines()[-1])["vocab_size"] == 200
         outputs[name] = hashlib.sha256((tmp_path / f"{name}.model").read_bytes()).hexdigest()
@@ -50,16 +64,26 @@ def test_a_job_prints_one_summary_line_and_its_report_goes_behind_json_or_to_a_f
     assert report["vocab_size"] == 200 and report["path"].endswith("tok.model")
     as_json = run([CONSOLE, "train-tokenizer", *args, "--json"], tmp_path)
     got = json.loads(as_json.stdout)
-    assert {k: got[k] for k in ("vocab_size", "n_titles", "n_titles_used", "sha256")} == \
-        {k: report[k] for k in ("vocab_size", "n_titles", "n_titles_used", "sha256")}
+    assert {k: got[k] for k in ("vocab_size", "n_titles", "n_titles_used", "sha256")} == {
+        k: report[k] for k in ("vocab_size", "n_titles", "n_titles_used", "sha256")
+    }
 
 
 def test_every_report_has_a_summary_line():
     """A line from a publish report, and still one line from a report without the usual keys."""
     from prodemb.jobs import SUMMARIES, emit_report
 
-    assert set(SUMMARIES) == {"sessionize", "consolidate", "train_tokenizer", "train", "score", "publish",
-                              "evaluate", "sweep_alpha", "promote"}
+    assert set(SUMMARIES) == {
+        "sessionize",
+        "consolidate",
+        "train_tokenizer",
+        "train",
+        "score",
+        "publish",
+        "evaluate",
+        "sweep_alpha",
+        "promote",
+    }
 
     class Args:
         json = False
@@ -70,9 +94,21 @@ def test_every_report_has_a_summary_line():
 
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
-        emit_report("publish", {"rows_out": 1234, "pinned_views": {"product_embeddings_v2": "m/2"},
-                                "retired_views": [], "ann": {"m/2": {"recall_at_10": 0.991}}, "seconds": 2.5}, Args)
-        emit_report("publish", {"unexpected": 1}, Args)   # a report without the usual keys: still one line
+        emit_report(
+            "publish",
+            {
+                "rows_out": 1234,
+                "pinned_views": {"product_embeddings_v2": "m/2"},
+                "retired_views": [],
+                "ann": {"m/2": {"recall_at_10": 0.991}},
+                "seconds": 2.5,
+            },
+            Args,
+        )
+        emit_report("publish", {"unexpected": 1}, Args)  # a report without the usual keys: still one line
     lines = out.getvalue().splitlines()
-    assert lines == ["publish: 1,234 products online in product_embeddings; pinned views: product_embeddings_v2; "
-                     "similar-products index recall@10 m/2 0.991; 2.5 s", "publish: unexpected=1"]
+    assert lines == [
+        "publish: 1,234 products online in product_embeddings; pinned views: product_embeddings_v2; "
+        "similar-products index recall@10 m/2 0.991; 2.5 s",
+        "publish: unexpected=1",
+    ]

@@ -1,5 +1,6 @@
 """prodemb.kernels equal the plain PyTorch they replace: the CPU Text-CNN path (blocked forward, max-pool-sparse
 backward) equals the textbook Conv1d encoder, and the oneDNN linear equals F.linear, forward and backward."""
+
 from __future__ import annotations
 
 import pytest
@@ -20,8 +21,9 @@ def reference_forward(enc: ProductEncoder, tokens: torch.Tensor) -> torch.Tensor
     return torch.cat([F.relu(F.conv1d(x, c.weight, c.bias)).amax(2) for c in enc.convs], 1)
 
 
-def assert_matches_reference(enc: ProductEncoder, tokens: torch.Tensor, grad_atol: float,
-                             reference=reference_forward) -> tuple[torch.Tensor, ...]:
+def assert_matches_reference(
+    enc: ProductEncoder, tokens: torch.Tensor, grad_atol: float, reference=reference_forward
+) -> tuple[torch.Tensor, ...]:
     """The encoder's output and its gradients (table, then each conv's weight and bias) for a random upstream
     gradient equal those of ``reference(enc, tokens)``; returns the encoder's output and gradients."""
     upstream = torch.randn(tokens.shape[0], enc.out_dim)
@@ -42,10 +44,10 @@ def test_cpu_path_forward_and_gradients_match_reference(L):
     enc = ProductEncoder(vocab_size=300, embed_dim=24, n_filters=8, kernel_sizes=(2, 3, 4, 5))
     tokens = torch.randint(2, 300, (70, L))
     lengths = torch.randint(0, L + 1, (70,))
-    tokens[torch.arange(L)[None, :] >= lengths[:, None]] = 0          # right padding, some empty titles
-    tokens[0, :] = 7 if L > 1 else tokens[0, :]                       # repeated token: tied windows
+    tokens[torch.arange(L)[None, :] >= lengths[:, None]] = 0  # right padding, some empty titles
+    tokens[0, :] = 7 if L > 1 else tokens[0, :]  # repeated token: tied windows
     _, table_grad, *_ = assert_matches_reference(enc, tokens, grad_atol=1e-5)
-    assert table_grad[0].abs().sum() == 0                                # padding row gets no gradient
+    assert table_grad[0].abs().sum() == 0  # padding row gets no gradient
 
 
 def test_cpu_path_in_eval_and_no_grad_equals_reference():
@@ -64,7 +66,7 @@ def test_cpu_path_over_several_blocks_matches_reference():
     lengths = torch.randint(0, 33, (300,))
     tokens[torch.arange(32)[None, :] >= lengths[:, None]] = 0
     order, blocks = _title_blocks(tokens, 512, 5)
-    assert len(blocks) >= 3 and len({w for _, _, w in blocks}) >= 2      # several blocks, narrowed widths
+    assert len(blocks) >= 3 and len({w for _, _, w in blocks}) >= 2  # several blocks, narrowed widths
     assert_matches_reference(enc, tokens, grad_atol=1e-4)
 
 

@@ -1,4 +1,5 @@
 """prodemb.model: shapes, Eq. 1/2/4 by hand, stop-gradient, EMA target, FLOPs (the τ schedule: tests/test_optim.py)."""
+
 from __future__ import annotations
 
 import math
@@ -8,8 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from prodemb.model import (MLP, BYOLCategoryModel, ProductEncoder, byol_loss, category_loss,
-                           flops_per_pair, total_loss)
+from prodemb.model import MLP, BYOLCategoryModel, ProductEncoder, byol_loss, category_loss, flops_per_pair, total_loss
 from prodemb.optim import tau_schedule
 from tests.test_kernels import assert_matches_reference, reference_forward
 
@@ -29,10 +29,13 @@ def batch(B=6, L=7, vocab=50, n_cat=5, seed=1):
 
 
 # ---------------------------------------------------------------- shapes
-@pytest.mark.parametrize("dims,vocab,n_cat", [
-    (dict(embed_dim=512, n_filters=128, kernel_sizes=(2, 3, 4, 5), hidden_dim=1024, proj_dim=128), 1000, 30),
-    (TINY, 50, 5),
-])
+@pytest.mark.parametrize(
+    "dims,vocab,n_cat",
+    [
+        (dict(embed_dim=512, n_filters=128, kernel_sizes=(2, 3, 4, 5), hidden_dim=1024, proj_dim=128), 1000, 30),
+        (TINY, 50, 5),
+    ],
+)
 @pytest.mark.parametrize("L", [1, 3, 12])
 def test_shapes(dims, vocab, n_cat, L):
     torch.manual_seed(0)
@@ -92,7 +95,7 @@ def test_byol_loss_stops_gradient_into_z():
 def test_no_gradient_into_target_network():
     m = tiny()
     for t in m.target_encoder.parameters():  # even if someone turns requires_grad back on,
-        t.requires_grad_(True)                # the forward runs the target under no_grad (sg)
+        t.requires_grad_(True)  # the forward runs the target under no_grad (sg)
     m(*batch(), alpha=0.5)["loss"].backward()
     assert all(t.grad is None for t in m.target_encoder.parameters())
     assert all(t.grad is None for t in m.target_projector.parameters())
@@ -167,9 +170,9 @@ def test_ce_uses_the_other_products_category(direction):
     ci, cj = (unknown, known) if direction == "ij" else (known, unknown)
     out = m(ti, tj, ci, cj, alpha=0.5)
     logits = m.category_head(m.encoder(torch.cat([ti, tj])))  # same train-mode batch as forward
-    if direction == "ij":   # only h(y_i) vs category(p_j) = 3 contributes
+    if direction == "ij":  # only h(y_i) vs category(p_j) = 3 contributes
         expected = category_loss(logits[:6], known)
-    else:                   # only h(y_j) vs category(p_i) = 3 contributes
+    else:  # only h(y_j) vs category(p_i) = 3 contributes
         expected = category_loss(logits[6:], known)
     assert out["ce"].item() > 0
     torch.testing.assert_close(out["ce"], expected, rtol=1e-5, atol=1e-6)
@@ -178,8 +181,11 @@ def test_ce_uses_the_other_products_category(direction):
 # ---------------------------------------------------------------- target network / EMA
 def test_target_initialised_as_copy_and_frozen():
     m = tiny()
-    for o, t in zip([*m.encoder.parameters(), *m.projector.parameters()],
-                    [*m.target_encoder.parameters(), *m.target_projector.parameters()], strict=True):
+    for o, t in zip(
+        [*m.encoder.parameters(), *m.projector.parameters()],
+        [*m.target_encoder.parameters(), *m.target_projector.parameters()],
+        strict=True,
+    ):
         assert torch.equal(o, t) and o.data_ptr() != t.data_ptr()
         assert not t.requires_grad and o.requires_grad
     online_ids = {id(p) for p in m.online_parameters()}
@@ -276,8 +282,8 @@ def test_max_mean_pooling_appends_the_mean_token_embedding(L):
     lengths[0] = 0
     tokens[torch.arange(L)[None, :] >= lengths[:, None]] = 0
 
-    def textbook(enc, tokens):   # [max-pooled n-grams ; Σ non-padding embeddings / their count]
-        x = F.embedding(tokens, enc.embed.weight, padding_idx=0)                   # [N, L, E], padding rows 0
+    def textbook(enc, tokens):  # [max-pooled n-grams ; Σ non-padding embeddings / their count]
+        x = F.embedding(tokens, enc.embed.weight, padding_idx=0)  # [N, L, E], padding rows 0
         return torch.cat([reference_forward(enc, tokens), x.sum(1) / lengths.clamp(min=1)[:, None]], 1)
 
     out, *_ = assert_matches_reference(enc, tokens, grad_atol=1e-5, reference=textbook)
@@ -288,8 +294,7 @@ def test_architecture_round_trips_through_dims_and_old_metas_are_max_pooled():
     enc = ProductEncoder(50, 8, 4, (2, 3), pooling="max+mean")
     again = ProductEncoder.from_dims(50, enc.dims())
     assert (again.pooling, again.out_dim) == ("max+mean", enc.out_dim)
-    old_meta = {"embed_dim": 8, "n_filters": 4, "kernel_sizes": [2, 3]}   # registered before pooling existed
+    old_meta = {"embed_dim": 8, "n_filters": 4, "kernel_sizes": [2, 3]}  # registered before pooling existed
     assert ProductEncoder.from_dims(50, old_meta).pooling == "max"
     with pytest.raises(ValueError, match="pooling"):
         ProductEncoder(50, 8, 4, (2, 3), pooling="mean")
-

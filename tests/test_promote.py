@@ -1,5 +1,6 @@
 """The promotion gate on a real MLflow registry (SQLite): promotes a better candidate, refuses a worse or
 unhealthy one, honours the tolerance, and records the decision and both scores on the candidate version."""
+
 from __future__ import annotations
 
 import json
@@ -32,8 +33,11 @@ def _task(n: int = 400, seed: int = 0) -> pd.DataFrame:
     nouns = ["zapatilla", "mochila", "camiseta", "lampara", "taladro", "auricular", "cafetera", "silla"]
     colors = ["roja", "azul", "negra", "blanca", "verde"]
     label = rng.integers(0, 2, n)
-    titles = [f"{rng.choice(nouns)} {rng.choice(colors)} {'usada reacondicionada' if y else 'nueva sellada'} "
-              f"modelo {rng.integers(100, 999)}" for y in label]
+    titles = [
+        f"{rng.choice(nouns)} {rng.choice(colors)} {'usada reacondicionada' if y else 'nueva sellada'} "
+        f"modelo {rng.integers(100, 999)}"
+        for y in label
+    ]
     return pd.DataFrame({"title": titles, "label": label})
 
 
@@ -46,9 +50,16 @@ def registry(tmp_path_factory):
     tok = work / "tok.model"
     train_tokenizer([normalize_title(t, "es") for t in task.title] * 3, tok, vocab_size=60)
     uri = f"sqlite:///{work / 'mlflow.db'}"
-    cfg = load_config("local", overrides=[f"mlflow.tracking_uri={uri}", f"paths.runs_dir={work}/runs",
-                                          "promote.train_size=120", "promote.samples=2",
-                                          "evaluate.split=[0.6, 0.2, 0.2]"])
+    cfg = load_config(
+        "local",
+        overrides=[
+            f"mlflow.tracking_uri={uri}",
+            f"paths.runs_dir={work}/runs",
+            "promote.train_size=120",
+            "promote.samples=2",
+            "evaluate.split=[0.6, 0.2, 0.2]",
+        ],
+    )
     setup_tracking(uri, cfg.mlflow.experiment)
     client = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
     import sentencepiece as spm
@@ -63,17 +74,26 @@ def registry(tmp_path_factory):
                 for p in enc.parameters():
                     p.zero_()
         with mlflow.start_run():
-            v = log_encoder(enc, tok, max_len=12, language="es", model_name=NAME, workdir=work / f"m{version}",
-                            example_titles=list(task.title[:3]))
+            v = log_encoder(
+                enc,
+                tok,
+                max_len=12,
+                language="es",
+                model_name=NAME,
+                workdir=work / f"m{version}",
+                example_titles=list(task.title[:3]),
+            )
         assert v == str(version)
         client.set_model_version_tag(NAME, v, "health", health)
     return {"cfg": cfg, "uri": uri, "client": client, "tasks": {"usado": task}, "work": work}
 
 
 def _aliases(client) -> dict[str, str]:
-    return {a: str(client.get_model_version_by_alias(NAME, a).version)
-            for a in ("champion", "candidate", "previous_champion")
-            if _has_alias(client, a)}
+    return {
+        a: str(client.get_model_version_by_alias(NAME, a).version)
+        for a in ("champion", "candidate", "previous_champion")
+        if _has_alias(client, a)
+    }
 
 
 def _has_alias(client, alias) -> bool:
@@ -110,7 +130,7 @@ def test_gate_promotes_better_then_refuses_worse_and_unhealthy(registry):
 
     d = run_promote(cfg, tasks, tracking_uri=registry["uri"])
     assert d.promoted, d.reason
-    assert d.champion_auc == pytest.approx(0.5)            # constant features carry no signal
+    assert d.champion_auc == pytest.approx(0.5)  # constant features carry no signal
     assert d.candidate_auc > 0.6
     assert _aliases(client) == {"champion": "2", "candidate": "2", "previous_champion": "1"}
     tags = client.get_model_version(NAME, "2").tags
@@ -169,11 +189,20 @@ def test_job_reports_json_and_rejects_missing_tasks(registry):
     registry["client"].set_registered_model_alias(NAME, "champion", "1")
     registry["client"].set_registered_model_alias(NAME, "candidate", "2")
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
-    base = [sys.executable, str(REPO_ROOT / "jobs" / "promote.py"), "--json", "--mlflow-uri", uri,
-            "--set", "promote.train_size=120", "--set", "promote.samples=1"]
+    base = [
+        sys.executable,
+        str(REPO_ROOT / "jobs" / "promote.py"),
+        "--json",
+        "--mlflow-uri",
+        uri,
+        "--set",
+        "promote.train_size=120",
+        "--set",
+        "promote.samples=1",
+    ]
     out = subprocess.run(base + ["--task", f"usado={path}"], capture_output=True, text=True, env=env, cwd=work)
     assert out.returncode == 0, out.stderr[-2000:]
-    decision = json.loads(out.stdout[out.stdout.index("{"):])
+    decision = json.loads(out.stdout[out.stdout.index("{") :])
     assert decision["promoted"] and decision["candidate_version"] == "2" and decision["champion_version"] == "1"
     none = subprocess.run(base + ["--config-profile", "base"], capture_output=True, text=True, env=env, cwd=work)
     assert none.returncode == 2 and "no evaluation tasks" in none.stderr
@@ -185,4 +214,4 @@ def test_validation_scores_for_the_gate_are_deterministic(tiny):
     a = validation_scores("models:/prodemb-encoder/1", tasks, cfg)
     b = validation_scores("models:/prodemb-encoder@champion", {k: pd.read_parquet(v) for k, v in tasks.items()}, cfg)
     assert set(a) == {"condition", "category"} and a == b
-    assert a["category"] > 0.6                  # category words are in the titles: the probe finds them
+    assert a["category"] > 0.6  # category words are in the titles: the probe finds them

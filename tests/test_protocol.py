@@ -1,5 +1,6 @@
 """The downstream evaluation protocol: splits, subsamples, AUC, the results table, the summaries, and a
 failing method reported with keep-going."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -8,8 +9,17 @@ import pytest
 
 from prodemb.baselines.base import EmbeddingMethod, EvalContext, Method, Scores
 from prodemb.config import EvaluateConfig
-from prodemb.protocol import (RESULT_COLUMNS, EvaluateInputError, best_alpha, mean_validation_auc,
-                              per_task_validation_auc, run_protocol, split_task, subsample, train_sizes_for)
+from prodemb.protocol import (
+    RESULT_COLUMNS,
+    EvaluateInputError,
+    best_alpha,
+    mean_validation_auc,
+    per_task_validation_auc,
+    run_protocol,
+    split_task,
+    subsample,
+    train_sizes_for,
+)
 from prodemb.tasks import TaskError
 
 NOUNS = ["zapatilla", "mochila", "camiseta", "lampara", "taladro", "auricular", "cafetera", "silla"]
@@ -25,8 +35,10 @@ def keyword_task(n: int = 400, pos_rate: float = 0.3, seed: int = 0) -> pd.DataF
 
 # Real (if simple) methods implemented here, so the protocol is tested without the baselines.
 
+
 class KeywordRule(Method):
     """Scores 1 when the title contains ``word`` (0 otherwise); records what it was given."""
+
     name = "keyword"
 
     def __init__(self, ctx, word: str = "usado", invert: bool = False):
@@ -39,14 +51,23 @@ class KeywordRule(Method):
         self.prepared.append((task_name, list(table.columns), len(table)))
 
     def fit_predict(self, train, val, test, seed):
-        self.fits.append({"train": tuple(train.index), "val_cols": list(val.columns), "test_cols": list(test.columns),
-                          "seed": seed, "size": len(train), "classes": set(train["label"])})
+        self.fits.append(
+            {
+                "train": tuple(train.index),
+                "val_cols": list(val.columns),
+                "test_cols": list(test.columns),
+                "seed": seed,
+                "size": len(train),
+                "classes": set(train["label"]),
+            }
+        )
         score = lambda df: (df["title"].str.contains(self.word) != self.invert).astype(float).to_numpy()  # noqa: E731
         return Scores(val=score(val), test=score(test))
 
 
 class BagOfWords(EmbeddingMethod):
     """Binary bag of words (vocabulary from every title, no labels) + the paper's liblinear probe."""
+
     name = "bow"
 
     def embed(self, table):
@@ -57,6 +78,7 @@ class BagOfWords(EmbeddingMethod):
 
 class NeedsProductId(EmbeddingMethod):
     """Fails on tasks without product ids, as an id-based method (Prod2Vec) does."""
+
     name = "needs_ids"
 
     def embed(self, table):
@@ -69,6 +91,7 @@ def ecfg(**kw) -> EvaluateConfig:
 
 # --- splits and subsamples -------------------------------------------------------------------------
 
+
 def test_split_is_stratified_disjoint_covering_and_deterministic():
     task = keyword_task(1000, pos_rate=0.3)
     train, val, test = split_task(task, [0.6, 0.2, 0.2], seed=0)
@@ -79,7 +102,7 @@ def test_split_is_stratified_disjoint_covering_and_deterministic():
     rate = task["label"].mean()
     for part in (train, val, test):
         assert abs(part["label"].mean() - rate) < 0.01
-        pd.testing.assert_frame_equal(part, task.loc[part.index])          # rows untouched, index kept
+        pd.testing.assert_frame_equal(part, task.loc[part.index])  # rows untouched, index kept
     again = split_task(task, [0.6, 0.2, 0.2], seed=0)
     assert all(a.index.equals(b.index) for a, b in zip((train, val, test), again))
     assert not split_task(task, [0.6, 0.2, 0.2], seed=1)[2].index.equals(test.index)
@@ -88,9 +111,9 @@ def test_split_is_stratified_disjoint_covering_and_deterministic():
 def test_split_of_tiny_classes_and_bad_settings():
     tiny = pd.DataFrame({"title": list("abcdefgh"), "label": [1, 1, 1, 0, 0, 0, 0, 0]})
     parts = split_task(tiny, [0.6, 0.2, 0.2], seed=0)
-    assert all(set(p["label"]) == {0, 1} for p in parts)                   # every part has both classes
+    assert all(set(p["label"]) == {0, 1} for p in parts)  # every part has both classes
     with pytest.raises(TaskError, match="≥ 3 rows"):
-        split_task(tiny.iloc[1:], [0.6, 0.2, 0.2], seed=0)                 # only two positives
+        split_task(tiny.iloc[1:], [0.6, 0.2, 0.2], seed=0)  # only two positives
     with pytest.raises(EvaluateInputError):
         split_task(tiny, [0.6, 0.3, 0.2], seed=0)
 
@@ -120,6 +143,7 @@ def test_subsample_keeps_both_classes_and_is_deterministic():
 
 # --- the protocol ------------------------------------------------------------------------------------
 
+
 def test_protocol_scores_auc_and_fills_the_results_table():
     tasks = {"usado": keyword_task(400), "usado_rare": keyword_task(300, pos_rate=0.1, seed=1)}
     cfg = ecfg()
@@ -129,13 +153,13 @@ def test_protocol_scores_auc_and_fills_the_results_table():
     # train split 240 / 180 rows: sizes 20, 100 and the whole split (10,000 is more than there is)
     assert sorted(r.loc[r.task == "usado", "train_size"].unique()) == [20, 100, 240]
     assert sorted(r.loc[r.task == "usado_rare", "train_size"].unique()) == [20, 100, 180]
-    assert len(r) == 2 * 3 * 3 * 3                                          # tasks × methods × sizes × samples
+    assert len(r) == 2 * 3 * 3 * 3  # tasks × methods × sizes × samples
     kw = r[r.method == "keyword"]
-    assert (kw["auc"] == 1.0).all() and (kw["val_auc"] == 1.0).all()       # the rule is the label
+    assert (kw["auc"] == 1.0).all() and (kw["val_auc"] == 1.0).all()  # the rule is the label
     # AUC is computed for the positive class: the inverted rule ranks every negative first.
     inv = r[r.method == "not_keyword"]
     assert (inv["auc"] == 0.0).all() and (inv["val_auc"] == 0.0).all()
-    assert r.loc[r.method == "bow", "auc"].min() > 0.95                    # the probe learns the word
+    assert r.loc[r.method == "bow", "auc"].min() > 0.95  # the probe learns the word
     first = r[(r.task == "usado")].iloc[0]
     assert (first["n_val"], first["n_test"], first["n_train_pool"]) == (80, 80, 240)
     assert r["seconds"].notna().all() and r["alpha"].isna().all() and r["covered"].isna().all()
@@ -147,17 +171,24 @@ def test_protocol_scores_auc_and_fills_the_results_table():
     assert rule.prepared == [("usado", ["title", "product_id"], 400), ("usado_rare", ["title", "product_id"], 300)]
     # Deterministic: the same config gives the same table.
     again = run_protocol(tasks, [KeywordRule(None), KeywordRule(None, invert=True), bow], cfg, progress=False)
-    pd.testing.assert_frame_equal(r.drop(columns=["seconds", "prepare_seconds"]),
-                                  again.drop(columns=["seconds", "prepare_seconds"]))
+    pd.testing.assert_frame_equal(
+        r.drop(columns=["seconds", "prepare_seconds"]), again.drop(columns=["seconds", "prepare_seconds"])
+    )
 
 
 def test_validation_auc_summaries():
-    rows = [("a", "prodemb", 0.9, 0.8), ("a", "prodemb", 0.9, 0.6), ("b", "prodemb", 0.9, 0.5),
-            ("a", "random", None, 0.55), ("b", "random", None, 0.5)]
-    r = pd.DataFrame([{"task": t, "method": m, "alpha": a, "val_auc": v, "train_size": 10, "auc": v}
-                      for t, m, a, v in rows])
+    rows = [
+        ("a", "prodemb", 0.9, 0.8),
+        ("a", "prodemb", 0.9, 0.6),
+        ("b", "prodemb", 0.9, 0.5),
+        ("a", "random", None, 0.55),
+        ("b", "random", None, 0.5),
+    ]
+    r = pd.DataFrame(
+        [{"task": t, "method": m, "alpha": a, "val_auc": v, "train_size": 10, "auc": v} for t, m, a, v in rows]
+    )
     assert per_task_validation_auc(r) == {"a": pytest.approx(0.7), "b": pytest.approx(0.5)}
-    assert mean_validation_auc(r) == pytest.approx(0.6)                     # tasks weigh the same
+    assert mean_validation_auc(r) == pytest.approx(0.6)  # tasks weigh the same
     assert mean_validation_auc(r, "random") == pytest.approx(0.525)
     two = pd.concat([r, r.assign(alpha=0.5, val_auc=r.val_auc - 0.1)[r.method == "prodemb"]])
     with pytest.raises(ValueError, match="several α"):

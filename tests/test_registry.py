@@ -1,4 +1,5 @@
 """prodemb/registry.py: a model registry apart from the tracking store, as MLflow's MLFLOW_REGISTRY_URI says."""
+
 from __future__ import annotations
 
 import argparse
@@ -25,27 +26,34 @@ def test_the_registry_variable_sends_versions_to_their_own_store(tiny, tmp_path,
 
     track, reg = f"sqlite:///{tmp_path}/track.db", f"sqlite:///{tmp_path}/registry.db"
     monkeypatch.setattr(config, "_job_registry_uri", None)
-    monkeypatch.setenv("MLFLOW_REGISTRY_URI", reg)                  # what the user exported
+    monkeypatch.setenv("MLFLOW_REGISTRY_URI", reg)  # what the user exported
     ap = argparse.ArgumentParser()
     config.add_config_args(ap)
-    config.config_from_args(ap.parse_args([]))                      # a job starts
+    config.config_from_args(ap.parse_args([]))  # a job starts
     before = os.environ.get("MLFLOW_TRACKING_URI")
     setup_tracking(track, "registry-test")
     assert mlflow.get_registry_uri() == reg and mlflow.get_tracking_uri() == track
-    assert os.environ.get("MLFLOW_TRACKING_URI") == before          # MLflow's setters leave the environment as is
+    assert os.environ.get("MLFLOW_TRACKING_URI") == before  # MLflow's setters leave the environment as is
     tok = next((tiny["work"]).glob("tok.model"))
     torch.manual_seed(0)
     with mlflow.start_run():
-        version = log_encoder(ProductEncoder(300, 8, 4, (2, 3)), tok, max_len=16, language="es",
-                              model_name="separate-registry", workdir=tmp_path / "model", example_titles=["mate"])
+        version = log_encoder(
+            ProductEncoder(300, 8, 4, (2, 3)),
+            tok,
+            max_len=16,
+            language="es",
+            model_name="separate-registry",
+            workdir=tmp_path / "model",
+            example_titles=["mate"],
+        )
     assert registered_models(tmp_path / "registry.db") == ["separate-registry"]
-    assert registered_models(tmp_path / "track.db") == []          # the run is there, the version is not
+    assert registered_models(tmp_path / "track.db") == []  # the run is there, the version is not
     assert resolve_version("models:/separate-registry/1") == ("separate-registry", version)
     # Scoring resolves and loads it through the same variable; without it the tracking store has no such model.
     resolved = resolve_model("models:/separate-registry/1", track, str(tmp_path / "dl"))
-    assert resolved.dim == 4 * 2                                   # 4 filters x 2 kernel sizes
-    monkeypatch.setattr(config, "_job_registry_uri", None)          # a process with no registry configured
+    assert resolved.dim == 4 * 2  # 4 filters x 2 kernel sizes
+    monkeypatch.setattr(config, "_job_registry_uri", None)  # a process with no registry configured
     with pytest.raises(ModelNotFoundError, match="separate-registry"):
         resolve_model("models:/separate-registry/1", track, str(tmp_path / "dl2"))
-    assert use_tracking(track, reg) == reg                          # an explicit registry needs no variable
+    assert use_tracking(track, reg) == reg  # an explicit registry needs no variable
     assert resolve_version("models:/separate-registry/1")[1] == version

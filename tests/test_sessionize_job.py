@@ -1,4 +1,5 @@
 """The sessionize job end to end: bad-input quarantine, accounting, reruns, Delta, and the CLI."""
+
 from __future__ import annotations
 
 import json
@@ -7,8 +8,8 @@ import subprocess
 import sys
 
 from prodemb.config import SessionsConfig
-from prodemb.sessions import run_sessionize
 from prodemb.fs import read_json
+from prodemb.sessions import run_sessionize
 from prodemb.tables import read_table
 from tests.conftest import REPO_ROOT, assert_rows_add_up
 
@@ -26,8 +27,8 @@ BAD = {
     "unparseable_ts": b"u3,el martes a la tarde,p9,Algo Bueno,x\n",
     "ts_out_of_range": b"u3,1970-01-01T00:00:00Z,p9,Algo Bueno,x\n",
     "missing_title": b"u3,2024-05-01T10:00:00Z,p9,,x\n",
-    "empty_title_after_normalization": b"u3,2024-05-01T10:00:00Z,p9,\"de la, para!!! ...\",x\n",
-    "invalid_utf8": b"u3,2024-05-01T10:00:00Z,p9,C\xe1mara \xff\xfe rota,x\n",   # Latin-1 bytes, not UTF-8
+    "empty_title_after_normalization": b'u3,2024-05-01T10:00:00Z,p9,"de la, para!!! ...",x\n',
+    "invalid_utf8": b"u3,2024-05-01T10:00:00Z,p9,C\xe1mara \xff\xfe rota,x\n",  # Latin-1 bytes, not UTF-8
     "title_too_long": b"u3,2024-05-01T10:00:00Z,p9," + b"palabra " * 200 + b",x\n",
 }
 
@@ -64,8 +65,10 @@ def test_rerun_replaces_output_and_delta_keeps_history(spark, tmp_path):
     first = run_sessionize(spark, log, "clicks", out, cfg)
     assert first["delta_versions"] == {"quarantine": 0, "catalog": 0, "sessions": 0, "pairs": 0}
     # Second run on a log with one more session: tables are replaced, not appended to.
-    log2 = write_log(tmp_path / "log2.csv", extra=b"u9,2024-06-01T00:00:00Z,p7,Bicicleta Rodado 29,bici\n"
-                                                  b"u9,2024-06-01T00:01:00Z,p8,Casco Bicicleta,bici\n")
+    log2 = write_log(
+        tmp_path / "log2.csv",
+        extra=b"u9,2024-06-01T00:00:00Z,p7,Bicicleta Rodado 29,bici\nu9,2024-06-01T00:01:00Z,p8,Casco Bicicleta,bici\n",
+    )
     second = run_sessionize(spark, log2, "clicks", out, cfg)
     assert second["delta_versions"]["pairs"] == 1
     assert read_table(spark, f"{out}/sessions").count() == first["sessions"] + 1
@@ -83,9 +86,23 @@ def test_cli_runs_and_reruns_atomically(tmp_path):
     wrapper.write_text(f'#!/bin/sh\necho started >> "{marks}"\nexec "{sys.executable}" "$@"\n')
     wrapper.chmod(0o755)
     env = {**os.environ, "SPARK_LOCAL_IP": "127.0.0.1", "PYSPARK_PYTHON": str(wrapper)}
-    cmd = [sys.executable, str(REPO_ROOT / "jobs" / "sessionize.py"), "--input", log, "--input-format", "clicks",
-           "--output", str(out), "--gap-minutes", "3", "--max-items", "5", "--set", "spark.master=local[1]",
-           "--json"]
+    cmd = [
+        sys.executable,
+        str(REPO_ROOT / "jobs" / "sessionize.py"),
+        "--input",
+        log,
+        "--input-format",
+        "clicks",
+        "--output",
+        str(out),
+        "--gap-minutes",
+        "3",
+        "--max-items",
+        "5",
+        "--set",
+        "spark.master=local[1]",
+        "--json",
+    ]
     runs = []
     for _ in range(2):
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
@@ -99,13 +116,25 @@ def test_cli_runs_and_reruns_atomically(tmp_path):
     assert report["parameters"]["gap_minutes"] == 3 and report["parameters"]["max_items"] == 5
     # The 5-minute gap is > 3: u1 has two sessions, [p1] and [p2, p1] (one pair); u2 has [p3].
     assert report["sessions"] == 3 and report["pairs"] == 1
-    assert marks.read_text().count("started") >= 2                   # the session kernel ran in its workers
+    assert marks.read_text().count("started") >= 2  # the session kernel ran in its workers
 
 
 def test_cli_fails_clearly_on_missing_input(tmp_path):
-    proc = subprocess.run([sys.executable, str(REPO_ROOT / "jobs" / "sessionize.py"), "--input",
-                           str(tmp_path / "absent"), "--input-format", "clicks", "--output", str(tmp_path / "o")],
-                          capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "SPARK_LOCAL_IP": "127.0.0.1"})
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(REPO_ROOT / "jobs" / "sessionize.py"),
+            "--input",
+            str(tmp_path / "absent"),
+            "--input-format",
+            "clicks",
+            "--output",
+            str(tmp_path / "o"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "SPARK_LOCAL_IP": "127.0.0.1"},
+    )
     assert proc.returncode != 0
     assert "input not found" in proc.stderr

@@ -1,20 +1,25 @@
 """Sessionization semantics on real Spark: boundaries, ties, dedupe, truncation, pairs, sites."""
+
 from __future__ import annotations
 
 from datetime import datetime, timedelta
 
 import pytest
+
 from prodemb.sessions import build_catalog, explode_pairs, sessionize
 
 T0 = datetime(2024, 3, 1, 12, 0, 0)
-SCHEMA = ("site string, user_id string, ts timestamp, product_id string, title string, title_norm string, "
-          "category string")
+SCHEMA = (
+    "site string, user_id string, ts timestamp, product_id string, title string, title_norm string, category string"
+)
 
 
 def clicks(spark, rows):
     """rows: (site, user, seconds after T0, product[, category])"""
-    data = [(s, u, T0 + timedelta(seconds=sec), p, f"title {p}", f"title {p}", (rest or [None])[0])
-            for s, u, sec, p, *rest in rows]
+    data = [
+        (s, u, T0 + timedelta(seconds=sec), p, f"title {p}", f"title {p}", (rest or [None])[0])
+        for s, u, sec, p, *rest in rows
+    ]
     return spark.createDataFrame(data, SCHEMA)
 
 
@@ -24,8 +29,15 @@ def products_by_session(sessions_df):
 
 
 def test_gap_of_exactly_t_stays_and_t_plus_one_second_cuts(spark):
-    df = clicks(spark, [("s", "u", 0, "a"), ("s", "u", 1800, "b"),          # exactly 30 min: same session
-                        ("s", "u", 3601, "c"), ("s", "u", 3601 + 1800, "d")])  # 30 min + 1 s: new session
+    df = clicks(
+        spark,
+        [
+            ("s", "u", 0, "a"),
+            ("s", "u", 1800, "b"),  # exactly 30 min: same session
+            ("s", "u", 3601, "c"),
+            ("s", "u", 3601 + 1800, "d"),
+        ],
+    )  # 30 min + 1 s: new session
     got = products_by_session(sessionize(df, gap_minutes=30))
     assert got == [("s", "u", ["a", "b"]), ("s", "u", ["c", "d"])]
 
@@ -44,8 +56,9 @@ def test_ties_are_ordered_by_product_id_and_input_order_does_not_matter(spark):
 
 
 def test_dedupe_keeps_first_seen_order_and_counts_all_events(spark):
-    df = clicks(spark, [("s", "u", 0, "b"), ("s", "u", 5, "a"), ("s", "u", 9, "b"), ("s", "u", 12, "c"),
-                        ("s", "u", 20, "a")])
+    df = clicks(
+        spark, [("s", "u", 0, "b"), ("s", "u", 5, "a"), ("s", "u", 9, "b"), ("s", "u", 12, "c"), ("s", "u", 20, "a")]
+    )
     (row,) = sessionize(df).collect()
     assert list(row.products) == ["b", "a", "c"]
     assert row.n_events == 5
@@ -73,12 +86,13 @@ def test_pairs_are_every_unordered_pair_once(spark, n):
     assert len(got) == len(pairs)
     assert all(a < b for a, b in got)
     ids = sorted(f"x{(7 * i) % 11}" for i in range(n))
-    assert got == {(a, b) for i, a in enumerate(ids) for b in ids[i + 1:]}
+    assert got == {(a, b) for i, a in enumerate(ids) for b in ids[i + 1 :]}
 
 
 def test_sessions_are_per_site_and_user(spark):
-    df = clicks(spark, [("s1", "u", 0, "a"), ("s2", "u", 1, "b"), ("s1", "u", 2, "c"),
-                        ("s1", "v", 3, "d"), ("s2", "u", 4, "e")])
+    df = clicks(
+        spark, [("s1", "u", 0, "a"), ("s2", "u", 1, "b"), ("s1", "u", 2, "c"), ("s1", "v", 3, "d"), ("s2", "u", 4, "e")]
+    )
     got = products_by_session(sessionize(df))
     assert got == [("s1", "u", ["a", "c"]), ("s1", "v", ["d"]), ("s2", "u", ["b", "e"])]
     pairs = explode_pairs(sessionize(df)).select("site", "product_a", "product_b").collect()
@@ -95,10 +109,12 @@ def test_session_ids_are_unique_and_stable(spark):
 
 
 def test_catalog_takes_latest_title_and_counts(spark):
-    data = [("s", "u", T0, "p", "Old Title", "old title", None),
-            ("s", "v", T0 + timedelta(hours=2), "p", "New Title", "new title", "Cat"),
-            ("s", "u", T0 + timedelta(hours=1), "q", "Other", "other", "C2"),
-            ("t", "u", T0, "p", "Site T", "site t", None)]
+    data = [
+        ("s", "u", T0, "p", "Old Title", "old title", None),
+        ("s", "v", T0 + timedelta(hours=2), "p", "New Title", "new title", "Cat"),
+        ("s", "u", T0 + timedelta(hours=1), "q", "Other", "other", "C2"),
+        ("t", "u", T0, "p", "Site T", "site t", None),
+    ]
     cat = {(r.site, r.product_id): r for r in build_catalog(spark.createDataFrame(data, SCHEMA)).collect()}
     assert len(cat) == 3
     p = cat[("s", "p")]
@@ -112,8 +128,10 @@ def test_matches_a_plain_python_reference_on_random_logs(spark):
     import random
 
     rng = random.Random(3)
-    rows = [("s" + str(rng.randint(0, 1)), f"u{rng.randint(0, 9)}", rng.randint(0, 20000),
-             f"p{rng.randint(0, 30)}") for _ in range(600)]
+    rows = [
+        ("s" + str(rng.randint(0, 1)), f"u{rng.randint(0, 9)}", rng.randint(0, 20000), f"p{rng.randint(0, 30)}")
+        for _ in range(600)
+    ]
     got = {(s, u, tuple(p)) for s, u, p in products_by_session(sessionize(clicks(spark, rows), 10, 4))}
 
     expected = set()
@@ -136,7 +154,7 @@ def test_matches_a_plain_python_reference_on_random_logs(spark):
 def test_sessions_spanning_arrow_batches_are_not_split(spark):
     """The vectorized cut carries an unfinished session from one Arrow batch to the next."""
     rows = [("s", f"u{u}", 60 * k + u, f"p{(k * 7 + u) % 13}") for u in range(5) for k in range(9)]
-    rows += [("s", "u9", 4000 * k, f"q{k}") for k in range(7)]   # seven one-event sessions
+    rows += [("s", "u9", 4000 * k, f"q{k}") for k in range(7)]  # seven one-event sessions
     expected = products_by_session(sessionize(clicks(spark, rows)))
     old = spark.conf.get("spark.sql.execution.arrow.maxRecordsPerBatch")
     try:
@@ -155,12 +173,14 @@ def test_cut_sessions_on_an_arrow_table():
     from prodemb.sessions import cut_sessions
 
     us = 1_000_000
-    events = pa.table({
-        "site": ["s", "s", "s", "s", "s", "t"],
-        "user_id": ["u", "u", "u", "u", "v", "v"],
-        "ts": pa.array([0, 10 * us, 20 * us, 100 * us, 5 * us, 5 * us], pa.timestamp("us", tz="UTC")),
-        "product_id": ["a", "b", "a", "c", "a", "a"],
-    })
+    events = pa.table(
+        {
+            "site": ["s", "s", "s", "s", "s", "t"],
+            "user_id": ["u", "u", "u", "u", "v", "v"],
+            "ts": pa.array([0, 10 * us, 20 * us, 100 * us, 5 * us, 5 * us], pa.timestamp("us", tz="UTC")),
+            "product_id": ["a", "b", "a", "c", "a", "a"],
+        }
+    )
     out = cut_sessions(events, gap_us=60 * us, max_items=10).to_pydict()
     assert out["products"] == [["a", "b"], ["c"], ["a"], ["a"]]
     assert out["n_events"] == [3, 1, 1, 1]

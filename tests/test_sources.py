@@ -2,6 +2,7 @@
 
 Expected numbers are computed here independently (pandas + tests/reference.py), not copied from a run.
 """
+
 from __future__ import annotations
 
 import json
@@ -25,18 +26,24 @@ def spark_sessions(spark, out):
 
 def test_meli2020_fixture(spark, tmp_path):
     report = run_sessionize(spark, str(FIXTURES / "meli2020"), "meli2020", str(tmp_path), SessionsConfig())
-    assert (report["rows_in"], report["rows_filtered"], report["rows_quarantined"], report["rows_valid"]) == \
-        (16, 3, 2, 11)
+    assert (report["rows_in"], report["rows_filtered"], report["rows_quarantined"], report["rows_valid"]) == (
+        16,
+        3,
+        2,
+        11,
+    )
     assert report["rows_filtered_by_reason"] == {"event_search": 3}
     assert report["rows_quarantined_by_reason"] == {"missing_title": 1, "unparseable_ts": 1}
     sessions = sorted((tuple(s[3]) for s in spark_sessions(spark, tmp_path)))
-    assert sessions == sorted([
-        ("1786148", "643652", "1385381"),   # repeated view deduped
-        ("2094796", "1385381"),             # after a 1h47m gap
-        ("3001", "3002"),                   # gap of exactly 30:00 stays
-        ("3003",),                          # gap of 30:01 cuts
-        ("4001", "4003"),                   # 4002's timestamp is unparseable
-    ])
+    assert sessions == sorted(
+        [
+            ("1786148", "643652", "1385381"),  # repeated view deduped
+            ("2094796", "1385381"),  # after a 1h47m gap
+            ("3001", "3002"),  # gap of exactly 30:00 stays
+            ("3003",),  # gap of 30:01 cuts
+            ("4001", "4003"),  # 4002's timestamp is unparseable
+        ]
+    )
     assert report["pairs"] == 6
     cat = {r.product_id: r for r in read_table(spark, f"{tmp_path}/catalog").collect()}
     assert cat["2094796"].category == "MLB1380"
@@ -60,9 +67,14 @@ def test_movielens_matches_reference(spark, tmp_path):
     empty = good["title"].map(lambda t: normalize_title(t) == "")  # quarantined by the job
     assert report["rows_quarantined"] == int(empty.sum())
     good = good[~empty]
-    clicks = pd.DataFrame({"site": "default", "user_id": good["userId"].astype(str),
-                           "ts": pd.to_datetime(good["timestamp"], unit="s"),
-                           "product_id": good["movieId"].astype(str)})
+    clicks = pd.DataFrame(
+        {
+            "site": "default",
+            "user_id": good["userId"].astype(str),
+            "ts": pd.to_datetime(good["timestamp"], unit="s"),
+            "product_id": good["movieId"].astype(str),
+        }
+    )
     got = spark_sessions(spark, tmp_path)
     assert got == reference_sessions(clicks)
     assert report["sessions"] == len(got)
@@ -90,22 +102,33 @@ def test_online_retail_filters_and_quarantines(spark, tmp_path):
     empty = good["Description"].map(lambda t: normalize_title(t, "es") == "")
     assert report["rows_quarantined_by_reason"].get("empty_title_after_normalization", 0) == int(empty.sum())
     good = good[~empty]
-    clicks = pd.DataFrame({"site": "default", "user_id": good["CustomerID"].str.replace(r"\.0+$", "", regex=True),
-                           "ts": pd.to_datetime(good["InvoiceDate"]), "product_id": good["StockCode"].str.strip()})
-    assert set(report["rows_quarantined_by_reason"]) <= {"missing_user_id", "missing_title",
-                                                         "empty_title_after_normalization"}
+    clicks = pd.DataFrame(
+        {
+            "site": "default",
+            "user_id": good["CustomerID"].str.replace(r"\.0+$", "", regex=True),
+            "ts": pd.to_datetime(good["InvoiceDate"]),
+            "product_id": good["StockCode"].str.strip(),
+        }
+    )
+    assert set(report["rows_quarantined_by_reason"]) <= {
+        "missing_user_id",
+        "missing_title",
+        "empty_title_after_normalization",
+    }
     assert spark_sessions(spark, tmp_path / "out") == reference_sessions(clicks)
     assert report["sessions"] > 500
 
 
 def test_clicks_adapter_reads_csv_parquet_and_jsonl_alike(spark, tmp_path):
-    df = pd.DataFrame({
-        "user_id": ["u1", "u1", "u1", "u2"],
-        "ts": ["2024-01-01T10:00:00Z", "1704103260", "1704103320000", "2024-01-01 11:00:00"],
-        "product_id": ["a", "b", "a", "c"],
-        "title": ["Cámara Réflex", "Teléfono Celular", "Cámara Réflex", "Muñeca Niña"],
-        "category": ["cam", "tel", "cam", None],
-    })
+    df = pd.DataFrame(
+        {
+            "user_id": ["u1", "u1", "u1", "u2"],
+            "ts": ["2024-01-01T10:00:00Z", "1704103260", "1704103320000", "2024-01-01 11:00:00"],
+            "product_id": ["a", "b", "a", "c"],
+            "title": ["Cámara Réflex", "Teléfono Celular", "Cámara Réflex", "Muñeca Niña"],
+            "category": ["cam", "tel", "cam", None],
+        }
+    )
     paths = {"csv": tmp_path / "c.csv", "jsonl": tmp_path / "c.jsonl", "parquet": tmp_path / "c.parquet"}
     df.to_csv(paths["csv"], index=False)
     df.to_json(paths["jsonl"], orient="records", lines=True)

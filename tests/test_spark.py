@@ -1,4 +1,5 @@
 """prodemb.spark's settings, without starting a JVM."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -10,8 +11,10 @@ def test_the_local_driver_gets_half_the_machine_and_at_least_a_gig():
     assert local_driver_memory(24 * 2**30) == "12g"
     assert local_driver_memory(3 * 2**30) == "1g" == local_driver_memory(2**29)
     assert resolve_conf({"spark.driver.memory": "auto"})["spark.driver.memory"] == local_driver_memory()
-    assert resolve_conf({"spark.driver.memory": "6g", "spark.sql.shuffle.partitions": 8}) == \
-        {"spark.driver.memory": "6g", "spark.sql.shuffle.partitions": "8"}
+    assert resolve_conf({"spark.driver.memory": "6g", "spark.sql.shuffle.partitions": 8}) == {
+        "spark.driver.memory": "6g",
+        "spark.sql.shuffle.partitions": "8",
+    }
 
 
 def test_delta_sessions_exclude_the_jars_pyspark_already_ships():
@@ -34,8 +37,8 @@ def test_make_venv_sizes_the_local_driver_in_spark_defaults_and_leaves_the_admin
     assert install_local_defaults(archive) == defaults
     assert spark_defaults()["spark.driver.extraClassPath"] == class_data.spark_jars_classpath()
     assert spark_defaults()["spark.driver.defaultJavaOptions"] == class_data.java_options(archive)
-    cluster.install_spark_defaults(tmp_path / "jars")          # cluster-up's block sits beside it
-    assert install_local_defaults(archive) == defaults         # idempotent: its own block replaced, not added
+    cluster.install_spark_defaults(tmp_path / "jars")  # cluster-up's block sits beside it
+    assert install_local_defaults(archive) == defaults  # idempotent: its own block replaced, not added
     settings = [ln.split(None, 1) for ln in defaults.read_text().splitlines() if not ln.startswith("#")]
     assert settings.count(["spark.driver.memory", local_driver_memory()]) == 1
     assert settings.count(["spark.driver.extraJavaOptions", LOCAL_JAVA_OPTIONS]) == 1
@@ -44,11 +47,13 @@ def test_make_venv_sizes_the_local_driver_in_spark_defaults_and_leaves_the_admin
     assert [k for k, _ in settings].count("spark.driver.extraClassPath") == 1
     assert spark_defaults()["spark.driver.extraClassPath"] == f"{class_data.spark_jars_classpath()}:{tmp_path}/jars/*"
     assert {k: spark_defaults()[k] for k in ("spark.driver.memory", "spark.driver.extraJavaOptions")} == {
-        "spark.driver.memory": local_driver_memory(), "spark.driver.extraJavaOptions": LOCAL_JAVA_OPTIONS}
-    defaults.write_text("spark.driver.memory 3g\n")           # the admins chose: nothing is written
+        "spark.driver.memory": local_driver_memory(),
+        "spark.driver.extraJavaOptions": LOCAL_JAVA_OPTIONS,
+    }
+    defaults.write_text("spark.driver.memory 3g\n")  # the admins chose: nothing is written
     assert install_local_defaults() is None
     assert defaults.read_text() == "spark.driver.memory 3g\n"
-    defaults.write_text("spark.driver.extraClassPath /opt/site/*\n")   # theirs stays; the rest is written
+    defaults.write_text("spark.driver.extraClassPath /opt/site/*\n")  # theirs stays; the rest is written
     assert install_local_defaults(archive) == defaults
     assert spark_defaults()["spark.driver.extraClassPath"] == "/opt/site/*"
     assert spark_defaults()["spark.driver.memory"] == local_driver_memory()
@@ -66,8 +71,10 @@ def test_the_class_data_archive_starts_the_driver_from_spark_jars_first(tmp_path
     # the JVM refuses to dump on top of a dynamic archive.
     cmd = class_data.dump_command(tmp_path, tmp_path / "new.jsa", tmp_path / "job.py")
     conf = {cmd[i + 1].split("=", 1)[0]: cmd[i + 1].split("=", 1)[1] for i, a in enumerate(cmd) if a == "--conf"}
-    assert conf == {"spark.driver.extraClassPath": class_data.spark_jars_classpath(tmp_path),
-                    "spark.driver.defaultJavaOptions": ""}
+    assert conf == {
+        "spark.driver.extraClassPath": class_data.spark_jars_classpath(tmp_path),
+        "spark.driver.defaultJavaOptions": "",
+    }
     assert f"-XX:ArchiveClassesAtExit={tmp_path / 'new.jsa'}" in cmd[cmd.index("--driver-java-options") + 1]
 
 
@@ -85,16 +92,25 @@ def test_a_plain_spark_submit_loads_sparks_classes_from_the_archive_make_venv_bu
     assert archive.exists(), "make venv builds the class-data archive"
     assert spark_defaults()["spark.driver.defaultJavaOptions"] == class_data.java_options(archive)
     job = tmp_path / "job.py"
-    job.write_text("from pyspark.sql import SparkSession\n"
-                   "print(SparkSession.builder.getOrCreate().range(5).count())\n")
+    job.write_text("from pyspark.sql import SparkSession\nprint(SparkSession.builder.getOrCreate().range(5).count())\n")
     log = tmp_path / "classes.log"
-    done = subprocess.run([str(venv_bin / "spark-submit"), "--master", "local[1]", "--driver-java-options",
-                           f"-Xlog:class+load=info:file={log}", str(job)],
-                          capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "PATH": f"{venv_bin}:{os.environ['PATH']}"})
+    done = subprocess.run(
+        [
+            str(venv_bin / "spark-submit"),
+            "--master",
+            "local[1]",
+            "--driver-java-options",
+            f"-Xlog:class+load=info:file={log}",
+            str(job),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PATH": f"{venv_bin}:{os.environ['PATH']}"},
+    )
     assert done.returncode == 0 and done.stdout.strip().endswith("5"), done.stderr[-2000:]
     loads = [ln for ln in log.read_text().splitlines() if " org.apache.spark." in ln]
     shared = [ln for ln in loads if "source: shared objects file (top)" in ln]
-    from_jars = [ln for ln in loads if "source: jar:" in ln or "source: file:" in ln]   # (lambdas: neither)
+    from_jars = [ln for ln in loads if "source: jar:" in ln or "source: file:" in ln]  # (lambdas: neither)
     assert len(shared) > 1000 and len(from_jars) < 0.1 * len(shared), (len(shared), len(from_jars))
-    assert "cds" not in done.stderr                      # the archive's notices stay off
+    assert "cds" not in done.stderr  # the archive's notices stay off

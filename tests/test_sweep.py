@@ -1,4 +1,5 @@
 """The α sweep on the tiny registered encoder's data (``tiny`` in tests/conftest.py)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -18,9 +19,15 @@ def test_alpha_sweep_trains_one_encoder_per_alpha_and_picks_the_best(tiny, tmp_p
     client = mlflow.MlflowClient(tracking_uri=tiny["uri"], registry_uri=tiny["uri"])
     prod_before = client.get_model_version_by_alias("prodemb-encoder", "champion").version
     n_prod = len(client.search_model_versions("name='prodemb-encoder'"))
-    summary = run_sweep(cfg, data_dir=str(work / "data"), tokenizer_path=str(work / "tok.model"),
-                        output=tmp_path / "sweep", tasks={"category": tiny["tasks"]["category"]},
-                        alphas=[0.5, 1.0], progress=False)
+    summary = run_sweep(
+        cfg,
+        data_dir=str(work / "data"),
+        tokenizer_path=str(work / "tok.model"),
+        output=tmp_path / "sweep",
+        tasks={"category": tiny["tasks"]["category"]},
+        alphas=[0.5, 1.0],
+        progress=False,
+    )
     results = pd.read_csv(tmp_path / "sweep" / "results.csv")
     assert sorted(results.loc[results.method == "prodemb", "alpha"].unique()) == [0.5, 1.0]
     assert results.loc[results.method == "random", "alpha"].isna().all()
@@ -40,12 +47,20 @@ def test_alpha_sweep_trains_one_encoder_per_alpha_and_picks_the_best(tiny, tmp_p
     for t in summary["trained"]:
         tags = client.get_model_version("prodemb-encoder-sweep", t["version"]).tags
         page = Path(tags["promotion.quality_card"])
-        assert page == Path(t["quality_card"]) == tmp_path / "runs" / "cards" / "prodemb-encoder-sweep" / \
-            f"v{t['version']}" / "card.html"
+        assert (
+            page
+            == Path(t["quality_card"])
+            == tmp_path / "runs" / "cards" / "prodemb-encoder-sweep" / f"v{t['version']}" / "card.html"
+        )
         html = page.read_text()
         assert 'id="auc"' in html and "<img" in html and "tfidf" in html
         assert tags["promotion.quality_card_artifact"] == f"runs:/{t['run_id']}/quality_card/card.html"
         assert "quality_card" in {a.path for a in client.list_artifacts(t["run_id"])}
     with pytest.raises(EvaluateInputError):
-        run_sweep(cfg, data_dir=str(work / "data"), tokenizer_path=str(work / "tok.model"),
-                  tasks={"category": tiny["tasks"]["category"]}, alphas=[1.5])
+        run_sweep(
+            cfg,
+            data_dir=str(work / "data"),
+            tokenizer_path=str(work / "tok.model"),
+            tasks={"category": tiny["tasks"]["category"]},
+            alphas=[1.5],
+        )

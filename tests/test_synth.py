@@ -1,4 +1,5 @@
 """Tests for prodemb.synth: determinism, schema, streaming, and the behavioural properties the pipeline needs."""
+
 from __future__ import annotations
 
 import json
@@ -53,6 +54,7 @@ def big_catalog() -> pd.DataFrame:
 
 
 # ---------------------------------------------------------------- determinism and shape
+
 
 def test_same_seed_gives_identical_output(catalog):
     pd.testing.assert_frame_equal(make_catalog(SPEC), catalog)
@@ -110,6 +112,7 @@ def test_more_users_than_clicks_is_clamped():
 
 # ---------------------------------------------------------------- catalog and titles
 
+
 def test_catalog_columns_ids_and_categories(catalog):
     assert list(catalog.columns) == ["product_id", "title", "category", "condition", "free_shipping", "price"]
     assert catalog["product_id"].is_unique
@@ -145,6 +148,7 @@ def test_title_vocabulary_differs_per_category(catalog):
 
 # ---------------------------------------------------------------- behaviour
 
+
 def test_sessions_stay_mostly_within_one_category(clicks):
     majority = clicks.groupby("session")["category"].agg(lambda s: s.value_counts().iloc[0]).sum()
     purity = majority / len(clicks)
@@ -173,14 +177,15 @@ def test_popularity_is_skewed(clicks, catalog):
 def test_gaps_make_the_30_minute_cut_meaningful(clicks):
     gaps = clicks["gap_s"].dropna()
     long = (gaps > GAP_S).mean()
-    assert 0.05 < long < 0.4           # a meaningful share of session breaks ...
+    assert 0.05 < long < 0.4  # a meaningful share of session breaks ...
     assert (gaps < GAP_S).mean() > 0.6  # ... but most consecutive events are within a session
     assert gaps.median() < 300
     assert ((gaps > 25 * 60) & (gaps < 35 * 60)).sum() > 0  # some gaps straddle the cut
-    assert (gaps > 86_400).sum() > 0                         # and users come back days later
+    assert (gaps > 86_400).sum() > 0  # and users come back days later
 
 
 # ---------------------------------------------------------------- labels
+
 
 def test_condition_correlates_with_title_words_but_is_noisy(big_catalog):
     title = big_catalog["title"].str.lower()
@@ -191,7 +196,7 @@ def test_condition_correlates_with_title_words_but_is_noisy(big_catalog):
     assert says_usado.sum() > 50
     assert used[says_usado].mean() > max(3 * base, 0.8)
     assert used[used_words].mean() < 1.0  # some new items say "impecable" ...
-    assert used[~used_words].sum() > 0    # ... and many used items say nothing
+    assert used[~used_words].sum() > 0  # ... and many used items say nothing
     # identical titles with different labels: not a function of the title
     mixed = big_catalog.assign(t=title).groupby("t")["condition"].nunique()
     assert (mixed > 1).sum() > 0
@@ -229,6 +234,7 @@ def test_write_task_tables(tmp_path, catalog):
 
 # ---------------------------------------------------------------- files, CLI, external catalogs
 
+
 def test_generate_writes_byte_identical_files_and_overwrites(tmp_path):
     spec = SynthSpec(n_clicks=30_000, n_products=1_000, seed=2, chunk_clicks=12_000)
     a, b = tmp_path / "a", tmp_path / "b"
@@ -265,11 +271,13 @@ def test_cli_prints_one_line_or_the_summary_as_json(tmp_path, capsys):
 
 
 def test_external_catalog_without_labels():
-    catalog = pd.DataFrame({
-        "product_id": [f"X{i}" for i in range(40)],
-        "title": [f"{'Silla' if i % 2 else 'Mesa'} Modelo {i}" for i in range(40)],
-        "category": ["Muebles" if i < 30 else "Otros" for i in range(40)],
-    })
+    catalog = pd.DataFrame(
+        {
+            "product_id": [f"X{i}" for i in range(40)],
+            "title": [f"{'Silla' if i % 2 else 'Mesa'} Modelo {i}" for i in range(40)],
+            "category": ["Muebles" if i < 30 else "Otros" for i in range(40)],
+        }
+    )
     t = _table(SynthSpec(n_clicks=3_000, seed=1), catalog)
     assert t.num_rows == 3_000
     assert set(t.column("product_id").to_pylist()) <= set(catalog["product_id"])

@@ -1,4 +1,5 @@
 """Atomic replace of stage tables (Parquet symlink swap, Delta transactions and time travel)."""
+
 from __future__ import annotations
 
 import os
@@ -28,8 +29,11 @@ def test_failed_write_leaves_previous_table_readable(spark, tmp_path):
     path = str(tmp_path / "t")
     write_table(spark.range(5), path)
     # A job that dies halfway through writing: Spark raises inside the tasks.
-    boom = spark.range(100).repartition(4).select(
-        F.when(F.col("id") == 77, F.raise_error(F.lit("killed mid-write"))).otherwise(F.col("id")).alias("id"))
+    boom = (
+        spark.range(100)
+        .repartition(4)
+        .select(F.when(F.col("id") == 77, F.raise_error(F.lit("killed mid-write"))).otherwise(F.col("id")).alias("id"))
+    )
     with pytest.raises(Exception, match="killed mid-write"):
         write_table(boom, path)
     assert sorted(r.id for r in read_table(spark, path).collect()) == list(range(5))
@@ -43,7 +47,7 @@ def test_delta_overwrite_and_time_travel(spark, tmp_path):
     v0 = write_table(spark.range(5), path, fmt="delta")
     v1 = write_table(spark.range(10, 17), path, fmt="delta")
     assert (v0["version"], v1["version"]) == (0, 1)
-    assert (v0["rows"], v1["rows"]) == (5, 7)          # from the commits' metrics, no count job
+    assert (v0["rows"], v1["rows"]) == (5, 7)  # from the commits' metrics, no count job
     assert table_format(path) == "delta"
     assert read_table(spark, path).count() == 7
     assert sorted(r.id for r in read_table(spark, path, version=0).collect()) == list(range(5))
@@ -60,7 +64,7 @@ def test_written_rows_counts_when_the_commit_has_no_metrics(spark, tmp_path):
         spark.conf.unset("spark.databricks.delta.history.metricsEnabled")
     assert written["rows"] is None
     assert written_rows(written, lambda: read_table(spark, path)) == 6
-    assert written_rows({"rows": 3}, lambda: 1 / 0) == 3                # a commit's count needs no read
+    assert written_rows({"rows": 3}, lambda: 1 / 0) == 3  # a commit's count needs no read
 
 
 def test_switching_parquet_table_to_delta(spark, tmp_path):
@@ -73,7 +77,7 @@ def test_switching_parquet_table_to_delta(spark, tmp_path):
     # version a reader may still be reading is left where it was.
     assert not os.path.islink(path) and os.path.isdir(os.path.join(path, "_delta_log"))
     assert spark.read.parquet(parquet_version).count() == 2
-    write_table(spark.range(5), path, fmt="delta")                       # and it goes on as a Delta table
+    write_table(spark.range(5), path, fmt="delta")  # and it goes on as a Delta table
     assert read_table(spark, path).count() == 5 and read_table(spark, path, version=0).count() == 4
 
 
@@ -90,7 +94,7 @@ def test_parquet_on_a_non_local_uri_is_refused_before_anything_runs(spark):
 
 
 def test_file_uris_work_like_paths(spark, tmp_path):
-    uri = (tmp_path / "d").as_uri()                     # file:///…/d
+    uri = (tmp_path / "d").as_uri()  # file:///…/d
     write_table(spark.range(3), uri, fmt="delta")
     assert table_format(uri) == "delta" and read_table(spark, uri).count() == 3
     write_table(spark.range(4), f"file://{tmp_path}/p")
@@ -104,7 +108,7 @@ def test_arrow_dataset_streams_the_current_version(spark, tmp_path, fmt):
 
     path = (tmp_path / "t").as_uri() if fmt == "delta" else str(tmp_path / "t")
     write_table(spark.range(5).repartition(2), path, fmt=fmt)
-    write_table(spark.range(10, 17).repartition(3), path, fmt=fmt)     # the old files stay on disk
+    write_table(spark.range(10, 17).repartition(3), path, fmt=fmt)  # the old files stay on disk
     rows = sorted(x for b in arrow_dataset(path).to_batches(batch_size=2) for x in b.column("id").to_pylist())
     assert rows == list(range(10, 17))
 
@@ -115,8 +119,8 @@ def test_arrow_dataset_reads_a_partitioned_delta_table_with_its_partition_column
     path = str(tmp_path / "p")
     for value, n in (("a", 4), ("b", 3)):
         assert write_table(spark.range(n), path, fmt="delta", partition=("interval", value))["rows"] == n
-    again = write_table(spark.range(100, 102), path, fmt="delta", partition=("interval", "a"))   # replaces a only
-    assert again["rows"] == 2                          # the partition's rows, not the table's
+    again = write_table(spark.range(100, 102), path, fmt="delta", partition=("interval", "a"))  # replaces a only
+    assert again["rows"] == 2  # the partition's rows, not the table's
     got = sorted((r["interval"], r["id"]) for r in arrow_dataset(path).to_table().to_pylist())
     assert got == [("a", 100), ("a", 101), ("b", 0), ("b", 1), ("b", 2)]
     assert table_version(path) == 2

@@ -1,5 +1,6 @@
 """Task tables: reading CSV/Parquet, label coercion, quarantine with reasons, clear errors; built-in tasks
 built from real facts of ../shared/data (skipped when it is absent), with the sessionize product ids."""
+
 from __future__ import annotations
 
 import json
@@ -8,18 +9,32 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from prodemb.tasks import (BUILTIN_TASKS, TaskError, build_builtin, builtin_names, load_task, load_task_checked,
-                           load_tasks, parse_task_arg, strip_year, validate_task, write_builtin_tasks)
+from prodemb.tasks import (
+    BUILTIN_TASKS,
+    TaskError,
+    build_builtin,
+    builtin_names,
+    load_task,
+    load_task_checked,
+    load_tasks,
+    parse_task_arg,
+    strip_year,
+    validate_task,
+    write_builtin_tasks,
+)
 from tests.conftest import SHARED_DATA, shared_data
 
-RAW = pd.DataFrame({
-    "title": ["Camara Canon", "", "Zapatilla Nike", None, "Notebook Lenovo", "Heladera", "Taladro Bosch", "   "],
-    "label": ["1", "0", "TRUE", "false", "maybe", " false ", None, "1"],
-    "product_id": ["a", "b", "c", "d", "e", "f", "g", "h"],
-})
+RAW = pd.DataFrame(
+    {
+        "title": ["Camara Canon", "", "Zapatilla Nike", None, "Notebook Lenovo", "Heladera", "Taladro Bosch", "   "],
+        "label": ["1", "0", "TRUE", "false", "maybe", " false ", None, "1"],
+        "product_id": ["a", "b", "c", "d", "e", "f", "g", "h"],
+    }
+)
 
 
 # --- validation and quarantine ----------------------------------------------------------------------
+
 
 def test_labels_are_coerced_and_bad_rows_quarantined_with_a_reason():
     t = validate_task(RAW, "demo")
@@ -28,11 +43,23 @@ def test_labels_are_coerced_and_bad_rows_quarantined_with_a_reason():
     assert t.table["product_id"].tolist() == ["a", "c", "f"]
     assert t.table.index.equals(pd.RangeIndex(3))
     reasons = dict(zip(t.quarantine["product_id"], t.quarantine["reason"]))
-    assert reasons == {"b": "empty_title", "d": "empty_title", "e": "invalid_label", "g": "missing_label",
-                       "h": "empty_title"}
-    assert t.quarantine.loc[t.quarantine["product_id"] == "e", "label"].item() == "maybe"   # raw value kept
-    assert t.counts == {"rows_in": 8, "rows_valid": 3, "rows_quarantined": 5, "positives": 2,
-                        "quarantined_empty_title": 3, "quarantined_invalid_label": 1, "quarantined_missing_label": 1}
+    assert reasons == {
+        "b": "empty_title",
+        "d": "empty_title",
+        "e": "invalid_label",
+        "g": "missing_label",
+        "h": "empty_title",
+    }
+    assert t.quarantine.loc[t.quarantine["product_id"] == "e", "label"].item() == "maybe"  # raw value kept
+    assert t.counts == {
+        "rows_in": 8,
+        "rows_valid": 3,
+        "rows_quarantined": 5,
+        "positives": 2,
+        "quarantined_empty_title": 3,
+        "quarantined_invalid_label": 1,
+        "quarantined_missing_label": 1,
+    }
 
 
 def test_numeric_and_boolean_labels():
@@ -42,13 +69,14 @@ def test_numeric_and_boolean_labels():
 
 
 def test_csv_and_parquet_give_the_same_table(tmp_path):
-    raw = pd.DataFrame({"title": ["uno", "dos", "tres", "cuatro"], "label": [1, 0, 1, 0],
-                        "product_id": [10, 11, 12, 13]})
+    raw = pd.DataFrame(
+        {"title": ["uno", "dos", "tres", "cuatro"], "label": [1, 0, 1, 0], "product_id": [10, 11, 12, 13]}
+    )
     raw.to_csv(tmp_path / "t.csv", index=False)
     raw.to_parquet(tmp_path / "t.parquet", index=False)
     a, b = load_task(tmp_path / "t.csv"), load_task(tmp_path / "t.parquet")
     pd.testing.assert_frame_equal(a, b)
-    assert a["product_id"].tolist() == ["10", "11", "12", "13"]      # ids are strings whatever the file type
+    assert a["product_id"].tolist() == ["10", "11", "12", "13"]  # ids are strings whatever the file type
     assert list(a.columns) == ["title", "label", "product_id"]
     assert "product_id" not in load_task_checked(_write(tmp_path / "nopid.csv", raw.drop(columns="product_id"))).table
 
@@ -99,6 +127,7 @@ def test_builtin_names():
 
 # --- built-in tasks on the real data ------------------------------------------------------------------
 
+
 def _sane(name: str, lo: float, hi: float, min_rows: int):
     t = build_builtin(name)
     tab = t.table
@@ -117,7 +146,7 @@ def test_online_retail_tasks_follow_the_facts():
     bulk = _sane("retail_bulk", 0.02, 0.4, 3000)
     assert premium["product_id"].tolist() == returned["product_id"].tolist() == bulk["product_id"].tolist()
     ids = set(premium["product_id"])
-    assert "85123A" in ids and "POST" not in ids and "M" not in ids     # StockCode as is; no postage/manual
+    assert "85123A" in ids and "POST" not in ids and "M" not in ids  # StockCode as is; no postage/manual
     # A product cancelled in the first days is labeled returned.
     cancelled = lines[lines["InvoiceNo"].str.startswith("C")]["StockCode"].str.strip()
     some = sorted(set(cancelled) & ids)[:20]
@@ -160,7 +189,7 @@ def test_mercadolibre_and_hepsiburada_tasks():
 def test_write_builtin_tasks_roundtrip(tmp_path):
     shared_data("meli-api-items")
     paths = write_builtin_tasks(tmp_path, ["meli_condition"])
-    assert list(tmp_path.iterdir()) == [paths["meli_condition"]]        # no temporary file left
+    assert list(tmp_path.iterdir()) == [paths["meli_condition"]]  # no temporary file left
     pd.testing.assert_frame_equal(load_task(paths["meli_condition"]), build_builtin("meli_condition").table)
 
 
@@ -170,8 +199,12 @@ def test_builtin_product_ids_are_the_sessionize_ids(spark):
 
     day = sorted(shared_data("uci-online-retail", "by-day").glob("*.csv"))[0]
     # The rows sessionize keeps (not filtered, with a user and a title): their products are task rows.
-    clicks = read_online_retail(spark, str(day)).where(
-        "filter_reason IS NULL AND user_id IS NOT NULL AND title IS NOT NULL").select("product_id").distinct()
+    clicks = (
+        read_online_retail(spark, str(day))
+        .where("filter_reason IS NULL AND user_id IS NOT NULL AND title IS NOT NULL")
+        .select("product_id")
+        .distinct()
+    )
     click_ids = {r[0] for r in clicks.collect() if r[0][:1].isdigit()}
     task_ids = set(build_builtin("retail_premium").table["product_id"])
     assert click_ids and click_ids <= task_ids

@@ -1,4 +1,5 @@
 """Title normalization: hand examples, and pure Python == Spark SQL on every real title and code point."""
+
 from __future__ import annotations
 
 import json
@@ -8,8 +9,7 @@ import unicodedata
 import pandas as pd
 import pytest
 
-from prodemb.text import (SUPPORTED_LANGUAGES, normalize_title, normalize_title_col, normalize_titles,
-                          stopwords)
+from prodemb.text import SUPPORTED_LANGUAGES, normalize_title, normalize_title_col, normalize_titles, stopwords
 from tests.conftest import shared_data
 
 ES = [
@@ -17,12 +17,12 @@ ES = [
     ("iPhone 12 Pro-Max 128GB", "iphone 12 pro max 128gb"),
     ("  Auriculares   Inalámbricos\tcon Micrófono\n", "auriculares inalambricos microfono"),
     ("Pingüino ÁÉÍÓÚ Ñandú", "pinguino aeiou nandu"),
-    ("Ca\u0301mara decomposed", "camara decomposed"),      # NFD input: combining accent deleted
-    ("Xiaomi Mi TV Stick", "xiaomi mi tv stick"),          # "mi" is not a stopword
-    ("El Té de la Abuela", "te abuela"),                    # té (tea) survives, el/de/la do not
+    ("Ca\u0301mara decomposed", "camara decomposed"),  # NFD input: combining accent deleted
+    ("Xiaomi Mi TV Stick", "xiaomi mi tv stick"),  # "mi" is not a stopword
+    ("El Té de la Abuela", "te abuela"),  # té (tea) survives, el/de/la do not
     ("Parlante sin cable y con luz", "parlante sin cable luz"),
     ("Straße ÆON ﬁlm m² 3ª Generación", "strasse aeon film m2 3a generacion"),
-    ("L'Oréal Paris", "loreal paris"),                      # apostrophes deleted, not spaces
+    ("L'Oréal Paris", "loreal paris"),  # apostrophes deleted, not spaces
     ("Cable_USB-C 1.5m", "cable usb c 1 5m"),
     ("soft\u00adhyphen zero\u200bwidth", "softhyphen zerowidth"),
     ("de la para", ""),
@@ -35,12 +35,12 @@ EN = [
     ("The Lord of the Rings: The Fellowship of the Ring (2001)", "lord rings fellowship ring 2001"),
     ("MEN'S T-LIGHT HOLDER", "mens t light holder"),
     ("Over-Ear Headphones, 50% OFF", "over ear headphones 50 off"),
-    ("Ноутбук ASUS 小米 ΟΔΟΣ", "ноутбук asus 小米 οδοσ"),      # other scripts kept; final sigma folded
+    ("Ноутбук ASUS 小米 ΟΔΟΣ", "ноутбук asus 小米 οδοσ"),  # other scripts kept; final sigma folded
 ]
 TR = [
     ("Palette Kalıcı Doğal Renkler 10-4 PAPATYA", "palette kalici dogal renkler 10 4 papatya"),
-    ("İÇİNDE IŞIK ve Su için", "icinde isik su"),           # İ -> i (not "i" + U+0307), ı -> i
-    ("Erikli Su 12x0,5 lt", "erikli su 12x0 5 lt"),         # "şu" is not listed: it would fold to su
+    ("İÇİNDE IŞIK ve Su için", "icinde isik su"),  # İ -> i (not "i" + U+0307), ı -> i
+    ("Erikli Su 12x0,5 lt", "erikli su 12x0 5 lt"),  # "şu" is not listed: it would fold to su
     ("Fairy Hepsi Bir Arada", "fairy hepsi bir arada"),
     ("Eti Burçak 4'lü", "eti burcak 4lu"),
 ]
@@ -98,21 +98,29 @@ def test_stopwords():
         # stored normalized (folded to ASCII, one token each): a title of stopwords only is empty
         assert all(re.fullmatch("[a-z]+", w) for w in words), sorted(words)
         assert normalize_title(" ".join(sorted(words)).upper(), language) == ""
-    assert {"el", "de", "la", "y", "para", "con", "mis"} <= stopwords("es")   # "él" is stored as "el"
+    assert {"el", "de", "la", "y", "para", "con", "mis"} <= stopwords("es")  # "él" is stored as "el"
     assert not {"mi", "te", "sin", "mas"} & stopwords("es")
     assert {"ve", "ile", "icin"} <= stopwords("tr") and "su" not in stopwords("tr")
     assert {"the", "of", "and"} <= stopwords("en") and not {"t", "off", "no"} & stopwords("en")
-    assert {"e", "nao"} & stopwords("pt") == {"e"}                              # "é" is stored as "e"
+    assert {"e", "nao"} & stopwords("pt") == {"e"}  # "é" is stored as "e"
 
 
-@pytest.mark.parametrize("call", [lambda: stopwords("de"), lambda: normalize_title("x", "de"),
-                                  lambda: normalize_titles([], "de"), lambda: normalize_title_col("x", "de")])
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda: stopwords("de"),
+        lambda: normalize_title("x", "de"),
+        lambda: normalize_titles([], "de"),
+        lambda: normalize_title_col("x", "de"),
+    ],
+)
 def test_unknown_language(call):
     with pytest.raises(ValueError, match="supported: en, es, pt, tr"):
         call()
 
 
 # ---- parity on the real titles in ../shared/data (one Spark job per data set) ------------------------
+
 
 def test_parity_mercadolibre(spark):
     folder = shared_data("meli-api-items")
@@ -150,12 +158,14 @@ def test_parity_every_code_point(spark):
     chars = [chr(cp) for cp in range(1, 0x110000) if not 0xD800 <= cp <= 0xDFFF]
     words = [f"A{c}B" for c in chars]
     # Words are independent, so check them 256 to a row (fast), then one per row where a row differs.
-    rows = {" ".join(words[i:i + 256]): words[i:i + 256] for i in range(0, len(words), 256)}
+    rows = {" ".join(words[i : i + 256]): words[i : i + 256] for i in range(0, len(words), 256)}
     got = spark_normalize(spark, list(rows), "en")
     suspects = [w for row, e in zip(rows, normalize_titles(rows, "en")) if got[row] != e for w in rows[row]]
     got = spark_normalize(spark, suspects, "en")
     java_char = spark._jvm.java.lang.Character
-    unexplained = [(f"U+{ord(w[1]):04X}", unicodedata.name(w[1], "?"), got[w], e)
-                   for w, e in zip(suspects, normalize_titles(suspects, "en"))
-                   if got[w] != e and unicodedata.category(w[1]) != "Cn" and java_char.isDefined(ord(w[1]))]
+    unexplained = [
+        (f"U+{ord(w[1]):04X}", unicodedata.name(w[1], "?"), got[w], e)
+        for w, e in zip(suspects, normalize_titles(suspects, "en"))
+        if got[w] != e and unicodedata.category(w[1]) != "Cn" and java_char.isDefined(ord(w[1]))
+    ]
     assert not unexplained, f"{len(unexplained)} differ (char, spark, python): {unexplained[:5]}"

@@ -1,4 +1,5 @@
 """SentencePiece tokenizer: training (vocab fallback, determinism), encoding, and the CLI job."""
+
 from __future__ import annotations
 
 import hashlib
@@ -23,23 +24,62 @@ from prodemb.text import normalize_title
 from prodemb.tokenizer import PAD_ID, Tokenizer, _select_titles, train_from_catalog, train_tokenizer
 from tests.conftest import REPO_ROOT, shared_data
 
-NOUNS = ["Cámara Réflex", "Zapatilla", "Teléfono Celular", "Funda", "Cargador", "Auriculares", "Mochila",
-         "Lente", "Notebook", "Remera", "Pantalón", "Reloj", "Parlante", "Cable", "Mouse", "Teclado"]
+NOUNS = [
+    "Cámara Réflex",
+    "Zapatilla",
+    "Teléfono Celular",
+    "Funda",
+    "Cargador",
+    "Auriculares",
+    "Mochila",
+    "Lente",
+    "Notebook",
+    "Remera",
+    "Pantalón",
+    "Reloj",
+    "Parlante",
+    "Cable",
+    "Mouse",
+    "Teclado",
+]
 BRANDS = ["Canon", "Nike", "Samsung", "Adidas", "Sony", "Lenovo", "Xiaomi", "Motorola", "JBL", "Logitech"]
 ADJS = ["Negro", "Rojo", "Inalámbrico", "Bluetooth", "Niño", "Mujer", "Hombre", "Original", "Pro", "Nuevo"]
 EXTRAS = ["128gb", "4k", "usb tipo c", "talle 42", "50mm", "1.5 metros", "x2 unidades", "wifi"]
 
 
-SYLLABLES = ["ca", "ma", "ra", "re", "flex", "ti", "lla", "to", "no", "ga", "mo", "de", "lu", "ve", "pi",
-             "so", "ter", "cor", "ban", "dul"]
+SYLLABLES = [
+    "ca",
+    "ma",
+    "ra",
+    "re",
+    "flex",
+    "ti",
+    "lla",
+    "to",
+    "no",
+    "ga",
+    "mo",
+    "de",
+    "lu",
+    "ve",
+    "pi",
+    "so",
+    "ter",
+    "cor",
+    "ban",
+    "dul",
+]
 
 
 def synthetic_titles(n: int = 400, seed: int = 3) -> list[str]:
     """Normalized, Spanish-ish product titles (normalize_title applied to raw ones); ~200 pieces max."""
     rng = random.Random(seed)
     models = ["".join(rng.choice(SYLLABLES) for _ in range(rng.randint(2, 4))) for _ in range(150)]
-    raw = [f"{rng.choice(NOUNS)} {rng.choice(BRANDS)} {rng.choice(models)} de {rng.choice(ADJS)} "
-           f"{rng.choice(models)} {rng.choice(EXTRAS)}" for _ in range(n)]
+    raw = [
+        f"{rng.choice(NOUNS)} {rng.choice(BRANDS)} {rng.choice(models)} de {rng.choice(ADJS)} "
+        f"{rng.choice(models)} {rng.choice(EXTRAS)}"
+        for _ in range(n)
+    ]
     return [normalize_title(t, "es") for t in raw]
 
 
@@ -58,9 +98,18 @@ def trained(corpus, tmp_path_factory):
 def spm_max_vocab(titles: list[str], vocab_size: int) -> int:
     """What SentencePiece itself says is the largest vocabulary this corpus supports."""
     with pytest.raises(RuntimeError, match="Vocabulary size too high") as exc:
-        spm.SentencePieceTrainer.train(sentence_iterator=iter(titles), model_writer=io.BytesIO(),
-                                       vocab_size=vocab_size, character_coverage=1.0, pad_id=0, unk_id=1,
-                                       bos_id=-1, eos_id=-1, minloglevel=2, num_threads=os.cpu_count())
+        spm.SentencePieceTrainer.train(
+            sentence_iterator=iter(titles),
+            model_writer=io.BytesIO(),
+            vocab_size=vocab_size,
+            character_coverage=1.0,
+            pad_id=0,
+            unk_id=1,
+            bos_id=-1,
+            eos_id=-1,
+            minloglevel=2,
+            num_threads=os.cpu_count(),
+        )
     return int(re.search(r"<= (\d+)", str(exc.value)).group(1))
 
 
@@ -106,7 +155,7 @@ def test_encode_shape_padding_truncation_and_unknowns(trained, corpus):
     assert (full[1] == PAD_ID).all()  # empty title: all padding
     for i in (0, 3):  # ids equal SentencePiece's, then padding
         ids = tok._sp.encode(titles[i])
-        assert list(full[i, :len(ids)]) == ids and (full[i, len(ids):] == PAD_ID).all()
+        assert list(full[i, : len(ids)]) == ids and (full[i, len(ids) :] == PAD_ID).all()
         assert PAD_ID not in ids
     assert tok.unk_id in full[2]  # unseen characters become <unk>, no crash
     short = tok.encode(titles, max_len=3)
@@ -137,12 +186,19 @@ def test_same_seed_gives_byte_identical_models(corpus, tmp_path):
     arrow = _select_titles(pa.array(corpus + [None, ""]), 200, 5)
     assert arrow == _select_titles(corpus, 200, 5)  # Arrow input samples the same titles
     # And in a fresh process (SentencePiece's own sampler is not seedable across processes).
-    code = ("import sys; from tests.test_tokenizer import synthetic_titles; "
-            "from prodemb.tokenizer import train_tokenizer; "
-            "print(train_tokenizer(synthetic_titles(), sys.argv[1], vocab_size=120, "
-            "input_sentence_size=200, seed=5)['sha256'])")
-    out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "c.model")], cwd=REPO_ROOT,
-                         capture_output=True, text=True, timeout=60)
+    code = (
+        "import sys; from tests.test_tokenizer import synthetic_titles; "
+        "from prodemb.tokenizer import train_tokenizer; "
+        "print(train_tokenizer(synthetic_titles(), sys.argv[1], vocab_size=120, "
+        "input_sentence_size=200, seed=5)['sha256'])"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "c.model")],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == a["sha256"]
 
@@ -157,8 +213,7 @@ def test_round_trip_through_model_proto_and_pickle(trained, corpus):
 
 def test_train_from_catalog_reads_title_norm(corpus, tmp_path):
     write_catalog(tmp_path / "data", corpus)
-    info = train_from_catalog(str(tmp_path / "data"), tmp_path / "tok.model",
-                              TokenizerConfig(vocab_size=100, seed=1))
+    info = train_from_catalog(str(tmp_path / "data"), tmp_path / "tok.model", TokenizerConfig(vocab_size=100, seed=1))
     assert info["vocab_size"] == 100 and info["n_titles"] == len(corpus)
     assert info["catalog"].endswith("catalog")
 
@@ -166,28 +221,44 @@ def test_train_from_catalog_reads_title_norm(corpus, tmp_path):
 def write_catalog(data_dir, titles_norm: list[str]) -> None:
     """A catalog table as the sessionize job writes it (a plain folder of Parquet is accepted too)."""
     n = len(titles_norm)
-    table = pa.table({
-        "site": ["MLA"] * n,
-        "product_id": [f"p{i}" for i in range(n)],
-        "title": titles_norm,
-        "title_norm": titles_norm,
-        "category": ["c"] * n,
-        "n_events": [1] * n,
-    })
+    table = pa.table(
+        {
+            "site": ["MLA"] * n,
+            "product_id": [f"p{i}" for i in range(n)],
+            "title": titles_norm,
+            "title_norm": titles_norm,
+            "category": ["c"] * n,
+            "n_events": [1] * n,
+        }
+    )
     (data_dir / "catalog").mkdir(parents=True)
     pq.write_table(table, data_dir / "catalog" / "part-00000.parquet")
 
 
 def run_job(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(REPO_ROOT / "jobs" / "train_tokenizer.py"), *args],
-                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, str(REPO_ROOT / "jobs" / "train_tokenizer.py"), *args],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_job_end_to_end(corpus, tmp_path):
     write_catalog(tmp_path / "data", corpus)
     out = tmp_path / "runs" / "tokenizer.model"
-    res = run_job("--json", "--data", str(tmp_path / "data"), "--output", str(out), "--vocab-size", "500",
-                  "--set", "tokenizer.seed=2")
+    res = run_job(
+        "--json",
+        "--data",
+        str(tmp_path / "data"),
+        "--output",
+        str(out),
+        "--vocab-size",
+        "500",
+        "--set",
+        "tokenizer.seed=2",
+    )
     assert res.returncode == 0, res.stderr
     lines = res.stdout.strip().splitlines()
     assert len(lines) == 1

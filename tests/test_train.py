@@ -2,6 +2,7 @@
 
 Optimizer and schedules: tests/test_optim.py; inputs: tests/test_train_data.py; health: tests/test_health.py;
 torchrun: tests/test_train_distributed.py."""
+
 from __future__ import annotations
 
 import json
@@ -24,13 +25,24 @@ from tests.test_train_data import toy_data
 
 
 def small_cfg(**train):
-    cfg = load_config("local", overrides=["model.profile=small", "model.max_len=6", "model.embed_dim=16",
-                                          "model.n_filters=8", "model.hidden_dim=32", "model.proj_dim=16"])
-    return cfg.model, cfg.train.model_copy(update={"batch_size": 64, "epochs": 4, "log_every": 1,
-                                                     "base_lr": 0.45, **train})
+    cfg = load_config(
+        "local",
+        overrides=[
+            "model.profile=small",
+            "model.max_len=6",
+            "model.embed_dim=16",
+            "model.n_filters=8",
+            "model.hidden_dim=32",
+            "model.proj_dim=16",
+        ],
+    )
+    return cfg.model, cfg.train.model_copy(
+        update={"batch_size": 64, "epochs": 4, "log_every": 1, "base_lr": 0.45, **train}
+    )
 
 
 # --- the loop ------------------------------------------------------------------------------------
+
 
 def test_training_is_deterministic_on_cpu_and_lowers_the_loss():
     data = toy_data()
@@ -56,15 +68,16 @@ def test_without_categories_settings_replace_the_profiles_only_on_data_without_c
     from prodemb.config import WithoutCategoriesConfig
 
     model_cfg, cfg = small_cfg(alpha=0.5, epochs=1, self_pair_fraction=0.25, max_steps=3)
-    cfg = cfg.model_copy(update={"without_categories": WithoutCategoriesConfig(self_pair_fraction=0.0,
-                                                                               batch_size=32, max_steps=5)})
+    cfg = cfg.model_copy(
+        update={"without_categories": WithoutCategoriesConfig(self_pair_fraction=0.0, batch_size=32, max_steps=5)}
+    )
     no_cats = train(toy_data(categories=False), model_cfg, cfg, vocab_size=50, progress=False)
-    spelled_out = cfg.model_copy(update={"alpha": 1.0, "self_pair_fraction": 0.0, "batch_size": 32,
-                                         "max_steps": 5})
+    spelled_out = cfg.model_copy(update={"alpha": 1.0, "self_pair_fraction": 0.0, "batch_size": 32, "max_steps": 5})
     assert (no_cats.steps, no_cats.pairs_seen, no_cats.alpha) == (5, 160, 1.0)
-    assert [h["loss"] for h in no_cats.history] == \
-        [h["loss"] for h in train(toy_data(categories=False), model_cfg, spelled_out, vocab_size=50,
-                                  progress=False).history]
+    assert [h["loss"] for h in no_cats.history] == [
+        h["loss"]
+        for h in train(toy_data(categories=False), model_cfg, spelled_out, vocab_size=50, progress=False).history
+    ]
     with_cats = train(toy_data(), model_cfg, cfg, vocab_size=50, progress=False)
     assert (with_cats.steps, with_cats.pairs_seen, with_cats.alpha) == (3, 3 * 64, 0.5)
     assert cfg.changes_for_data(0) == {"alpha": 1.0, "self_pair_fraction": 0.0, "batch_size": 32, "max_steps": 5}
@@ -77,8 +90,9 @@ def test_augmented_views_and_self_pairs_train_deterministically_with_or_without_
 
     data = toy_data(categories=categories)
     model_cfg, plain = small_cfg(epochs=2)
-    cfg = plain.model_copy(update={"augment": AugmentConfig(dropout=0.2, span_mask=0.3, shuffle_window=2),
-                                   "self_pair_fraction": 0.25})
+    cfg = plain.model_copy(
+        update={"augment": AugmentConfig(dropout=0.2, span_mask=0.3, shuffle_window=2), "self_pair_fraction": 0.25}
+    )
     r1, r2 = (train(data, model_cfg, cfg, vocab_size=50, progress=False) for _ in range(2))
     losses = [h["loss"] for h in r1.history]
     assert losses == [h["loss"] for h in r2.history] and all(np.isfinite(losses))
@@ -89,12 +103,12 @@ def test_augmented_views_and_self_pairs_train_deterministically_with_or_without_
 def test_time_cap_projects_the_steps_that_fit_from_the_pace_after_the_first_step():
     from prodemb.train import TimeCap
 
-    cap, cpu = TimeCap(1.0, start=0.0), torch.device("cpu")      # deadline: 60 s after the start
-    assert cap.steps(1, 1000, now=5.0, world=1, device=cpu) == 1000   # step 1 (warm-up) is not paced
-    assert cap.steps(2, 1000, now=6.0, world=1, device=cpu) == 1000   # one paced step: too few to project
-    assert cap.steps(3, 1000, now=7.0, world=1, device=cpu) == 56     # 1 s a step: 53 more fit
-    assert cap.steps(3, 57, now=7.0, world=1, device=cpu) == 57       # within 2 %: left alone
-    assert cap.steps(50, 1000, now=61.0, world=1, device=cpu) == 51   # past the deadline: this step ends it
+    cap, cpu = TimeCap(1.0, start=0.0), torch.device("cpu")  # deadline: 60 s after the start
+    assert cap.steps(1, 1000, now=5.0, world=1, device=cpu) == 1000  # step 1 (warm-up) is not paced
+    assert cap.steps(2, 1000, now=6.0, world=1, device=cpu) == 1000  # one paced step: too few to project
+    assert cap.steps(3, 1000, now=7.0, world=1, device=cpu) == 56  # 1 s a step: 53 more fit
+    assert cap.steps(3, 57, now=7.0, world=1, device=cpu) == 57  # within 2 %: left alone
+    assert cap.steps(50, 1000, now=61.0, world=1, device=cpu) == 51  # past the deadline: this step ends it
     assert TimeCap(None, 0.0).steps(3, 1000, now=1e9, world=1, device=cpu) == 1000
 
 
@@ -112,12 +126,13 @@ def test_max_minutes_cuts_the_steps_and_still_anneals_the_schedule(monkeypatch):
     result = train(data, model_cfg, cfg, vocab_size=50, progress=False)
     assert result.planned_steps == 500 * (len(data.pair_a) // 64)
     assert 25 <= result.steps <= 35 < result.planned_steps
-    assert result.history[-1]["step"] == result.steps          # the loop ended where the schedule did
+    assert result.history[-1]["step"] == result.steps  # the loop ended where the schedule did
     lrs = [h["lr"] for h in result.history]
-    assert lrs[-1] < 0.1 * max(lrs)                            # the cosine reached (near) its end
+    assert lrs[-1] < 0.1 * max(lrs)  # the cosine reached (near) its end
 
 
 # --- real sessions, MLflow, registry, pyfunc ------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def movielens_run(spark, tmp_path_factory):
@@ -134,10 +149,19 @@ def movielens_run(spark, tmp_path_factory):
 
 
 def run_cfg(work, *extra):
-    return load_config("local", overrides=[
-        f"mlflow.tracking_uri=sqlite:///{work}/mlflow.db", "sessions.language=en", "model.profile=small",
-        "train.batch_size=256", "train.max_steps=60", "train.health_sample=1000", "train.log_every=5",
-        *extra])
+    return load_config(
+        "local",
+        overrides=[
+            f"mlflow.tracking_uri=sqlite:///{work}/mlflow.db",
+            "sessions.language=en",
+            "model.profile=small",
+            "train.batch_size=256",
+            "train.max_steps=60",
+            "train.health_sample=1000",
+            "train.log_every=5",
+            *extra,
+        ],
+    )
 
 
 def test_short_training_on_movielens_registers_a_healthy_model(movielens_run):
@@ -158,19 +182,26 @@ def test_short_training_on_movielens_registers_a_healthy_model(movielens_run):
     assert {"tokenizer", "config.json", "trained_on.json", "training_curves.png"} <= artifacts
 
     # A second training moves `candidate`, keeps `champion`.
-    second = run_training(str(work / "data"), str(work / "tok.model"), run_cfg(work, "train.seed=1"),
-                          progress=False)
+    second = run_training(str(work / "data"), str(work / "tok.model"), run_cfg(work, "train.seed=1"), progress=False)
     assert second["aliases"] == {"candidate": "2", "champion": "1"}
 
     # The registered model works in a fresh process from the alias, with nothing but MLflow.
     titles = ["Toy Story (1995)", "Jumanji (1995)", "Heat", ""]
-    code = ("import mlflow, pandas as pd, json, sys; mlflow.set_tracking_uri(sys.argv[1]); "
-            "m = mlflow.pyfunc.load_model('models:/prodemb-encoder@champion'); "
-            "y = m.predict(pd.DataFrame({'title': json.loads(sys.argv[2])})); "
-            "print(json.dumps({'shape': list(y.shape), 'dtype': str(y.dtype), 'y': y.tolist()}))")
+    code = (
+        "import mlflow, pandas as pd, json, sys; mlflow.set_tracking_uri(sys.argv[1]); "
+        "m = mlflow.pyfunc.load_model('models:/prodemb-encoder@champion'); "
+        "y = m.predict(pd.DataFrame({'title': json.loads(sys.argv[2])})); "
+        "print(json.dumps({'shape': list(y.shape), 'dtype': str(y.dtype), 'y': y.tolist()}))"
+    )
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    proc = subprocess.run([sys.executable, "-c", code, f"sqlite:///{work}/mlflow.db", json.dumps(titles)],
-                          capture_output=True, text=True, timeout=300, cwd=str(work), env=env)
+    proc = subprocess.run(
+        [sys.executable, "-c", code, f"sqlite:///{work}/mlflow.db", json.dumps(titles)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=str(work),
+        env=env,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     got = json.loads(proc.stdout.strip().splitlines()[-1])
     assert got["shape"] == [4, 128] and got["dtype"] == "float32"
@@ -182,13 +213,43 @@ def test_short_training_on_movielens_registers_a_healthy_model(movielens_run):
 
 def test_epochs_replace_the_default_profiles_step_budget_and_max_minutes_caps_it(movielens_run):
     work = movielens_run
-    proc = subprocess.run([sys.executable, str(REPO_ROOT / "jobs" / "train.py"), "--json", "--data", str(work / "data"),
-                           "--tokenizer", str(work / "tok.model"), "--epochs", "3", "--batch-size", "64",
-                           "--max-minutes", "0.05", "--mlflow-uri", f"sqlite:///{work}/epochs.db", "--no-progress",
-                           "--set", "sessions.language=en", "--set", "model.embed_dim=16", "--set", "model.n_filters=8",
-                           "--set", "model.hidden_dim=32", "--set", "model.proj_dim=16",
-                           "--set", "train.health_sample=200", "--set", "train.min_dim_std_ratio=0"],
-                          capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(REPO_ROOT / "jobs" / "train.py"),
+            "--json",
+            "--data",
+            str(work / "data"),
+            "--tokenizer",
+            str(work / "tok.model"),
+            "--epochs",
+            "3",
+            "--batch-size",
+            "64",
+            "--max-minutes",
+            "0.05",
+            "--mlflow-uri",
+            f"sqlite:///{work}/epochs.db",
+            "--no-progress",
+            "--set",
+            "sessions.language=en",
+            "--set",
+            "model.embed_dim=16",
+            "--set",
+            "model.n_filters=8",
+            "--set",
+            "model.hidden_dim=32",
+            "--set",
+            "model.proj_dim=16",
+            "--set",
+            "train.health_sample=200",
+            "--set",
+            "train.min_dim_std_ratio=0",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads(proc.stdout.strip().splitlines()[-1])
     # The default profile's 300-step budget gave way to three epochs of the training pairs ...
@@ -206,12 +267,32 @@ def test_collapse_registers_nothing_and_the_job_exits_3(movielens_run):
     work = movielens_run
     uri = f"sqlite:///{work}/collapse.db"
     # An impossible spread threshold stands in for a collapsed encoder: the job must refuse to register.
-    proc = subprocess.run([sys.executable, str(REPO_ROOT / "jobs" / "train.py"), "--data", str(work / "data"),
-                           "--tokenizer", str(work / "tok.model"), "--profile", "small", "--max-steps", "3",
-                           "--batch-size", "128",
-                           "--mlflow-uri", uri, "--no-progress", "--set", "sessions.language=en",
-                           "--set", "train.min_dim_std_ratio=1000"],
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(REPO_ROOT / "jobs" / "train.py"),
+            "--data",
+            str(work / "data"),
+            "--tokenizer",
+            str(work / "tok.model"),
+            "--profile",
+            "small",
+            "--max-steps",
+            "3",
+            "--batch-size",
+            "128",
+            "--mlflow-uri",
+            uri,
+            "--no-progress",
+            "--set",
+            "sessions.language=en",
+            "--set",
+            "train.min_dim_std_ratio=1000",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 3, proc.stderr[-2000:]
     assert "collapsed" in proc.stderr
     assert mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri).search_registered_models() == []
@@ -229,7 +310,7 @@ def test_alpha_one_vs_alpha_point_nine(movielens_run):
     tok = Tokenizer.load(work / "tok.model")
     cfg = run_cfg(work, "train.max_steps=120")
     data = build_training_data(catalog, pairs, tok, cfg.model.max_len)
-    chance = 2 * math.log(data.n_categories)            # CE_ij + CE_ji of a uniform guess
+    chance = 2 * math.log(data.n_categories)  # CE_ij + CE_ji of a uniform guess
     ce = {}
     for alpha in (1.0, 0.9):
         cfg_a = run_cfg(work, f"train.alpha={alpha}", "train.max_steps=120")
@@ -244,4 +325,4 @@ def test_run_training_names_a_missing_input_before_any_work(tmp_path):
     cfg = load_config("local", overrides=[f"mlflow.tracking_uri=sqlite:///{tmp_path}/mlflow.db"])
     with pytest.raises(FileNotFoundError, match="catalog not found"):
         run_training(str(tmp_path / "nothing"), str(tmp_path / "tok.model"), cfg, progress=False)
-    assert not (tmp_path / "mlflow.db").exists()          # failed before touching the tracking store
+    assert not (tmp_path / "mlflow.db").exists()  # failed before touching the tracking store

@@ -1,4 +1,5 @@
 """prodemb.train_data: the catalog tokenized once, the pair index as int32 arrays read batch by batch."""
+
 from __future__ import annotations
 
 import hashlib
@@ -20,7 +21,7 @@ class _ToyTokenizer:
         out = np.zeros((len(titles), max_len), dtype=np.int32)
         for i, t in enumerate(titles):
             ids = [2 + (sum(map(ord, w)) % 48) for w in t.split()][:max_len]
-            out[i, :len(ids)] = ids
+            out[i, : len(ids)] = ids
         return out
 
 
@@ -30,8 +31,14 @@ def toy_frames(n_products=60, n_sessions=400, n_cat=3, seed=0, categories=True):
     words = [[f"w{c}x{k}" for k in range(6)] for c in range(n_cat)]
     cat = np.arange(n_products) % n_cat
     titles = [" ".join(rng.choice(words[c], 4)) for c in cat]
-    catalog = pd.DataFrame({"site": "s", "product_id": [f"p{i}" for i in range(n_products)], "title_norm": titles,
-                            "category": [f"c{c}" for c in cat] if categories else None})
+    catalog = pd.DataFrame(
+        {
+            "site": "s",
+            "product_id": [f"p{i}" for i in range(n_products)],
+            "title_norm": titles,
+            "category": [f"c{c}" for c in cat] if categories else None,
+        }
+    )
     rows = []
     for s in range(n_sessions):
         c = rng.integers(n_cat)
@@ -59,8 +66,15 @@ def test_build_training_data_indexes_pairs_and_holds_out_whole_sessions():
 
 # --- the Arrow pipeline equals the pandas one it replaced -------------------------------------------
 
-def reference_build(catalog: pd.DataFrame, pairs: pd.DataFrame, tokenizer, max_len: int,
-                    holdout_fraction: float = 0.02, max_holdout: int = 20_000) -> dict:
+
+def reference_build(
+    catalog: pd.DataFrame,
+    pairs: pd.DataFrame,
+    tokenizer,
+    max_len: int,
+    holdout_fraction: float = 0.02,
+    max_holdout: int = 20_000,
+) -> dict:
     """The pandas implementation the Arrow one replaced (Python strings for every pair), verbatim."""
     keys = catalog["site"].astype(str) + "/" + catalog["product_id"].astype(str)
     index = pd.Index(keys)
@@ -74,23 +88,43 @@ def reference_build(catalog: pd.DataFrame, pairs: pd.DataFrame, tokenizer, max_l
     candidate = HoldoutRule(holdout_fraction).candidates(session) & known
     # The cap, written out: whole candidate sessions in hash order while their pairs fit.
     per_session = pd.Series(candidate[candidate], index=session_hash(session[candidate])).groupby(level=0).size()
-    admitted = set(per_session.index[per_session.cumsum() <= max_holdout]) if per_session.sum() > max_holdout \
+    admitted = (
+        set(per_session.index[per_session.cumsum() <= max_holdout])
+        if per_session.sum() > max_holdout
         else set(per_session.index)
+    )
     held = candidate & np.isin(session_hash(session), list(admitted))
     # Training: the pairs of sessions the hash did not select, then those of capped-out candidates.
     order = np.r_[np.flatnonzero(known & ~candidate), np.flatnonzero(candidate & ~held)]
     as_t = lambda x: torch.from_numpy(np.ascontiguousarray(x, dtype=np.int64))  # noqa: E731
-    tensors = dict(tokens=as_t(tokens), categories=as_t(codes), pair_a=as_t(a[order]), pair_b=as_t(b[order]),
-                   holdout_a=as_t(a[held]), holdout_b=as_t(b[held]))
+    tensors = dict(
+        tokens=as_t(tokens),
+        categories=as_t(codes),
+        pair_a=as_t(a[order]),
+        pair_b=as_t(b[order]),
+        holdout_a=as_t(a[held]),
+        holdout_b=as_t(b[held]),
+    )
     h = hashlib.sha256()
     for name in ("tokens", "categories", "pair_a", "pair_b"):
         h.update(tensors[name].numpy().tobytes())
-    return {**tensors, "category_names": [str(n) for n in names], "content_hash": h.hexdigest(),
-            "product_keys": keys.tolist(), "examples": catalog["title_norm"].dropna().head(3).tolist(),
-            "stats": {"products": len(catalog), "pairs_in": len(pairs), "pairs_train": len(order),
-                      "pairs_holdout": int(held.sum()), "pairs_unknown_product": int((~known).sum()),
-                      "products_with_category": int((codes >= 0).sum()), "categories": len(names),
-                      "sessions_holdout": len(np.unique(session[held]))}}
+    return {
+        **tensors,
+        "category_names": [str(n) for n in names],
+        "content_hash": h.hexdigest(),
+        "product_keys": keys.tolist(),
+        "examples": catalog["title_norm"].dropna().head(3).tolist(),
+        "stats": {
+            "products": len(catalog),
+            "pairs_in": len(pairs),
+            "pairs_train": len(order),
+            "pairs_holdout": int(held.sum()),
+            "pairs_unknown_product": int((~known).sum()),
+            "products_with_category": int((codes >= 0).sum()),
+            "categories": len(names),
+            "sessions_holdout": len(np.unique(session[held])),
+        },
+    }
 
 
 def mixed_frames(seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -101,24 +135,34 @@ def mixed_frames(seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
     cats = ["Zapatos", "apple", "Électronique", "ñandú", "", "Autos", None]
     for site in sites:
         for i in rng.choice(80, 50, replace=False):
-            rows.append((site, f"p{i}", None if rng.random() < 0.1 else f"t{i % 7} w{i % 5} {site.lower()}",
-                         cats[rng.integers(len(cats))]))
-    catalog = pd.DataFrame(rows, columns=["site", "product_id", "title_norm", "category"]).sample(
-        frac=1.0, random_state=seed).reset_index(drop=True)
+            rows.append(
+                (
+                    site,
+                    f"p{i}",
+                    None if rng.random() < 0.1 else f"t{i % 7} w{i % 5} {site.lower()}",
+                    cats[rng.integers(len(cats))],
+                )
+            )
+    catalog = (
+        pd.DataFrame(rows, columns=["site", "product_id", "title_norm", "category"])
+        .sample(frac=1.0, random_state=seed)
+        .reset_index(drop=True)
+    )
     pairs = []
     for _ in range(900):
         site = sites[rng.integers(3)]
-        session = int(rng.integers(-2**62, 2**62))
+        session = int(rng.integers(-(2**62), 2**62))
         for _ in range(rng.integers(1, 4)):
-            a, b = sorted(rng.choice(90, 2, replace=False))   # ids ≥ 80 and ids absent from the site: unknown
+            a, b = sorted(rng.choice(90, 2, replace=False))  # ids ≥ 80 and ids absent from the site: unknown
             pairs.append((site, session, f"p{a}", f"p{b}"))
     return catalog, pd.DataFrame(pairs, columns=["site", "session_id", "product_a", "product_b"])
 
 
 def known_pairs(catalog: pd.DataFrame, pairs: pd.DataFrame) -> np.ndarray:
     keys = set(zip(catalog["site"], catalog["product_id"]))
-    return np.array([(s, a) in keys and (s, b) in keys
-                     for s, a, b in zip(pairs["site"], pairs["product_a"], pairs["product_b"])])
+    return np.array(
+        [(s, a) in keys and (s, b) in keys for s, a, b in zip(pairs["site"], pairs["product_a"], pairs["product_b"])]
+    )
 
 
 def assert_same(data, ref) -> None:
@@ -140,10 +184,11 @@ def test_arrow_index_equals_the_pandas_reference(batch_rows, max_holdout):
     ref = reference_build(catalog, pairs, tok, 5, holdout_fraction=0.3, max_holdout=max_holdout)
     assert ref["stats"]["pairs_unknown_product"] > 100 and ref["stats"]["pairs_holdout"] > 0
     assert 0 < ref["stats"]["products_with_category"] < len(catalog)
-    if max_holdout < 100:   # the cap applies, in whole sessions, across batch boundaries
+    if max_holdout < 100:  # the cap applies, in whole sessions, across batch boundaries
         assert max_holdout - 3 <= ref["stats"]["pairs_holdout"] <= max_holdout
-    data = build_training_data(catalog, pairs, tok, 5, holdout_fraction=0.3, max_holdout=max_holdout,
-                               batch_rows=batch_rows)
+    data = build_training_data(
+        catalog, pairs, tok, 5, holdout_fraction=0.3, max_holdout=max_holdout, batch_rows=batch_rows
+    )
     assert_same(data, ref)
     # The recorded rule, a function of the session id alone (whole sessions), finds exactly the held-out pairs.
     session = pairs["session_id"].to_numpy(dtype=np.int64)
@@ -154,8 +199,12 @@ def test_arrow_index_equals_the_pandas_reference(batch_rows, max_holdout):
     assert (data.holdout.cutoff is None) == (max_holdout == 20_000)
     # The same from Arrow tables instead of DataFrames, and from an iterator of record batches.
     cat_t, pairs_t = pa.Table.from_pandas(catalog), pa.Table.from_pandas(pairs)
-    assert_same(build_training_data(cat_t, iter(pairs_t.to_batches(max_chunksize=11)), tok, 5,
-                                    holdout_fraction=0.3, max_holdout=max_holdout), ref)
+    assert_same(
+        build_training_data(
+            cat_t, iter(pairs_t.to_batches(max_chunksize=11)), tok, 5, holdout_fraction=0.3, max_holdout=max_holdout
+        ),
+        ref,
+    )
 
 
 def test_load_training_data_scans_parquet_files_in_table_order(tmp_path):
@@ -167,8 +216,11 @@ def test_load_training_data_scans_parquet_files_in_table_order(tmp_path):
     pq.write_table(pa.Table.from_pandas(catalog, preserve_index=False), tmp_path / "catalog" / "part-0.parquet")
     chunks = np.array_split(np.arange(len(pairs)), 3)
     for k, rows in enumerate(chunks):
-        pq.write_table(pa.Table.from_pandas(pairs.iloc[rows], preserve_index=False),
-                       tmp_path / "pairs" / f"part-{k}.parquet", row_group_size=50)
+        pq.write_table(
+            pa.Table.from_pandas(pairs.iloc[rows], preserve_index=False),
+            tmp_path / "pairs" / f"part-{k}.parquet",
+            row_group_size=50,
+        )
     tok = _ToyTokenizer()
     data = load_training_data(str(tmp_path / "catalog"), f"file://{tmp_path}/pairs", tok, 5, batch_rows=17)
     ref = reference_build(catalog, pairs, tok, 5)

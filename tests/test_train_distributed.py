@@ -1,5 +1,6 @@
 """Multi-process training: synchronized BatchNorm, and ``torchrun --nproc_per_node 2 jobs/train.py`` on the
 CPU (gloo) against one process with the same global batch."""
+
 from __future__ import annotations
 
 import json
@@ -19,6 +20,7 @@ TORCHRUN = Path(sys.executable).parent / "torchrun"
 
 
 # --- GlobalBatchNorm1d: two ranks' halves normalize like one BatchNorm over the whole batch ------------
+
 
 def _bn_worker(rank: int, world: int, init_file: str, out_dir: str) -> None:
     import torch.distributed as dist
@@ -43,7 +45,7 @@ def _bn_worker(rank: int, world: int, init_file: str, out_dir: str) -> None:
         x = x_full[rows].clone().requires_grad_(True)
         y = bn(x)
         (y * up_full[rows]).sum().backward()
-        for t in (bn.weight.grad, bn.bias.grad):       # DDP would sum (then average) these over ranks
+        for t in (bn.weight.grad, bn.bias.grad):  # DDP would sum (then average) these over ranks
             dist.all_reduce(t)
         torch.testing.assert_close(y, y_ref[rows].detach(), rtol=1e-5, atol=1e-5)
         torch.testing.assert_close(x.grad, xr.grad[rows], rtol=1e-4, atol=1e-5)
@@ -61,8 +63,9 @@ def test_global_batchnorm_equals_batchnorm_over_the_whole_batch(tmp_path):
     one BatchNorm1d over the concatenated batch (what SyncBatchNorm does on GPUs)."""
     import torch.multiprocessing as mp
 
-    mp.start_processes(_bn_worker, args=(2, str(tmp_path / "init"), str(tmp_path)), nprocs=2, join=True,
-                       start_method="spawn")
+    mp.start_processes(
+        _bn_worker, args=(2, str(tmp_path / "init"), str(tmp_path)), nprocs=2, join=True, start_method="spawn"
+    )
     assert (tmp_path / "ok-0").exists() and (tmp_path / "ok-1").exists()
 
 
@@ -76,16 +79,18 @@ def test_sync_batchnorm_conversion_covers_online_and_target_networks():
     params = {id(p) for p in model.parameters()}
     model = convert_sync_batchnorm(model, torch.device("cpu"))
     bns = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm1d)]
-    assert len(bns) == 4 and all(isinstance(m, GlobalBatchNorm1d) for m in bns)   # g, q, h and g′ (target)
-    assert {id(p) for p in model.parameters()} == params                          # the same tensors
+    assert len(bns) == 4 and all(isinstance(m, GlobalBatchNorm1d) for m in bns)  # g, q, h and g′ (target)
+    assert {id(p) for p in model.parameters()} == params  # the same tensors
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
 
 
 # --- torchrun ----------------------------------------------------------------------------------------
 
 N_PRODUCTS, N_CATEGORIES, N_SESSIONS = 240, 4, 1500
-WORDS = [[f"{s}{c}" for s in ("rojo", "azul", "verde", "negro", "gris", "claro", "fuerte", "suave")]
-         for c in ("casa", "auto", "ropa", "tec")]
+WORDS = [
+    [f"{s}{c}" for s in ("rojo", "azul", "verde", "negro", "gris", "claro", "fuerte", "suave")]
+    for c in ("casa", "auto", "ropa", "tec")
+]
 
 
 def write_inputs(root: Path) -> None:
@@ -95,19 +100,28 @@ def write_inputs(root: Path) -> None:
     rng = np.random.default_rng(0)
     cat = np.arange(N_PRODUCTS) % N_CATEGORIES
     titles = [" ".join(rng.choice(WORDS[c], 4)) + f" modelo{i % 17}" for i, c in enumerate(cat)]
-    catalog = pa.table({
-        "site": ["MLA"] * N_PRODUCTS, "product_id": [f"P{i}" for i in range(N_PRODUCTS)], "title": titles,
-        "title_norm": titles, "category": [f"cat{c}" for c in cat], "n_events": [3] * N_PRODUCTS,
-        "first_seen": pa.array([0] * N_PRODUCTS, pa.timestamp("us")),
-        "last_seen": pa.array([0] * N_PRODUCTS, pa.timestamp("us"))})
+    catalog = pa.table(
+        {
+            "site": ["MLA"] * N_PRODUCTS,
+            "product_id": [f"P{i}" for i in range(N_PRODUCTS)],
+            "title": titles,
+            "title_norm": titles,
+            "category": [f"cat{c}" for c in cat],
+            "n_events": [3] * N_PRODUCTS,
+            "first_seen": pa.array([0] * N_PRODUCTS, pa.timestamp("us")),
+            "last_seen": pa.array([0] * N_PRODUCTS, pa.timestamp("us")),
+        }
+    )
     rows = {"site": [], "session_id": [], "product_a": [], "product_b": []}
-    for s in range(N_SESSIONS):                       # sessions stay within one category
+    for s in range(N_SESSIONS):  # sessions stay within one category
         items = rng.choice(np.flatnonzero(cat == rng.integers(N_CATEGORIES)), 3, replace=False)
         for i in range(3):
             for j in range(i + 1, 3):
                 a, b = sorted((f"P{items[i]}", f"P{items[j]}"))
-                rows["site"].append("MLA"); rows["session_id"].append(int(s) * 7919 - 10**6)
-                rows["product_a"].append(a); rows["product_b"].append(b)
+                rows["site"].append("MLA")
+                rows["session_id"].append(int(s) * 7919 - 10**6)
+                rows["product_a"].append(a)
+                rows["product_b"].append(b)
     for name, table in (("catalog", catalog), ("pairs", pa.table(rows))):
         (root / "data" / name).mkdir(parents=True)
         pq.write_table(table, root / "data" / name / "part-00000.parquet")
@@ -115,9 +129,18 @@ def write_inputs(root: Path) -> None:
 
 
 STEPS, BATCH = 24, 64
-OVERRIDES = ["model.profile=small", "model.embed_dim=16", "model.n_filters=8", "model.hidden_dim=32",
-             "model.proj_dim=16", "model.max_len=8", "train.log_every=1", "train.health_sample=200",
-             "train.base_lr=5.0", "train.check_sync_every=1"]
+OVERRIDES = [
+    "model.profile=small",
+    "model.embed_dim=16",
+    "model.n_filters=8",
+    "model.hidden_dim=32",
+    "model.proj_dim=16",
+    "model.max_len=8",
+    "train.log_every=1",
+    "train.health_sample=200",
+    "train.base_lr=5.0",
+    "train.check_sync_every=1",
+]
 
 
 def single_process_losses(root: Path, seed: int = 0, shuffle_pairs: int | None = None) -> list[float]:
@@ -130,8 +153,16 @@ def single_process_losses(root: Path, seed: int = 0, shuffle_pairs: int | None =
     from prodemb.train import train
     from prodemb.train_data import load_training_data
 
-    cfg = load_config("local", overrides=[*OVERRIDES, f"train.max_steps={STEPS}", f"train.batch_size={BATCH}",
-                                          f"train.seed={seed}", "train.device=cpu"])
+    cfg = load_config(
+        "local",
+        overrides=[
+            *OVERRIDES,
+            f"train.max_steps={STEPS}",
+            f"train.batch_size={BATCH}",
+            f"train.seed={seed}",
+            "train.device=cpu",
+        ],
+    )
     tok = Tokenizer.load(root / "tok.model")
     data = load_training_data(str(root / "data" / "catalog"), str(root / "data" / "pairs"), tok, cfg.model.max_len)
     if shuffle_pairs is not None:
@@ -150,7 +181,7 @@ def single_process_losses(root: Path, seed: int = 0, shuffle_pairs: int | None =
 # The gloo run is deterministic (two ranks: one summation order), so the measured 0.024 is what the test
 # sees here. The exactness of the synchronized BatchNorm is tested separately above.
 LOSS_TOLERANCE = 0.08
-FINAL_LOSS_TOLERANCE = 0.1   # last step: 1.120-1.161 over 6 one-process samplings, 1.150 with 2 ranks
+FINAL_LOSS_TOLERANCE = 0.1  # last step: 1.120-1.161 over 6 one-process samplings, 1.150 with 2 ranks
 
 
 def summaries(stdout: str) -> list[dict]:
@@ -167,26 +198,49 @@ def test_torchrun_two_processes_register_one_version_and_follow_the_one_process_
 
     write_inputs(tmp_path)
     uri = f"sqlite:///{tmp_path}/mlflow.db"
-    env = {**{k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")},
-           "OMP_NUM_THREADS": "1", "MASTER_ADDR": "127.0.0.1", "PYTHONUNBUFFERED": "1"}
-    cmd = [str(TORCHRUN), "--standalone", "--nproc_per_node", "2", str(REPO_ROOT / "jobs" / "train.py"), "--json",
-           "--data", str(tmp_path / "data"), "--tokenizer", str(tmp_path / "tok.model"), "--device", "cpu",
-           "--max-steps", str(STEPS), "--batch-size", str(BATCH), "--mlflow-uri", uri, "--no-progress",
-           *[a for o in OVERRIDES for a in ("--set", o)]]
+    env = {
+        **{k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")},
+        "OMP_NUM_THREADS": "1",
+        "MASTER_ADDR": "127.0.0.1",
+        "PYTHONUNBUFFERED": "1",
+    }
+    cmd = [
+        str(TORCHRUN),
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        str(REPO_ROOT / "jobs" / "train.py"),
+        "--json",
+        "--data",
+        str(tmp_path / "data"),
+        "--tokenizer",
+        str(tmp_path / "tok.model"),
+        "--device",
+        "cpu",
+        "--max-steps",
+        str(STEPS),
+        "--batch-size",
+        str(BATCH),
+        "--mlflow-uri",
+        uri,
+        "--no-progress",
+        *[a for o in OVERRIDES for a in ("--set", o)],
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=240, cwd=tmp_path, env=env)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
 
     by_rank = {s.get("rank"): s for s in summaries(proc.stdout)}
     assert set(by_rank) == {0, 1}, proc.stdout[-3000:]
-    for s in by_rank.values():   # every step checked: all ranks held identical weights and buffers
+    for s in by_rank.values():  # every step checked: all ranks held identical weights and buffers
         assert s["world_size"] == 2 and s["steps"] == STEPS and s["sync_checks"] == STEPS, s
     assert by_rank[0]["shard_pairs"] + by_rank[1]["shard_pairs"] == by_rank[0]["trained_on"]["rows_pairs_train"]
     assert "model_version" not in by_rank[1] and by_rank[0]["model_version"] == "1"
     client = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
     assert len(client.search_model_versions("name = 'prodemb-encoder'")) == 1
     assert len(client.search_runs([e.experiment_id for e in client.search_experiments()])) == 1
-    dist_losses = [m.value for m in sorted(client.get_metric_history(by_rank[0]["run_id"], "loss"),
-                                           key=lambda m: m.step)]
+    dist_losses = [
+        m.value for m in sorted(client.get_metric_history(by_rank[0]["run_id"], "loss"), key=lambda m: m.step)
+    ]
     assert len(dist_losses) == STEPS
 
     # The same global batch in one process, and one process with other batches (the sampling noise).
@@ -194,24 +248,47 @@ def test_torchrun_two_processes_register_one_version_and_follow_the_one_process_
     resampled = np.array(single_process_losses(tmp_path, shuffle_pairs=1))
     dist = np.array(dist_losses)
     gap, noise = float(np.mean(np.abs(dist - one))), float(np.mean(np.abs(resampled - one)))
-    print(f"mean |loss 2 ranks - loss 1 process| = {gap:.4f} (1 process, other batches: {noise:.4f}); "
-          f"last {dist[-1]:.4f} vs {one[-1]:.4f}")
+    print(
+        f"mean |loss 2 ranks - loss 1 process| = {gap:.4f} (1 process, other batches: {noise:.4f}); "
+        f"last {dist[-1]:.4f} vs {one[-1]:.4f}"
+    )
     assert gap <= LOSS_TOLERANCE, (gap, noise, dist.tolist(), one.tolist())
     assert abs(dist[-1] - one[-1]) <= FINAL_LOSS_TOLERANCE, (dist[-1], one[-1])
-    assert dist[-1] < dist[0] - 1.0 and one[-1] < one[0] - 1.0   # both learn
+    assert dist[-1] < dist[0] - 1.0 and one[-1] < one[0] - 1.0  # both learn
 
 
 def test_torchrun_rank_zero_failing_before_training_does_not_leave_rank_one_waiting(tmp_path):
     """Rank 0 alone talks to MLflow: a tracking URI it cannot use fails it while rank 1 already waits in
     DDP's first collective. torchrun then stops rank 1 and fails; nothing hangs (the timeout would raise)."""
     write_inputs(tmp_path)
-    env = {**{k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")},
-           "OMP_NUM_THREADS": "1", "MASTER_ADDR": "127.0.0.1"}
-    cmd = [str(TORCHRUN), "--standalone", "--nproc_per_node", "2", str(REPO_ROOT / "jobs" / "train.py"), "--json",
-           "--data", str(tmp_path / "data"), "--tokenizer", str(tmp_path / "tok.model"), "--device", "cpu",
-           "--max-steps", "5", "--batch-size", str(BATCH), "--mlflow-uri", "bogus-scheme://nowhere",
-           "--no-progress", *[a for o in OVERRIDES for a in ("--set", o)]]
+    env = {
+        **{k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")},
+        "OMP_NUM_THREADS": "1",
+        "MASTER_ADDR": "127.0.0.1",
+    }
+    cmd = [
+        str(TORCHRUN),
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        str(REPO_ROOT / "jobs" / "train.py"),
+        "--json",
+        "--data",
+        str(tmp_path / "data"),
+        "--tokenizer",
+        str(tmp_path / "tok.model"),
+        "--device",
+        "cpu",
+        "--max-steps",
+        "5",
+        "--batch-size",
+        str(BATCH),
+        "--mlflow-uri",
+        "bogus-scheme://nowhere",
+        "--no-progress",
+        *[a for o in OVERRIDES for a in ("--set", o)],
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=180, cwd=tmp_path, env=env)
     assert proc.returncode != 0
     assert "local_rank: 0" in proc.stderr and "bogus-scheme" in proc.stderr, proc.stderr[-3000:]
-    assert not any(s.get("rank") == 1 for s in summaries(proc.stdout))   # rank 1 never finished training
+    assert not any(s.get("rank") == 1 for s in summaries(proc.stdout))  # rank 1 never finished training

@@ -1,5 +1,6 @@
 """Downstream-evaluation methods: the encoder under test, a random-initialized encoder (the floor) and
 the paper's baselines (A.2). ``make_method(name, ctx)`` builds one; see ``base.py`` for the contract."""
+
 from __future__ import annotations
 
 from importlib import import_module
@@ -11,7 +12,7 @@ METHODS: dict[str, str] = {
     "prodemb": "prodemb.baselines.encoder:PretrainedEncoder",
     "random": "prodemb.baselines.encoder:RandomEncoder",
     "tfidf": "prodemb.baselines.tfidf:TfidfLogReg",
-    "tfidf+prodemb": "prodemb.baselines.combined:TfidfPlusEmbedding",   # the vector as one more feature
+    "tfidf+prodemb": "prodemb.baselines.combined:TfidfPlusEmbedding",  # the vector as one more feature
     "fasttext": "prodemb.baselines.fasttext_clf:FastTextClassifier",
     "textcnn": "prodemb.baselines.textcnn:SupervisedTextCNN",
     "prod2vec": "prodemb.baselines.prod2vec:Prod2Vec",

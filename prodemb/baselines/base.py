@@ -14,6 +14,7 @@ Two kinds of method:
 
 Methods never see the labels in ``prepare``.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -26,11 +27,12 @@ import pandas as pd
 @dataclass
 class EvalContext:
     """What a method may use besides the task table."""
-    eval_cfg: Any                        # prodemb.config.EvaluateConfig
-    model_cfg: Any = None                # prodemb.config.ModelConfig (Text-CNN baseline, random encoder)
-    data_dir: str | None = None          # sessionize output: catalog/, sessions/ (Prod2Vec side)
-    tokenizer_path: str | None = None    # SentencePiece model (Text-CNN baseline, random encoder)
-    model_uri: str | None = None         # the registered encoder under test
+
+    eval_cfg: Any  # prodemb.config.EvaluateConfig
+    model_cfg: Any = None  # prodemb.config.ModelConfig (Text-CNN baseline, random encoder)
+    data_dir: str | None = None  # sessionize output: catalog/, sessions/ (Prod2Vec side)
+    tokenizer_path: str | None = None  # SentencePiece model (Text-CNN baseline, random encoder)
+    model_uri: str | None = None  # the registered encoder under test
     tracking_uri: str | None = None
     language: str = "es"
     extra: dict[str, Any] = field(default_factory=dict)
@@ -39,14 +41,15 @@ class EvalContext:
 @dataclass
 class Scores:
     """Positive-class scores for the validation and test rows, in the order they were given."""
+
     val: np.ndarray
     test: np.ndarray
-    covered_test: float | None = None    # fraction of test rows the method had a vector for (Prod2Vec)
+    covered_test: float | None = None  # fraction of test rows the method had a vector for (Prod2Vec)
 
 
 class Method:
     name: str = "method"
-    alpha: float | None = None           # set for encoders of the α sweep
+    alpha: float | None = None  # set for encoders of the α sweep
 
     def __init__(self, ctx: EvalContext):
         self.ctx = ctx
@@ -61,6 +64,7 @@ class Method:
 class NormalizedTitles:
     """Mixin for methods that learn from normalized title text: titles are normalized once per task in
     ``prepare`` and looked up by row index in every fit (not renormalized per size × sample)."""
+
     _norm: np.ndarray | None = None
 
     def prepare(self, task_name: str, table: pd.DataFrame) -> None:
@@ -69,15 +73,16 @@ class NormalizedTitles:
         self._norm = np.asarray(normalize_titles(table["title"], self.ctx.language), dtype=object)
 
     def normalized(self, rows: pd.DataFrame) -> list[str]:
-        if self._norm is None:                     # used without prepare(): normalize these rows now
+        if self._norm is None:  # used without prepare(): normalize these rows now
             from prodemb.text import normalize_titles
 
             return normalize_titles(rows["title"], self.ctx.language)
         return self._norm[rows.index.to_numpy()].tolist()
 
 
-def prior_scores(train: pd.DataFrame, val: pd.DataFrame, test: pd.DataFrame,
-                 covered_test: float | None = None) -> Scores:
+def prior_scores(
+    train: pd.DataFrame, val: pd.DataFrame, test: pd.DataFrame, covered_test: float | None = None
+) -> Scores:
     """Every row scored with the training prior P(label = 1): what a method without a model can say
     (a training sample with one class, a product with no vector)."""
     prior = float(np.mean(train["label"].to_numpy())) if len(train) else 0.5
@@ -122,7 +127,7 @@ class EmbeddingMethod(Method):
         return self._X[rows.index.to_numpy()]
 
     def fit_predict(self, train, val, test, seed) -> Scores:
-        if train["label"].nunique() < 2:   # liblinear needs two classes
+        if train["label"].nunique() < 2:  # liblinear needs two classes
             return prior_scores(train, val, test)
         clf = logistic_regression(self.features(train), train["label"].to_numpy(), seed, self.ctx.eval_cfg.lr_max_iter)
         return Scores(val=positive_scores(clf, self.features(val)), test=positive_scores(clf, self.features(test)))

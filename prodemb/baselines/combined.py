@@ -7,12 +7,20 @@ standardized per dimension with the training rows' mean and standard deviation, 
 sqrt(dim), so that its rows also have a squared norm of about 1. The vocabulary, IDF weights and the
 standardization are fit on the training rows only.
 """
+
 from __future__ import annotations
 
 import numpy as np
 
-from prodemb.baselines.base import (EmbeddingMethod, Method, NormalizedTitles, Scores, logistic_regression,
-                                    positive_scores, prior_scores)
+from prodemb.baselines.base import (
+    EmbeddingMethod,
+    Method,
+    NormalizedTitles,
+    Scores,
+    logistic_regression,
+    positive_scores,
+    prior_scores,
+)
 from prodemb.baselines.tfidf import TfidfLogReg
 
 
@@ -38,8 +46,8 @@ class TfidfPlusEmbedding(NormalizedTitles, Method):
         self.tfidf = TfidfLogReg(ctx)
 
     def prepare(self, task_name, table) -> None:
-        super().prepare(task_name, table)          # normalized titles, once per task
-        self.embedding.prepare(task_name, table)   # the embedding of every row, once per task
+        super().prepare(task_name, table)  # normalized titles, once per task
+        self.embedding.prepare(task_name, table)  # the embedding of every row, once per task
 
     def fit_predict(self, train, val, test, seed) -> Scores:
         from scipy import sparse
@@ -51,10 +59,12 @@ class TfidfPlusEmbedding(NormalizedTitles, Method):
         blocks = [[sparse.csr_matrix(e)] for e in standardize(*(self.embedding.features(r) for r in splits))]
         vec = self.tfidf.vectorizer(len(train))
         try:
-            words = [vec.fit_transform(self.normalized(train)),
-                     *(vec.transform(self.normalized(r)) for r in splits[1:])]
+            words = [
+                vec.fit_transform(self.normalized(train)),
+                *(vec.transform(self.normalized(r)) for r in splits[1:]),
+            ]
             blocks = [[w, *b] for w, b in zip(words, blocks)]
-        except ValueError:   # no vocabulary at all (every training title empty): the embedding alone
+        except ValueError:  # no vocabulary at all (every training title empty): the embedding alone
             pass
         X_train, X_val, X_test = (sparse.hstack(b, format="csr") for b in blocks)
         clf = logistic_regression(X_train, y, seed, self.ctx.eval_cfg.lr_max_iter)

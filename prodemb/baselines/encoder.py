@@ -12,6 +12,7 @@ Both are frozen-feature methods: every task row is embedded once, then each fit 
 liblinear logistic regression (``EmbeddingMethod``). A model URI is resolved and downloaded once per
 context (``encoder_model``), so both methods and ``build_context`` share one copy.
 """
+
 from __future__ import annotations
 
 import json
@@ -32,15 +33,16 @@ log = logging.getLogger(__name__)
 @dataclass
 class EncoderModel:
     """A resolved, downloaded and loaded ``prodemb-encoder`` version."""
-    uri: str                    # as given
-    name: str                   # registered model name ("unregistered" for a runs:/ or path URI)
+
+    uri: str  # as given
+    name: str  # registered model name ("unregistered" for a runs:/ or path URI)
     version: str
     local_dir: str
-    pyfunc: Any                 # mlflow.pyfunc.PyFuncModel
-    meta: dict                  # vocab_size, encoder dims, max_len, language, dim
-    tokenizer_path: str         # the SentencePiece model inside the downloaded artifacts
+    pyfunc: Any  # mlflow.pyfunc.PyFuncModel
+    meta: dict  # vocab_size, encoder dims, max_len, language, dim
+    tokenizer_path: str  # the SentencePiece model inside the downloaded artifacts
     run_id: str | None
-    alpha: float | None         # train.alpha of the training run, when recorded
+    alpha: float | None  # train.alpha of the training run, when recorded
 
     @property
     def ref(self) -> str:
@@ -82,26 +84,37 @@ def load_encoder_model(model_uri: str, tracking_uri: str | None, download_dir: s
     alpha = None
     if run_id:
         try:
-            params = client.get_run(run_id).data.params   # α actually used (1 when the data had no category)
+            params = client.get_run(run_id).data.params  # α actually used (1 when the data had no category)
             raw = params.get("data.alpha_effective", params.get("train.alpha"))
             alpha = float(raw) if raw is not None else None
-        except (mlflow.exceptions.MlflowException, ValueError) as exc:   # run deleted / other store
+        except (mlflow.exceptions.MlflowException, ValueError) as exc:  # run deleted / other store
             log.warning("cannot read train.alpha of run %s for %s: %s", run_id, model_uri, exc)
-    return EncoderModel(model_uri, resolved.name, resolved.version, resolved.local_dir, resolved.pyfunc, meta,
-                        str(arts["tokenizer"]), run_id, alpha)
+    return EncoderModel(
+        model_uri,
+        resolved.name,
+        resolved.version,
+        resolved.local_dir,
+        resolved.pyfunc,
+        meta,
+        str(arts["tokenizer"]),
+        run_id,
+        alpha,
+    )
 
 
 def encoder_model(ctx: EvalContext, model_uri: str | None = None) -> EncoderModel:
     """The loaded model for ``model_uri`` (default ``ctx.model_uri``), cached in ``ctx.extra``."""
     uri = model_uri or ctx.model_uri
     if not uri:
-        raise ValueError("no model URI: the prodemb and random methods evaluate a registered encoder "
-                         "(--model-uri models:/prodemb-encoder@champion)")
+        raise ValueError(
+            "no model URI: the prodemb and random methods evaluate a registered encoder "
+            "(--model-uri models:/prodemb-encoder@champion)"
+        )
     cache = ctx.extra.setdefault("encoder_models", {})
     if uri not in cache:
         if "workdir" not in ctx.extra:
             tmp = tempfile.TemporaryDirectory(prefix="prodemb-eval-")
-            ctx.extra["_tmpdir"] = tmp                   # removed with the context
+            ctx.extra["_tmpdir"] = tmp  # removed with the context
             ctx.extra["workdir"] = tmp.name
         target = Path(ctx.extra["workdir"]) / f"model-{len(cache)}"
         target.mkdir(parents=True, exist_ok=True)
@@ -111,6 +124,7 @@ def encoder_model(ctx: EvalContext, model_uri: str | None = None) -> EncoderMode
 
 class PretrainedEncoder(EmbeddingMethod):
     """Frozen embeddings from the registered encoder (the pyfunc: raw titles → y = f(t(title)))."""
+
     name = "prodemb"
 
     def __init__(self, ctx: EvalContext, model_uri: str | None = None):
@@ -120,17 +134,29 @@ class PretrainedEncoder(EmbeddingMethod):
         self.model_ref = self.model.ref
 
     def embed(self, table: pd.DataFrame) -> np.ndarray:
-        return np.asarray(self.model.pyfunc.predict(pd.DataFrame({"title": table["title"].astype(str)})),
-                          dtype=np.float32)
+        return np.asarray(
+            self.model.pyfunc.predict(pd.DataFrame({"title": table["title"].astype(str)})), dtype=np.float32
+        )
 
 
 class LocalEncoder(EmbeddingMethod):
     """An encoder module of this process + LR: titles are normalized and tokenized as the pyfunc does
     (``Tokenizer.encode_raw``), then embedded in eval mode on the module's device."""
+
     name = "prodemb"
 
-    def __init__(self, ctx: EvalContext, encoder, tokenizer, max_len: int, language: str, *,
-                 model_ref: str | None = None, alpha: float | None = None, batch_size: int = 4096):
+    def __init__(
+        self,
+        ctx: EvalContext,
+        encoder,
+        tokenizer,
+        max_len: int,
+        language: str,
+        *,
+        model_ref: str | None = None,
+        alpha: float | None = None,
+        batch_size: int = 4096,
+    ):
         super().__init__(ctx)
         self.encoder, self.tokenizer = encoder.eval(), tokenizer
         self.max_len, self.language, self.batch_size = max_len, language, batch_size
@@ -148,6 +174,7 @@ class LocalEncoder(EmbeddingMethod):
 
 class RandomEncoder(LocalEncoder):
     """The model's tokenizer and architecture with random weights (fixed seed): the floor."""
+
     name = "random"
 
     def __init__(self, ctx: EvalContext, model_uri: str | None = None, seed: int | None = None):
@@ -159,9 +186,15 @@ class RandomEncoder(LocalEncoder):
         model = encoder_model(ctx, model_uri)
         meta, dims = model.meta, model.meta["encoder"]
         seed = int(ctx.eval_cfg.seed if seed is None else seed)
-        with torch.random.fork_rng(devices=[]):            # leave the caller's RNG state alone
+        with torch.random.fork_rng(devices=[]):  # leave the caller's RNG state alone
             torch.manual_seed(seed)
             encoder = ProductEncoder.from_dims(meta["vocab_size"], dims)
-        super().__init__(ctx, encoder, Tokenizer.load(model.tokenizer_path), meta["max_len"], meta["language"],
-                         model_ref=f"random:{model.ref}")
+        super().__init__(
+            ctx,
+            encoder,
+            Tokenizer.load(model.tokenizer_path),
+            meta["max_len"],
+            meta["language"],
+            model_ref=f"random:{model.ref}",
+        )
         self.meta, self.seed = meta, seed

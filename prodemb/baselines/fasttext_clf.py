@@ -12,6 +12,7 @@ normalization), is scored with the training prior, and so is one where fastText 
 prediction time an empty title (or one made only of unseen words) gets one constant score: what the
 model outputs for an input with no known word.
 """
+
 from __future__ import annotations
 
 import logging
@@ -31,8 +32,7 @@ MAX_ATTEMPTS = 5
 class FastTextClassifier(NormalizedTitles, Method):
     name = "fasttext"
 
-    def __init__(self, ctx, epoch: int = 25, lr: float = 0.5, dim: int = 100, word_ngrams: int = 2,
-                 min_count: int = 1):
+    def __init__(self, ctx, epoch: int = 25, lr: float = 0.5, dim: int = 100, word_ngrams: int = 2, min_count: int = 1):
         super().__init__(ctx)
         self.params = dict(epoch=epoch, lr=lr, dim=dim, wordNgrams=word_ngrams, minCount=min_count)
 
@@ -63,8 +63,9 @@ class FastTextClassifier(NormalizedTitles, Method):
         """
         for attempt in range(MAX_ATTEMPTS):
             try:
-                return fasttext.train_supervised(input=path, thread=1, seed=seed + 7919 * attempt, verbose=0,
-                                                 loss="softmax", **self.params)
+                return fasttext.train_supervised(
+                    input=path, thread=1, seed=seed + 7919 * attempt, verbose=0, loss="softmax", **self.params
+                )
             except RuntimeError as exc:
                 if "NaN" not in str(exc):
                     raise

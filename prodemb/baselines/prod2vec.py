@@ -30,6 +30,7 @@ prior (fraction of positives) as their score, uncovered training rows are left o
 Task rows match the tables by ``product_id`` as a string; ids are not qualified by site (tasks carry
 no site), so the same id on two sites is one product here.
 """
+
 from __future__ import annotations
 
 import logging
@@ -44,39 +45,60 @@ from prodemb.text import normalize_title
 
 log = logging.getLogger(__name__)
 
-CAT = "cat:"     # category tokens
-WORD = "w:"      # title tokens (Meta-Prod2Vec)
+CAT = "cat:"  # category tokens
+WORD = "w:"  # title tokens (Meta-Prod2Vec)
 
 
 class Prod2Vec(Method):
     """Word2Vec over session product sequences + KNN; products without a session vector are uncovered."""
+
     name = "prod2vec"
     use_meta = False
 
-    def __init__(self, ctx, vector_size: int = 100, window: int = 5, negative: int = 5, epochs: int = 10,
-                 min_count: int = 1, sample: float = 1e-3, workers: int = 1, seed: int | None = None):
+    def __init__(
+        self,
+        ctx,
+        vector_size: int = 100,
+        window: int = 5,
+        negative: int = 5,
+        epochs: int = 10,
+        min_count: int = 1,
+        sample: float = 1e-3,
+        workers: int = 1,
+        seed: int | None = None,
+    ):
         super().__init__(ctx)
-        self.w2v_params = dict(vector_size=vector_size, window=window, negative=negative, epochs=epochs,
-                               min_count=min_count, sample=sample, workers=workers)
+        self.w2v_params = dict(
+            vector_size=vector_size,
+            window=window,
+            negative=negative,
+            epochs=epochs,
+            min_count=min_count,
+            sample=sample,
+            workers=workers,
+        )
         self.seed = int(ctx.eval_cfg.seed if seed is None else seed)
-        self._wv = None                                   # gensim KeyedVectors, trained once
+        self._wv = None  # gensim KeyedVectors, trained once
         self._session_products: set[str] = set()
-        self._catalog: dict[str, tuple[str, str | None]] | None = None   # id → (title_norm, category)
+        self._catalog: dict[str, tuple[str, str | None]] | None = None  # id → (title_norm, category)
         self._X: np.ndarray | None = None
         self._covered: np.ndarray | None = None
-        self.n_sessions = 0                                # sessions (≥ 2 products) the model saw
+        self.n_sessions = 0  # sessions (≥ 2 products) the model saw
 
     # --- tables ---------------------------------------------------------------------------------
 
     def _table_path(self, name: str) -> str:
         data_dir = self.ctx.data_dir
         if not data_dir:
-            raise ValueError(f"{self.name} needs EvalContext.data_dir: the sessionize output folder "
-                             f"with sessions/ and catalog/ (run jobs/sessionize.py)")
+            raise ValueError(
+                f"{self.name} needs EvalContext.data_dir: the sessionize output folder "
+                f"with sessions/ and catalog/ (run jobs/sessionize.py)"
+            )
         path = fs.join(data_dir, name)
         if not fs.exists(path):
-            raise FileNotFoundError(f"{self.name} needs the {name} table: {path} not found "
-                                    f"(run jobs/sessionize.py to write {data_dir})")
+            raise FileNotFoundError(
+                f"{self.name} needs the {name} table: {path} not found (run jobs/sessionize.py to write {data_dir})"
+            )
         return path
 
     def _read_sessions(self) -> list[list[str]]:
@@ -91,7 +113,7 @@ class Prod2Vec(Method):
         t = read_table_arrow(self._table_path("catalog"), columns=["product_id", "title_norm", "category"])
         out: dict[str, tuple[str, str | None]] = {}
         for pid, title, cat in zip(*(t.column(c).to_pylist() for c in ("product_id", "title_norm", "category"))):
-            if pid is not None and pid not in out:       # the same id on two sites: first row wins
+            if pid is not None and pid not in out:  # the same id on two sites: first row wins
                 out[pid] = (title or "", cat or None)
         return out
 
@@ -110,8 +132,9 @@ class Prod2Vec(Method):
         self._session_products = {p for s in sessions for p in s}
         sentences = self._sentences(sessions)
         if not sentences:
-            raise ValueError(f"{self.name}: {self._table_path('sessions')} has no session with two or "
-                             f"more products to learn from")
+            raise ValueError(
+                f"{self.name}: {self._table_path('sessions')} has no session with two or more products to learn from"
+            )
         model = Word2Vec(sentences=sentences, sg=1, hs=0, seed=self.seed, **self.w2v_params)
         self._wv = model.wv
         log.info("%s: %d sessions, %d vectors", self.name, self.n_sessions, len(self._wv))
@@ -136,8 +159,13 @@ class Prod2Vec(Method):
 
     def prepare(self, task_name: str, table: pd.DataFrame) -> None:
         self._X, self._covered = self.embed(table.drop(columns=["label"], errors="ignore"))
-        log.info("%s: %s: %.1f%% of %d rows covered", self.name, task_name, 100 * self._covered.mean()
-                 if len(table) else 0.0, len(table))
+        log.info(
+            "%s: %s: %.1f%% of %d rows covered",
+            self.name,
+            task_name,
+            100 * self._covered.mean() if len(table) else 0.0,
+            len(table),
+        )
 
     # --- the classifier ---------------------------------------------------------------------------
 
@@ -167,6 +195,7 @@ class Prod2Vec(Method):
 
 class MetaProd2Vec(Prod2Vec):
     """Prod2Vec with categories and title words in the same space; title-token fallback for the rest."""
+
     name = "meta_prod2vec"
     use_meta = True
 
@@ -180,7 +209,7 @@ class MetaProd2Vec(Prod2Vec):
             return entry[1] if entry else None
 
         sentences = []
-        for s in sessions:   # p1 cat:c1 p2 cat:c2 ...
+        for s in sessions:  # p1 cat:c1 p2 cat:c2 ...
             sent = []
             for p in s:
                 sent.append(p)
@@ -202,8 +231,9 @@ class MetaProd2Vec(Prod2Vec):
         if v is not None:
             return v
         # Fallback: mean of the known title-token vectors (+ the category's, when the catalog has it).
-        tokens = [WORD + t for t in normalize_title(title if isinstance(title, str) else None,
-                                                    self.ctx.language).split()]
+        tokens = [
+            WORD + t for t in normalize_title(title if isinstance(title, str) else None, self.ctx.language).split()
+        ]
         entry = self._catalog.get(key) if key is not None and self._catalog else None
         if entry and entry[1]:
             tokens.append(CAT + entry[1])

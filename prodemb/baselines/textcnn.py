@@ -19,6 +19,7 @@ A training set with one class is scored with the training prior. Device: ``eval_
 ("auto" → cuda when available, else cpu); on CPU the encoder uses its own fast max-pool-sparse
 backward, on a GPU cuDNN's convolutions.
 """
+
 from __future__ import annotations
 
 import logging
@@ -26,26 +27,24 @@ import logging
 import numpy as np
 import pandas as pd
 
-from prodemb.baselines.base import Method, Scores
-from prodemb.baselines.base import prior_scores
+from prodemb.baselines.base import Method, Scores, prior_scores
 
 log = logging.getLogger(__name__)
 
-MIN_DELTA = 1e-6      # a validation "gain" must beat the best by more than float noise
+MIN_DELTA = 1e-6  # a validation "gain" must beat the best by more than float noise
 
 
 class SupervisedTextCNN(Method):
     name = "textcnn"
 
-    def __init__(self, ctx, batch_size: int = 32, lr: float = 1e-3, dropout: float = 0.5,
-                 eval_batch_size: int = 1024):
+    def __init__(self, ctx, batch_size: int = 32, lr: float = 1e-3, dropout: float = 0.5, eval_batch_size: int = 1024):
         super().__init__(ctx)
         self.batch_size, self.lr, self.dropout, self.eval_batch_size = batch_size, lr, dropout, eval_batch_size
         self._tokenizer = None
-        self._tokens: np.ndarray | None = None          # [n_task_rows, max_len] int32, by task row index
+        self._tokens: np.ndarray | None = None  # [n_task_rows, max_len] int32, by task row index
         self.epochs_run = 0
         self.best_epoch = 0
-        self.history: list[float] = []                  # validation criterion per epoch (higher = better)
+        self.history: list[float] = []  # validation criterion per epoch (higher = better)
 
     # --- inputs -----------------------------------------------------------------------------------
 
@@ -61,8 +60,10 @@ class SupervisedTextCNN(Method):
     def tokenizer(self):
         if self._tokenizer is None:
             if not self.ctx.tokenizer_path:
-                raise ValueError("textcnn needs EvalContext.tokenizer_path: the SentencePiece model of the "
-                                 "encoder under test (e.g. runs/tokenizer.model from jobs/train_tokenizer.py)")
+                raise ValueError(
+                    "textcnn needs EvalContext.tokenizer_path: the SentencePiece model of the "
+                    "encoder under test (e.g. runs/tokenizer.model from jobs/train_tokenizer.py)"
+                )
             from prodemb.tokenizer import Tokenizer
 
             self._tokenizer = Tokenizer.load(self.ctx.tokenizer_path)
@@ -77,7 +78,7 @@ class SupervisedTextCNN(Method):
     def _rows(self, rows: pd.DataFrame) -> np.ndarray:
         if self._tokens is not None:
             return self._tokens[rows.index.to_numpy()]
-        return self._encode(rows["title"])            # not prepared: tokenize these rows now
+        return self._encode(rows["title"])  # not prepared: tokenize these rows now
 
     def device(self):
         from prodemb.device import pick_device
@@ -103,7 +104,7 @@ class SupervisedTextCNN(Method):
         out = []
         with torch.no_grad():
             for i in range(0, tokens.shape[0], self.eval_batch_size):
-                out.append(torch.softmax(model(tokens[i:i + self.eval_batch_size]), dim=1)[:, 1].float().cpu())
+                out.append(torch.softmax(model(tokens[i : i + self.eval_batch_size]), dim=1)[:, 1].float().cpu())
         return torch.cat(out).numpy().astype(np.float64) if out else np.zeros(0)
 
     def _criterion(self, scores: np.ndarray, y: np.ndarray) -> float:
@@ -126,8 +127,8 @@ class SupervisedTextCNN(Method):
         eval_cfg = self.ctx.eval_cfg
         max_epochs, patience = int(eval_cfg.textcnn_max_epochs), int(eval_cfg.textcnn_patience)
         device = self.device()
-        torch.manual_seed(seed)                        # weights and dropout (CPU and CUDA generators)
-        order = torch.Generator().manual_seed(seed)    # mini-batch order
+        torch.manual_seed(seed)  # weights and dropout (CPU and CUDA generators)
+        order = torch.Generator().manual_seed(seed)  # mini-batch order
 
         def to_dev(a: np.ndarray):
             return torch.from_numpy(np.ascontiguousarray(a)).to(device=device, dtype=torch.long)
@@ -143,13 +144,13 @@ class SupervisedTextCNN(Method):
             model.train()
             perm = torch.randperm(n, generator=order).to(device)
             for i in range(0, n, self.batch_size):
-                b = perm[i:i + self.batch_size]
+                b = perm[i : i + self.batch_size]
                 loss = F.cross_entropy(model(X_train[b]), Y_train[b])
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
             self.epochs_run = epoch
-            if len(y_val) == 0:                        # nothing to stop on: run every epoch, keep the last
+            if len(y_val) == 0:  # nothing to stop on: run every epoch, keep the last
                 continue
             metric = self._criterion(self._scores(model, X_val), y_val)
             self.history.append(metric)

@@ -9,12 +9,12 @@ Edge cases: a training set with one class, or whose titles are all empty (no voc
 every row with the training prior (the fraction of positives); empty titles elsewhere become
 all-zero rows, which the LR scores from its intercept.
 """
+
 from __future__ import annotations
 
 import numpy as np
 
-from prodemb.baselines.base import (Method, NormalizedTitles, Scores, logistic_regression, positive_scores,
-                                    prior_scores)
+from prodemb.baselines.base import Method, NormalizedTitles, Scores, logistic_regression, positive_scores, prior_scores
 
 # Below this many training rows every n-gram is kept; above it, n-grams seen in one title only are
 # dropped (they cannot generalize and only grow the vocabulary).
@@ -27,7 +27,7 @@ class TfidfLogReg(NormalizedTitles, Method):
     def __init__(self, ctx, ngram_range: tuple[int, int] = (1, 2), min_df: int | None = None):
         super().__init__(ctx)
         self.ngram_range = tuple(ngram_range)
-        self.min_df = min_df        # None: 1 for small training sets, 2 from MIN_DF_ROWS rows up
+        self.min_df = min_df  # None: 1 for small training sets, 2 from MIN_DF_ROWS rows up
 
     def vectorizer(self, n_train: int):
         """A TfidfVectorizer for ``n_train`` training rows (unfitted)."""
@@ -36,8 +36,14 @@ class TfidfLogReg(NormalizedTitles, Method):
         min_df = self.min_df if self.min_df is not None else (2 if n_train >= MIN_DF_ROWS else 1)
         # Normalized titles are lowercase words separated by single spaces: split on whitespace and
         # keep one-character tokens (sizes, "x" in "2 x 1").
-        return TfidfVectorizer(lowercase=False, token_pattern=r"\S+", ngram_range=self.ngram_range,
-                               sublinear_tf=True, min_df=min_df, dtype=np.float32)
+        return TfidfVectorizer(
+            lowercase=False,
+            token_pattern=r"\S+",
+            ngram_range=self.ngram_range,
+            sublinear_tf=True,
+            min_df=min_df,
+            dtype=np.float32,
+        )
 
     def fit_predict(self, train, val, test, seed) -> Scores:
         y = train["label"].to_numpy()
@@ -49,5 +55,7 @@ class TfidfLogReg(NormalizedTitles, Method):
         except ValueError:  # empty vocabulary: every training title is empty after normalization
             return prior_scores(train, val, test)
         clf = logistic_regression(X_train, y, seed, self.ctx.eval_cfg.lr_max_iter)
-        return Scores(val=positive_scores(clf, vec.transform(self.normalized(val))),
-                      test=positive_scores(clf, vec.transform(self.normalized(test))))
+        return Scores(
+            val=positive_scores(clf, vec.transform(self.normalized(val))),
+            test=positive_scores(clf, vec.transform(self.normalized(test))),
+        )

@@ -1,9 +1,10 @@
 """The pipeline's jobs, one module each (argument parsing, config, one library call). Three ways to run one:
 
-    spark-submit jobs/sessionize.py ...        # the files in jobs/ call these modules
-    prodemb sessionize ...                     # the console script of the installed package
-    python -m prodemb.jobs sessionize ...
+spark-submit jobs/sessionize.py ...        # the files in jobs/ call these modules
+prodemb sessionize ...                     # the console script of the installed package
+python -m prodemb.jobs sessionize ...
 """
+
 from __future__ import annotations
 
 import importlib
@@ -18,9 +19,18 @@ os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 # command → module, in pipeline order
 JOBS = {
-    "sessionize": "sessionize", "train-tokenizer": "train_tokenizer", "train": "train", "promote": "promote",
-    "score": "score", "publish": "publish", "lookup": "lookup", "similar": "similar", "serve": "serve",
-    "evaluate": "evaluate", "sweep-alpha": "sweep_alpha", "consolidate": "consolidate",
+    "sessionize": "sessionize",
+    "train-tokenizer": "train_tokenizer",
+    "train": "train",
+    "promote": "promote",
+    "score": "score",
+    "publish": "publish",
+    "lookup": "lookup",
+    "similar": "similar",
+    "serve": "serve",
+    "evaluate": "evaluate",
+    "sweep-alpha": "sweep_alpha",
+    "consolidate": "consolidate",
 }
 
 
@@ -35,19 +45,24 @@ def evaluation_logging() -> None:
 
 def error_printer(job: str):
     """``fail(msg, code=2)`` for a job: ``JOB: error: msg`` on stderr, returns the exit code."""
+
     def fail(msg: str, code: int = 2) -> int:
         print(f"{job}: error: {msg}", file=sys.stderr)
         return code
+
     return fail
 
 
 # --- what a job prints: one human line, the report as JSON behind --json or in --report FILE ----------
 
+
 def add_output_args(ap) -> None:
-    ap.add_argument("--json", action="store_true",
-                    help="print the whole report as one JSON line instead of the one-line summary")
-    ap.add_argument("--report", default=None, metavar="FILE",
-                    help="also write the report as JSON to FILE (a path or URI)")
+    ap.add_argument(
+        "--json", action="store_true", help="print the whole report as one JSON line instead of the one-line summary"
+    )
+    ap.add_argument(
+        "--report", default=None, metavar="FILE", help="also write the report as JSON to FILE (a path or URI)"
+    )
 
 
 def _n(value) -> str:
@@ -58,48 +73,67 @@ def _seconds(report: dict) -> str:
     return f"{report['seconds']:.1f} s" if isinstance(report.get("seconds"), (int, float)) else ""
 
 
-SUMMARIES = {   # job → the human line of its report
+SUMMARIES = {  # job → the human line of its report
     "sessionize": lambda r: (
         f"{_n(r['rows_in'])} clicks → {_n(r['sessions'])} sessions, {_n(r['pairs'])} pairs, {_n(r['products'])} "
         f"products ({_n(r['rows_quarantined'])} quarantined, {_n(r['rows_filtered'])} filtered) in {_seconds(r)} → "
-        f"{r['parameters']['output']} (report: _run.json there)"),
+        f"{r['parameters']['output']} (report: _run.json there)"
+    ),
     "consolidate": lambda r: (
-        f"{len(r['intervals'])} intervals → " + ", ".join(f"{_n(v)} {k}" for k, v in r["rows"].items())
-        + f" → {r['output']}"),
+        f"{len(r['intervals'])} intervals → "
+        + ", ".join(f"{_n(v)} {k}" for k, v in r["rows"].items())
+        + f" → {r['output']}"
+    ),
     "train_tokenizer": lambda r: (
-        f"{_n(r['vocab_size'])} pieces from {_n(r['n_titles_used'])} titles in {_seconds(r)} → {r['path']}"),
+        f"{_n(r['vocab_size'])} pieces from {_n(r['n_titles_used'])} titles in {_seconds(r)} → {r['path']}"
+    ),
     "train": lambda r: (
         f"run key {r['run_key']}: already {r['model_name']} version {r['model_version']}, nothing trained"
-        if r.get("reused") else
-        f"{r['model_name']} version {r['model_version']} registered ({', '.join(r.get('aliases') or []) or 'no alias'})"
+        if r.get("reused")
+        else f"{r['model_name']} version {r['model_version']} registered "
+        f"({', '.join(r.get('aliases') or []) or 'no alias'})"
         f"; {_n(r['steps'])} steps on {r['device']}, final loss {r['final_loss']:.4f}, {_seconds(r)}; "
-        f"run {r['run_id']}"),
+        f"run {r['run_id']}"
+    ),
     "score": lambda r: (
         f"{_n(r['rows_out'])} products embedded with "
-        + (", ".join(f"{s['model_name']}/{s['model_version']} ({_n(s['rows_out'])})" for s in r["sites"].values())
-           if r.get("sites") else f"{r['model_name']}/{r['model_version']}")
+        + (
+            ", ".join(f"{s['model_name']}/{s['model_version']} ({_n(s['rows_out'])})" for s in r["sites"].values())
+            if r.get("sites")
+            else f"{r['model_name']}/{r['model_version']}"
+        )
         + f" ({_n(r['rows_quarantined'])} quarantined"
         + (f", {_n(r['rows_carried'])} unchanged carried over" if r.get("rows_carried") else "")
-        + f") in {_seconds(r)} → {r['output']}"),
+        + f") in {_seconds(r)} → {r['output']}"
+    ),
     "publish": lambda r: (
         f"{_n(r['rows_out'])} products online in product_embeddings"
         + (f"; pinned views: {', '.join(r['pinned_views'])}" if r.get("pinned_views") else "")
         + (f"; retired: {', '.join(r['retired_views'])}" if r.get("retired_views") else "")
-        + ("; similar-products index recall@10 "
-           + ", ".join(f"{m} {a['recall_at_10']:.3f}" for m, a in r["ann"].items()) if r.get("ann") else "")
-        + f"; {_seconds(r)}"),
+        + (
+            "; similar-products index recall@10 "
+            + ", ".join(f"{m} {a['recall_at_10']:.3f}" for m, a in r["ann"].items())
+            if r.get("ann")
+            else ""
+        )
+        + f"; {_seconds(r)}"
+    ),
     "evaluate": lambda r: (
         f"{_n(r['rows'])} results ({len(r['methods'])} methods × {len(r['tasks'])} tasks)"
         + (f", mean validation AUC of prodemb {r['mean_val_auc_prodemb']:.4f}" if "mean_val_auc_prodemb" in r else "")
-        + (f", {len(r['failures'])} failures" if r.get("failures") else "") + f" in {_seconds(r)} → {r['output']}"),
+        + (f", {len(r['failures'])} failures" if r.get("failures") else "")
+        + f" in {_seconds(r)} → {r['output']}"
+    ),
     "sweep_alpha": lambda r: (
         f"best α = {r['best_alpha']} of {r['alphas']} (mean validation AUC "
         f"{r['mean_val_auc_by_alpha'].get(str(r['best_alpha']), float('nan')):.4f}, random "
-        f"{r['mean_val_auc_random']:.4f}) in {_seconds(r)} → {r['output']}"),
+        f"{r['mean_val_auc_random']:.4f}) in {_seconds(r)} → {r['output']}"
+    ),
     "promote": lambda r: (
         f"{r['model_name']} version {r['candidate_version']} "
         f"{'promoted to champion' if r['promoted'] else 'not promoted'}: {r['reason']}"
-        + (f"; quality card {r['quality_card']}" if r.get("quality_card") else "")),
+        + (f"; quality card {r['quality_card']}" if r.get("quality_card") else "")
+    ),
 }
 
 
@@ -117,13 +151,18 @@ def emit_report(job: str, report: dict, args) -> None:
         return
     try:
         line = SUMMARIES[job](report)
-    except (KeyError, TypeError, ValueError):   # a report without the usual keys: its scalars, briefly
+    except (KeyError, TypeError, ValueError):  # a report without the usual keys: its scalars, briefly
         line = ", ".join(f"{k}={v}" for k, v in report.items() if isinstance(v, (int, float, str)))[:300]
     print(f"{job}: {line}")
 
 
-def finish_job(name: str, call, args, *, bad_input: tuple[type[BaseException], ...] = (FileNotFoundError, ValueError),
-               ) -> int:
+def finish_job(
+    name: str,
+    call,
+    args,
+    *,
+    bad_input: tuple[type[BaseException], ...] = (FileNotFoundError, ValueError),
+) -> int:
     """The common tail of a job: run ``call()``; bad input → ``name: error: …`` on stderr and exit code 2;
     an output another run is writing → the same line and exit code 75 (``BUSY_EXIT``); a write the disk or
     the store refused (OSError) → the same line and exit code 1; otherwise ``emit_report`` and return 0."""
@@ -138,7 +177,7 @@ def finish_job(name: str, call, args, *, bad_input: tuple[type[BaseException], .
     except OutputBusyError as exc:
         print(f"{name}: error: {exc}", file=sys.stderr)
         return BUSY_EXIT
-    except OSError as exc:   # a write the disk or the store refused: what failed, in one line
+    except OSError as exc:  # a write the disk or the store refused: what failed, in one line
         print(f"{name}: error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 1
     emit_report(name, result, args)
@@ -162,5 +201,5 @@ def main(argv: list[str] | None = None) -> int:
     if command not in JOBS:
         print(f"prodemb: error: unknown job {args[0]!r} (one of: {', '.join(JOBS)})", file=sys.stderr)
         return 2
-    sys.argv[0] = f"prodemb {command}"        # argparse's usage line names the command
+    sys.argv[0] = f"prodemb {command}"  # argparse's usage line names the command
     return importlib.import_module(f"prodemb.jobs.{JOBS[command]}").main(args[1:])

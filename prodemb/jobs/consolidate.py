@@ -11,11 +11,11 @@ the same product appears in the catalog of every interval it was clicked in, so 
 table replaced atomically). ``DIR/_consolidated.json`` reports the intervals and row counts.
 Exit code 2: no interval tables under ``--intervals``.
 """
+
 from __future__ import annotations
 
 import argparse
 import sys
-
 
 from prodemb.config import add_config_args, config_from_args
 from prodemb.jobs import add_output_args, finish_job
@@ -35,8 +35,11 @@ def main(argv: list[str] | None = None) -> int:
     from prodemb.spark import spark_for
 
     spark = spark_for(cfg, "consolidate")
-    return finish_job("consolidate", lambda: run_consolidate(spark, args.intervals, args.output or cfg.paths.data_dir,
-                                                             cfg.sessions.format), args)
+    return finish_job(
+        "consolidate",
+        lambda: run_consolidate(spark, args.intervals, args.output or cfg.paths.data_dir, cfg.sessions.format),
+        args,
+    )
 
 
 if __name__ == "__main__":

@@ -9,22 +9,32 @@ ones `jobs/evaluate.py` uses); `--builtin` names tasks built from ../shared/data
 scores are printed as JSON and written as `promotion.*` tags on the candidate version. Exit codes:
 0 decided (promoted or refused), 2 bad input (no candidate, no tasks, unreadable task table, bad settings).
 """
+
 from __future__ import annotations
 
 import argparse
 import sys
 
-
-from prodemb.jobs import add_output_args, emit_report
 from prodemb.config import add_config_args, config_from_args
+from prodemb.jobs import add_output_args, emit_report
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--task", action="append", default=[], metavar="NAME=PATH",
-                    help="task table (CSV/Parquet: title, label[, product_id]); repeatable (default evaluate.tasks)")
-    ap.add_argument("--builtin", action="append", default=[], metavar="NAME[,NAME]",
-                    help="built-in tasks from the real data (prodemb.tasks.BUILTIN_TASKS)")
+    ap.add_argument(
+        "--task",
+        action="append",
+        default=[],
+        metavar="NAME=PATH",
+        help="task table (CSV/Parquet: title, label[, product_id]); repeatable (default evaluate.tasks)",
+    )
+    ap.add_argument(
+        "--builtin",
+        action="append",
+        default=[],
+        metavar="NAME[,NAME]",
+        help="built-in tasks from the real data (prodemb.tasks.BUILTIN_TASKS)",
+    )
     ap.add_argument("--tolerance", type=float, default=None, help="candidate may trail the champion by this AUC")
     ap.add_argument("--mlflow-uri", default=None, help="tracking URI (default sqlite:///mlflow.db)")
     ap.add_argument("--model-name", default=None, help="registered model (default prodemb-encoder)")
@@ -37,10 +47,17 @@ def main(argv: list[str] | None = None) -> int:
     from prodemb.score import ModelNotFoundError
     from prodemb.tasks import TaskError, configured_tasks, task_sources
 
-    try:   # settings are validated by the config (promote.samples >= 1, train_size >= 2, tolerance >= 0)
-        cfg = config_from_args(args, **{"mlflow.tracking_uri": args.mlflow_uri, "mlflow.model_name": args.model_name,
-                                        "promote.tolerance": args.tolerance, "promote.train_size": args.train_size,
-                                        "promote.samples": args.samples})
+    try:  # settings are validated by the config (promote.samples >= 1, train_size >= 2, tolerance >= 0)
+        cfg = config_from_args(
+            args,
+            **{
+                "mlflow.tracking_uri": args.mlflow_uri,
+                "mlflow.model_name": args.model_name,
+                "promote.tolerance": args.tolerance,
+                "promote.train_size": args.train_size,
+                "promote.samples": args.samples,
+            },
+        )
         tasks = configured_tasks(cfg.evaluate, *task_sources(args.task, args.builtin)).tables
         decision = run_promote(cfg, tasks)
     except (GateError, TaskError, ModelNotFoundError, OSError, ValueError) as exc:

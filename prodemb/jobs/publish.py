@@ -12,11 +12,11 @@ product_id, and a table holding several sites is refused.
 Fast path for the SQLite online store (bulk writes of the exact bytes Feast writes); other stores go
 through the Feast SDK. `cd feature_repo && feast materialize ...` remains the standard, slower path.
 """
+
 from __future__ import annotations
 
 import argparse
 import sys
-
 
 from prodemb.config import add_config_args, config_from_args
 from prodemb.jobs import add_output_args, finish_job
@@ -35,15 +35,32 @@ def main(argv: list[str] | None = None) -> int:
     from prodemb.ann import HnswParams
     from prodemb.features import UnservableVectorsError, run_publish
 
-    ann = HnswParams(m=cfg.ann.m, ef_construction=cfg.ann.ef_construction, ef_search=cfg.ann.ef_search,
-                     recall_queries=cfg.ann.recall_queries) if cfg.ann.enabled else None
+    ann = (
+        HnswParams(
+            m=cfg.ann.m,
+            ef_construction=cfg.ann.ef_construction,
+            ef_search=cfg.ann.ef_search,
+            recall_queries=cfg.ann.recall_queries,
+        )
+        if cfg.ann.enabled
+        else None
+    )
 
-    return finish_job("publish", lambda: run_publish(args.data or cfg.paths.data_dir, repo_dir=cfg.feast.repo_dir,
-                                                     yaml_file=cfg.feast.yaml_file, embeddings=args.embeddings,
-                                                     progress=not args.no_progress,
-                                                     model_name=cfg.mlflow.model_name, ann=ann,
-                                                     by_site=bool(cfg.sites)),
-                      args, bad_input=(FileNotFoundError, UnservableVectorsError, ValueError))
+    return finish_job(
+        "publish",
+        lambda: run_publish(
+            args.data or cfg.paths.data_dir,
+            repo_dir=cfg.feast.repo_dir,
+            yaml_file=cfg.feast.yaml_file,
+            embeddings=args.embeddings,
+            progress=not args.no_progress,
+            model_name=cfg.mlflow.model_name,
+            ann=ann,
+            by_site=bool(cfg.sites),
+        ),
+        args,
+        bad_input=(FileNotFoundError, UnservableVectorsError, ValueError),
+    )
 
 
 if __name__ == "__main__":

@@ -10,12 +10,12 @@ vector instead (chunked matrix products), as does a table whose model has no ind
 share of held-out pairs (a, b) with b among a's k nearest products. The held-out sessions are exactly
 those of the newest model's training run (its recorded ``holdout.*`` parameters, read from MLflow).
 """
+
 from __future__ import annotations
 
 import argparse
 import json
 import sys
-
 
 from prodemb.config import add_config_args, config_from_args
 
@@ -26,8 +26,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--k", type=int, default=10)
     ap.add_argument("--data", default=None, help="folder with embeddings/, catalog/, pairs/ (default paths.data_dir)")
     ap.add_argument("--exact", action="store_true", help="search every vector instead of the index")
-    ap.add_argument("--recall", action="store_true",
-                    help="also report recall@k on held-out sessions (an exact search over every vector)")
+    ap.add_argument(
+        "--recall",
+        action="store_true",
+        help="also report recall@k on held-out sessions (an exact search over every vector)",
+    )
     ap.add_argument("--json", action="store_true", help="print JSON instead of a table")
     ap.add_argument("--mlflow-uri", default=None, help="tracking URI of the model's training run (--recall)")
     add_config_args(ap)
@@ -55,15 +58,15 @@ def main(argv: list[str] | None = None) -> int:
     folder = index_dir(f"{data}/embeddings", model_partition(newest["model_name"], str(newest["model_version"])))
     use_index = not args.exact and read_meta(folder) is not None
     if not args.exact and not use_index:
-        print(f"note: no similar-products index for {model} (jobs/publish.py builds it): exact search",
-              file=sys.stderr)
+        print(f"note: no similar-products index for {model} (jobs/publish.py builds it): exact search", file=sys.stderr)
     out = {"model": model, "search": "hnsw" if use_index else "exact", "neighbours": {}}
-    if args.recall or not use_index:   # every current vector, in memory
-        ids, vectors, rows = current_vectors(read("embeddings", ["product_id", "embedding", "model_name",
-                                                                 "model_version", "event_timestamp"]))
+    if args.recall or not use_index:  # every current vector, in memory
+        ids, vectors, rows = current_vectors(
+            read("embeddings", ["product_id", "embedding", "model_name", "model_version", "event_timestamp"])
+        )
         position = {p: i for i, p in enumerate(ids)}
         out["model_version"] = sorted(rows["model_version"].unique().tolist())
-    if use_index:                      # the index and its product ids only
+    if use_index:  # the index and its product ids only
         index, index_ids, meta = load_index(folder)
         out["index"] = {"path": folder, **{k: meta[k] for k in ("recall_at_10", "params", "rows", "build")}}
         index_position = {p: i for i, p in enumerate(index_ids)}
@@ -75,13 +78,14 @@ def main(argv: list[str] | None = None) -> int:
         if use_index:
             i = index_position[pid]
             found, scores = search(index, index.reconstruct(i)[None, :], args.k + 1)
-            hits = [(index_ids[j], c) for j, c in zip(found[0], scores[0]) if 0 <= j != i][:args.k]
+            hits = [(index_ids[j], c) for j, c in zip(found[0], scores[0]) if 0 <= j != i][: args.k]
         else:
             i = position[pid]
             idx, sc = top_k(vectors[[i]], vectors, args.k, exclude=np.array([i]))
             hits = [(ids[j], c) for j, c in zip(idx[0], sc[0])]
-        out["neighbours"][pid] = [{"product_id": str(p), "cosine": round(float(c), 4), "title": titles.get(p)}
-                                  for p, c in hits]
+        out["neighbours"][pid] = [
+            {"product_id": str(p), "cosine": round(float(c), 4), "title": titles.get(p)} for p, c in hits
+        ]
     if args.recall:
         newest = rows.sort_values("event_timestamp").iloc[-1]
         model = f"{newest['model_name']}/{newest['model_version']}"
@@ -93,13 +97,19 @@ def main(argv: list[str] | None = None) -> int:
             use_tracking(cfg.mlflow.tracking_uri, cfg.mlflow.registry_uri)
             rule = HoldoutRule.from_params(training_params(newest["model_name"], str(newest["model_version"])))
         except mlflow.exceptions.MlflowException as exc:
-            print(f"similar: error: cannot read the training run of {model} from {cfg.mlflow.tracking_uri} "
-                  f"(--mlflow-uri): {' '.join(str(exc).split())[:300]}", file=sys.stderr)
+            print(
+                f"similar: error: cannot read the training run of {model} from {cfg.mlflow.tracking_uri} "
+                f"(--mlflow-uri): {' '.join(str(exc).split())[:300]}",
+                file=sys.stderr,
+            )
             return 2
         if rule is None:
             rule = HoldoutRule()
-            print(f"note: {model} was trained before held-out sessions were recorded: using every session the "
-                  "hash selects (some of them may have been trained on)", file=sys.stderr)
+            print(
+                f"note: {model} was trained before held-out sessions were recorded: using every session the "
+                "hash selects (some of them may have been trained on)",
+                file=sys.stderr,
+            )
         pairs = read("pairs", ["session_id", "product_a", "product_b"])
         held = pairs[rule.select(pairs["session_id"].to_numpy())]
         out["holdout"] = {"model": model, **rule.as_params()}
@@ -116,11 +126,15 @@ def main(argv: list[str] | None = None) -> int:
         for n in neighbours:
             print(f"   {n['cosine']:.3f}  {n['product_id']:>16}  {n['title']}")
     if use_index:
-        print(f"(HNSW index of {model}: recall@10 {out['index']['recall_at_10']:.3f} against exact search; "
-              "--exact for exact)")
+        print(
+            f"(HNSW index of {model}: recall@10 {out['index']['recall_at_10']:.3f} against exact search; "
+            "--exact for exact)"
+        )
     if args.recall:
-        print(f"recall@{args.k} of held-out session pairs: {out[f'recall_at_{args.k}']:.3f} "
-              f"({out['holdout_pairs']} pairs)")
+        print(
+            f"recall@{args.k} of held-out session pairs: {out[f'recall_at_{args.k}']:.3f} "
+            f"({out['holdout_pairs']} pairs)"
+        )
     return 0
 
 

@@ -13,6 +13,7 @@ logs an MLflow run in ``<mlflow.experiment>-eval``; prints the summary (``best_a
 
 Exit codes: 0 done, 2 bad input, 3 every α collapsed.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -28,11 +29,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data", required=True, help="sessionize output folder (catalog/, pairs/)")
     ap.add_argument("--tokenizer", required=True, help="SentencePiece model from jobs/train_tokenizer.py")
     ap.add_argument("--task", action="append", default=[], metavar="NAME=PATH", help="task table; repeatable")
-    ap.add_argument("--builtin", action="append", default=[], metavar="NAME[,NAME]",
-                    help="built-in tasks from ../shared/data")
+    ap.add_argument(
+        "--builtin", action="append", default=[], metavar="NAME[,NAME]", help="built-in tasks from ../shared/data"
+    )
     ap.add_argument("--alphas", type=comma_list(float), default=None, help="default: evaluate.alphas (0,0.1,0.5,0.9,1)")
-    ap.add_argument("--profile", choices=["default", "paper", "small"], default=None,
-                    help="model profile in conf/models/ (default: the recommended model)")
+    ap.add_argument(
+        "--profile",
+        choices=["default", "paper", "small"],
+        default=None,
+        help="model profile in conf/models/ (default: the recommended model)",
+    )
     ap.add_argument("--epochs", type=int, default=None)
     ap.add_argument("--max-steps", type=int, default=None)
     ap.add_argument("--batch-size", type=int, default=None)
@@ -51,15 +57,26 @@ def main(argv: list[str] | None = None) -> int:
     fail = error_printer("sweep_alpha")
 
     try:
-        cfg = config_from_args(args, **{
-            "model.profile": args.profile, "train.epochs": args.epochs, "train.max_steps": args.max_steps,
-            "train.batch_size": args.batch_size, "train.max_minutes": args.max_minutes,
-            "evaluate.train_sizes": args.train_sizes,
-            "evaluate.samples": args.samples, "mlflow.tracking_uri": args.mlflow_uri})
+        cfg = config_from_args(
+            args,
+            **{
+                "model.profile": args.profile,
+                "train.epochs": args.epochs,
+                "train.max_steps": args.max_steps,
+                "train.batch_size": args.batch_size,
+                "train.max_minutes": args.max_minutes,
+                "evaluate.train_sizes": args.train_sizes,
+                "evaluate.samples": args.samples,
+                "mlflow.tracking_uri": args.mlflow_uri,
+            },
+        )
     except (ValueError, FileNotFoundError) as exc:
         return fail(f"config: {exc}")
-    for path, what in ((Path(args.data) / "catalog", "catalog"), (Path(args.data) / "pairs", "pairs"),
-                       (Path(args.tokenizer), "tokenizer")):
+    for path, what in (
+        (Path(args.data) / "catalog", "catalog"),
+        (Path(args.data) / "pairs", "pairs"),
+        (Path(args.tokenizer), "tokenizer"),
+    ):
         if not path.exists():
             return fail(f"{what} not found at {path}")
 
@@ -72,16 +89,24 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         tasks, builtin = task_sources(args.task, args.builtin)
-        summary = run_sweep(cfg, data_dir=args.data, tokenizer_path=args.tokenizer, output=args.output,
-                            tasks=tasks, builtin=builtin, alphas=args.alphas, progress=not args.no_progress,
-                            log_mlflow=not args.no_mlflow)
+        summary = run_sweep(
+            cfg,
+            data_dir=args.data,
+            tokenizer_path=args.tokenizer,
+            output=args.output,
+            tasks=tasks,
+            builtin=builtin,
+            alphas=args.alphas,
+            progress=not args.no_progress,
+            log_mlflow=not args.no_mlflow,
+        )
     except (TaskError, EvaluateInputError, FileNotFoundError) as exc:
         return fail(str(exc))
     except CollapsedError as exc:
         return fail(str(exc), 3)
     except OutputBusyError as exc:
         return fail(str(exc), BUSY_EXIT)
-    except OSError as exc:   # a write the disk or the store refused
+    except OSError as exc:  # a write the disk or the store refused
         return fail(" ".join(str(exc).split()), 1)
     emit_report("sweep_alpha", summary, args)
     return 0

@@ -8,13 +8,13 @@ one-line JSON summary. SentencePiece's ``.vocab`` listing comes from the model o
 Exit code 2: missing data folder or catalog, or no usable titles. Other settings: ``--set tokenizer.seed=1``,
 ``--set tokenizer.input_sentence_size=...``.
 """
+
 from __future__ import annotations
 
 import argparse
 import logging
 import os
 import sys
-
 
 from prodemb.config import add_config_args, config_from_args
 from prodemb.jobs import add_output_args, finish_job
@@ -23,8 +23,7 @@ from prodemb.jobs import add_output_args, finish_job
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default=None, help="folder holding the catalog table (default: paths.data_dir)")
-    ap.add_argument("--output", default=None,
-                    help="model file to write (default: <paths.runs_dir>/tokenizer.model)")
+    ap.add_argument("--output", default=None, help="model file to write (default: <paths.runs_dir>/tokenizer.model)")
     ap.add_argument("--vocab-size", type=int, default=None, help="pieces in the vocabulary (default 30000)")
     add_config_args(ap)
     add_output_args(ap)

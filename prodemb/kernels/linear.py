@@ -2,6 +2,7 @@
 
 Same math as F.linear in fp32; tests/test_kernels.py checks the forward and the backward against autograd.
 """
+
 from __future__ import annotations
 
 import torch
@@ -25,7 +26,8 @@ def onednn_available() -> bool:
             g = torch.Generator().manual_seed(0)
             x, w, b = (torch.randn(*s, generator=g) for s in ((8, 16), (4, 16), (4,)))
             _ONEDNN_LINEAR = bool(torch.backends.mkldnn.is_available()) and torch.allclose(
-                _onednn_linear(x, w, b), F.linear(x, w, b), rtol=1e-4, atol=1e-5)
+                _onednn_linear(x, w, b), F.linear(x, w, b), rtol=1e-4, atol=1e-5
+            )
         except Exception:  # noqa: BLE001 — any build without the op falls back to F.linear
             _ONEDNN_LINEAR = False
     return _ONEDNN_LINEAR
@@ -48,8 +50,8 @@ class _Linear(torch.autograd.Function):
     def backward(ctx, dy: Tensor):
         x, w = ctx.saved_tensors
         dy = dy.contiguous()
-        dx = _onednn_linear(dy, w.t()) if ctx.needs_input_grad[0] else None              # dy @ w
-        dw = _onednn_linear(dy.t(), x.t()) if ctx.needs_input_grad[1] else None          # dyᵀ @ x
+        dx = _onednn_linear(dy, w.t()) if ctx.needs_input_grad[0] else None  # dy @ w
+        dw = _onednn_linear(dy.t(), x.t()) if ctx.needs_input_grad[1] else None  # dyᵀ @ x
         db = dy.sum(0) if ctx.has_bias and ctx.needs_input_grad[2] else None
         return dx, dw, db
 

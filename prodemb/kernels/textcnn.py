@@ -4,6 +4,7 @@ conv_k(t(tokens))) for every kernel size, block by block, with a max-pool-sparse
 Same function as the textbook Embedding → Conv1d → ReLU → max over time (tests/test_kernels.py checks the
 forward and every gradient against it, over one block and several).
 """
+
 from __future__ import annotations
 
 from typing import Sequence
@@ -13,8 +14,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 
-def text_cnn_max_pool(tokens: Tensor, weight: Tensor, padding_idx: int | None, kernel_sizes: tuple[int, ...],
-                      params: list[Tensor]) -> Tensor:
+def text_cnn_max_pool(
+    tokens: Tensor, weight: Tensor, padding_idx: int | None, kernel_sizes: tuple[int, ...], params: list[Tensor]
+) -> Tensor:
     """[N, L] token ids → [N, F·K]; ``params`` = (w_k [F, E, k], b_k [F]) per kernel size."""
     if _eager_under_compile is not None and torch.compiler.is_compiling():
         return _eager_under_compile(tokens, weight, padding_idx, kernel_sizes, params)
@@ -34,8 +36,9 @@ def keep_out_of_compiled_graphs() -> None:
         _eager_under_compile = torch.compiler.disable(_text_cnn_max_pool)
 
 
-def _text_cnn_max_pool(tokens: Tensor, weight: Tensor, padding_idx: int | None, kernel_sizes: tuple[int, ...],
-                       params: list[Tensor]) -> Tensor:
+def _text_cnn_max_pool(
+    tokens: Tensor, weight: Tensor, padding_idx: int | None, kernel_sizes: tuple[int, ...], params: list[Tensor]
+) -> Tensor:
     if torch.is_grad_enabled() and (weight.requires_grad or any(p.requires_grad for p in params)):
         return _TextCNNMaxPool.apply(tokens, weight, padding_idx, kernel_sizes, *params)
     return _text_cnn_cpu(tokens, weight, params, kernel_sizes)
@@ -58,13 +61,20 @@ def _title_blocks(tokens: Tensor, E: int, max_kernel: int) -> tuple[Tensor, list
     order = torch.argsort(length, stable=True)
     lengths = length[order].tolist()
     step = max(1, (1 << 21) // max(1, L * E))
-    blocks = [(n0, min(n0 + step, N), min(L, max(lengths[min(n0 + step, N) - 1] + max_kernel, max_kernel)))
-              for n0 in range(0, N, step)]
+    blocks = [
+        (n0, min(n0 + step, N), min(L, max(lengths[min(n0 + step, N) - 1] + max_kernel, max_kernel)))
+        for n0 in range(0, N, step)
+    ]
     return order, blocks
 
 
-def _embed_conv_max(tokens: Tensor, weight: Tensor, params: Sequence[Tensor], blocks: list[tuple[int, int, int]],
-                    with_indices: bool = True) -> tuple[Tensor, Tensor | None]:
+def _embed_conv_max(
+    tokens: Tensor,
+    weight: Tensor,
+    params: Sequence[Tensor],
+    blocks: list[tuple[int, int, int]],
+    with_indices: bool = True,
+) -> tuple[Tensor, Tensor | None]:
     """max over time of (conv_k(t(tokens)) + b_k) for every kernel size, before the ReLU (they commute).
 
     tokens [N, L] (already in block order); weight [V, E]; params = (w_k [F, E, k], b_k [F]) per kernel
@@ -77,10 +87,10 @@ def _embed_conv_max(tokens: Tensor, weight: Tensor, params: Sequence[Tensor], bl
     ws = [w.unsqueeze(2).contiguous(memory_format=torch.channels_last) for w in params[0::2]]
     ms, idxs = [], []
     for n0, n1, width in blocks:
-        x = F.embedding(tokens[n0:n1, :width], weight)                        # [n, L_b, E]
-        x4 = x.view(n1 - n0, 1, width, E).permute(0, 3, 1, 2)                 # [n, E, 1, L_b], no copy
+        x = F.embedding(tokens[n0:n1, :width], weight)  # [n, L_b, E]
+        x4 = x.view(n1 - n0, 1, width, E).permute(0, 3, 1, 2)  # [n, E, 1, L_b], no copy
         for w, b in zip(ws, params[1::2]):
-            o = F.conv2d(x4, w, b).squeeze(2)                                  # [n, F, L_b−k+1]
+            o = F.conv2d(x4, w, b).squeeze(2)  # [n, F, L_b−k+1]
             if with_indices:
                 m, i = o.max(dim=2)
                 idxs.append(i)
@@ -91,7 +101,7 @@ def _embed_conv_max(tokens: Tensor, weight: Tensor, params: Sequence[Tensor], bl
         empty = weight.new_empty(0, len(ws) * ws[0].shape[0])
         return empty, (empty.long() if with_indices else None)
     K = len(ws)
-    cat = lambda ts: torch.cat([torch.cat(ts[b:b + K], 1) for b in range(0, len(ts), K)], 0)  # noqa: E731
+    cat = lambda ts: torch.cat([torch.cat(ts[b : b + K], 1) for b in range(0, len(ts), K)], 0)  # noqa: E731
     return cat(ms), (cat(idxs) if with_indices else None)
 
 
@@ -126,13 +136,14 @@ class _TextCNNMaxPool(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, tokens: Tensor, weight: Tensor, padding_idx: int | None, kernel_sizes: tuple[int, ...],
-                *params: Tensor) -> Tensor:
+    def forward(
+        ctx, tokens: Tensor, weight: Tensor, padding_idx: int | None, kernel_sizes: tuple[int, ...], *params: Tensor
+    ) -> Tensor:
         order, blocks = _title_blocks(tokens, weight.shape[1], max(kernel_sizes))
         tokens = tokens[order]
         m, idx = _embed_conv_max(tokens, weight, params, blocks)
         assert idx is not None
-        y = m.clamp_min(0)                                                     # in block order
+        y = m.clamp_min(0)  # in block order
         ctx.kernel_sizes, ctx.padding_idx, ctx.blocks = kernel_sizes, padding_idx, blocks
         ctx.save_for_backward(tokens, order, idx.to(torch.int32), y, weight, *params[0::2])
         return _unsort(y, order)
@@ -141,26 +152,27 @@ class _TextCNNMaxPool(torch.autograd.Function):
     def backward(ctx, dy: Tensor):
         tokens, order, idx, y, weight, *ws = ctx.saved_tensors
         ks, E, Fn = ctx.kernel_sizes, weight.shape[1], ws[0].shape[0]
-        g = torch.where(y > 0, dy[order], 0).to(weight.dtype)                  # ReLU′, [N, F·K], block order
-        cols = [(i, j) for i, k in enumerate(ks) for j in range(k)]            # weight column blocks (k, j)
+        g = torch.where(y > 0, dy[order], 0).to(weight.dtype)  # ReLU′, [N, F·K], block order
+        cols = [(i, j) for i, k in enumerate(ks) for j in range(k)]  # weight column blocks (k, j)
         need_table = ctx.needs_input_grad[1]
-        if need_table:   # row c = (k, j, f) of wt is W_k[f, :, j]
+        if need_table:  # row c = (k, j, f) of wt is W_k[f, :, j]
             wt = torch.cat([w.permute(2, 0, 1).reshape(k * Fn, E) for k, w in zip(ks, ws)]).to(weight.dtype)
             d_table = torch.zeros_like(weight)
         dwt = None
         for n0, n1, width in ctx.blocks:
             tok, ib, gb, n = tokens[n0:n1, :width], idx[n0:n1], g[n0:n1], n1 - n0
             base = torch.arange(0, n * width, width, dtype=torch.int32, device=tok.device)[:, None]
-            rows = torch.cat([ib[:, i * Fn:(i + 1) * Fn] + (base + j) for i, j in cols], 1)  # [n, C] row of x
-            gc = torch.cat([gb[:, i * Fn:(i + 1) * Fn] for i, _ in cols], 1)  # [n, C]
+            rows = torch.cat([ib[:, i * Fn : (i + 1) * Fn] + (base + j) for i, j in cols], 1)  # [n, C] row of x
+            gc = torch.cat([gb[:, i * Fn : (i + 1) * Fn] for i, _ in cols], 1)  # [n, C]
             x = F.embedding(tok, weight).view(n * width, E)
             part = F.embedding_bag(rows.t().contiguous(), x, mode="sum", per_sample_weights=gc.t().contiguous())
-            dwt = part if dwt is None else dwt.add_(part)                      # [C, E]
+            dwt = part if dwt is None else dwt.add_(part)  # [C, E]
             if need_table:
                 keys, perm = torch.sort(rows.flatten(), stable=True)
                 offsets = torch.searchsorted(keys, torch.arange(n * width, dtype=keys.dtype, device=keys.device))
-                dx = F.embedding_bag(perm % rows.shape[1], wt, offsets, mode="sum",
-                                     per_sample_weights=gc.flatten()[perm])    # [n·L_b, E]
+                dx = F.embedding_bag(
+                    perm % rows.shape[1], wt, offsets, mode="sum", per_sample_weights=gc.flatten()[perm]
+                )  # [n·L_b, E]
                 d_table.index_add_(0, tok.flatten(), dx)
         if dwt is None:  # no titles
             dwt = weight.new_zeros(sum(ks) * Fn, E)
@@ -171,7 +183,7 @@ class _TextCNNMaxPool(torch.autograd.Function):
             grads[1] = d_table
         off = 0
         for i, (k, w) in enumerate(zip(ks, ws)):
-            grads.append(dwt[off:off + k * Fn].view(k, Fn, E).permute(1, 2, 0).to(w.dtype))
-            grads.append(g[:, i * Fn:(i + 1) * Fn].sum(0).to(w.dtype))
+            grads.append(dwt[off : off + k * Fn].view(k, Fn, E).permute(1, 2, 0).to(w.dtype))
+            grads.append(g[:, i * Fn : (i + 1) * Fn].sum(0).to(w.dtype))
             off += k * Fn
         return tuple(grads)

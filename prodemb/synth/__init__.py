@@ -25,6 +25,7 @@ Modules: ``vocabulary`` (the words, from ``vocabulary.yaml``), ``spec``, ``catal
 (the files) and ``cli`` (``python -m prodemb.synth --out DIR [--clicks N] [--products N] [--seed S]``).
 Public API: `SynthSpec`, `make_catalog`, `iter_click_batches`, `generate`, `write_task_tables`, `main`.
 """
+
 from prodemb.synth.catalog import make_catalog
 from prodemb.synth.cli import main
 from prodemb.synth.clicks import CLICK_SCHEMA, iter_click_batches
@@ -32,5 +33,13 @@ from prodemb.synth.generate import generate, write_task_tables
 from prodemb.synth.spec import SynthSpec
 from prodemb.synth.vocabulary import CATEGORY_NAMES
 
-__all__ = ["SynthSpec", "CLICK_SCHEMA", "CATEGORY_NAMES", "make_catalog", "iter_click_batches", "generate",
-           "write_task_tables", "main"]
+__all__ = [
+    "SynthSpec",
+    "CLICK_SCHEMA",
+    "CATEGORY_NAMES",
+    "make_catalog",
+    "iter_click_batches",
+    "generate",
+    "write_task_tables",
+    "main",
+]

@@ -1,15 +1,23 @@
 """The catalog: one title per product from its category's vocabulary, and the noisy downstream labels
 (condition, free shipping, price) that depend on title words, brand tier, category and price."""
+
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 
 from prodemb.synth.spec import STREAM_CATALOG, SynthSpec, resolved, rng_stream
-from prodemb.synth.vocabulary import (AMBIGUOUS_WORDS, CATEGORIES, FREE_SHIPPING_TAG, NEW_WORDS, PRICE_WORDS,
-                                      PROMO_WORDS, USED_WORDS)
+from prodemb.synth.vocabulary import (
+    AMBIGUOUS_WORDS,
+    CATEGORIES,
+    FREE_SHIPPING_TAG,
+    NEW_WORDS,
+    PRICE_WORDS,
+    PROMO_WORDS,
+    USED_WORDS,
+)
 
-_TIER_PRICE = (0.7, 1.0, 1.6)   # price multiplier of brand tiers 0, 1, 2
+_TIER_PRICE = (0.7, 1.0, 1.6)  # price multiplier of brand tiers 0, 1, 2
 
 
 def _fill(pattern: str, code: int) -> str:
@@ -55,8 +63,9 @@ def _title(cat: dict, u: list[float], code: int, used: bool) -> tuple[str, float
         model = _pick(models, u[3])
     if model is not None:
         model = _fill(model, code)
-    attrs = [_fill(_pick(pool, u[6 + 2 * i]), code >> (8 * i))
-             for i, pool in enumerate(pools[:5]) if u[5 + 2 * i] < 0.7]
+    attrs = [
+        _fill(_pick(pool, u[6 + 2 * i]), code >> (8 * i)) for i, pool in enumerate(pools[:5]) if u[5 + 2 * i] < 0.7
+    ]
 
     parts = [noun]
     if brand_last:  # books: "Libro Rayuela - Julio Cortázar - Alfaguara Tapa Blanda"
@@ -66,9 +75,9 @@ def _title(cat: dict, u: list[float], code: int, used: bool) -> tuple[str, float
         parts += [brand] if brand else []
         parts += [model] if model else []
     if attrs:
-        if len(attrs) >= 2 and u[15] < 0.12:   # "Negro/Azul", "128gb/4gb Ram"
+        if len(attrs) >= 2 and u[15] < 0.12:  # "Negro/Azul", "128gb/4gb Ram"
             attrs[-2:] = [attrs[-2] + "/" + attrs[-1]]
-        if u[16] < 0.2:                        # "... Galaxy A54 - 128gb Negro"
+        if u[16] < 0.2:  # "... Galaxy A54 - 128gb Negro"
             parts.append("-")
         parts += attrs
 
@@ -89,7 +98,7 @@ def _title(cat: dict, u: list[float], code: int, used: bool) -> tuple[str, float
         parts.append(_pick(PROMO_WORDS, u[21]))
 
     title = " ".join(parts)
-    if u[22] < 0.05:      # sellers' casing habits: normalization must cope
+    if u[22] < 0.05:  # sellers' casing habits: normalization must cope
         title = title.lower()
     elif u[22] > 0.97:
         title = title.upper()
@@ -137,8 +146,14 @@ def make_catalog(spec: SynthSpec) -> pd.DataFrame:
 
     # Free shipping: more likely for premium brands, pricey items, some categories; less for used.
     ship_bias = np.array([c["ship"] for c in cats])[cat_of]
-    logit = (-0.2 + ship_bias + 0.7 * (tiers - 1) + 1.1 * np.clip(np.log(price / 30_000), -3, 3)
-             - 0.6 * used + rng.normal(0.0, 0.6, n))
+    logit = (
+        -0.2
+        + ship_bias
+        + 0.7 * (tiers - 1)
+        + 1.1 * np.clip(np.log(price / 30_000), -3, 3)
+        - 0.6 * used
+        + rng.normal(0.0, 0.6, n)
+    )
     free_shipping = rng.random(n) < 1 / (1 + np.exp(-logit))
     # A few sellers advertise it in the title (and a few stale titles still do after it ended).
     tag = np.where(free_shipping, rng.random(n) < 0.08, rng.random(n) < 0.005)
@@ -146,11 +161,13 @@ def make_catalog(spec: SynthSpec) -> pd.DataFrame:
 
     # Unique MercadoLibre-like ids: site + 10 digits.
     ids = rng.choice(9_000_000_000, size=n, replace=False) + 1_000_000_000
-    return pd.DataFrame({
-        "product_id": [f"{spec.site}{x}" for x in ids.tolist()],
-        "title": titles,
-        "category": [cats[c]["name"] for c in cat_of.tolist()],
-        "condition": np.where(used, "used", "new").astype(object),
-        "free_shipping": free_shipping.astype(bool),
-        "price": price.astype(float),
-    })
+    return pd.DataFrame(
+        {
+            "product_id": [f"{spec.site}{x}" for x in ids.tolist()],
+            "title": titles,
+            "category": [cats[c]["name"] for c in cat_of.tolist()],
+            "condition": np.where(used, "used", "new").astype(object),
+            "free_shipping": free_shipping.astype(bool),
+            "price": price.astype(float),
+        }
+    )

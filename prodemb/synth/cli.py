@@ -1,5 +1,6 @@
 """``python -m prodemb.synth --out DIR [--clicks N] [--products N] [--seed S]``: generate; one summary line
 (the whole summary as JSON with ``--json``)."""
+
 from __future__ import annotations
 
 import argparse
@@ -24,14 +25,24 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--site", default=SynthSpec.site, help="the site of every click (and the product id prefix)")
     p.add_argument("--json", action="store_true", help="print the whole summary as JSON instead of one line")
     a = p.parse_args(argv)
-    spec = SynthSpec(n_clicks=a.clicks, n_products=a.products, n_users=a.users, seed=a.seed, days=a.days,
-                     start=a.start, chunk_clicks=a.chunk_clicks, site=a.site)
+    spec = SynthSpec(
+        n_clicks=a.clicks,
+        n_products=a.products,
+        n_users=a.users,
+        seed=a.seed,
+        days=a.days,
+        start=a.start,
+        chunk_clicks=a.chunk_clicks,
+        site=a.site,
+    )
     summary = generate(spec, a.out)
     summary["files"] = f"{len(summary['files'])} files in {summary['clicks_dir']}"
     if a.json:
         print(json.dumps(summary, ensure_ascii=False))
     else:
-        print(f"synth: {summary['n_clicks']:,} clicks of {summary['n_users']:,} users over {summary['n_products']:,} "
-              f"products, site {summary['site']}, in {summary['seconds']:.1f} s → {summary['clicks_dir']} "
-              f"(products, tasks: {a.out})")
+        print(
+            f"synth: {summary['n_clicks']:,} clicks of {summary['n_users']:,} users over {summary['n_products']:,} "
+            f"products, site {summary['site']}, in {summary['seconds']:.1f} s → {summary['clicks_dir']} "
+            f"(products, tasks: {a.out})"
+        )
     return 0

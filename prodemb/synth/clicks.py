@@ -1,6 +1,7 @@
 """The click log: users whose sessions stay mostly inside one category (often one product type), Zipf
 popularity, repeat views and realistic gaps, generated in fixed blocks of users (one seeded stream each),
 vectorized with numpy and streamed as Arrow record batches."""
+
 from __future__ import annotations
 
 from typing import Iterator
@@ -14,23 +15,25 @@ from prodemb.synth.spec import STREAM_BLOCK, STREAM_POPULARITY, STREAM_USERS, Sy
 from prodemb.synth.vocabulary import CATEGORIES
 
 # Canonical click-log schema (what the source adapters produce for real logs too).
-CLICK_SCHEMA = pa.schema([
-    ("user_id", pa.string()),
-    ("ts", pa.timestamp("ms", tz="UTC")),
-    ("product_id", pa.string()),
-    ("title", pa.string()),
-    ("category", pa.string()),
-    ("site", pa.string()),
-])
+CLICK_SCHEMA = pa.schema(
+    [
+        ("user_id", pa.string()),
+        ("ts", pa.timestamp("ms", tz="UTC")),
+        ("product_id", pa.string()),
+        ("title", pa.string()),
+        ("category", pa.string()),
+        ("site", pa.string()),
+    ]
+)
 
 _USERS_PER_BLOCK = 2048  # fixed: output must not depend on chunk_clicks
 
 # Behaviour knobs (why these values: see the package docstring / tests).
-_ZIPF_EXPONENT = 1.05          # popularity ~ 1 / rank^a within a category
-_MEAN_SESSION_CLICKS = 6.0     # median events per session before the 30-min cut
-_P_REPEAT = 0.2                # a click re-views a product already seen in the session
-_P_SAME_TYPE = 0.45            # in-category click stays on the session's product type
-_MIN_SESSION_GAP_S = 31 * 60   # generated sessions are separated by more than the default 30-min cut
+_ZIPF_EXPONENT = 1.05  # popularity ~ 1 / rank^a within a category
+_MEAN_SESSION_CLICKS = 6.0  # median events per session before the 30-min cut
+_P_REPEAT = 0.2  # a click re-views a product already seen in the session
+_P_SAME_TYPE = 0.45  # in-category click stays on the session's product type
+_MIN_SESSION_GAP_S = 31 * 60  # generated sessions are separated by more than the default 30-min cut
 
 
 class _ClickModel:
@@ -138,8 +141,9 @@ def _segment_start(flags: np.ndarray) -> np.ndarray:
     return np.maximum.accumulate(np.where(flags, np.arange(len(flags)), 0))
 
 
-def _gen_block(model: _ClickModel, counts: np.ndarray, first_user: int, window_s: float,
-               rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+def _gen_block(
+    model: _ClickModel, counts: np.ndarray, first_user: int, window_s: float, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
     """All clicks of one block of users: (global user index, seconds from start, product index, n sessions)."""
     n_u = len(counts)
     n = int(counts.sum())
@@ -161,7 +165,7 @@ def _gen_block(model: _ClickModel, counts: np.ndarray, first_user: int, window_s
     s_user = user[sess_first]
     r = rng.random((4, n_s))
     main = np.where(r[0] < 0.6, fav1[s_user], np.where(r[1] < 0.65, fav2[s_user], model.draw_category(r[2])))
-    purity = 0.6 + 0.35 * rng.beta(4.0, 2.0, n_s)   # share of in-category clicks, mean ~0.83
+    purity = 0.6 + 0.35 * rng.beta(4.0, 2.0, n_s)  # share of in-category clicks, mean ~0.83
     used_seek = r[3] < used_affinity[s_user]
 
     # --- products. The session's first click (the "anchor") comes from the main category; later ones
@@ -208,13 +212,15 @@ def _gen_block(model: _ClickModel, counts: np.ndarray, first_user: int, window_s
     # Each user's sessions spread over a random share of the window; the slack left after the session
     # durations and the minimum gaps is split between the inter-session gaps with lognormal weights.
     budget = window_s * rng.uniform(0.2, 0.97, n_u)
-    slack = np.maximum(budget - np.bincount(s_user, weights=dur, minlength=n_u)
-                       - (n_sess_u - 1) * _MIN_SESSION_GAP_S, 0)
+    slack = np.maximum(
+        budget - np.bincount(s_user, weights=dur, minlength=n_u) - (n_sess_u - 1) * _MIN_SESSION_GAP_S, 0
+    )
     first_of_user = pos[sess_first] == 0
     w = np.where(first_of_user, 0.0, rng.lognormal(0.0, 1.2, n_s))
     w_tot = np.bincount(s_user, weights=w, minlength=n_u)
-    between = np.where(first_of_user, 0.0,
-                       _MIN_SESSION_GAP_S + slack[s_user] * w / np.where(w_tot > 0, w_tot, 1.0)[s_user])
+    between = np.where(
+        first_of_user, 0.0, _MIN_SESSION_GAP_S + slack[s_user] * w / np.where(w_tot > 0, w_tot, 1.0)[s_user]
+    )
     gap[sess_first] = between
     cs = np.cumsum(gap)
     t_rel = cs - cs[ustart][user]
@@ -252,14 +258,21 @@ def click_batches(spec: SynthSpec, catalog: pd.DataFrame | None, stats: dict) ->
         uid = pa.array([f"U{i:09d}" for i in range(u0, u1 + 1)], pa.string()).take(pa.array(user - u0))
         idx = pa.array(prod)
         return pa.RecordBatch.from_arrays(
-            [uid, pa.array(ms, CLICK_SCHEMA.field("ts").type), model.product_id.take(idx),
-             model.title.take(idx), model.category.take(idx), pa.repeat(site, len(prod))],
-            schema=CLICK_SCHEMA)
+            [
+                uid,
+                pa.array(ms, CLICK_SCHEMA.field("ts").type),
+                model.product_id.take(idx),
+                model.title.take(idx),
+                model.category.take(idx),
+                pa.repeat(site, len(prod)),
+            ],
+            schema=CLICK_SCHEMA,
+        )
 
     pending: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
     n_pending = 0
     for b, lo in enumerate(range(0, n_users, _USERS_PER_BLOCK)):
-        blk = counts[lo:lo + _USERS_PER_BLOCK]
+        blk = counts[lo : lo + _USERS_PER_BLOCK]
         user, t, prod, n_s = _gen_block(model, blk, lo, window_ms / 1000.0, rng_stream(spec.seed, STREAM_BLOCK, b))
         stats["n_sessions"] += n_s
         pending.append((user, t, prod))

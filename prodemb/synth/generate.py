@@ -1,4 +1,5 @@
 """Writing: the clicks folder, products.parquet and the task tables, each swapped into place in one step."""
+
 from __future__ import annotations
 
 import shutil
@@ -29,8 +30,13 @@ def write_task_tables(catalog: pd.DataFrame, out_dir: str | Path) -> dict[str, P
     }
     paths = {}
     for name, label in labels.items():
-        df = pd.DataFrame({"product_id": catalog["product_id"].astype(str), "title": catalog["title"].astype(str),
-                           "label": label.to_numpy()})
+        df = pd.DataFrame(
+            {
+                "product_id": catalog["product_id"].astype(str),
+                "title": catalog["title"].astype(str),
+                "label": label.to_numpy(),
+            }
+        )
         path = tasks / f"{name}.parquet"
         with fs.atomic_local_file(path) as tmp:
             pq.write_table(pa.Table.from_pandas(df, preserve_index=False), tmp)
@@ -40,8 +46,8 @@ def write_task_tables(catalog: pd.DataFrame, out_dir: str | Path) -> dict[str, P
 
 def generate(spec: SynthSpec, out_dir: str | Path) -> dict:
     """Write out_dir/clicks/part-NNNNN.parquet (one file per batch), out_dir/products.parquet and the task
-    tables; every file and the clicks folder are written aside and swapped into place in one step
-(``prodemb.fs``), so a reader never finds them half-written or missing. Returns a summary dict."""
+        tables; every file and the clicks folder are written aside and swapped into place in one step
+    (``prodemb.fs``), so a reader never finds them half-written or missing. Returns a summary dict."""
     t0 = time.perf_counter()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -61,8 +67,13 @@ def generate(spec: SynthSpec, out_dir: str | Path) -> dict:
             # zstd halves the files vs snappy at the same speed; the big dictionary page keeps titles
             # dictionary-encoded (100k distinct titles overflow the 1 MB default and fall back to plain).
             # 128k-row groups let readers (Spark, DuckDB) split a file across cores.
-            pq.write_table(pa.Table.from_batches([batch]), tmp / name, compression="zstd",
-                           dictionary_pagesize_limit=64 << 20, row_group_size=ROW_GROUP_ROWS)
+            pq.write_table(
+                pa.Table.from_batches([batch]),
+                tmp / name,
+                compression="zstd",
+                dictionary_pagesize_limit=64 << 20,
+                row_group_size=ROW_GROUP_ROWS,
+            )
             nbytes += (tmp / name).stat().st_size
             names.append(name)
             rows += batch.num_rows

@@ -1,4 +1,5 @@
 """What to generate (``SynthSpec``), its resolved sizes, and the seeded random streams."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -16,10 +17,10 @@ STREAM_CATALOG, STREAM_POPULARITY, STREAM_USERS, STREAM_BLOCK = 1, 2, 3, 4
 class SynthSpec:
     n_clicks: int = 200_000
     n_products: int = 5_000
-    n_users: int | None = None       # default: n_clicks // 40 (about 40 clicks, ~6 sessions per user)
+    n_users: int | None = None  # default: n_clicks // 40 (about 40 clicks, ~6 sessions per user)
     n_categories: int | None = None  # default: all built-in categories (the first N otherwise)
     seed: int = 7
-    start: str = "2024-01-01"        # first day of the log (UTC)
+    start: str = "2024-01-01"  # first day of the log (UTC)
     days: int = 30
     site: str = "MLA"
     chunk_clicks: int = 1_000_000

@@ -1,6 +1,7 @@
 """The generator's vocabulary, loaded once from ``vocabulary.yaml`` (shipped in the package): categories and
 their product types, the words that tell a product's condition, promotion words, the title words that move
 the price, and the free-shipping tag."""
+
 from __future__ import annotations
 
 from importlib.resources import files
@@ -17,5 +18,5 @@ USED_WORDS: list[str] = _DATA["condition_words"]["used"]
 AMBIGUOUS_WORDS: list[str] = _DATA["condition_words"]["ambiguous"]
 NEW_WORDS: list[str] = _DATA["condition_words"]["new"]
 PROMO_WORDS: list[str] = _DATA["promo_words"]
-PRICE_WORDS: dict[str, float] = _DATA["price_words"]   # title words that move the price (readable from the title)
+PRICE_WORDS: dict[str, float] = _DATA["price_words"]  # title words that move the price (readable from the title)
 FREE_SHIPPING_TAG: str = _DATA["free_shipping_tag"]

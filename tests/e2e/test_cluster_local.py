@@ -14,6 +14,7 @@ an S3-compatible store (moto's server).
 
 Services are started by the test (or an already running ``make cluster-up`` is used) and stopped after.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -30,8 +31,7 @@ import pytest
 
 from prodemb import cluster, fs
 from tests.conftest import REPO_ROOT
-from tests.test_dags import (DAG_TEST_DRIVER, DAGS, VENV_BIN, airflow_env, run_logged, tagged_json,
-                              tiny_run_overrides)
+from tests.test_dags import DAG_TEST_DRIVER, DAGS, VENV_BIN, airflow_env, run_logged, tagged_json, tiny_run_overrides
 
 pytestmark = pytest.mark.slow
 
@@ -77,7 +77,7 @@ def listening() -> dict[int, set[str]]:
 
 def test_services_listen_on_loopback_only_and_up_is_idempotent(services):
     again = cluster.up(services["state"])
-    assert not any(s["started"] for s in again.values())          # nothing started twice
+    assert not any(s["started"] for s in again.values())  # nothing started twice
     ports = listening()
     for svc in cluster.SERVICES:
         for port in (svc.port, svc.ui_port):
@@ -137,8 +137,13 @@ print("CONSUMER " + json.dumps(out))
 def waiting_consumer(repo: Path, request: Path, env: dict, log: Path):
     """The CONSUMER process, started and left waiting for ``request``; killed if the test ends first."""
     with open(log, "w") as out:
-        proc = subprocess.Popen([sys.executable, "-c", CONSUMER, str(repo), "feature_store.cluster-local.yaml",
-                                 str(request)], env=env, cwd=REPO_ROOT, stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [sys.executable, "-c", CONSUMER, str(repo), "feature_store.cluster-local.yaml", str(request)],
+            env=env,
+            cwd=REPO_ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     try:
         yield proc
     finally:
@@ -156,38 +161,55 @@ def test_pipeline_on_the_cluster(services, tmp_path, monkeypatch):
 
     # The lake is on the local object store, under a prefix of its own (the store outlives this test).
     lake = f"s3a://{cluster.LAKE_BUCKET}/e2e-{uuid.uuid4().hex[:8]}"
-    for var, value in cluster.S3_ENV.items():   # this process reads the lake too (fs layer, delta-rs)
+    for var, value in cluster.S3_ENV.items():  # this process reads the lake too (fs layer, delta-rs)
         monkeypatch.setenv(var, value)
     generate(SynthSpec(n_clicks=6000, n_products=300, seed=5, start="2024-01-01", days=3), tmp_path / "raw")
     clicks = (tmp_path / "raw" / "clicks").as_uri()
     repo = tmp_path / "feature_repo"
     shutil.copytree(REPO_ROOT / "feature_repo", repo, ignore=shutil.ignore_patterns("data"))
-    model_name = f"prodemb-encoder-e2e-{uuid.uuid4().hex[:8]}"   # the server outlives this test
-    env = {**os.environ, "PRODEMB_LAKE": lake, "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}",
-           "SPARK_LOCAL_IP": "127.0.0.1", "PYSPARK_PYTHON": sys.executable, "TZ": "UTC"}
+    model_name = f"prodemb-encoder-e2e-{uuid.uuid4().hex[:8]}"  # the server outlives this test
+    env = {
+        **os.environ,
+        "PRODEMB_LAKE": lake,
+        "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+        "SPARK_LOCAL_IP": "127.0.0.1",
+        "PYSPARK_PYTHON": sys.executable,
+        "TZ": "UTC",
+    }
     env.pop("MLFLOW_TRACKING_URI", None)
 
     # 1. The DAG under the cluster-local profile, Spark stages on the standalone master, the lake on s3a://.
     tasks = tmp_path / "raw" / "tasks"
     overrides = [
-        f"schedule.source_path={clicks}", f"feast.repo_dir={repo}", f"mlflow.model_name={model_name}",
-        f"paths.runs_dir={tmp_path}/runs", f"schedule.work_dir={tmp_path}/runs",
+        f"schedule.source_path={clicks}",
+        f"feast.repo_dir={repo}",
+        f"mlflow.model_name={model_name}",
+        f"paths.runs_dir={tmp_path}/runs",
+        f"schedule.work_dir={tmp_path}/runs",
         *tiny_run_overrides(tasks, vocab=500, steps=10, batch=128, health=300, labels=40),
     ]
     home = tmp_path / "airflow"
     home.mkdir()
-    aenv = {**airflow_env(home, overrides, profile="cluster-local"), "PRODEMB_LAKE": lake,
-            "AIRFLOW_CONN_SPARK_DEFAULT": json.dumps({"conn_type": "spark", "host": cluster.SPARK_MASTER_URL})}
+    aenv = {
+        **airflow_env(home, overrides, profile="cluster-local"),
+        "PRODEMB_LAKE": lake,
+        "AIRFLOW_CONN_SPARK_DEFAULT": json.dumps({"conn_type": "spark", "host": cluster.SPARK_MASTER_URL}),
+    }
     aenv.pop("MLFLOW_TRACKING_URI", None)
     run_logged([str(VENV_BIN / "airflow"), "db", "migrate"], aenv, tmp_path / "migrate.log", 300)
     # 2. The Feast consumer starts now and waits, as a service would, for products to look up.
     tables = f"{lake}/tables"
     request = tmp_path / "consumer-request.json"
-    cenv = {**env, "PRODEMB_FEATURE_REPO": str(repo), "PRODEMB_FEAST_OFFLINE": "spark",
-            "PRODEMB_EMBEDDINGS": f"{tables}/embeddings"}
+    cenv = {
+        **env,
+        "PRODEMB_FEATURE_REPO": str(repo),
+        "PRODEMB_FEAST_OFFLINE": "spark",
+        "PRODEMB_EMBEDDINGS": f"{tables}/embeddings",
+    }
     with waiting_consumer(repo, request, cenv, tmp_path / "consumer.log") as consumer:
-        text = run_logged([sys.executable, "-c", DAG_TEST_DRIVER, str(DAGS), "2024-01-03", "{}"], aenv,
-                          tmp_path / "dag.log", 900)
+        text = run_logged(
+            [sys.executable, "-c", DAG_TEST_DRIVER, str(DAGS), "2024-01-03", "{}"], aenv, tmp_path / "dag.log", 900
+        )
         result = tagged_json(text, "RESULT")
         assert result["state"] == "success" and set(result["tasks"].values()) == {"success"}, result
         # The consumer gets its products at once and works while the pipeline's outputs are checked.
@@ -198,20 +220,28 @@ def test_pipeline_on_the_cluster(services, tmp_path, monkeypatch):
         ids, titles = sample["product_id"].tolist(), sample["title"].tolist()
         partial = request.with_suffix(".partial")
         partial.write_text(json.dumps(ids))
-        partial.rename(request)                      # the consumer never reads a half-written request
+        partial.rename(request)  # the consumer never reads a half-written request
         # Sessionize ran as the cluster contract has it: spark-submit on the master, URIs in and out, Delta, and
         # no --packages (the jars come from cluster-up's spark-defaults, as for a hand-typed run).
         submit_lines = re.findall(r"Spark-Submit cmd: (spark-submit .*?/jobs/(\w+)\.py [^\n]*)", text)
         submits = {job: cmd for cmd, job in submit_lines}
         assert set(submits) == {"sessionize", "consolidate", "score"}, submits.keys()
         assert all(cmd.startswith(f"spark-submit --master {cluster.SPARK_MASTER_URL} ") for cmd in submits.values())
-        for flag in (f"--input {clicks} ", "--input-format clicks ", f"--output {lake}/tables/intervals ",
-                     "--format delta ", "--config-profile cluster-local "):
+        for flag in (
+            f"--input {clicks} ",
+            "--input-format clicks ",
+            f"--output {lake}/tables/intervals ",
+            "--format delta ",
+            "--config-profile cluster-local ",
+        ):
             assert flag in submits["sessionize"], (flag, submits["sessionize"])
         assert "--packages" not in submits["sessionize"] and "--jars" not in submits["sessionize"]
         interval = fs.read_json(f"{lake}/tables/intervals/_runs/20240102T000000.json")
-        assert interval["rows_in"] == (interval["rows_valid"] + interval["rows_filtered"]
-                                       + interval["rows_quarantined"]) > 0
+        assert (
+            interval["rows_in"]
+            == (interval["rows_valid"] + interval["rows_filtered"] + interval["rows_quarantined"])
+            > 0
+        )
         assert set(interval["delta_versions"]) == {"quarantine", "catalog", "sessions", "pairs"}
         # The executors imported this package from what the driver shipped, not from the repository.
         shipped = re.findall(r'"executor_package": "([^"]+)"', text)
@@ -220,10 +250,14 @@ def test_pipeline_on_the_cluster(services, tmp_path, monkeypatch):
         if services["started_here"]:
             from prodemb import class_data
 
-            launches = [f.read_text().split("\n", 1)[0] for f in
-                        Path(services["state"]).glob("spark-work/*/app-*/*/stderr")]
-            assert launches and all(f'"-XX:SharedArchiveFile={class_data.archive_path()}"' in ln
-                                    and f'"-cp" "{class_data.spark_jars_classpath()}:' in ln for ln in launches)
+            launches = [
+                f.read_text().split("\n", 1)[0] for f in Path(services["state"]).glob("spark-work/*/app-*/*/stderr")
+            ]
+            assert launches and all(
+                f'"-XX:SharedArchiveFile={class_data.archive_path()}"' in ln
+                and f'"-cp" "{class_data.spark_jars_classpath()}:' in ln
+                for ln in launches
+            )
 
         # Training talked to the tracking server over HTTP and registered exactly one version.
         # Both URIs given: a registry URI that an earlier test in this process set must not answer instead.
@@ -246,8 +280,10 @@ def test_pipeline_on_the_cluster(services, tmp_path, monkeypatch):
 
         mlflow.set_tracking_uri(cluster.MLFLOW_URL)
         mlflow.set_registry_uri(cluster.MLFLOW_URL)
-        expected = np.asarray(mlflow.pyfunc.load_model(f"models:/{model_name}@champion").predict(
-            pd.DataFrame({"title": titles})), dtype=np.float32)
+        expected = np.asarray(
+            mlflow.pyfunc.load_model(f"models:/{model_name}@champion").predict(pd.DataFrame({"title": titles})),
+            dtype=np.float32,
+        )
         consumer.wait(timeout=600)
         text = (tmp_path / "consumer.log").read_text()
         assert consumer.returncode == 0, text[-3000:]
@@ -259,11 +295,12 @@ def test_pipeline_on_the_cluster(services, tmp_path, monkeypatch):
         now = {r["product_id"]: r["embedding"] for r in out["historical"] if not r["ts"].startswith("2000")}
         before = [r["embedding"] for r in out["historical"] if r["ts"].startswith("2000")]
         np.testing.assert_allclose(np.asarray([now[p] for p in ids], dtype=np.float32), expected, rtol=1e-5, atol=1e-6)
-        assert before == [None] * len(ids)        # nothing had been scored in 2000
+        assert before == [None] * len(ids)  # nothing had been scored in 2000
         # Version 1's pinned view, online (Redis) and point-in-time (Spark over its Delta partition).
         from prodemb.features import pinned_view_name
 
         assert out["pinned_views"] == [pinned_view_name(model_name, "1", model_name)] == ["product_embeddings_v1"]
         for got in (out["pinned_online"], out["pinned_historical"]):
-            np.testing.assert_allclose(np.asarray([got[p] for p in ids], dtype=np.float32), expected,
-                                       rtol=1e-5, atol=1e-6)
+            np.testing.assert_allclose(
+                np.asarray([got[p] for p in ids], dtype=np.float32), expected, rtol=1e-5, atol=1e-6
+            )

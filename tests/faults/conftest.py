@@ -1,6 +1,7 @@
 """Fault injection with real processes: a job run with ``PRODEMB_FAULTS`` set is SIGKILLed (or its write
 fails) at a named point of its write (prodemb/faults.py); the tests then check what it left behind and
 that a rerun converges to an undisturbed run."""
+
 from __future__ import annotations
 
 import os
@@ -13,15 +14,22 @@ import pytest
 from tests.conftest import REPO_ROOT
 
 
-def run_job(script: str, *args: str, faults: str | None = None, env: dict | None = None,
-            timeout: int = 600, cwd=None) -> subprocess.CompletedProcess:
+def run_job(
+    script: str, *args: str, faults: str | None = None, env: dict | None = None, timeout: int = 600, cwd=None
+) -> subprocess.CompletedProcess:
     """``python jobs/<script>.py args`` with the fault points ``faults`` armed."""
     full_env = {**os.environ, "SPARK_LOCAL_IP": "127.0.0.1", **(env or {})}
     full_env.pop("PRODEMB_FAULTS", None)
     if faults:
         full_env["PRODEMB_FAULTS"] = faults
-    return subprocess.run([sys.executable, str(REPO_ROOT / "jobs" / f"{script}.py"), *args], capture_output=True,
-                          text=True, timeout=timeout, env=full_env, cwd=cwd or REPO_ROOT)
+    return subprocess.run(
+        [sys.executable, str(REPO_ROOT / "jobs" / f"{script}.py"), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=full_env,
+        cwd=cwd or REPO_ROOT,
+    )
 
 
 def assert_killed(proc: subprocess.CompletedProcess) -> None:
@@ -39,8 +47,18 @@ def assert_one_line_error(proc: subprocess.CompletedProcess, job: str, *needles:
 
 # Short-lived test JVMs compile with C1 only (as conf/cluster-local.yaml's): ~2 s less per Spark job here.
 QUICK_JVM = ["--set", "spark.conf.spark.driver.extraJavaOptions=-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"]
-SMALL_TRAINING = ["--set", "model.profile=small", "--set", "tokenizer.vocab_size=400", "--set", "train.max_steps=5",
-                  "--set", "train.batch_size=128", "--set", "train.health_sample=200"]
+SMALL_TRAINING = [
+    "--set",
+    "model.profile=small",
+    "--set",
+    "tokenizer.vocab_size=400",
+    "--set",
+    "train.max_steps=5",
+    "--set",
+    "train.batch_size=128",
+    "--set",
+    "train.health_sample=200",
+]
 
 
 @pytest.fixture(scope="session")
@@ -62,8 +80,15 @@ def world(spark, tmp_path_factory):
     cfg = load_config("local", overrides)
     train_from_catalog(str(root / "data"), root / "tok.model", cfg.tokenizer)
     run_training(str(root / "data"), str(root / "tok.model"), cfg, progress=False)
-    return {"root": root, "clicks": clicks, "data": root / "data", "uri": uri, "tokenizer": root / "tok.model",
-            "cfg": cfg, "model": "models:/prodemb-encoder/1"}
+    return {
+        "root": root,
+        "clicks": clicks,
+        "data": root / "data",
+        "uri": uri,
+        "tokenizer": root / "tok.model",
+        "cfg": cfg,
+        "model": "models:/prodemb-encoder/1",
+    }
 
 
 def rows(spark, path) -> list[tuple]:
@@ -81,6 +106,10 @@ def unfinished_versions(folder) -> list[str]:
     from pathlib import Path
 
     version = re.compile(r"^\d{8}T\d{12}-[0-9a-f]{8}$")
-    return sorted(str(p) for p in (Path(folder) / "_versions").rglob("*")
-                  if p.is_dir() and version.match(p.name)
-                  and (not (p / "_SUCCESS").exists() or (p.parent / f".{p.name}.writing").exists()))
+    return sorted(
+        str(p)
+        for p in (Path(folder) / "_versions").rglob("*")
+        if p.is_dir()
+        and version.match(p.name)
+        and (not (p / "_SUCCESS").exists() or (p.parent / f".{p.name}.writing").exists())
+    )

@@ -1,4 +1,5 @@
 """The promotion gate killed between its registry writes: the rerun finishes the recorded decision."""
+
 from __future__ import annotations
 
 import json
@@ -17,15 +18,23 @@ def _tags(client, version: str) -> dict:
 
 def test_killed_after_moving_the_aliases_the_rerun_marks_it_done_without_scoring_again(registry):
     client, uri, work = registry["client"], registry["uri"], registry["work"]
-    for version in ("2", "3"):   # no decision left on them by other tests
+    for version in ("2", "3"):  # no decision left on them by other tests
         for key in _tags(client, version):
             client.delete_model_version_tag(NAME, version, key)
     client.set_registered_model_alias(NAME, "champion", "1")
     client.set_registered_model_alias(NAME, "candidate", "2")
     path = work / "usado-faults.csv"
     registry["tasks"]["usado"].to_csv(path, index=False)
-    args = ("--mlflow-uri", uri, "--task", f"usado={path}", "--set", "promote.train_size=120",
-            "--set", "promote.samples=1")
+    args = (
+        "--mlflow-uri",
+        uri,
+        "--task",
+        f"usado={path}",
+        "--set",
+        "promote.train_size=120",
+        "--set",
+        "promote.samples=1",
+    )
     assert_killed(run_job("promote", *args, faults="promote.aliases_moved", cwd=work))
     # Killed between the alias moves and the final tag: champion moved, the decision still pending.
     assert _aliases(client) == {"champion": "2", "candidate": "2", "previous_champion": "1"}
@@ -33,8 +42,8 @@ def test_killed_after_moving_the_aliases_the_rerun_marks_it_done_without_scoring
     assert pending["promotion.decision"] == "pending" and pending["promotion.champion_version"] == "1"
     done = run_job("promote", *args, "--json", cwd=work)
     assert done.returncode == 0, done.stderr[-2000:]
-    decision = json.loads(done.stdout[done.stdout.index("{"):])
-    assert decision["promoted"] and decision["decided_at"] == pending["promotion.decided_at"]   # not rescored
+    decision = json.loads(done.stdout[done.stdout.index("{") :])
+    assert decision["promoted"] and decision["decided_at"] == pending["promotion.decided_at"]  # not rescored
     assert _tags(client, "2") == {**pending, "promotion.decision": "promoted"}
     assert _aliases(client) == {"champion": "2", "candidate": "2", "previous_champion": "1"}
 
@@ -53,7 +62,7 @@ def test_a_failure_while_recording_leaves_a_decision_the_rerun_takes_or_makes_ag
     monkeypatch.setattr(faults, "_hits", {})
     with pytest.raises(OSError, match=point):
         run_promote(cfg, tasks, tracking_uri=uri)
-    assert _aliases(client)["champion"] == "1"                       # nothing moved yet
+    assert _aliases(client)["champion"] == "1"  # nothing moved yet
     recorded = _tags(client, "2").get("promotion.decision")
     assert recorded == (None if point == "promote.recording" else "pending")
     monkeypatch.delenv(faults.ENV)
@@ -61,4 +70,4 @@ def test_a_failure_while_recording_leaves_a_decision_the_rerun_takes_or_makes_ag
     d = run_promote(cfg, tasks, tracking_uri=uri, score_fn=lambda u: calls.append(u) or {"usado": 0.9})
     assert d.promoted and _aliases(client)["champion"] == "2"
     assert _tags(client, "2")["promotion.decision"] == "promoted"
-    assert (calls == []) == (point == "promote.recorded")           # a pending decision is not scored again
+    assert (calls == []) == (point == "promote.recorded")  # a pending decision is not scored again

@@ -1,4 +1,5 @@
 """Scoring and publishing killed mid-write, a corrupt model artifact, a lost Feast registry."""
+
 from __future__ import annotations
 
 import json
@@ -11,8 +12,7 @@ import pytest
 from prodemb.score import ModelNotFoundError, run_score
 from prodemb.tables import table_version
 from tests.conftest import REPO_ROOT
-from tests.faults.conftest import (QUICK_JVM, assert_killed, assert_one_line_error, rows, run_job,
-                                  unfinished_versions)
+from tests.faults.conftest import QUICK_JVM, assert_killed, assert_one_line_error, rows, run_job, unfinished_versions
 
 T1, T2 = datetime(2025, 1, 1, tzinfo=timezone.utc), datetime(2025, 2, 1, tzinfo=timezone.utc)
 
@@ -21,8 +21,21 @@ def test_a_killed_scoring_leaves_the_previous_embeddings_and_a_rerun_converges(s
     out = tmp_path / "embeddings"
     run_score(spark, str(world["data"]), world["model"], str(out), tracking_uri=world["uri"], scored_at=T1)
     before = rows(spark, out)
-    assert_killed(run_job("score", "--data", str(world["data"]), "--model-uri", world["model"], "--output", str(out),
-                          "--mlflow-uri", world["uri"], *QUICK_JVM, faults="tables.parquet_written"))
+    assert_killed(
+        run_job(
+            "score",
+            "--data",
+            str(world["data"]),
+            "--model-uri",
+            world["model"],
+            "--output",
+            str(out),
+            "--mlflow-uri",
+            world["uri"],
+            *QUICK_JVM,
+            faults="tables.parquet_written",
+        )
+    )
     assert rows(spark, out) == before and unfinished_versions(tmp_path)
     # The rerun, with the first scoring's time, gives exactly the undisturbed first scoring's rows.
     run_score(spark, str(world["data"]), world["model"], str(out), tracking_uri=world["uri"], scored_at=T1)
@@ -31,8 +44,9 @@ def test_a_killed_scoring_leaves_the_previous_embeddings_and_a_rerun_converges(s
 
 def online_rows(repo) -> list[tuple]:
     with sqlite3.connect(repo / "data" / "online_store.db") as db:
-        table = db.execute("SELECT name FROM sqlite_master WHERE type = 'table' "
-                           "AND name LIKE '%embeddings%'").fetchone()[0]
+        table = db.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE '%embeddings%'"
+        ).fetchone()[0]
         return sorted(db.execute(f'SELECT entity_key, feature_name, value, event_ts FROM "{table}"').fetchall())
 
 
@@ -48,15 +62,18 @@ def test_a_publish_killed_inside_its_transaction_changes_nothing_online(spark, w
         shutil.copytree(REPO_ROOT / "feature_repo", r, ignore=shutil.ignore_patterns("data"))
     run_publish(str(data), repo_dir=repo, progress=False)
     before = online_rows(repo)
-    run_score(spark, str(data), world["model"], None, tracking_uri=world["uri"], scored_at=T2)   # newer vectors
+    run_score(spark, str(data), world["model"], None, tracking_uri=world["uri"], scored_at=T2)  # newer vectors
     # Killed after its batch was written, inside the one transaction: the store keeps the previous rows.
-    assert_killed(run_job("publish", "--data", str(data), "--set", f"feast.repo_dir={repo}", "--no-progress",
-                          faults="publish.batch"))
+    assert_killed(
+        run_job(
+            "publish", "--data", str(data), "--set", f"feast.repo_dir={repo}", "--no-progress", faults="publish.batch"
+        )
+    )
     assert online_rows(repo) == before
     run_publish(str(data), repo_dir=repo, progress=False)
     run_publish(str(data), repo_dir=undisturbed, progress=False)
     after = online_rows(repo)
-    assert after != before and after == online_rows(undisturbed)     # converged, nothing doubled
+    assert after != before and after == online_rows(undisturbed)  # converged, nothing doubled
 
 
 def test_a_corrupt_model_artifact_is_refused_before_any_write(spark, world, tmp_path):
@@ -68,7 +85,7 @@ def test_a_corrupt_model_artifact_is_refused_before_any_write(spark, world, tmp_
     mlflow.set_tracking_uri(world["uri"])
     model = mlflow.artifacts.download_artifacts(artifact_uri=world["model"], dst_path=str(tmp_path / "model"))
     weights = next(p for p in (tmp_path / "model").rglob("encoder.pt"))
-    weights.write_bytes(weights.read_bytes()[:1000])                  # truncated, as by a failed upload
+    weights.write_bytes(weights.read_bytes()[:1000])  # truncated, as by a failed upload
     with pytest.raises(ModelNotFoundError, match="cannot be loaded"):
         run_score(spark, str(world["data"]), model, str(out), tracking_uri=world["uri"], scored_at=T2)
     assert table_version(str(out)) == version
@@ -84,7 +101,7 @@ def test_a_lost_feast_registry_is_a_clear_error_and_publishing_rebuilds_it(spark
     repo = tmp_path / "repo"
     shutil.copytree(REPO_ROOT / "feature_repo", repo, ignore=shutil.ignore_patterns("data"))
     run_publish(str(data), repo_dir=repo, progress=False)
-    pid = rows(spark, data / "catalog")[0][4]                          # sorted columns: product_id is 5th
+    pid = rows(spark, data / "catalog")[0][4]  # sorted columns: product_id is 5th
     store = feature_store(repo)
     before = online_vectors(store, [pid])[pid]["embedding"]
     (repo / "data" / "registry.db").unlink()
@@ -95,7 +112,13 @@ def test_a_lost_feast_registry_is_a_clear_error_and_publishing_rebuilds_it(spark
     store.refresh_registry()
     assert (online_vectors(store, [pid])[pid]["embedding"] == before).all()
     # A job finds the rebuilt repo through Feast's own variables too (the Feast CLI's conventions).
-    proc = run_job("lookup", "--product-id", pid, "--json", cwd=tmp_path,
-                   env={"FEATURE_REPO_DIR_ENV_VAR": "repo", "FEAST_FS_YAML_FILE_PATH": "repo/feature_store.yaml"})
+    proc = run_job(
+        "lookup",
+        "--product-id",
+        pid,
+        "--json",
+        cwd=tmp_path,
+        env={"FEATURE_REPO_DIR_ENV_VAR": "repo", "FEAST_FS_YAML_FILE_PATH": "repo/feature_store.yaml"},
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert json.loads(proc.stdout)[0]["embedding"] == pytest.approx(before.tolist())

@@ -26,7 +26,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from prodemb.cluster import spark_home
+from prodemb.spark import spark_home
 
 # The classes the archive records are those one small run of every kind of work the jobs do loads.
 WORKLOAD = """

@@ -40,6 +40,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from prodemb.spark import spark_home
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_STATE_DIR = REPO_ROOT / ".cluster"
 HOST = "127.0.0.1"
@@ -97,15 +99,6 @@ BY_NAME = {s.name: s for s in SERVICES}
 
 class ClusterError(RuntimeError):
     """A service could not be started, or its port belongs to someone else."""
-
-
-def spark_home() -> Path:
-    """``SPARK_HOME`` if set, else the pip pyspark package (which ships ``bin/spark-class`` and the jars)."""
-    if os.environ.get("SPARK_HOME"):
-        return Path(os.environ["SPARK_HOME"])
-    import pyspark
-
-    return Path(pyspark.__file__).resolve().parent
 
 
 def port_open(port: int, host: str = HOST, timeout: float = 0.5) -> bool:

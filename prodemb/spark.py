@@ -242,11 +242,18 @@ def spark_for(cfg, stage: str):
     )
 
 
+def spark_home() -> Path:
+    """``SPARK_HOME`` if set, else the pip pyspark package (which ships ``bin/spark-class`` and the jars)."""
+    if os.environ.get("SPARK_HOME"):
+        return Path(os.environ["SPARK_HOME"])
+    import pyspark
+
+    return Path(pyspark.__file__).resolve().parent
+
+
 def spark_conf_dir() -> Path:
     """The configuration folder of the Spark that ``spark-submit`` runs: ``$SPARK_CONF_DIR``, else
     ``$SPARK_HOME/conf``, else the pip package's."""
-    from prodemb.cluster import spark_home
-
     return Path(os.environ.get("SPARK_CONF_DIR") or spark_home() / "conf")
 
 

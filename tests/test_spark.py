@@ -114,3 +114,12 @@ def test_a_plain_spark_submit_loads_sparks_classes_from_the_archive_make_venv_bu
     from_jars = [ln for ln in loads if "source: jar:" in ln or "source: file:" in ln]  # (lambdas: neither)
     assert len(shared) > 1000 and len(from_jars) < 0.1 * len(shared), (len(shared), len(from_jars))
     assert "cds" not in done.stderr  # the archive's notices stay off
+
+
+def test_spark_home_is_kept_when_set(tmp_path, monkeypatch):
+    from prodemb.spark import spark_home
+
+    monkeypatch.setenv("SPARK_HOME", str(tmp_path))
+    assert spark_home() == tmp_path
+    monkeypatch.delenv("SPARK_HOME")
+    assert (spark_home() / "bin" / "spark-class").exists()  # else the pip package's

@@ -26,6 +26,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from prodemb import fs
 from prodemb.spark import spark_home
 
 # The classes the archive records are those one small run of every kind of work the jobs do loads.
@@ -119,10 +120,9 @@ def build(home: Path | None = None, timeout: float = 300.0) -> Path:
     if target.exists():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, fs.atomic_local_file(target) as partial:
         script = Path(tmp) / "class_data_workload.py"
         script.write_text(WORKLOAD)
-        partial = target.parent / f".{target.name}.{os.getpid()}.tmp"
         env = {
             **os.environ,
             "SPARK_LOCAL_IP": os.environ.get("SPARK_LOCAL_IP", "127.0.0.1"),
@@ -133,10 +133,8 @@ def build(home: Path | None = None, timeout: float = 300.0) -> Path:
         cmd = dump_command(home, partial, script)
         done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
         if done.returncode != 0 or not partial.exists():
-            partial.unlink(missing_ok=True)
             tail = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
             raise RuntimeError(f"the class-data archive was not written (exit {done.returncode}): {tail[0]}")
-        partial.rename(target)
     for old in target.parent.glob("driver-*.jsa"):  # archives of an earlier JDK or Spark: of no use now
         if old != target:
             old.unlink(missing_ok=True)

@@ -296,11 +296,6 @@ def catalog_from_variants(variants: DataFrame) -> DataFrame:
     )
 
 
-def build_catalog(clicks: DataFrame, language: str = "es") -> DataFrame:
-    variants = title_variants(clicks, language)
-    return catalog_from_variants(variants.where(F.col("reason").isNull()))
-
-
 # --- the job: I/O at the edge ------------------------------------------------------------------
 
 

@@ -477,13 +477,6 @@ def configured_tasks(ecfg, paths: dict[str, str] | None = None, builtin: list[st
     return gather_tasks(paths, builtin or None, ecfg.shared_data_dir)
 
 
-def load_tasks(specs: list[str] | None, default: dict[str, str] | None = None) -> dict[str, pd.DataFrame]:
-    """``["NAME=PATH", ...]`` (command-line ``--task`` values) or, when empty, ``default`` (NAME → PATH,
-    e.g. ``cfg.evaluate.tasks``) → {name: validated task table}."""
-    paths, _ = task_sources(specs, None)
-    return gather_tasks(paths if paths is not None else dict(default or {})).tables
-
-
 @dataclass
 class TaskSet:
     """Tasks gathered from several places, ready for the protocol."""

@@ -43,11 +43,6 @@ def reason_names(codes: np.ndarray) -> list[str | None]:
     return [None if c == OK else REASONS[c] for c in codes.tolist()]
 
 
-def vector_problems(vectors: np.ndarray, dim: int, n_tokens: np.ndarray | None = None) -> list[str | None]:
-    """One reason per row of ``vectors`` (None: servable), checked in the order of ``REASONS``."""
-    return reason_names(problem_codes(vectors, dim, n_tokens))
-
-
 def list_column_codes(embedding, dims) -> np.ndarray:
     """``problem_codes`` for a pyarrow list<float> column (rows of any length, nulls allowed) and the
     table's ``dim`` column: a null or wrong-length row is ``wrong_dimension``. Vectorized, one group per

@@ -6,7 +6,7 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from prodemb.sessions import build_catalog, explode_pairs, sessionize
+from prodemb.sessions import catalog_from_variants, explode_pairs, sessionize, title_variants
 
 T0 = datetime(2024, 3, 1, 12, 0, 0)
 SCHEMA = (
@@ -115,7 +115,12 @@ def test_catalog_takes_latest_title_and_counts(spark):
         ("s", "u", T0 + timedelta(hours=1), "q", "Other", "other", "C2"),
         ("t", "u", T0, "p", "Site T", "site t", None),
     ]
-    cat = {(r.site, r.product_id): r for r in build_catalog(spark.createDataFrame(data, SCHEMA)).collect()}
+    cat = {
+        (r.site, r.product_id): r
+        for r in catalog_from_variants(
+            title_variants(spark.createDataFrame(data, SCHEMA)).where("reason is null")
+        ).collect()
+    }
     assert len(cat) == 3
     p = cat[("s", "p")]
     assert (p.title, p.title_norm, p.category, p.n_events) == ("New Title", "new title", "Cat", 2)

@@ -14,11 +14,12 @@ from prodemb.tasks import (
     TaskError,
     build_builtin,
     builtin_names,
+    gather_tasks,
     load_task,
     load_task_checked,
-    load_tasks,
     parse_task_arg,
     strip_year,
+    task_sources,
     validate_task,
     write_builtin_tasks,
 )
@@ -105,10 +106,11 @@ def test_task_arguments(tmp_path):
     with pytest.raises(TaskError):
         parse_task_arg("bad name=x.csv")
     p = _write(tmp_path / "t.csv", pd.DataFrame({"title": ["a", "b"], "label": [0, 1]}))
-    assert list(load_tasks([f"x={p}", f"y={p}"])) == ["x", "y"]
-    assert list(load_tasks([], {"z": str(p)})) == ["z"]
+    # The jobs' path: --task values, else the config's tasks (None: no --task given).
+    assert list(gather_tasks(task_sources([f"x={p}", f"y={p}"], None)[0]).tables) == ["x", "y"]
+    assert task_sources([], None) == (None, None)
     with pytest.raises(TaskError, match="twice"):
-        load_tasks([f"x={p}", f"x={p}"])
+        gather_tasks(task_sources([f"x={p}", f"x={p}"], None)[0])
 
 
 def test_strip_year():

@@ -5,7 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from prodemb.vectors import list_column_codes, reason_names, vector_problems
+from prodemb.vectors import list_column_codes, problem_codes, reason_names
+
+
+def vector_problems(vectors, dim, n_tokens=None):
+    return reason_names(problem_codes(vectors, dim, n_tokens))
 
 
 def test_each_kind_of_unservable_vector_gets_its_reason():

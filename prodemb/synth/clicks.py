@@ -136,11 +136,6 @@ def _user_click_counts(spec: SynthSpec) -> np.ndarray:
     return (1 + extra).astype(np.int64)
 
 
-def _segment_start(flags: np.ndarray) -> np.ndarray:
-    """For each position, the index of the most recent True in `flags` (flags[0] must be True)."""
-    return np.maximum.accumulate(np.where(flags, np.arange(len(flags)), 0))
-
-
 def _gen_block(
     model: _ClickModel, counts: np.ndarray, first_user: int, window_s: float, rng: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:

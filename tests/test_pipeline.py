@@ -89,3 +89,15 @@ def test_a_failing_stage_stops_the_stages_after_it(tmp_path):
     assert "== sessionize" in proc.stdout and "== train" not in proc.stdout
     assert "input not found" in proc.stderr and "pipeline: sessionize failed (exit 2)" in proc.stderr
     assert not (tmp_path / "t.model").exists()
+
+
+def test_the_readme_lists_every_stage_with_its_job():
+    """The README's table of stages is the pipeline's: a stage added, renamed or moved to another job
+    shows up here."""
+    text = (REPO_ROOT / "README.md").read_text()
+    table = text[text.index("| stage | job | reads → writes | contract |") :].split("\n\n")[0].splitlines()[2:]
+    rows = [[cell.strip() for cell in row.strip("|").split("|")] for row in table]
+    assert [r[0].split()[0].strip("`") for r in rows] == [s.name for s in STAGES]
+    for row, stage in zip(rows, STAGES):
+        assert (f"`{stage.job}`" in row[1]) if stage.job else "Airflow" in row[1], row
+        assert ("(Spark)" in row[1]) == stage.spark, row

@@ -8,7 +8,8 @@ Pure DataFrame → DataFrame functions:
     with_variant_reason  rows of a bad variant get its reason (broadcast join on the variant's keys)
     sessionize      valid clicks → one row per session (products deduped in first-seen order, truncated)
     explode_pairs   sessions → every unordered product pair of a session, once (product_a < product_b)
-    build_catalog   valid clicks → one row per (site, product_id)
+    catalog_from_variants  good title variants → one row per (site, product_id): the latest title, the
+                    latest category, counts and first/last seen
 
 Semantics: a session belongs to one (site, user_id); events are ordered by (ts, product_id); a gap
 strictly greater than ``gap_minutes`` starts a new session (a gap of exactly T stays inside).

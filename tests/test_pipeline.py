@@ -32,6 +32,8 @@ def test_the_stages_are_the_dags_graph():
     # Every stage a stage waits for is defined before it: STAGES is in an order that runs.
     for i, stage in enumerate(STAGES):
         assert all(BY_NAME[a] in STAGES[:i] for a in stage.after), stage.name
+    # A report (blocking=False) is a leaf: the DAG blocks nothing on it only because nothing waits for it.
+    assert all(not downstream()[s.name] for s in STAGES if not s.blocking)
 
 
 def test_a_one_off_run_has_the_dags_order_without_the_scheduling_stages(tmp_path):

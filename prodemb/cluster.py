@@ -40,6 +40,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from prodemb import fs
 from prodemb.spark import spark_home
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -453,11 +454,8 @@ def resolve_jars(cache: Path | None = None, timeout: float = 600.0) -> Path:
         for jar in jars:
             jar.rename(staging / jar.name)
         (staging / RESOLVED).write_text("\n".join(j.name for j in jars) + "\n")
-        try:
-            staging.rename(target)
-        except OSError:  # another cluster-up finished the same resolution first
-            if not (target / RESOLVED).exists():
-                raise
+        if not (target / RESOLVED).exists():  # else another cluster-up finished the same resolution first
+            fs.replace_dir(staging, target)  # over an unfinished folder an earlier attempt left, if any
     return target
 
 

@@ -112,3 +112,22 @@ def test_every_report_has_a_summary_line():
         "similar-products index recall@10 m/2 0.991; 2.5 s",
         "publish: unexpected=1",
     ]
+
+
+def test_the_train_line_names_only_the_aliases_of_the_new_version():
+    """A second version gets ``candidate``; ``champion`` stays on the first until the gate moves it."""
+    from prodemb.jobs import SUMMARIES
+
+    report = {
+        "model_name": "enc",
+        "model_version": "2",
+        "aliases": {"candidate": "2", "champion": "1"},
+        "steps": 10,
+        "device": "cpu",
+        "final_loss": 1.0,
+        "seconds": 1.0,
+        "run_id": "r",
+    }
+    assert "version 2 registered (candidate);" in SUMMARIES["train"](report)
+    first = {**report, "model_version": "1", "aliases": {"candidate": "1", "champion": "1"}}
+    assert "version 1 registered (candidate, champion);" in SUMMARIES["train"](first)

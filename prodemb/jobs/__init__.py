@@ -73,6 +73,11 @@ def _seconds(report: dict) -> str:
     return f"{report['seconds']:.1f} s" if isinstance(report.get("seconds"), (int, float)) else ""
 
 
+def _aliases_of(report: dict) -> str:
+    """The aliases that name the reported version (``aliases`` maps every alias to its version)."""
+    return ", ".join(a for a, v in (report.get("aliases") or {}).items() if str(v) == str(report["model_version"]))
+
+
 SUMMARIES = {  # job → the human line of its report
     "sessionize": lambda r: (
         f"{_n(r['rows_in'])} clicks → {_n(r['sessions'])} sessions, {_n(r['pairs'])} pairs, {_n(r['products'])} "
@@ -91,7 +96,7 @@ SUMMARIES = {  # job → the human line of its report
         f"run key {r['run_key']}: already {r['model_name']} version {r['model_version']}, nothing trained"
         if r.get("reused")
         else f"{r['model_name']} version {r['model_version']} registered "
-        f"({', '.join(r.get('aliases') or []) or 'no alias'})"
+        f"({_aliases_of(r) or 'no alias'})"
         f"; {_n(r['steps'])} steps on {r['device']}, final loss {r['final_loss']:.4f}, {_seconds(r)}; "
         f"run {r['run_id']}"
     ),

@@ -103,3 +103,5 @@ def test_the_readme_lists_every_stage_with_its_job():
     for row, stage in zip(rows, STAGES):
         assert (f"`{stage.job}`" in row[1]) if stage.job else "Airflow" in row[1], row
         assert ("(Spark)" in row[1]) == stage.spark, row
+        reads, _, writes = row[2].partition("→")
+        assert all(r in reads for r in stage.reads) and all(w in writes for w in stage.writes), (row, stage)

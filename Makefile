@@ -78,7 +78,7 @@ ifeq ($(strip $(EVAL_TASKS)),)
 endif
 	@pid=$$($(PY) -c "import os, pyarrow.dataset as d; t = d.dataset(os.path.realpath('$(OUT)/catalog')).to_table(columns=['product_id','n_events']).to_pandas(); print(t.sort_values('n_events').product_id.iloc[-1])"); \
 	echo; echo "== Feast online lookup of product $$pid =="; $(PY) jobs/lookup.py --product-id $$pid; \
-	echo; echo "== Nearest neighbours =="; $(PY) jobs/similar.py --product-id $$pid --k 5 --recall
+	echo; echo "== Nearest neighbours =="; $(PY) jobs/similar.py --product-id $$pid --k 5 --recall --data $(OUT) --mlflow-uri $(MLFLOW_URI)
 	@if [ -f $(EVAL_OUT)/report.md ]; then echo; echo "== Downstream evaluation (test AUC at the largest training size) =="; \
 		awk '/^\| task/{p=1} p && /^$$/{exit} p' $(EVAL_OUT)/report.md; fi
 	@echo

@@ -32,6 +32,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from benchmarks.serve_bench import register_encoder  # noqa: E402
+from benchmarks.whole_process import venv_env  # noqa: E402
 
 
 def write_catalog(folder: Path, ids: list[str], titles: list[str], categories: list[str]) -> None:
@@ -54,12 +55,7 @@ def write_catalog(folder: Path, ids: list[str], titles: list[str], categories: l
 
 def score(data: Path, uri: str, log: Path, *extra: str) -> tuple[float, dict]:
     bin_dir = Path(sys.executable).parent
-    env = {
-        **os.environ,
-        "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
-        "SPARK_LOCAL_IP": "127.0.0.1",
-        "PYSPARK_PYTHON": sys.executable,
-    }
+    env = {**venv_env(), "PYSPARK_PYTHON": sys.executable}
     cmd = [
         str(bin_dir / "spark-submit"),
         "--master",

@@ -275,8 +275,18 @@ with DAG(
         model_name=model_of,
         eval_output=lambda site: word(f"{WORK}/eval/", "$PRODEMB_INTERVAL", *([f"/{site}"] if site else [])),
     )
+    # What Airflow needs beyond the stage's definition. score (all_done_min_one_success) runs after
+    # consolidate succeeded and promote ended in any state: success, skipped (no retraining today) or failed /
+    # upstream_failed (training or the gate failed: the champion in place scores). Its only other upstream is
+    # consolidate, which is upstream of promote too: when consolidate fails nothing succeeds. train goes to the
+    # GPU workers' queue and pool.
+    operator_options = {
+        "score": {"trigger_rule": "all_done_min_one_success"},
+        "train": {"queue": S.train_queue, **({"pool": S.train_pool} if S.train_pool else {})},
+    }
     tasks = {}
     for stage in STAGES:
+        options = operator_options.get(stage.name, {})
         if stage.job is None:  # retrain_due: the scheduler's own decision
             tasks[stage.name] = ShortCircuitOperator(
                 task_id=stage.name,
@@ -286,29 +296,15 @@ with DAG(
                 retries=S.task_retries.get(stage.name, S.retries),
             )
         elif stage.spark:
-            # score (all_done_min_one_success) runs after consolidate succeeded and promote ended in any
-            # state: success, skipped (no retraining today) or failed / upstream_failed (training or the gate
-            # failed: the champion in place scores). Its only other upstream is consolidate, which is
-            # upstream of promote too: when consolidate fails nothing succeeds.
-            tasks[stage.name] = spark_job(
-                stage.name,
-                stage.job,
-                *stage_args(stage.name, ctx),
-                **({"trigger_rule": "all_done_min_one_success"} if stage.name == "score" else {}),
-            )
+            tasks[stage.name] = spark_job(stage.name, stage.job, *stage_args(stage.name, ctx), **options)
         elif stage.per_site:
             # One model per site (`sites:`): train, evaluate and promote map over the sites; score scores
             # every site with its own champion and publish keys the vectors by (site, product_id).
-            placement = (
-                {"queue": S.train_queue, **({"pool": S.train_pool} if S.train_pool else {})}
-                if stage.name == "train"
-                else {}
-            )
             tasks[stage.name] = per_site_job(
-                stage.name, stage.job, lambda site, name=stage.name: stage_args(name, ctx, site), **placement
+                stage.name, stage.job, lambda site, name=stage.name: stage_args(name, ctx, site), **options
             )
         else:
-            tasks[stage.name] = python_job(stage.name, stage.job, *stage_args(stage.name, ctx))
+            tasks[stage.name] = python_job(stage.name, stage.job, *stage_args(stage.name, ctx), **options)
     # evaluate is a reporting leaf (blocking=False): nothing waits for it, so its failure fails the run
     # but blocks neither promotion nor scoring (the gate scores the candidate itself).
     for name, after in downstream().items():

@@ -182,6 +182,8 @@ def main(argv: list[str] | None = None) -> int:
         f"scale bench: {args.clicks:,} clicks, {args.products:,} products, loader {args.loader_pairs:,} pairs; "
         f"work {work}"
     )
+    publish = [PY, "jobs/publish.py", "--data", data, "--no-progress", "--json"]
+    publish += ["--set", f"feast.repo_dir={work / 'feature_repo'}"]
     stages = [
         (
             "generate",
@@ -237,19 +239,7 @@ def main(argv: list[str] | None = None) -> int:
             ],
         ),
         ("score", [*submit, "jobs/score.py", "--data", data, "--mlflow-uri", mlflow, "--json"]),
-        (
-            "publish",
-            [
-                PY,
-                "jobs/publish.py",
-                "--data",
-                data,
-                "--no-progress",
-                "--json",
-                "--set",
-                f"feast.repo_dir={work / 'feature_repo'}",
-            ],
-        ),
+        ("publish", publish),
     ]
     results = []
     for name, cmd in stages:
@@ -299,18 +289,7 @@ def main(argv: list[str] | None = None) -> int:
         results.append(
             run(
                 "publish_redis",
-                [
-                    PY,
-                    "jobs/publish.py",
-                    "--data",
-                    data,
-                    "--no-progress",
-                    "--json",
-                    "--set",
-                    f"feast.repo_dir={work / 'feature_repo'}",
-                    "--set",
-                    "feast.yaml_file=feature_store.redis.yaml",
-                ],
+                [*publish, "--set", "feast.yaml_file=feature_store.redis.yaml"],
                 env,
                 logs / "publish_redis.log",
             )

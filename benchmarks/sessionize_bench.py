@@ -40,7 +40,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from whole_process import timed, venv_env  # noqa: E402  (benchmarks/whole_process.py)
+from benchmarks.whole_process import timed, venv_env  # noqa: E402
 
 TARGET_CLICKS_PER_CORE = 150_000
 TARGET_RATIO = 2.0

@@ -24,7 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from whole_process import timed, venv_env  # noqa: E402  (benchmarks/whole_process.py)
+from benchmarks.whole_process import timed, venv_env  # noqa: E402
 
 TRIVIAL = "from pyspark.sql import SparkSession\nprint(SparkSession.builder.getOrCreate().range(10).count())\n"
 

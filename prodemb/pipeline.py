@@ -15,6 +15,7 @@ has neither of the two scheduling stages (``scheduled_only``) and always trains.
 from __future__ import annotations
 
 import argparse
+import shlex
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -268,7 +269,7 @@ def main(argv: list[str] | None = None) -> int:
         eval_output=lambda site: args.eval_output + (f"/{site}" if site else ""),
         model_name=lambda site: site_model_name(cfg.mlflow.model_name, site),
         tasks=[*(x for t in args.task for x in ("--task", t)), *(x for b in args.builtin for x in ("--builtin", b))],
-        evaluate=args.evaluate.split(),
+        evaluate=shlex.split(args.evaluate),
     )
     config_args = ["--config-profile", cfg.profile, *(x for o in args.overrides for x in ("--set", o))]
     return run_one_off(

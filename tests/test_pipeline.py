@@ -5,10 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from prodemb.pipeline import BY_NAME, STAGES, Context, downstream, one_off_stages, stage_args
+from prodemb.pipeline import BY_NAME, REPO_ROOT, STAGES, Context, downstream, one_off_stages, stage_args
 from tests.test_dags import EXPECTED_EDGES
-
-REPO_ROOT = __import__("pathlib").Path(__file__).resolve().parent.parent
 
 
 def one_off_context(tmp_path, **more) -> Context:

@@ -99,7 +99,6 @@ class WithoutCategoriesConfig(_Section):
     self_pair_fraction: float | None = Field(None, ge=0.0, le=1.0)
     batch_size: int | None = Field(None, gt=0)
     max_steps: int | None = Field(None, gt=0)
-    words_weight: float | None = Field(None, ge=0.0)
 
 
 SITE_PATTERN = r"^[A-Za-z0-9_]+$"  # a site's name goes into model names, Feast view names and paths
@@ -128,7 +127,6 @@ class TrainConfig(_Section):
     check_sync_every: int = 0  # torchrun: every N steps check that all ranks hold identical weights
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
     self_pair_fraction: float = Field(0.0, ge=0.0, le=1.0)  # share of each batch made of (p, p) pairs
-    words_weight: float = Field(0.0, ge=0.0)  # β of Eq. 4a (prodemb/model.py): y predicts its own title's pieces
     without_categories: WithoutCategoriesConfig = Field(default_factory=WithoutCategoriesConfig)
 
     def for_data(self, n_categories: int) -> "TrainConfig":
@@ -144,7 +142,7 @@ class TrainConfig(_Section):
         eff = self.for_data(n_categories)
         return {
             k: getattr(eff, k)
-            for k in ("alpha", "self_pair_fraction", "batch_size", "max_steps", "words_weight")
+            for k in ("alpha", "self_pair_fraction", "batch_size", "max_steps")
             if getattr(eff, k) != getattr(self, k)
         }
 

@@ -7,18 +7,12 @@
     g_θ : y → z ∈ R^P       projector   Linear → BN → ReLU → Linear
     q_θ : z → p ∈ R^P       predictor   (online only)
     h_θ : y → logits ∈ R^C  category head
-    w_θ : y → logits ∈ R^V  title-words head (an extension, not in the paper): one Linear to the vocabulary
     ξ   : target copies of t, f, g, updated by EMA, never by the optimizer.
 
 For a session pair (p_i, p_j):
     L_BYOL,ij = 2 − 2·cos(q_θ(g_θ(y_i)), sg(z'_j)),   z'_j = g_ξ(f_ξ(t_ξ(p_j)))        (Eq. 1)
     L_CE,ij   = CE(h_θ(y_i), category(p_j))          — the OTHER product's category  (Eq. 2)
     L = α(L_BYOL,ij + L_BYOL,ji) + (1 − α)(L_CE,ij + L_CE,ji)                          (Eq. 4)
-Extension (``train.words_weight`` β > 0): each product's y also predicts its OWN title's pieces,
-    L_W,i     = −(1/|t_i|) Σ_{w ∈ t_i} log softmax(w_θ(y_i))_w                       (Eq. 4a)
-    L' = L + β(L_W,i + L_W,j)
-so that y keeps the words that carry a product's own attributes ("usado", "x12"), which session pairs,
-whose two products mostly share a category, teach the encoder to drop. β = 0: the paper's Eq. 4 exactly.
 Downstream only y = f_θ(t_θ(p)) is kept (``ProductEncoder``).
 """
 
@@ -138,17 +132,6 @@ def category_loss(logits: Tensor, target: Tensor) -> Tensor:
     return ce / known.sum().clamp(min=1)
 
 
-def words_loss(logits: Tensor, tokens: Tensor, pad_id: int = 0) -> Tensor:
-    """Eq. 4a: mean over titles of the mean −log p(piece) of the title's own pieces (padding excluded).
-
-    logits [N, V], tokens [N, L] → scalar. An all-padding row counts 0 (its mask is empty).
-    """
-    logp = F.log_softmax(logits.float(), dim=-1)  # [N, V]
-    real = (tokens != pad_id).to(logp.dtype)  # [N, L]
-    per_row = -(logp.gather(1, tokens) * real).sum(1) / real.sum(1).clamp(min=1)  # [N]
-    return per_row.mean()
-
-
 def total_loss(byol_ij: Tensor, byol_ji: Tensor, ce_ij: Tensor, ce_ji: Tensor, alpha: float) -> Tensor:
     """Eq. 4: α(L_BYOL,ij + L_BYOL,ji) + (1 − α)(L_CE,ij + L_CE,ji)."""
     return alpha * (byol_ij + byol_ji) + (1 - alpha) * (ce_ij + ce_ji)
@@ -166,7 +149,6 @@ class BYOLCategoryModel(nn.Module):
         proj_dim: int = 128,
         bn_momentum: float = 0.1,
         pooling: str = "max",
-        words_head: bool = False,
     ):
         super().__init__()
         self.embed_dim, self.n_filters, self.kernel_sizes = embed_dim, n_filters, tuple(kernel_sizes)
@@ -181,9 +163,6 @@ class BYOLCategoryModel(nn.Module):
             if n_categories > 0
             else None
         )
-        # w_θ: linear, so that the words stay linearly readable from y (what a downstream linear probe uses)
-        self.words_head = nn.Linear(y_dim, vocab_size) if words_head else None
-        self.n_words = vocab_size if words_head else 0
         # target network ξ: same init as θ, only moved by update_target (EMA)
         self.target_encoder = copy.deepcopy(self.encoder)
         self.target_projector = copy.deepcopy(self.projector)
@@ -191,9 +170,7 @@ class BYOLCategoryModel(nn.Module):
             m.requires_grad_(False)
 
     @classmethod
-    def from_config(
-        cls, model_cfg, vocab_size: int, n_categories: int, words_head: bool = False
-    ) -> "BYOLCategoryModel":
+    def from_config(cls, model_cfg, vocab_size: int, n_categories: int) -> "BYOLCategoryModel":
         return cls(
             vocab_size,
             n_categories,
@@ -204,7 +181,6 @@ class BYOLCategoryModel(nn.Module):
             proj_dim=model_cfg.proj_dim,
             bn_momentum=model_cfg.bn_momentum,
             pooling=model_cfg.pooling,
-            words_head=words_head,
         )
 
     def _online_modules(self) -> list[nn.Module]:  # the part of θ that has a target twin, same order as ξ
@@ -215,20 +191,13 @@ class BYOLCategoryModel(nn.Module):
 
     def online_parameters(self) -> list[nn.Parameter]:
         mods = [self.encoder, self.projector, self.predictor]
-        mods += [head for head in (self.category_head, self.words_head) if head is not None]
+        mods += [self.category_head] if self.category_head is not None else []
         return [p for m in mods for p in m.parameters()]
 
     def forward(
-        self,
-        tokens_i: Tensor,
-        tokens_j: Tensor,
-        cat_i: Tensor,
-        cat_j: Tensor,
-        alpha: float,
-        words_weight: float = 0.0,
+        self, tokens_i: Tensor, tokens_j: Tensor, cat_i: Tensor, cat_j: Tensor, alpha: float
     ) -> dict[str, Tensor]:
-        """tokens_* [B, L] (same L for i and j), cat_* [B] (−1 = unknown) → {"loss", "byol", "ce", "words"}
-        scalars; ``words_weight`` is Eq. 4a's β (needs the words head when > 0).
+        """tokens_* [B, L] (same L for i and j), cat_* [B] (−1 = unknown) → {"loss", "byol", "ce"} scalars.
 
         Online runs on [i; j] and target on [j; i], each in one 2B pass, so row r of the online
         prediction is paired with the target projection of the other product (BN stats span both halves).
@@ -237,11 +206,8 @@ class BYOLCategoryModel(nn.Module):
             raise ValueError(f"alpha must be in [0, 1], got {alpha}")
         if self.category_head is None and alpha != 1.0:
             raise ValueError("model has no categories (n_categories=0): alpha must be 1")
-        if words_weight > 0 and self.words_head is None:
-            raise ValueError("words_weight > 0 needs a model built with words_head=True")
         B = tokens_i.shape[0]
-        tokens = torch.cat([tokens_i, tokens_j])  # [2B, L]
-        y = self.encoder(tokens)  # [2B, Y]   y_i; y_j
+        y = self.encoder(torch.cat([tokens_i, tokens_j]))  # [2B, Y]   y_i; y_j
         p = self.predictor(self.projector(y))  # [2B, P]
         with torch.no_grad():  # sg(·)
             z_t = self.target_projector(self.target_encoder(torch.cat([tokens_j, tokens_i])))  # [2B, P]
@@ -254,12 +220,7 @@ class BYOLCategoryModel(nn.Module):
         else:
             ce_ij = ce_ji = l_byol.new_zeros(())
         loss = total_loss(byol_ij, byol_ji, ce_ij, ce_ji, alpha)
-        if self.words_head is not None:
-            l_words = 2 * words_loss(self.words_head(y), tokens)  # L_W,i + L_W,j (each a mean over B titles)
-            loss = loss + words_weight * l_words  # Eq. 4a
-        else:
-            l_words = l_byol.new_zeros(())
-        return {"loss": loss, "byol": byol_ij + byol_ji, "ce": ce_ij + ce_ji, "words": l_words}
+        return {"loss": loss, "byol": byol_ij + byol_ji, "ce": ce_ij + ce_ji}
 
     @torch.no_grad()
     def update_target(self, tau: float) -> None:
@@ -283,7 +244,7 @@ def flops_per_pair(model_cfg_or_model, seq_len: int, n_categories: int | None = 
     "max+mean"), H hidden, P proj):
         M_conv  = Σ_k (L' − k + 1)·k·E·F                    (embedding gather counts 0)
         M_mlp(a, c) = a·H + H·c                             (BN, ReLU, pooling, loss ignored)
-        M_online = M_conv + M_mlp(Y, P) + M_mlp(P, P) + M_mlp(Y, C)·[C > 0] + Y·V·[words head]
+        M_online = M_conv + M_mlp(Y, P) + M_mlp(P, P) + M_mlp(Y, C)·[C > 0]
         M_target = M_conv + M_mlp(Y, P)
     A pair sends 2 titles through each network; online is forward + backward ≈ 3 × forward,
     target forward only:  FLOPs = 2 · 2 · (3·M_online + M_target) = 12·M_online + 4·M_target.
@@ -296,6 +257,6 @@ def flops_per_pair(model_cfg_or_model, seq_len: int, n_categories: int | None = 
     Lp, Y = max(seq_len, max(ks)), Fn * len(ks) + (E if getattr(m, "pooling", "max") == "max+mean" else 0)
     m_conv = sum((Lp - k + 1) * k * E * Fn for k in ks)
     mlp = lambda a, c: a * H + H * c  # noqa: E731
-    m_online = m_conv + mlp(Y, P) + mlp(P, P) + (mlp(Y, C) if C > 0 else 0) + Y * getattr(m, "n_words", 0)
+    m_online = m_conv + mlp(Y, P) + mlp(P, P) + (mlp(Y, C) if C > 0 else 0)
     m_target = m_conv + mlp(Y, P)
     return float(2 * 2 * (3 * m_online + m_target))

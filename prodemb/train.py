@@ -135,9 +135,7 @@ def _train(
         )
     cfg = cfg.for_data(data.n_categories)
     alpha = cfg.alpha
-    model = BYOLCategoryModel.from_config(
-        model_cfg, vocab_size=vocab_size, n_categories=data.n_categories, words_head=cfg.words_weight > 0
-    ).to(device)
+    model = BYOLCategoryModel.from_config(model_cfg, vocab_size=vocab_size, n_categories=data.n_categories).to(device)
     if world > 1:  # BN statistics of the global batch, in the target network's forward too
         model = convert_sync_batchnorm(model, device)
     optimizer = make_optimizer(model, cfg)
@@ -209,7 +207,7 @@ def _train(
             for g in optimizer.param_groups:
                 g["lr"] = lr
             with autocast:
-                out = step_model(ta, tb, cats[a], cats[b], alpha, cfg.words_weight)
+                out = step_model(ta, tb, cats[a], cats[b], alpha)
             optimizer.zero_grad(set_to_none=True)
             out["loss"].backward()
             optimizer.step()
@@ -227,12 +225,11 @@ def _train(
                 sync_checks += 1
             if step % cfg.log_every == 0 or step == total:
                 now = _clock()
-                loss, byol, ce, words = global_mean([out["loss"], out["byol"], out["ce"], out["words"]], world)
+                loss, byol, ce = global_mean([out["loss"], out["byol"], out["ce"]], world)
                 rec = {
                     "loss": loss,
                     "loss_byol": byol,
                     "loss_ce": ce,
-                    "loss_words": words,
                     "lr": lr,
                     "tau": tau,
                     "pairs_per_second": window_pairs / max(now - window_t, 1e-9),
@@ -300,8 +297,6 @@ def plot_history(history: list[dict], path) -> None:
     axes[0].plot(steps, [h["loss"] for h in history], label="total (Eq. 4)")
     axes[0].plot(steps, [h["loss_byol"] for h in history], label="BYOL ij+ji (Eq. 1)")
     axes[0].plot(steps, [h["loss_ce"] for h in history], label="CE ij+ji (Eq. 2)")
-    if any(h.get("loss_words") for h in history):
-        axes[0].plot(steps, [h["loss_words"] for h in history], label="title words i+j (Eq. 4a)")
     axes[0].set_title("loss")
     axes[0].legend(fontsize=8)
     axes[1].plot(steps, [h["lr"] for h in history])

@@ -9,16 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from prodemb.model import (
-    MLP,
-    BYOLCategoryModel,
-    ProductEncoder,
-    byol_loss,
-    category_loss,
-    flops_per_pair,
-    total_loss,
-    words_loss,
-)
+from prodemb.model import MLP, BYOLCategoryModel, ProductEncoder, byol_loss, category_loss, flops_per_pair, total_loss
 from prodemb.optim import tau_schedule
 from tests.test_kernels import assert_matches_reference, reference_forward
 
@@ -158,46 +149,6 @@ def test_forward_returns_eq4_of_its_terms():
     out = m(*batch(), alpha=0.7)
     assert out["loss"].item() == pytest.approx(0.7 * out["byol"].item() + 0.3 * out["ce"].item(), rel=1e-5)
     assert out["ce"].item() > 0 and 0 < out["byol"].item() < 8
-
-
-# ---------------------------------------------------------------- Eq. 4a (the title-words extension)
-def test_words_loss_hand_values_and_padding_excluded():
-    logits = torch.log(torch.tensor([[0.1, 0.2, 0.3, 0.4], [0.25, 0.25, 0.25, 0.25]]))  # softmax = these
-    tokens = torch.tensor([[2, 3, 0, 0], [1, 0, 0, 0]])  # 0 = padding
-    row0 = -(math.log(0.3) + math.log(0.4)) / 2  # pieces 2 and 3
-    row1 = -math.log(0.25)
-    assert words_loss(logits, tokens).item() == pytest.approx((row0 + row1) / 2, rel=1e-6)
-    # an all-padding row counts 0; the padding logit never enters
-    empty = torch.zeros(1, 4, dtype=torch.long)
-    assert words_loss(logits[:1], empty).item() == 0
-
-
-def test_forward_adds_beta_times_the_words_of_both_sides():
-    m = tiny(words_head=True)
-    ti, tj, ci, cj = batch()
-    out = m(ti, tj, ci, cj, alpha=0.7, words_weight=0.3)
-    eq4 = 0.7 * out["byol"].item() + 0.3 * out["ce"].item()
-    assert out["loss"].item() == pytest.approx(eq4 + 0.3 * out["words"].item(), rel=1e-5)
-    # the words term is the head's Eq. 4a on i and on j, each averaged over its B titles
-    with torch.no_grad():
-        y = m.encoder(torch.cat([ti, tj]))
-        by_hand = words_loss(m.words_head(y[:6]), ti) + words_loss(m.words_head(y[6:]), tj)
-    assert out["words"].item() == pytest.approx(by_hand.item(), rel=1e-5)
-    out["loss"].backward()
-    assert m.words_head.weight.grad.abs().sum() > 0
-    assert all(p is not m.words_head.weight for p in m.target_encoder.parameters())
-    assert any(p is m.words_head.weight for p in m.online_parameters())
-
-
-def test_beta_zero_is_the_papers_loss_and_beta_needs_the_head():
-    with_head, plain = tiny(words_head=True), tiny()
-    assert with_head(*batch(), alpha=0.6)["loss"].item() == pytest.approx(
-        plain(*batch(), alpha=0.6)["loss"].item(), rel=1e-6
-    )
-    assert plain(*batch(), alpha=0.6)["words"].item() == 0
-    with pytest.raises(ValueError, match="words_head"):
-        plain(*batch(), alpha=0.6, words_weight=0.1)
-    assert flops_per_pair(with_head, 8) - flops_per_pair(plain, 8) == 12 * with_head.encoder.out_dim * 50
 
 
 def test_loss_symmetric_under_swapping_i_and_j():

@@ -85,20 +85,6 @@ def test_without_categories_settings_replace_the_profiles_only_on_data_without_c
 
 
 @pytest.mark.parametrize("categories", [True, False])
-def test_title_words_term_trains_the_head_and_lowers_its_loss(categories):
-    data = toy_data(categories=categories)
-    model_cfg, plain = small_cfg(epochs=6)
-    cfg = plain.model_copy(update={"words_weight": 0.5})
-    r1, r2 = (train(data, model_cfg, cfg, vocab_size=50, progress=False) for _ in range(2))
-    words = [h["loss_words"] for h in r1.history]
-    assert words == [h["loss_words"] for h in r2.history]
-    assert np.mean(words[-3:]) < np.mean(words[:3]) - 0.1  # y learns to name its own title's pieces
-    assert r1.model.words_head is not None and r1.model.words_head.out_features == 50
-    off = train(data, model_cfg, plain, vocab_size=50, progress=False)
-    assert off.model.words_head is None and all(h["loss_words"] == 0 for h in off.history)
-
-
-@pytest.mark.parametrize("categories", [True, False])
 def test_augmented_views_and_self_pairs_train_deterministically_with_or_without_categories(categories):
     from prodemb.config import AugmentConfig
 

@@ -9,6 +9,16 @@ import pytest
 from prodemb.config import REPO_ROOT, expand_vars, load_config
 
 
+@pytest.fixture(autouse=True)
+def _profile_env_stays_in_the_test():
+    """Loading a profile with an ``env:`` section (cluster-local) sets those variables in this process
+    (``os.environ.setdefault``); put the environment back so later tests in this worker do not inherit them."""
+    saved = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
+
+
 def test_expand_vars_nested_defaults_and_repo_root(monkeypatch):
     monkeypatch.delenv("PRODEMB_LAKE", raising=False)
     assert expand_vars("${PRODEMB_LAKE:-file://${PRODEMB_ROOT}/lake}/t") == f"file://{REPO_ROOT}/lake/t"

@@ -84,8 +84,8 @@ endif
 	@pid=$$($(PY) -c "import os, pyarrow.dataset as d; t = d.dataset(os.path.realpath('$(OUT)/catalog')).to_table(columns=['product_id','n_events']).to_pandas(); print(t.sort_values('n_events').product_id.iloc[-1])"); \
 	echo; echo "== Feast online lookup of product $$pid =="; $(PY) jobs/lookup.py --product-id $$pid; \
 	echo; echo "== Nearest neighbours =="; $(PY) jobs/similar.py --product-id $$pid --k 5 --recall --data $(OUT) --mlflow-uri $(MLFLOW_URI)
-	@if [ -f $(EVAL_OUT)/report.md ]; then echo; echo "== Downstream evaluation (test AUC at the largest training size) =="; \
-		awk '/^\| task/{p=1} p && /^$$/{exit} p' $(EVAL_OUT)/report.md; fi
+	@if [ -f $(EVAL_OUT)/report.md ]; then echo; echo "== Downstream evaluation (test AUC at the largest training size, then with 100 and 500 labels) =="; \
+		awk '/^\| task \| (train_size|labels) \|/{p=1} p && /^$$/{p=0; print ""} p' $(EVAL_OUT)/report.md; fi
 	@echo
 	@echo "Demo done. Tables: $(OUT)/  tokenizer: $(TOKENIZER)  model: models:/prodemb-encoder@champion"
 	@echo "Evaluation: $(EVAL_OUT)/report.md, results.csv, learning curves in $(EVAL_OUT)/plots/*.png"

@@ -26,13 +26,27 @@ def summary_table(results: pd.DataFrame, metric: str = "auc") -> pd.DataFrame:
     r = results.assign(label=_method_labels(results))
     largest = r.groupby("task")["train_size"].transform("max")
     top = r[r["train_size"] == largest]
-    agg = top.groupby(["task", "label"])[metric].agg(["mean", "std", "count"]).reset_index()
-    agg["text"] = [f"{m:.3f} ± {0.0 if pd.isna(s) else s:.3f}" for m, s in zip(agg["mean"], agg["std"])]
-    table = agg.pivot(index="task", columns="label", values="text")
-    table = table[sorted(table.columns, key=_label_order)]
+    table = _mean_std_pivot(top, ["task"], metric)
     sizes = top.groupby("task")["train_size"].first()
     table.insert(0, "train_size", sizes.reindex(table.index))
     return table
+
+
+def few_labels_table(results: pd.DataFrame, metric: str = "auc", n_sizes: int = 2) -> pd.DataFrame:
+    """Mean ± std of ``metric`` at each task's ``n_sizes`` smallest training sizes (100 and 500 rows with
+    the default sizes: where a small labelled set is all a team has): rows = (task, train_size)."""
+    if results.empty:
+        return pd.DataFrame()
+    r = results.assign(label=_method_labels(results))
+    rank = r.groupby("task")["train_size"].rank(method="dense")
+    return _mean_std_pivot(r[rank <= n_sizes], ["task", "train_size"], metric)
+
+
+def _mean_std_pivot(rows: pd.DataFrame, index: list[str], metric: str) -> pd.DataFrame:
+    agg = rows.groupby([*index, "label"])[metric].agg(["mean", "std"]).reset_index()
+    agg["text"] = [f"{m:.3f} ± {0.0 if pd.isna(s) else s:.3f}" for m, s in zip(agg["mean"], agg["std"])]
+    table = agg.pivot(index=index, columns="label", values="text")
+    return table[sorted(table.columns, key=_label_order)]
 
 
 def largest_size_means(results: pd.DataFrame, metric: str = "auc") -> dict[str, dict[str, float]]:
@@ -181,13 +195,15 @@ def render_report(
         "+ liblinear logistic regression (supervised baselines train on the same rows).",
         "",
     ]
-    table = summary_table(results)
-    if not table.empty:
-        cols = ["task", *table.columns]
-        lines += ["| " + " | ".join(map(str, cols)) + " |", "|" + "---|" * len(cols)]
-        for task, row in table.iterrows():
-            lines.append("| " + " | ".join([str(task), *("" if pd.isna(v) else str(v) for v in row)]) + " |")
-        lines.append("")
+    lines += _markdown_table(summary_table(results), ["task"])
+    few = few_labels_table(results)
+    if not few.empty:
+        lines += [
+            "Test AUC-ROC at each task's two smallest training sizes (100 and 500 labelled rows by default), "
+            "where a small labelled set is all a team has:",
+            "",
+            *_markdown_table(few, ["task", "labels"]),
+        ]
     if "prodemb" in set(results["method"]) and results.loc[results["method"] == "prodemb", "alpha"].nunique() <= 1:
         lines += [f"Mean validation AUC of prodemb over tasks: {mean_validation_auc(results):.4f}", ""]
     lines += ["## Tasks", "", "| task | rows | positives | quarantined | source |", "|---|---|---|---|---|"]
@@ -208,6 +224,18 @@ def render_report(
     if plots:
         lines += ["## Learning curves", ""] + [f"![{p.stem}]({p.relative_to(out_dir)})" for p in plots] + [""]
     return "\n".join(lines)
+
+
+def _markdown_table(table: pd.DataFrame, index_names: list[str]) -> list[str]:
+    """A pivot (index = ``index_names``' values) as Markdown lines, a blank line after; none when empty."""
+    if table.empty:
+        return []
+    cols = [*index_names, *map(str, table.columns)]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for key, row in table.iterrows():
+        keys = key if isinstance(key, tuple) else (key,)
+        lines.append("| " + " | ".join([*map(str, keys), *("" if pd.isna(v) else str(v) for v in row)]) + " |")
+    return [*lines, ""]
 
 
 def _metric_key(*parts: str) -> str:

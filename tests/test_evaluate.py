@@ -89,6 +89,7 @@ def test_run_evaluate_writes_results_plots_report_and_an_mlflow_run(tiny, tmp_pa
     assert {p.rsplit("/", 1)[1] for p in summary["plots"]} == {"category_methods.png", "dirty_methods.png"}
     report = (out / "report.md").read_text()
     assert "| category | 360 |" in report and "prodemb α=0.9" in report and "invalid_label 1" in report
+    assert "| category | 50 |" in report and "| dirty | 178 |" in report  # the few-labels table
     assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temporary files left
     run = mlflow.get_run(summary["mlflow_run_id"])
     assert mlflow.get_experiment(run.info.experiment_id).name == "prodemb-eval"

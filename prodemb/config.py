@@ -99,6 +99,15 @@ class WithoutCategoriesConfig(_Section):
     self_pair_fraction: float | None = Field(None, ge=0.0, le=1.0)
     batch_size: int | None = Field(None, gt=0)
     max_steps: int | None = Field(None, gt=0)
+    # Categories from k-means clusters of the titles (prodemb/title_clusters.py); 0: none, and α is 1.
+    title_clusters: int = Field(0, ge=0)
+    alpha: float | None = Field(None, ge=0.0, le=1.0)  # α with title clusters (None: train.alpha)
+
+    @model_validator(mode="after")
+    def _alpha_needs_clusters(self) -> "WithoutCategoriesConfig":
+        if self.alpha is not None and self.alpha != 1.0 and self.title_clusters == 0:
+            raise ValueError("without_categories.alpha < 1 needs title_clusters: there is no category to predict")
+        return self
 
 
 SITE_PATTERN = r"^[A-Za-z0-9_]+$"  # a site's name goes into model names, Feast view names and paths
@@ -130,12 +139,15 @@ class TrainConfig(_Section):
     without_categories: WithoutCategoriesConfig = Field(default_factory=WithoutCategoriesConfig)
 
     def for_data(self, n_categories: int) -> "TrainConfig":
-        """The settings that train on data with ``n_categories`` categories: without any, α = 1 (Eq. 4 has
-        no category term to weigh) and ``without_categories`` replaces what it sets."""
+        """The settings that train on data with ``n_categories`` categories: without any,
+        ``without_categories`` replaces what it sets, and α is 1 (Eq. 4 has no category term to weigh)
+        unless title clusters stand in for the categories (then ``without_categories.alpha``, else α)."""
         if n_categories > 0:
             return self
-        changes = {k: v for k, v in self.without_categories.model_dump().items() if v is not None}
-        return self.model_copy(update={"alpha": 1.0, **changes})
+        wc = self.without_categories
+        changes = {k: getattr(wc, k) for k in ("self_pair_fraction", "batch_size", "max_steps") if getattr(wc, k) is not None}
+        alpha = 1.0 if not wc.title_clusters else (self.alpha if wc.alpha is None else wc.alpha)
+        return self.model_copy(update={"alpha": alpha, **changes})
 
     def changes_for_data(self, n_categories: int) -> dict[str, Any]:
         """{field: effective value} for the fields ``for_data`` changes."""

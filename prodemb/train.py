@@ -31,6 +31,7 @@ from prodemb.distributed import broadcast, check_in_sync, global_mean, init_dist
 from prodemb.model import BYOLCategoryModel
 from prodemb.optim import lr_at, make_optimizer, peak_lr, tau_schedule
 from prodemb.sync_batchnorm import convert_sync_batchnorm
+from prodemb.title_clusters import title_clusters
 from prodemb.train_data import TrainingData
 
 log = logging.getLogger(__name__)
@@ -134,6 +135,11 @@ def _train(
             ", ".join(f"{k} = {v}" for k, v in changed.items()),
         )
     cfg = cfg.for_data(data.n_categories)
+    if data.n_categories == 0 and cfg.without_categories.title_clusters:
+        k = cfg.without_categories.title_clusters
+        if rank == 0:
+            log.warning("no categories: %d title clusters stand in for them (α = %g)", k, cfg.alpha)
+        data = data.with_categories(title_clusters(data.tokens, vocab_size, k, cfg.seed), [f"title-{c}" for c in range(k)])
     alpha = cfg.alpha
     model = BYOLCategoryModel.from_config(model_cfg, vocab_size=vocab_size, n_categories=data.n_categories).to(device)
     if world > 1:  # BN statistics of the global batch, in the target network's forward too

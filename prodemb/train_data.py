@@ -66,6 +66,12 @@ class TrainingData:
                 h.update(np.ascontiguousarray(flat[i : i + _HASH_ROWS].numpy(), dtype=np.int64).tobytes())
         return h.hexdigest()
 
+    def with_categories(self, categories: torch.Tensor, names: list[str]) -> "TrainingData":
+        """The same products and pairs with other categories: [n_products] int64 codes into ``names``."""
+        if categories.shape != self.categories.shape:
+            raise ValueError(f"categories {tuple(categories.shape)} for {tuple(self.categories.shape)} products")
+        return replace(self, categories=categories, category_names=list(names))
+
     def sharded(self, rank: int, world: int) -> "TrainingData":
         """This rank's share of the training pairs: every ``world``-th pair from position ``rank`` (shard
         sizes differ by at most one). Tokens, categories and the held-out pairs stay whole."""

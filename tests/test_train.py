@@ -84,6 +84,33 @@ def test_without_categories_settings_replace_the_profiles_only_on_data_without_c
     assert cfg.changes_for_data(4) == {}
 
 
+def test_title_clusters_stand_in_for_categories_on_data_without_any():
+    from prodemb.config import WithoutCategoriesConfig
+
+    model_cfg, cfg = small_cfg(alpha=0.9, epochs=1)
+    clustered = cfg.model_copy(update={"without_categories": WithoutCategoriesConfig(title_clusters=4, alpha=0.5)})
+    result = train(toy_data(categories=False), model_cfg, clustered, vocab_size=50, progress=False)
+    assert result.alpha == 0.5 and result.model.category_head is not None
+    assert result.model.n_categories == 4 and all(h["loss_ce"] > 0 for h in result.history)
+    assert clustered.changes_for_data(0) == {"alpha": 0.5} and clustered.changes_for_data(3) == {}
+    # Data with categories keeps them: the clusters are only for data that has none.
+    with_cats = train(toy_data(), model_cfg, clustered, vocab_size=50, progress=False)
+    assert with_cats.model.n_categories == 3 and with_cats.alpha == 0.9
+    # Without an α of their own, the clusters are weighed with train.alpha.
+    own = cfg.model_copy(update={"without_categories": WithoutCategoriesConfig(title_clusters=4)})
+    assert own.for_data(0).alpha == 0.9
+
+
+def test_an_alpha_below_one_without_categories_needs_title_clusters():
+    from pydantic import ValidationError
+
+    from prodemb.config import WithoutCategoriesConfig
+
+    with pytest.raises(ValidationError, match="needs title_clusters"):
+        WithoutCategoriesConfig(alpha=0.5)
+    assert WithoutCategoriesConfig(alpha=1.0).alpha == 1.0
+
+
 @pytest.mark.parametrize("categories", [True, False])
 def test_augmented_views_and_self_pairs_train_deterministically_with_or_without_categories(categories):
     from prodemb.config import AugmentConfig

@@ -68,6 +68,9 @@ endif
 # that the demo shows the vector adding to TF-IDF in about 10 minutes on 2 cores (README, "Two commands").
 # DEMO_MODEL="--set model.profile=small" is the 2-minute demo with the 128-d test model.
 DEMO_MODEL ?= --set train.max_steps=100 --set train.without_categories.max_steps=400
+# A demo on other data registers under its own name, so that its gate never weighs it against the
+# champion of another dataset (the generator's demo keeps prodemb-encoder).
+DEMO_MODEL_NAME ?= $(if $(DATA),prodemb-encoder-$(FORMAT),prodemb-encoder)
 
 demo: venv
 ifeq ($(DATA),)
@@ -77,7 +80,7 @@ endif
 	$(PY) -m prodemb.pipeline --input $(or $(DATA),data/synth/clicks) --input-format $(if $(DATA),$(FORMAT),clicks) \
 		--output $(OUT) --tokenizer $(TOKENIZER) --mlflow-uri $(MLFLOW_URI) --eval-output $(EVAL_OUT) \
 		$(if $(strip $(EVAL_TASKS)),$(EVAL_TASKS),--no-tasks) --evaluate "--methods $(EVAL_METHODS) --samples 3" \
-		$(DEMO_MODEL)
+		--set mlflow.model_name=$(DEMO_MODEL_NAME) $(DEMO_MODEL)
 ifeq ($(strip $(EVAL_TASKS)),)
 	@echo "(no downstream tasks known for FORMAT=$(FORMAT): evaluation and the gate skipped; set EVAL_TASKS='--task NAME=PATH')"
 endif
@@ -87,9 +90,9 @@ endif
 	@if [ -f $(EVAL_OUT)/report.md ]; then echo; echo "== Downstream evaluation (test AUC at the largest training size, then with 100 and 500 labels) =="; \
 		awk '/^\| task \| (train_size|labels) \|/{p=1} p && /^$$/{p=0; print ""} p' $(EVAL_OUT)/report.md; fi
 	@echo
-	@echo "Demo done. Tables: $(OUT)/  tokenizer: $(TOKENIZER)  model: models:/prodemb-encoder@champion"
+	@echo "Demo done. Tables: $(OUT)/  tokenizer: $(TOKENIZER)  model: models:/$(DEMO_MODEL_NAME)@champion"
 	@echo "Evaluation: $(EVAL_OUT)/report.md, results.csv, learning curves in $(EVAL_OUT)/plots/*.png"
-	@$(PY) -c "import mlflow; c = mlflow.MlflowClient('$(MLFLOW_URI)'); v = c.get_model_version_by_alias('prodemb-encoder', 'candidate'); p = v.tags.get('promotion.quality_card'); print(f'Quality card of version {v.version}: {p}' if p else f'(version {v.version} has no quality card)')" 2>/dev/null || true
+	@$(PY) -c "import mlflow; c = mlflow.MlflowClient('$(MLFLOW_URI)'); v = c.get_model_version_by_alias('$(DEMO_MODEL_NAME)', 'candidate'); p = v.tags.get('promotion.quality_card'); print(f'Quality card of version {v.version}: {p}' if p else f'(version {v.version} has no quality card)')" 2>/dev/null || true
 	@echo "Browse runs and the registry:  $(VENV)/bin/mlflow ui --backend-store-uri $(MLFLOW_URI)"
 
 # Downstream evaluation on the real public data in ../shared/data (README "Evaluation"): an encoder per

@@ -91,6 +91,10 @@ class AugmentConfig(_Section):
     shuffle_window: int = Field(0, ge=0)  # no token moves further than this
 
 
+# The train keys that ``train.without_categories`` may set for data without categories (besides α).
+WITHOUT_CATEGORIES_KEYS = ("self_pair_fraction", "batch_size", "max_steps", "base_lr")
+
+
 class WithoutCategoriesConfig(_Section):
     """What training changes on data with no category at all, where α is 1 (the BYOL term alone). A field
     left None keeps the value of ``train``. The quality study chose them on validation AUC
@@ -99,6 +103,7 @@ class WithoutCategoriesConfig(_Section):
     self_pair_fraction: float | None = Field(None, ge=0.0, le=1.0)
     batch_size: int | None = Field(None, gt=0)
     max_steps: int | None = Field(None, gt=0)
+    base_lr: float | None = Field(None, gt=0.0)  # tuned for this batch size (the × batch/256 rule still applies)
     # Categories from k-means clusters of the titles (prodemb/title_clusters.py); 0: none, and α is 1.
     title_clusters: int = Field(0, ge=0)
     alpha: float | None = Field(None, ge=0.0, le=1.0)  # α with title clusters (None: train.alpha)
@@ -145,18 +150,14 @@ class TrainConfig(_Section):
         if n_categories > 0:
             return self
         wc = self.without_categories
-        changes = {k: getattr(wc, k) for k in ("self_pair_fraction", "batch_size", "max_steps") if getattr(wc, k) is not None}
+        changes = {k: getattr(wc, k) for k in WITHOUT_CATEGORIES_KEYS if getattr(wc, k) is not None}
         alpha = 1.0 if not wc.title_clusters else (self.alpha if wc.alpha is None else wc.alpha)
         return self.model_copy(update={"alpha": alpha, **changes})
 
     def changes_for_data(self, n_categories: int) -> dict[str, Any]:
         """{field: effective value} for the fields ``for_data`` changes."""
         eff = self.for_data(n_categories)
-        return {
-            k: getattr(eff, k)
-            for k in ("alpha", "self_pair_fraction", "batch_size", "max_steps")
-            if getattr(eff, k) != getattr(self, k)
-        }
+        return {k: getattr(eff, k) for k in ("alpha", *WITHOUT_CATEGORIES_KEYS) if getattr(eff, k) != getattr(self, k)}
 
 
 class MlflowConfig(_Section):

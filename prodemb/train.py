@@ -139,7 +139,9 @@ def _train(
         k = cfg.without_categories.title_clusters
         if rank == 0:
             log.warning("no categories: %d title clusters stand in for them (α = %g)", k, cfg.alpha)
-        data = data.with_categories(title_clusters(data.tokens, vocab_size, k, cfg.seed), [f"title-{c}" for c in range(k)])
+        data = data.with_categories(
+            title_clusters(data.tokens, vocab_size, k, cfg.seed), [f"title-{c}" for c in range(k)]
+        )
     alpha = cfg.alpha
     model = BYOLCategoryModel.from_config(model_cfg, vocab_size=vocab_size, n_categories=data.n_categories).to(device)
     if world > 1:  # BN statistics of the global batch, in the target network's forward too

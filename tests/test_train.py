@@ -69,10 +69,16 @@ def test_without_categories_settings_replace_the_profiles_only_on_data_without_c
 
     model_cfg, cfg = small_cfg(alpha=0.5, epochs=1, self_pair_fraction=0.25, max_steps=3)
     cfg = cfg.model_copy(
-        update={"without_categories": WithoutCategoriesConfig(self_pair_fraction=0.0, batch_size=32, max_steps=5)}
+        update={
+            "without_categories": WithoutCategoriesConfig(
+                self_pair_fraction=0.0, batch_size=32, max_steps=5, base_lr=0.2
+            )
+        }
     )
     no_cats = train(toy_data(categories=False), model_cfg, cfg, vocab_size=50, progress=False)
-    spelled_out = cfg.model_copy(update={"alpha": 1.0, "self_pair_fraction": 0.0, "batch_size": 32, "max_steps": 5})
+    spelled_out = cfg.model_copy(
+        update={"alpha": 1.0, "self_pair_fraction": 0.0, "batch_size": 32, "max_steps": 5, "base_lr": 0.2}
+    )
     assert (no_cats.steps, no_cats.pairs_seen, no_cats.alpha) == (5, 160, 1.0)
     assert [h["loss"] for h in no_cats.history] == [
         h["loss"]
@@ -80,8 +86,16 @@ def test_without_categories_settings_replace_the_profiles_only_on_data_without_c
     ]
     with_cats = train(toy_data(), model_cfg, cfg, vocab_size=50, progress=False)
     assert (with_cats.steps, with_cats.pairs_seen, with_cats.alpha) == (3, 3 * 64, 0.5)
-    assert cfg.changes_for_data(0) == {"alpha": 1.0, "self_pair_fraction": 0.0, "batch_size": 32, "max_steps": 5}
+    assert cfg.changes_for_data(0) == {
+        "alpha": 1.0,
+        "self_pair_fraction": 0.0,
+        "batch_size": 32,
+        "max_steps": 5,
+        "base_lr": 0.2,
+    }
     assert cfg.changes_for_data(4) == {}
+    # The learning rate of data without categories is its own: the first step's lr follows it.
+    assert no_cats.history[0]["lr"] != with_cats.history[0]["lr"]
 
 
 def test_title_clusters_stand_in_for_categories_on_data_without_any():

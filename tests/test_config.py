@@ -126,6 +126,7 @@ def test_the_default_model_profile_is_the_recommended_one_and_paper_keeps_every_
         "self_pair_fraction": 0.0,
         "batch_size": 1024,
         "max_steps": 1600,
+        "base_lr": 1.0,
     }
     assert paper.train.changes_for_data(0) == {"alpha": 1.0} and default.train.changes_for_data(5) == {}
     assert paper.train.augment.model_dump() == {"dropout": 0.0, "span_mask": 0.0, "shuffle_window": 0}
@@ -137,7 +138,10 @@ def test_a_train_key_set_on_the_command_line_holds_for_data_without_categories_t
         "alpha": 1.0,
         "self_pair_fraction": 0.0,
         "max_steps": 1600,
+        "base_lr": 1.0,
     }
+    lr = load_config("local", ["train.base_lr=0.3"]).train
+    assert (lr.for_data(3).base_lr, lr.for_data(0).base_lr) == (0.3, 0.3)
     epochs = load_config("local", ["train.max_steps=null", "train.epochs=2"]).train  # what --epochs sets
     assert epochs.for_data(0).max_steps is None and epochs.for_data(0).batch_size == 1024
     both = load_config("local", ["train.batch_size=256", "train.without_categories.batch_size=64"]).train

@@ -9,7 +9,9 @@ STAMP := $(VENV)/.installed-$(shell cksum < pyproject.toml | cut -d" " -f1)
 
 DATA ?=
 FORMAT ?= clicks
-OUT ?= data/demo
+# A demo on other data keeps its own tables (data/demo-FORMAT): the embeddings table keeps every product's
+# latest vector, and one table holding two datasets' sites cannot be published to Feast keyed by product_id.
+OUT ?= $(if $(DATA),data/demo-$(FORMAT),data/demo)
 CLICKS ?= 200000
 export SPARK_LOCAL_IP ?= 127.0.0.1
 export PYSPARK_PYTHON := $(abspath $(PY))
@@ -51,7 +53,7 @@ test: venv browser
 TOKENIZER ?= runs/tokenizer.model
 # An exported MLFLOW_TRACKING_URI is honoured (MLflow's convention); MLFLOW_URI=... overrides both.
 MLFLOW_URI ?= $(or $(MLFLOW_TRACKING_URI),sqlite:///mlflow.db)
-EVAL_OUT ?= runs/demo-eval
+EVAL_OUT ?= $(if $(DATA),runs/demo-eval-$(FORMAT),runs/demo-eval)
 # Downstream tasks for the demo's evaluation: the generator's labels, or built-in tasks of the chosen data.
 EVAL_METHODS ?= prodemb,random,tfidf,tfidf+prodemb,fasttext,prod2vec,meta_prod2vec,sbert
 ifeq ($(DATA),)

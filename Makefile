@@ -9,9 +9,12 @@ STAMP := $(VENV)/.installed-$(shell cksum < pyproject.toml | cut -d" " -f1)
 
 DATA ?=
 FORMAT ?= clicks
-# A demo on other data keeps its own tables (data/demo-FORMAT): the embeddings table keeps every product's
-# latest vector, and one table holding two datasets' sites cannot be published to Feast keyed by product_id.
-OUT ?= $(if $(DATA),data/demo-$(FORMAT),data/demo)
+# A demo on other data keeps its own tables, evaluation and registered model (data/demo-FORMAT,
+# runs/demo-eval-FORMAT, prodemb-encoder-FORMAT): the embeddings table keeps every product's latest vector,
+# so one table holding two datasets' sites could not be published to Feast keyed by product_id, and the
+# gate would weigh the new data's candidate against the other dataset's champion.
+DEMO_SUFFIX := $(if $(DATA),-$(FORMAT))
+OUT ?= data/demo$(DEMO_SUFFIX)
 CLICKS ?= 200000
 export SPARK_LOCAL_IP ?= 127.0.0.1
 export PYSPARK_PYTHON := $(abspath $(PY))
@@ -53,7 +56,7 @@ test: venv browser
 TOKENIZER ?= runs/tokenizer.model
 # An exported MLFLOW_TRACKING_URI is honoured (MLflow's convention); MLFLOW_URI=... overrides both.
 MLFLOW_URI ?= $(or $(MLFLOW_TRACKING_URI),sqlite:///mlflow.db)
-EVAL_OUT ?= $(if $(DATA),runs/demo-eval-$(FORMAT),runs/demo-eval)
+EVAL_OUT ?= runs/demo-eval$(DEMO_SUFFIX)
 # Downstream tasks for the demo's evaluation: the generator's labels, or built-in tasks of the chosen data.
 EVAL_METHODS ?= prodemb,random,tfidf,tfidf+prodemb,fasttext,prod2vec,meta_prod2vec,sbert
 ifeq ($(DATA),)
@@ -70,9 +73,7 @@ endif
 # that the demo shows the vector adding to TF-IDF in about 10 minutes on 2 cores (README, "Two commands").
 # DEMO_MODEL="--set model.profile=small" is the 2-minute demo with the 128-d test model.
 DEMO_MODEL ?= --set train.max_steps=100 --set train.without_categories.max_steps=400
-# A demo on other data registers under its own name, so that its gate never weighs it against the
-# champion of another dataset (the generator's demo keeps prodemb-encoder).
-DEMO_MODEL_NAME ?= $(if $(DATA),prodemb-encoder-$(FORMAT),prodemb-encoder)
+DEMO_MODEL_NAME ?= prodemb-encoder$(DEMO_SUFFIX)
 
 demo: venv
 ifeq ($(DATA),)

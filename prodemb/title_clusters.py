@@ -14,7 +14,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-PAD = 0  # prodemb.tokenizer's padding id
+from prodemb.tokenizer import PAD_ID
+
 SVD_DIM = 64  # latent size for k-means: a dense, cheap space where cosine ≈ euclidean after L2
 
 
@@ -23,7 +24,7 @@ def piece_counts(tokens: torch.Tensor, vocab_size: int):
     from scipy.sparse import csr_matrix
 
     ids = tokens.numpy()
-    rows, cols = np.nonzero(ids != PAD)
+    rows, cols = np.nonzero(ids != PAD_ID)
     data = np.ones(len(rows), dtype=np.float32)
     counts = csr_matrix((data, (rows, ids[rows, cols])), shape=(ids.shape[0], vocab_size))
     counts.sum_duplicates()

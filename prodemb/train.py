@@ -137,11 +137,11 @@ def _train(
     cfg = cfg.for_data(data.n_categories)
     if data.n_categories == 0 and cfg.without_categories.title_clusters:
         k = cfg.without_categories.title_clusters
-        if rank == 0:
+        codes = None
+        if rank == 0:  # clustered once; every rank trains on rank 0's clusters
             log.warning("no categories: %d title clusters stand in for them (α = %g)", k, cfg.alpha)
-        data = data.with_categories(
-            title_clusters(data.tokens, vocab_size, k, cfg.seed), [f"title-{c}" for c in range(k)]
-        )
+            codes = title_clusters(data.tokens, vocab_size, k, cfg.seed)
+        data = data.with_categories(broadcast(codes, world), [f"title-{c}" for c in range(k)])
     alpha = cfg.alpha
     model = BYOLCategoryModel.from_config(model_cfg, vocab_size=vocab_size, n_categories=data.n_categories).to(device)
     if world > 1:  # BN statistics of the global batch, in the target network's forward too

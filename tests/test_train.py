@@ -94,8 +94,13 @@ def test_without_categories_settings_replace_the_profiles_only_on_data_without_c
         "base_lr": 0.2,
     }
     assert cfg.changes_for_data(4) == {}
-    # The learning rate of data without categories is its own: the first step's lr follows it.
-    assert no_cats.history[0]["lr"] != with_cats.history[0]["lr"]
+    # The learning rate of data without categories is its own: at the same batch and steps, without
+    # ``without_categories.base_lr`` the schedule scales with train.base_lr (0.45) instead of 0.2.
+    train_lr = cfg.model_copy(
+        update={"without_categories": cfg.without_categories.model_copy(update={"base_lr": None})}
+    )
+    plain = train(toy_data(categories=False), model_cfg, train_lr, vocab_size=50, progress=False)
+    assert [h["lr"] for h in no_cats.history] == pytest.approx([h["lr"] * 0.2 / 0.45 for h in plain.history])
 
 
 def test_title_clusters_stand_in_for_categories_on_data_without_any():

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import torch
 
-PAD, UNK = 0, 1  # prodemb.tokenizer's ids: a masked token becomes the unknown piece
+from prodemb.tokenizer import PAD_ID as PAD
+from prodemb.tokenizer import UNK_ID as UNK  # a masked token becomes the unknown piece
 
 
 def _uniform(shape, gen: torch.Generator, device) -> torch.Tensor:

@@ -52,7 +52,8 @@ DATASETS = {  # name → (input under ../shared/data or "synth", --input-format,
     "retail": ("uci-online-retail/by-day", "online-retail", "retail_premium,retail_returned,retail_bulk", "en"),
     "synth": ("synth", "clicks", None, "es"),
 }
-VECTOR_KINDS = ("raw", "l2", "std")
+VECTOR_KINDS = ("raw", "l2", "std", "target")  # target: the raw vector of BYOL's EMA target encoder ξ
+DEFAULT_VECTOR_KINDS = ("raw", "l2", "std")
 
 
 # --- prepare ---------------------------------------------------------------------------------------
@@ -130,14 +131,14 @@ class StudiedVector:
         return Y
 
 
-def vector_method(ctx, vectors: StudiedVector, kind: str):
+def vector_method(ctx, vectors: StudiedVector, kind: str, name: str | None = None):
     from prodemb.baselines.base import EmbeddingMethod
 
     class Vector(EmbeddingMethod):
-        name = "prodemb" if kind == "raw" else f"prodemb/{kind}"
-
         def embed(self, table):
             return vectors.rows(table, kind)
+
+    Vector.name = name or ("prodemb" if kind == "raw" else f"prodemb/{kind}")
 
     return Vector(ctx)
 
@@ -313,7 +314,10 @@ def run(args) -> int:
         batch = result.pairs_seen // max(result.steps, 1)  # the effective batch (train.without_categories)
         health = embedding_health(encoder, data, cfg.train.health_sample, cfg.train.seed)
         vectors = StudiedVector(encoder, tok, m.max_len, language, data.tokens)
-        methods = [vector_method(ctx, vectors, k) for k in args.vectors]
+        methods = [vector_method(ctx, vectors, k) for k in args.vectors if k != "target"]
+        if "target" in args.vectors:
+            target = StudiedVector(result.model.target_encoder, tok, m.max_len, language, data.tokens)
+            methods.append(vector_method(ctx, target, "raw", name="prodemb/target"))
         methods.append(TfidfPlusEmbedding(ctx, embedding=vector_method(ctx, vectors, "raw")))
         evaluate(name, methods)
         trained[name] = {
@@ -361,7 +365,7 @@ def main() -> int:
     r.add_argument("--budget-pairs", type=int, default=1_200_000, help="pairs seen per variant (steps × batch)")
     r.add_argument("--sizes", type=comma_list(int), default=[100, 500])
     r.add_argument("--samples", type=int, default=3)
-    r.add_argument("--vectors", type=comma_list(), default=list(VECTOR_KINDS))
+    r.add_argument("--vectors", type=comma_list(), default=list(DEFAULT_VECTOR_KINDS), help=", ".join(VECTOR_KINDS))
     r.add_argument("--baselines", type=comma_list(), default=["tfidf", "fasttext"])
     r.add_argument("--device", default="auto")
     r.add_argument("--max-minutes", type=float, default=None, help="start no variant after this")

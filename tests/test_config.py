@@ -146,3 +146,22 @@ def test_a_train_key_set_on_the_command_line_holds_for_data_without_categories_t
     assert epochs.for_data(0).max_steps is None and epochs.for_data(0).batch_size == 1024
     both = load_config("local", ["train.batch_size=256", "train.without_categories.batch_size=64"]).train
     assert (both.for_data(3).batch_size, both.for_data(0).batch_size) == (256, 64)
+
+
+def test_every_quality_study_variant_is_a_valid_config():
+    """Each row of RESULTS.md's study table reproduces from one command (benchmarks/quality_study.py
+    --variants NAME): a variant whose `set:` names an unknown key or breaks a rule would fail only hours
+    into a study run, so every one is built here. The loader must also refuse a bad one."""
+    import importlib.util
+
+    path = REPO_ROOT / "benchmarks" / "quality_study.py"
+    spec = importlib.util.spec_from_file_location("quality_study", path)
+    study = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(study)
+    variants = study.load_variants(None)
+    assert len(variants) > 20
+    for name, variant in variants.items():
+        cfg = study.variant_config(variant, budget_pairs=1_228_800, device="cpu", language="en")
+        assert cfg.train.max_steps >= 1, name
+    with pytest.raises(ValueError, match="no_such_key"):
+        study.variant_config({"profile": "default", "set": ["train.no_such_key=1"]}, 1_228_800, "cpu", "en")

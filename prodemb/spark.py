@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -167,6 +168,40 @@ def spark_conf(
     return conf
 
 
+def ivy_jars_dir(conf: Mapping[str, str]) -> Path:
+    """Where Spark's Ivy puts the jars of ``spark.jars.packages`` (``spark.jars.ivy``, else Spark 4's default)."""
+    return Path(conf.get("spark.jars.ivy") or Path.home() / ".ivy2.5.2").expanduser() / "jars"
+
+
+def missing_package_jars(conf: Mapping[str, str]) -> list[str]:
+    """The coordinates of ``spark.jars.packages`` whose jar Ivy has not retrieved yet (Spark names each
+    ``group_artifact-version.jar``)."""
+    jars = ivy_jars_dir(conf)
+    coords = [c for c in conf.get("spark.jars.packages", "").split(",") if c]
+    return [c for c in coords if not (jars / ("{}_{}-{}.jar".format(*c.split(":")))).exists()]
+
+
+@contextmanager
+def package_resolution_lock(conf: Mapping[str, str]):
+    """Held while a JVM that must still download ``spark.jars.packages`` starts. Two processes that resolve
+    into an empty Ivy cache at once (test workers, or a scheduler's parallel tasks on a fresh machine)
+    corrupt each other's downloads ("impossible to put metadata file in cache"), so first resolutions take
+    turns; once the jars are there, starts do not wait for each other."""
+    if not missing_package_jars(conf):
+        yield
+        return
+    import fcntl
+
+    lock = ivy_jars_dir(conf).parent / "prodemb-resolve.lock"
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
 def get_spark(
     master: str | None = "local[*]",
     delta: bool = False,
@@ -198,7 +233,8 @@ def get_spark(
     builder = SparkSession.builder.appName(app_name)
     for k, v in conf.items():
         builder = builder.config(k, v)
-    spark = builder.getOrCreate()
+    with package_resolution_lock(conf):
+        spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
     sc = spark.sparkContext
     if submitted and sc.master.startswith("local") and not sc.getConf().contains("spark.driver.memory"):

@@ -123,3 +123,48 @@ def test_spark_home_is_kept_when_set(tmp_path, monkeypatch):
     assert spark_home() == tmp_path
     monkeypatch.delenv("SPARK_HOME")
     assert (spark_home() / "bin" / "spark-class").exists()  # else the pip package's
+
+
+def test_missing_package_jars_names_what_ivy_has_not_retrieved(tmp_path):
+    from prodemb.spark import missing_package_jars
+
+    conf = {"spark.jars.ivy": str(tmp_path), "spark.jars.packages": "io.delta:delta-spark_4.2_2.13:4.4.0,a.b:c:1"}
+    assert missing_package_jars(conf) == ["io.delta:delta-spark_4.2_2.13:4.4.0", "a.b:c:1"]
+    (tmp_path / "jars").mkdir()
+    (tmp_path / "jars" / "a.b_c-1.jar").write_bytes(b"")
+    assert missing_package_jars(conf) == ["io.delta:delta-spark_4.2_2.13:4.4.0"]
+
+
+def test_two_first_delta_sessions_at_once_share_an_empty_ivy_cache(tmp_path):
+    """Two processes that start a Delta session into the same empty Ivy cache at the same moment (test
+    workers, a scheduler's parallel tasks on a fresh machine) both get Delta: the first download is not
+    corrupted by the second (prodemb.spark.package_resolution_lock)."""
+    import os
+    import subprocess
+    import sys
+
+    from prodemb.config import REPO_ROOT
+
+    code = (
+        "import sys; from prodemb.spark import get_spark; "
+        "s = get_spark(delta=True, extra={'spark.jars.ivy': sys.argv[1]}); "
+        "s.range(5).write.format('delta').save(sys.argv[2]); "
+        "print(s.read.format('delta').load(sys.argv[2]).count())"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "SPARK_LOCAL_IP": "127.0.0.1"}
+    ivy = tmp_path / "ivy"
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", code, str(ivy), str(tmp_path / f"t{i}")],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        for i in range(2)
+    ]
+    outs = [p.communicate(timeout=600) for p in procs]
+    for p, (out, err) in zip(procs, outs):
+        assert p.returncode == 0, err[-3000:]
+        assert out.strip().splitlines()[-1] == "5"
+    assert (ivy / "jars" / "io.delta_delta-spark_4.2_2.13-4.4.0.jar").exists()

@@ -52,8 +52,8 @@ DATASETS = {  # name → (input under ../shared/data or "synth", --input-format,
     "retail": ("uci-online-retail/by-day", "online-retail", "retail_premium,retail_returned,retail_bulk", "en"),
     "synth": ("synth", "clicks", None, "es"),
 }
-VECTOR_KINDS = ("raw", "l2", "std", "target")  # target: the raw vector of BYOL's EMA target encoder ξ
-DEFAULT_VECTOR_KINDS = ("raw", "l2", "std")
+DEFAULT_VECTOR_KINDS = ("raw", "l2", "std")  # the published vector as it is, L2-normalized, standardized
+VECTOR_KINDS = (*DEFAULT_VECTOR_KINDS, "target")  # target: the raw vector of BYOL's EMA target encoder ξ
 
 
 # --- prepare ---------------------------------------------------------------------------------------

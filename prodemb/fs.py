@@ -274,23 +274,33 @@ def _writing_lock(version: Path) -> Path:
 
 
 @contextlib.contextmanager
-def staging(versions: Path) -> Iterator[Path]:
-    """A fresh version folder name under ``versions`` (not created) that this process is writing: it holds
-    an exclusive ``flock`` on ``.<name>.writing`` beside it until the block ends, so ``prune_versions``
-    of any other run leaves the folder alone. The kernel drops the lock when the process dies (SIGKILL
-    included): a killed writer's folder is pruned by the next write."""
+def held_lock(lock: Path) -> Iterator[None]:
+    """An exclusive ``flock`` on the file ``lock`` (created if missing), waiting while another process
+    holds it. The kernel drops it when the block ends or the process dies (SIGKILL included)."""
     import fcntl
 
-    version = new_version_dir(versions)
-    lock = _writing_lock(version)
     fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
-        yield version
+        yield
     finally:
-        with contextlib.suppress(OSError):
-            lock.unlink()
         os.close(fd)
+
+
+@contextlib.contextmanager
+def staging(versions: Path) -> Iterator[Path]:
+    """A fresh version folder name under ``versions`` (not created) that this process is writing: it holds
+    an exclusive ``flock`` on ``.<name>.writing`` beside it until the block ends, so ``prune_versions``
+    of any other run leaves the folder alone. A killed writer's lock is dropped with it: its folder is
+    pruned by the next write."""
+    version = new_version_dir(versions)
+    lock = _writing_lock(version)
+    with held_lock(lock):
+        try:
+            yield version
+        finally:  # while still held: no pruner may find the lock file unheld before it is gone
+            with contextlib.suppress(OSError):
+                lock.unlink()
 
 
 def _writer(version: Path) -> str | None:

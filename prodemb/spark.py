@@ -190,16 +190,12 @@ def package_resolution_lock(conf: Mapping[str, str]):
     if not missing_package_jars(conf):
         yield
         return
-    import fcntl
+    from prodemb.fs import held_lock
 
     lock = ivy_jars_dir(conf).parent / "prodemb-resolve.lock"
     lock.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock, "w") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+    with held_lock(lock):
+        yield
 
 
 def get_spark(

@@ -53,7 +53,19 @@ DATASETS = {  # name → (input under ../shared/data or "synth", --input-format,
     "synth": ("synth", "clicks", None, "es"),
 }
 DEFAULT_VECTOR_KINDS = ("raw", "l2", "std")  # the published vector as it is, L2-normalized, standardized
-VECTOR_KINDS = (*DEFAULT_VECTOR_KINDS, "target")  # target: the raw vector of BYOL's EMA target encoder ξ
+# pow: signed square root of the raw vector (power normalization of pooled features); target: the raw
+# vector of BYOL's EMA target encoder ξ. Any kind may carry a factor, "KIND*F" (e.g. "l2*8"): the rows
+# times F, which is how the probe's fixed L2 penalty (C = 1) sees a vector published at another scale.
+# raw, l2, std and pow transform the encoder's published vector v (``model.vector``); y: the max-pooled
+# features alone (the paper's vector); maxmean: y beside the same features mean-pooled (R^(2·F·K), from the
+# max-pooled model's weights); l2maxmean: the two halves each L2-normalized (``model.vector=max+mean/l2``).
+VECTOR_KINDS = (*DEFAULT_VECTOR_KINDS, "pow", "y", "maxmean", "l2maxmean", "target")
+
+
+def vector_kind(kind: str) -> tuple[str, float]:
+    """``"l2*8"`` → ``("l2", 8.0)``; ``"raw"`` → ``("raw", 1.0)``."""
+    base, _, factor = kind.partition("*")
+    return base, float(factor) if factor else 1.0
 
 
 # --- prepare ---------------------------------------------------------------------------------------
@@ -103,32 +115,64 @@ def prepare(out: Path, names: list[str], shared: Path, clicks: int) -> None:
 
 
 class StudiedVector:
-    """An encoder's vectors for each task's rows, embedded once and shared by the vector kinds."""
+    """An encoder's vectors for each task's rows, embedded once per task and shared by the vector kinds:
+    v (the encoder's published vector, as its profile sets ``model.vector``), y (the max-pooled n-gram
+    features alone, the paper's vector) and ȳ (the same features mean-pooled: ``ProductEncoder.mean_pool``)."""
 
     def __init__(self, encoder, tokenizer, max_len: int, language: str, catalog_tokens):
         import torch
 
-        from prodemb.baselines.encoder import LocalEncoder
         from prodemb.health import embed
 
-        self.local = LocalEncoder(None, encoder, tokenizer, max_len, language)  # tokenized as the pyfunc does
+        self.encoder, self.tokenizer = encoder.eval(), tokenizer
+        self.max_len, self.language = max_len, language
         sample = catalog_tokens[
             torch.randperm(len(catalog_tokens), generator=torch.Generator().manual_seed(0))[:20_000]
         ]
-        Y = embed(encoder, sample).numpy()
-        self.mean, self.std = Y.mean(axis=0), np.where(Y.std(axis=0) > 0, Y.std(axis=0), 1.0)
-        self._cache: dict[int, np.ndarray] = {}
+        V = embed(encoder, sample).numpy()
+        self.mean, self.std = V.mean(axis=0), np.where(V.std(axis=0) > 0, V.std(axis=0), 1.0)
+        self._key, self._parts = None, {}
+
+    def parts(self, table: pd.DataFrame) -> dict[str, np.ndarray]:
+        """{"v", "y", "mean"} for the table's titles, tokenized as the pyfunc does (``encode_raw``)."""
+        import torch
+
+        key = int(pd.util.hash_pandas_object(table["title"], index=True).sum())  # the same rows, any copy
+        if key != self._key:
+            tokens = self.tokenizer.encode_raw(
+                table["title"].astype(str).tolist(), self.max_len, language=self.language
+            )
+            tokens = torch.from_numpy(tokens).long()
+            out = {"v": [], "y": [], "mean": []}
+            with torch.inference_mode():
+                for i in range(0, len(tokens), 4096):
+                    t = tokens[i : i + 4096]
+                    out["v"].append(self.encoder.vector(t))
+                    out["y"].append(self.encoder(t))
+                    out["mean"].append(self.encoder.mean_pool(t))
+            self._key = key
+            self._parts = {k: torch.cat(v).float().numpy() for k, v in out.items()}
+        return self._parts
 
     def rows(self, table: pd.DataFrame, kind: str) -> np.ndarray:
-        key = int(pd.util.hash_pandas_object(table["title"], index=True).sum())  # the same rows, any copy
-        if key not in self._cache:
-            self._cache = {key: self.local.embed(table)}  # one task at a time
-        Y = self._cache[key]
-        if kind == "l2":
-            return Y / np.maximum(np.linalg.norm(Y, axis=1, keepdims=True), 1e-12)
-        if kind == "std":
-            return (Y - self.mean) / self.std
-        return Y
+        base, factor = vector_kind(kind)
+        parts = self.parts(table)
+        unit = lambda v: v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)  # noqa: E731
+        if base == "maxmean":
+            V = np.concatenate([parts["y"], parts["mean"]], axis=1)
+        elif base == "l2maxmean":  # each half unit-norm, so neither swamps the other
+            V = np.concatenate([unit(parts["y"]), unit(parts["mean"])], axis=1)
+        elif base == "y":
+            V = parts["y"]
+        elif base == "l2":
+            V = unit(parts["v"])
+        elif base == "std":
+            V = (parts["v"] - self.mean) / self.std
+        elif base == "pow":
+            V = np.sign(parts["v"]) * np.sqrt(np.abs(parts["v"]))
+        else:
+            V = parts["v"]
+        return V * factor if factor != 1.0 else V
 
 
 def vector_method(ctx, vectors: StudiedVector, kind: str, name: str | None = None):
@@ -242,7 +286,7 @@ def run(args) -> int:
     from prodemb.baselines.base import EvalContext
     from prodemb.baselines.combined import TfidfPlusEmbedding
     from prodemb.baselines.encoder import LocalEncoder
-    from prodemb.config import load_config
+    from prodemb.config import ModelConfig, load_config
     from prodemb.health import embedding_health
     from prodemb.model import ProductEncoder
     from prodemb.protocol import run_protocol
@@ -258,7 +302,16 @@ def run(args) -> int:
     tasks = {p.stem: load_task_checked(p).table for p in sorted((ds / "tasks").glob("*.parquet"))}
     if args.tasks:
         tasks = {k: v for k, v in tasks.items() if k in args.tasks}
-    variants = load_variants(args.variants)
+    rescoring = args.cmd == "rescore"
+    encoders = Path(args.encoders) if rescoring else out / "encoders"
+    if rescoring:
+        names = args.variants or sorted(p.stem for p in encoders.glob("*.pt"))
+        missing = [n for n in names if not (encoders / f"{n}.pt").exists()]
+        if not names or missing:
+            sys.exit(f"quality_study: error: no saved encoder for {missing or 'any variant'} in {encoders}")
+        variants = load_variants(names)
+    else:
+        variants = load_variants(args.variants)
     base_cfg = load_config("local", [f"sessions.language={language}"])
     ecfg = base_cfg.evaluate.model_copy(update={"train_sizes": args.sizes, "samples": args.samples})
     ctx = EvalContext(eval_cfg=ecfg, model_cfg=base_cfg.model, data_dir=str(ds), language=language)
@@ -287,10 +340,16 @@ def run(args) -> int:
         if args.max_minutes and time.perf_counter() - t_start > 60 * args.max_minutes:
             print(f"time budget of {args.max_minutes} min spent: {name} and later variants not run", flush=True)
             break
-        cfg = variant_config(spec, args.budget_pairs, args.device, language)
-        m = cfg.model
-        arch = f"{m.embed_dim}x{m.n_filters}x{'-'.join(map(str, m.kernel_sizes))}@{m.max_len}" + (
-            "" if m.pooling == "max" else f"+{m.pooling}"
+        saved = torch.load(encoders / f"{name}.pt", weights_only=False) if rescoring else None
+        if saved is not None:
+            m = ModelConfig(**saved["model"])
+        else:
+            cfg = variant_config(spec, args.budget_pairs, args.device, language)
+            m = cfg.model
+        arch = (
+            f"{m.embed_dim}x{m.n_filters}x{'-'.join(map(str, m.kernel_sizes))}@{m.max_len}"
+            + ("" if m.pooling == "max" else f"+{m.pooling}")
+            + ("" if m.vector == "y" and m.vector_scale == 1 else f"/v:{m.vector}*{m.vector_scale:g}")
         )
         vocab = spec.get("tokenizer_vocab")
         if vocab is not None:
@@ -309,37 +368,54 @@ def run(args) -> int:
             floor.name = f"random:{arch}"
             evaluate("floors", [floor])
             floors_done.add(arch)
-        result = train(data, cfg.model, cfg.train, tok.vocab_size, progress=not args.no_progress)
-        encoder = result.model.encoder
-        batch = result.pairs_seen // max(result.steps, 1)  # the effective batch (train.without_categories)
-        health = embedding_health(encoder, data, cfg.train.health_sample, cfg.train.seed)
+        if saved is not None:  # rescore: the encoders a run saved, evaluated again (other vector kinds)
+            encoder = ProductEncoder.from_config(m, tok.vocab_size)
+            encoder.load_state_dict(saved["encoder"])
+            target_encoder = ProductEncoder.from_config(m, tok.vocab_size)
+            target_encoder.load_state_dict(saved["target_encoder"])
+            trained[name] = saved["info"]
+        else:
+            result = train(data, cfg.model, cfg.train, tok.vocab_size, progress=not args.no_progress)
+            encoder, target_encoder = result.model.encoder, result.model.target_encoder
+            batch = result.pairs_seen // max(result.steps, 1)  # the effective batch (train.without_categories)
+            trained[name] = {
+                "architecture": arch,
+                "steps": result.steps,
+                "batch_size": batch,
+                "seconds": round(result.seconds, 1),
+                "device": result.device,
+                "alpha": result.alpha,
+                "pairs_per_second": round(result.pairs_seen / max(result.seconds, 1e-9)),
+                "final_loss": result.history[-1]["loss"] if result.history else None,
+                "health": embedding_health(encoder, data, cfg.train.health_sample, cfg.train.seed),
+                "set": spec.get("set", []),
+                "profile": spec.get("profile", "paper"),
+                "vocab_size": tok.vocab_size,
+            }
+            encoders.mkdir(exist_ok=True)
+            torch.save(
+                {
+                    "model": m.model_dump(),
+                    "encoder": encoder.state_dict(),
+                    "target_encoder": target_encoder.state_dict(),
+                    "info": trained[name],
+                },
+                encoders / f"{name}.pt",
+            )
         vectors = StudiedVector(encoder, tok, m.max_len, language, data.tokens)
-        methods = [vector_method(ctx, vectors, k) for k in args.vectors if k != "target"]
-        if "target" in args.vectors:
-            target = StudiedVector(result.model.target_encoder, tok, m.max_len, language, data.tokens)
-            methods.append(vector_method(ctx, target, "raw", name="prodemb/target"))
+        methods = [vector_method(ctx, vectors, k) for k in args.vectors if vector_kind(k)[0] != "target"]
+        for kind in (k for k in args.vectors if vector_kind(k)[0] == "target"):
+            target = StudiedVector(target_encoder, tok, m.max_len, language, data.tokens)
+            methods.append(vector_method(ctx, target, "raw" + kind[len("target") :], name=f"prodemb/{kind}"))
         methods.append(TfidfPlusEmbedding(ctx, embedding=vector_method(ctx, vectors, "raw")))
         evaluate(name, methods)
-        trained[name] = {
-            "architecture": arch,
-            "steps": result.steps,
-            "batch_size": batch,
-            "seconds": round(result.seconds, 1),
-            "device": result.device,
-            "alpha": result.alpha,
-            "pairs_per_second": round(result.pairs_seen / max(result.seconds, 1e-9)),
-            "final_loss": result.history[-1]["loss"] if result.history else None,
-            "health": health,
-            "set": spec.get("set", []),
-            "profile": spec.get("profile", "paper"),
-            "vocab_size": tok.vocab_size,
-        }
         save()
         s = summarize(pd.concat(frames))
         row = s[(s.variant == name) & (s.method == "prodemb")]
+        info = trained[name]
         print(
-            f"{name}: {result.steps} steps × {batch} in {result.seconds:.0f} s on "
-            f"{result.device}; prodemb mean val AUC {row.val_auc.mean():.4f} (test {row.auc.mean():.4f})",
+            f"{name}: {info['steps']} steps × {info['batch_size']} in {info['seconds']:.0f} s on "
+            f"{info['device']}; prodemb mean val AUC {row.val_auc.mean():.4f} (test {row.auc.mean():.4f})",
             flush=True,
         )
     save()
@@ -358,17 +434,25 @@ def main() -> int:
     p.add_argument("--shared", default="../shared/data")
     p.add_argument("--clicks", type=int, default=200_000, help="generator clicks (synth)")
     r = sub.add_parser("run", help="train and evaluate variants on one prepared dataset")
-    r.add_argument("--dataset", required=True)
-    r.add_argument("--out", required=True)
-    r.add_argument("--variants", type=comma_list(), default=None, help="names in quality_variants.yaml")
-    r.add_argument("--tasks", type=comma_list(), default=None)
+    s = sub.add_parser("rescore", help="evaluate the encoders a run saved (OUT/encoders) again, e.g. other --vectors")
+    s.add_argument("--encoders", required=True, help="a run's OUT/encoders")
+    for q in (r, s):
+        q.add_argument("--dataset", required=True)
+        q.add_argument("--out", required=True)
+        q.add_argument("--variants", type=comma_list(), default=None, help="names in quality_variants.yaml")
+        q.add_argument("--tasks", type=comma_list(), default=None)
+        q.add_argument("--sizes", type=comma_list(int), default=[100, 500])
+        q.add_argument("--samples", type=int, default=3)
+        q.add_argument(
+            "--vectors",
+            type=comma_list(),
+            default=list(DEFAULT_VECTOR_KINDS),
+            help=f"{', '.join(VECTOR_KINDS)}; KIND*F scales the rows by F",
+        )
+        q.add_argument("--baselines", type=comma_list(), default=["tfidf", "fasttext"])
+        q.add_argument("--max-minutes", type=float, default=None, help="start no variant after this")
     r.add_argument("--budget-pairs", type=int, default=1_200_000, help="pairs seen per variant (steps × batch)")
-    r.add_argument("--sizes", type=comma_list(int), default=[100, 500])
-    r.add_argument("--samples", type=int, default=3)
-    r.add_argument("--vectors", type=comma_list(), default=list(DEFAULT_VECTOR_KINDS), help=", ".join(VECTOR_KINDS))
-    r.add_argument("--baselines", type=comma_list(), default=["tfidf", "fasttext"])
     r.add_argument("--device", default="auto")
-    r.add_argument("--max-minutes", type=float, default=None, help="start no variant after this")
     r.add_argument("--no-progress", action="store_true")
     args = ap.parse_args()
     if args.cmd == "prepare":
@@ -377,7 +461,15 @@ def main() -> int:
             sys.exit(f"quality_study: error: unknown dataset(s) {unknown} (known: {list(DATASETS)})")
         prepare(Path(args.out), args.datasets, Path(args.shared), args.clicks)
         return 0
-    bad = [k for k in args.vectors if k not in VECTOR_KINDS]
+
+    def known(kind: str) -> bool:
+        base, _, factor = kind.partition("*")
+        try:
+            return base in VECTOR_KINDS and (not factor or float(factor) > 0)
+        except ValueError:
+            return False
+
+    bad = [k for k in args.vectors if not known(k)]
     if bad:
         sys.exit(f"quality_study: error: unknown vector kind(s) {bad} (known: {VECTOR_KINDS})")
     return run(args)

@@ -76,6 +76,10 @@ class ModelConfig(_Section):
     n_filters: int = 128  # per kernel size
     kernel_sizes: list[int] = Field(default_factory=lambda: [2, 3, 4, 5])
     pooling: Literal["max", "max+mean"] = "max"  # y: max over time (the paper), or + mean token embedding
+    # The published vector v (scoring, Feast, evaluation, health; never training): "y" (the paper), or
+    # "max+mean/l2": y and the same n-gram features mean-pooled, each unit-norm, side by side (2× the dims)
+    vector: Literal["y", "max+mean/l2"] = "y"
+    vector_scale: float = Field(1.0, gt=0.0)  # v times this
     hidden_dim: int = 1024  # MLP hidden width of g, q, h
     proj_dim: int = 128  # z = g(y), q(z)
     max_len: int = 32  # tokens per title

@@ -19,7 +19,7 @@ BATCH = 4096  # titles per forward: bounds the activations' memory, whatever a c
 
 
 class EncoderPyfunc(mlflow.pyfunc.PythonModel):
-    """Raw titles → L2-unnormalized float32 embeddings (what scoring writes and Feast serves)."""
+    """Raw titles → the model's published vectors v, float32 (what scoring writes and Feast serves)."""
 
     def load_context(self, context) -> None:
         import torch
@@ -46,10 +46,10 @@ class EncoderPyfunc(mlflow.pyfunc.PythonModel):
         tokens = self.tokenizer.encode_raw(titles, self.meta["max_len"], language=self.meta["language"])
         with torch.inference_mode():  # local to this call: never flip the process's grad mode
             out = [
-                self.encoder(torch.from_numpy(tokens[i : i + BATCH]).long()).numpy()
+                self.encoder.vector(torch.from_numpy(tokens[i : i + BATCH]).long()).numpy()
                 for i in range(0, len(tokens), BATCH)
             ]
-        vectors = (np.concatenate(out) if out else np.zeros((0, self.encoder.out_dim))).astype(np.float32)
+        vectors = (np.concatenate(out) if out else np.zeros((0, self.encoder.vector_dim))).astype(np.float32)
         return vectors, (tokens != self.tokenizer.pad_id).sum(axis=1)
 
 

@@ -18,13 +18,16 @@ from prodemb.train_data import TrainingData
 
 @torch.no_grad()
 def embed(encoder: ProductEncoder, tokens: torch.Tensor, batch_size: int = 4096) -> torch.Tensor:
-    """y = f(t(tokens)) in eval mode, batched; returns float32 [n, dim] on the CPU."""
+    """The published vector v (``ProductEncoder.vector``; y = f(t(tokens)) unless the model sets
+    ``model.vector``) in eval mode, batched; returns float32 [n, vector_dim] on the CPU."""
     was_training = encoder.training
     encoder.eval()
     device = next(encoder.parameters()).device
-    out = [encoder(tokens[i : i + batch_size].to(device)).float().cpu() for i in range(0, len(tokens), batch_size)]
+    out = [
+        encoder.vector(tokens[i : i + batch_size].to(device)).float().cpu() for i in range(0, len(tokens), batch_size)
+    ]
     encoder.train(was_training)
-    return torch.cat(out) if out else torch.empty(0, encoder.out_dim)
+    return torch.cat(out) if out else torch.empty(0, encoder.vector_dim)
 
 
 def embedding_health(

@@ -8,12 +8,14 @@
     q_θ : z → p ∈ R^P       predictor   (online only)
     h_θ : y → logits ∈ R^C  category head
     ξ   : target copies of t, f, g, updated by EMA, never by the optimizer.
+    v   : the published vector (an extension, not in the paper; ``ProductEncoder.vector``): y, or
+          s·[y/‖y‖ ; ȳ/‖ȳ‖] with ȳ = the same n-gram features averaged over the title's windows
 
 For a session pair (p_i, p_j):
     L_BYOL,ij = 2 − 2·cos(q_θ(g_θ(y_i)), sg(z'_j)),   z'_j = g_ξ(f_ξ(t_ξ(p_j)))        (Eq. 1)
     L_CE,ij   = CE(h_θ(y_i), category(p_j))          — the OTHER product's category  (Eq. 2)
     L = α(L_BYOL,ij + L_BYOL,ji) + (1 − α)(L_CE,ij + L_CE,ji)                          (Eq. 4)
-Downstream only y = f_θ(t_θ(p)) is kept (``ProductEncoder``).
+Downstream only y = f_θ(t_θ(p)) is kept (``ProductEncoder``), and published as v.
 """
 
 from __future__ import annotations
@@ -27,13 +29,14 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from prodemb.kernels.linear import linear, onednn_available
-from prodemb.kernels.textcnn import text_cnn_max_pool
+from prodemb.kernels.textcnn import text_cnn_max_pool, text_cnn_mean_pool
 
 
 class ProductEncoder(nn.Module):
     """t_θ ∘ f_θ: token ids [B, L] → y [B, out_dim], out_dim = n_filters · len(kernel_sizes) (+ embed_dim)."""
 
     POOLINGS = ("max", "max+mean")
+    VECTORS = ("y", "max+mean/l2")
 
     def __init__(
         self,
@@ -42,13 +45,18 @@ class ProductEncoder(nn.Module):
         n_filters: int = 128,
         kernel_sizes: Sequence[int] = (2, 3, 4, 5),
         pooling: str = "max",
+        vector: str = "y",
+        vector_scale: float = 1.0,
     ):
         super().__init__()
         if pooling not in self.POOLINGS:
             raise ValueError(f"pooling must be one of {self.POOLINGS}, got {pooling!r}")
+        if vector not in self.VECTORS:
+            raise ValueError(f"vector must be one of {self.VECTORS}, got {vector!r}")
         self.embed_dim, self.n_filters, self.kernel_sizes = embed_dim, n_filters, tuple(kernel_sizes)
-        self.pooling = pooling
+        self.pooling, self.vector_kind, self.vector_scale = pooling, vector, float(vector_scale)
         self.out_dim = n_filters * len(self.kernel_sizes) + (embed_dim if pooling == "max+mean" else 0)
+        self.vector_dim = self.out_dim + (n_filters * len(self.kernel_sizes) if vector == "max+mean/l2" else 0)
         self.max_kernel = max(self.kernel_sizes)
         self.embed = nn.Embedding(vocab_size, embed_dim, padding_idx=0)  # row 0 stays zero
         # One Conv1d per kernel size with the embedding dim as channels: [B, E, L] → [B, F, L−k+1].
@@ -61,17 +69,33 @@ class ProductEncoder(nn.Module):
             "n_filters": self.n_filters,
             "kernel_sizes": list(self.kernel_sizes),
             "pooling": self.pooling,
+            "vector": self.vector_kind,
+            "vector_scale": self.vector_scale,
         }
 
     @classmethod
     def from_dims(cls, vocab_size: int, dims: dict) -> "ProductEncoder":
-        # versions registered before pooling was configurable are max-pooled
-        return cls(vocab_size, dims["embed_dim"], dims["n_filters"], dims["kernel_sizes"], dims.get("pooling", "max"))
+        # versions registered before pooling or the published vector were configurable: max-pooled, v = y
+        return cls(
+            vocab_size,
+            dims["embed_dim"],
+            dims["n_filters"],
+            dims["kernel_sizes"],
+            dims.get("pooling", "max"),
+            dims.get("vector", "y"),
+            dims.get("vector_scale", 1.0),
+        )
 
     @classmethod
     def from_config(cls, model_cfg, vocab_size: int) -> "ProductEncoder":
         return cls(
-            vocab_size, model_cfg.embed_dim, model_cfg.n_filters, tuple(model_cfg.kernel_sizes), model_cfg.pooling
+            vocab_size,
+            model_cfg.embed_dim,
+            model_cfg.n_filters,
+            tuple(model_cfg.kernel_sizes),
+            model_cfg.pooling,
+            model_cfg.vector,
+            model_cfg.vector_scale,
         )
 
     def forward(self, tokens: Tensor) -> Tensor:
@@ -82,6 +106,41 @@ class ProductEncoder(nn.Module):
             bag = F.embedding_bag(tokens, self.embed.weight, mode="mean", padding_idx=0)  # [B, E]
             y = torch.cat([y, bag.to(y.dtype)], dim=1)  # [B, F·K + E]
         return y
+
+    def vector(self, tokens: Tensor) -> Tensor:
+        """The published vector v [B, vector_dim]: what scoring writes, Feast serves and evaluation probes.
+
+        "y": v = y, the paper's. "max+mean/l2": v = s·[y/‖y‖ ; ȳ/‖ȳ‖], ȳ the same ReLU'd n-gram features
+        averaged over the title's windows instead of maxed. Training shapes only the max; the mean keeps
+        how much of a title fires each detector, which the max drops (a title's own attribute words), and
+        unit-norm halves keep either from swamping the other. s sets the norm a linear probe with a fixed
+        L2 penalty sees (benchmarks/RESULTS.md, "Embedding quality", chose both on validation AUC)."""
+        y = self(tokens)  # [B, out_dim]
+        if self.vector_kind == "y":
+            return y * self.vector_scale if self.vector_scale != 1.0 else y
+        y_mean = self.mean_pool(tokens).to(y.dtype)  # [B, F·K]
+        return torch.cat([F.normalize(y, dim=1), F.normalize(y_mean, dim=1)], dim=1) * self.vector_scale
+
+    def mean_pool(self, tokens: Tensor) -> Tensor:
+        """ȳ: ReLU(conv_k(t(tokens))) averaged over the windows that start on one of the title's tokens
+        (n of them for a title of n tokens; padding is on the right), per kernel size [B, F·K]. An empty
+        title gives 0."""
+        if tokens.device.type == "cpu" and not torch.is_grad_enabled():  # blocked, same function (kernels)
+            params = [t for conv in self.convs for t in (conv.weight, conv.bias)]
+            return text_cnn_mean_pool(tokens, self.embed.weight, self.kernel_sizes, params)
+        return self._mean_pool(tokens)
+
+    def _mean_pool(self, tokens: Tensor) -> Tensor:  # the textbook ȳ (GPU, autograd; the kernel's reference)
+        n_tokens = (tokens != 0).sum(dim=1)  # [B]
+        x = F.pad(tokens, (0, self.max_kernel - 1), value=0)  # every window that starts on a token fits
+        x = self.embed(x).transpose(1, 2)  # [B, E, L + k_max − 1]
+        starts = torch.arange(tokens.shape[1], device=tokens.device)[None, :] < n_tokens[:, None]  # [B, L]
+        starts = starts.to(x.dtype)[:, None, :]  # [B, 1, L]
+        means = [
+            (F.relu(conv(x))[:, :, : tokens.shape[1]] * starts).sum(dim=2)  # [B, F]
+            for conv in self.convs
+        ]
+        return torch.cat(means, dim=1) / n_tokens.clamp(min=1)[:, None].to(x.dtype)  # [B, F·K]
 
     def _max_pool(self, tokens: Tensor) -> Tensor:
         L = tokens.shape[1]
@@ -149,12 +208,16 @@ class BYOLCategoryModel(nn.Module):
         proj_dim: int = 128,
         bn_momentum: float = 0.1,
         pooling: str = "max",
+        vector: str = "y",
+        vector_scale: float = 1.0,
     ):
         super().__init__()
         self.embed_dim, self.n_filters, self.kernel_sizes = embed_dim, n_filters, tuple(kernel_sizes)
         self.hidden_dim, self.proj_dim, self.n_categories = hidden_dim, proj_dim, n_categories
-        # online network θ
-        self.encoder = ProductEncoder(vocab_size, embed_dim, n_filters, kernel_sizes, pooling)  # t_θ ∘ f_θ
+        # online network θ (the published vector v does not enter training: only y does)
+        self.encoder = ProductEncoder(
+            vocab_size, embed_dim, n_filters, kernel_sizes, pooling, vector, vector_scale
+        )  # t_θ ∘ f_θ
         y_dim = self.encoder.out_dim
         self.projector = MLP(y_dim, hidden_dim, proj_dim, bn_momentum)  # g_θ
         self.predictor = MLP(proj_dim, hidden_dim, proj_dim, bn_momentum)  # q_θ
@@ -181,6 +244,8 @@ class BYOLCategoryModel(nn.Module):
             proj_dim=model_cfg.proj_dim,
             bn_momentum=model_cfg.bn_momentum,
             pooling=model_cfg.pooling,
+            vector=model_cfg.vector,
+            vector_scale=model_cfg.vector_scale,
         )
 
     def _online_modules(self) -> list[nn.Module]:  # the part of θ that has a target twin, same order as ξ

@@ -146,7 +146,7 @@ def log_encoder(
                 "encoder": encoder.dims(),
                 "max_len": max_len,
                 "language": language,
-                "dim": encoder.out_dim,
+                "dim": encoder.vector_dim,
             },
             indent=2,
         )
@@ -156,7 +156,7 @@ def log_encoder(
         python_model=str(MODEL_CODE),
         artifacts={"tokenizer": str(tokenizer_path), "encoder": str(state), "meta": str(meta)},
         code_paths=[str(PACKAGE_DIR)],
-        signature=encoder_signature(encoder.out_dim),
+        signature=encoder_signature(encoder.vector_dim),
         input_example=pd.DataFrame({"title": example_titles[:3]}),
         pip_requirements=pip_requirements(),
         registered_model_name=model_name,

@@ -118,7 +118,10 @@ def test_scoring_follows_the_model_name_unless_a_uri_is_given():
 def test_the_default_model_profile_is_the_recommended_one_and_paper_keeps_every_extension_off():
     default, paper = load_config("local"), load_config("local", ["model.profile=paper"])
     assert default.model.profile == "default"
-    assert default.model.model_dump(exclude={"profile"}) == paper.model.model_dump(exclude={"profile"})
+    vector = {"profile", "vector", "vector_scale"}  # the published vector: the default's extension
+    assert default.model.model_dump(exclude=vector) == paper.model.model_dump(exclude=vector)
+    assert (default.model.vector, default.model.vector_scale) == ("max+mean/l2", 2.0)
+    assert (paper.model.vector, paper.model.vector_scale) == ("y", 1.0)  # the paper publishes y
     assert (default.train.max_steps, default.train.alpha, default.train.self_pair_fraction) == (300, 0.5, 0.25)
     assert (paper.train.max_steps, paper.train.alpha, paper.train.self_pair_fraction) == (None, 0.9, 0.0)
     assert default.train.changes_for_data(0) == {

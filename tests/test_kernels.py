@@ -88,3 +88,20 @@ def test_onednn_linear_forward_and_backward_match_f_linear(bias):
         torch.testing.assert_close(g, r, rtol=1e-4, atol=1e-4)
     with torch.no_grad():
         torch.testing.assert_close(linear(x, w, b), ref.detach(), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("n, L", [(7, 3), (300, 32)])  # titles shorter than the widest kernel; several blocks
+def test_blocked_mean_pool_matches_the_textbook_mean_pool(n, L):
+    """ȳ from the blocked CPU kernel equals ProductEncoder's textbook computation, titles of every length
+    from empty to full (windows that run into the padding included)."""
+    torch.manual_seed(n)
+    enc = ProductEncoder(vocab_size=500, embed_dim=64, n_filters=8, kernel_sizes=(2, 3, 4, 5))
+    tokens = torch.randint(1, 500, (n, L))
+    lengths = torch.randint(0, L + 1, (n,))
+    lengths[:2] = torch.tensor([0, L])
+    tokens[torch.arange(L)[None, :] >= lengths[:, None]] = 0
+    with torch.no_grad():
+        fast = enc.mean_pool(tokens)  # the CPU kernel (no autograd)
+    textbook = enc._mean_pool(tokens)
+    torch.testing.assert_close(fast, textbook, rtol=1e-5, atol=1e-5)
+    assert torch.all(fast[0] == 0) and fast[1].abs().sum() > 0

@@ -298,3 +298,49 @@ def test_architecture_round_trips_through_dims_and_old_metas_are_max_pooled():
     assert ProductEncoder.from_dims(50, old_meta).pooling == "max"
     with pytest.raises(ValueError, match="pooling"):
         ProductEncoder(50, 8, 4, (2, 3), pooling="mean")
+
+
+@pytest.mark.parametrize("L", [1, 9])
+def test_mean_pool_averages_the_ngram_features_over_the_windows_that_start_on_a_title_token(L):
+    """ȳ: for a title of n tokens, ReLU(conv_k) averaged over the n windows that start on one of its tokens
+    (a window may run into the right padding); an empty title gives 0. Checked window by window."""
+    torch.manual_seed(L)
+    enc = ProductEncoder(vocab_size=200, embed_dim=12, n_filters=4, kernel_sizes=(2, 3))
+    tokens = torch.randint(1, 200, (30, L))
+    lengths = torch.randint(0, L + 1, (30,))
+    lengths[0] = 0
+    tokens[torch.arange(L)[None, :] >= lengths[:, None]] = 0
+    out = enc.mean_pool(tokens)
+    assert out.shape == (30, 4 * 2)
+    for i in range(30):
+        n = int(lengths[i])
+        padded = F.pad(tokens[i], (0, 2), value=0)  # room for the widest window from the last token
+        x = enc.embed(padded)  # [L + 2, E]
+        expected = []
+        for conv, k in zip(enc.convs, (2, 3)):
+            windows = [F.relu(conv(x[s : s + k].T[None])).squeeze() for s in range(n)]  # each [F]
+            expected.append(torch.stack(windows).mean(0) if windows else torch.zeros(4))
+        torch.testing.assert_close(out[i], torch.cat(expected), rtol=1e-5, atol=1e-6)
+
+
+def test_the_published_vector_is_y_or_unit_max_and_mean_halves_times_the_scale():
+    torch.manual_seed(0)
+    tokens = torch.randint(1, 50, (6, 7))
+    tokens[0] = 0  # an empty title (scoring quarantines it by its token count): its mean half is 0
+    paper = ProductEncoder(50, 8, 4, (2, 3))
+    assert (paper.vector_dim, paper.vector_kind) == (paper.out_dim, "y")
+    torch.testing.assert_close(paper.vector(tokens), paper(tokens))
+    ext = ProductEncoder(50, 8, 4, (2, 3), vector="max+mean/l2", vector_scale=2.0)
+    ext.load_state_dict(paper.state_dict())  # the vector adds no weights
+    v = ext.vector(tokens)
+    assert v.shape == (6, 2 * 8) and ext.vector_dim == 16 and ext.out_dim == 8
+    torch.testing.assert_close(v[:, :8], 2.0 * F.normalize(paper(tokens), dim=1))
+    torch.testing.assert_close(v[:, 8:], 2.0 * F.normalize(paper.mean_pool(tokens), dim=1))
+    assert torch.all(v[0, 8:] == 0)
+    torch.testing.assert_close(v[1:].norm(dim=1), torch.full((5,), 2.0 * 2**0.5))  # two unit halves, × 2
+    again = ProductEncoder.from_dims(50, ext.dims())
+    assert (again.vector_kind, again.vector_scale, again.vector_dim) == ("max+mean/l2", 2.0, 16)
+    old_meta = {"embed_dim": 8, "n_filters": 4, "kernel_sizes": [2, 3], "pooling": "max"}
+    assert ProductEncoder.from_dims(50, old_meta).vector_kind == "y"  # registered before the vector was set
+    with pytest.raises(ValueError, match="vector"):
+        ProductEncoder(50, 8, 4, (2, 3), vector="mean")

@@ -57,3 +57,44 @@ def test_the_registry_variable_sends_versions_to_their_own_store(tiny, tmp_path,
         resolve_model("models:/separate-registry/1", track, str(tmp_path / "dl2"))
     assert use_tracking(track, reg) == reg  # an explicit registry needs no variable
     assert resolve_version("models:/separate-registry/1")[1] == version
+
+
+def test_a_registered_model_serves_its_published_vector(tiny, tmp_path):
+    """A model whose profile sets ``model.vector`` serves exactly ``ProductEncoder.vector`` through the
+    pyfunc MLflow loads (so scoring, Feast and evaluation all get it), and records its dimension."""
+    import mlflow
+    import numpy as np
+    import pandas as pd
+    import torch
+
+    from prodemb.model import ProductEncoder
+    from prodemb.registry import log_encoder, setup_tracking
+    from prodemb.score import resolve_model
+    from prodemb.tokenizer import Tokenizer
+
+    track = f"sqlite:///{tmp_path}/track.db"
+    setup_tracking(track, "vector-test")
+    tok_path = next((tiny["work"]).glob("tok.model"))
+    torch.manual_seed(0)
+    encoder = ProductEncoder(
+        Tokenizer.load(str(tok_path)).vocab_size, 8, 4, (2, 3), vector="max+mean/l2", vector_scale=2.0
+    )
+    with mlflow.start_run():
+        log_encoder(
+            encoder,
+            tok_path,
+            max_len=16,
+            language="es",
+            model_name="vector-model",
+            workdir=tmp_path / "model",
+            example_titles=["mate"],
+        )
+    resolved = resolve_model("models:/vector-model/1", track, str(tmp_path / "dl"))
+    assert resolved.dim == 2 * 4 * 2  # [y ; ȳ]: twice the 4 filters × 2 kernel sizes
+    titles = ["Mate de calabaza usado", "Termo acero 1 litro", "Bombilla alpaca"]
+    served = mlflow.pyfunc.load_model("models:/vector-model/1").predict(pd.DataFrame({"title": titles}))
+    tokens = Tokenizer.load(str(tok_path)).encode_raw(titles, 16, language="es")
+    with torch.inference_mode():
+        expected = encoder.eval().vector(torch.from_numpy(tokens).long()).numpy()
+    np.testing.assert_allclose(served, expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(np.linalg.norm(served, axis=1), 2.0 * np.sqrt(2), rtol=1e-5)

@@ -187,3 +187,33 @@ class _TextCNNMaxPool(torch.autograd.Function):
             grads.append(g[:, i * Fn : (i + 1) * Fn].sum(0).to(w.dtype))
             off += k * Fn
         return tuple(grads)
+
+
+def text_cnn_mean_pool(
+    tokens: Tensor, weight: Tensor, kernel_sizes: tuple[int, ...], params: Sequence[Tensor]
+) -> Tensor:
+    """ȳ (``ProductEncoder.mean_pool``) on the CPU, no autograd: ReLU(conv_k(t(tokens))) averaged over the
+    windows that start on a title token, [N, L] → [N, F·K]. Titles are right-padded by k_max − 1 so
+    every such window exists, then cut into ``_title_blocks``' length-sorted blocks, each cropped to its
+    longest title + k_max columns: the windows a block drops start on padding and are masked anyway."""
+    k_max = max(kernel_sizes)
+    tokens = F.pad(tokens, (0, k_max - 1), value=0)
+    n_tokens = (tokens != 0).sum(dim=1)  # [N]
+    order, blocks = _title_blocks(tokens, weight.shape[1], k_max)
+    tokens, n_tokens = tokens[order], n_tokens[order]
+    E = weight.shape[1]
+    ws = [w.unsqueeze(2).contiguous(memory_format=torch.channels_last) for w in params[0::2]]
+    out = []
+    for n0, n1, width in blocks:
+        x = F.embedding(tokens[n0:n1, :width], weight)  # [n, L_b, E]
+        x4 = x.view(n1 - n0, 1, width, E).permute(0, 3, 1, 2)  # [n, E, 1, L_b], no copy
+        n = n_tokens[n0:n1]
+        parts = []
+        for w, b in zip(ws, params[1::2]):
+            o = F.conv2d(x4, w, b).squeeze(2).clamp_min_(0)  # [n, F, L_b−k+1]
+            starts = (torch.arange(o.shape[2])[None, :] < n[:, None]).to(o.dtype)  # [n, L_b−k+1]
+            parts.append(torch.bmm(o, starts[:, :, None]).squeeze(2))  # [n, F]
+        out.append(torch.cat(parts, 1) / n.clamp(min=1)[:, None].to(x.dtype))
+    if not blocks:
+        return weight.new_zeros(0, len(ws) * ws[0].shape[0])
+    return _unsort(torch.cat(out, 0), order)

@@ -12,12 +12,17 @@ AUC only; test AUC is reported beside it.
     # a study: every variant of the file (or --variants a,b), on one dataset
     python benchmarks/quality_study.py run --dataset runs/study/retail --out runs/study/retail-results \
         [--variants paper,small] [--budget-pairs 1200000] [--sizes 100,500] [--samples 3] [--device auto]
+    # the encoders a run saved (OUT/encoders/<variant>.pt), scored again with other published vectors;
+    # --random scores each saved architecture's random-init floor instead
+    python benchmarks/quality_study.py rescore --encoders runs/study/retail-results/encoders \
+        --dataset runs/study/retail --out OUT2 --vectors y,l2maxmean*2 [--random]
 
 A dataset folder holds ``catalog/``, ``pairs/`` (sessionize), ``tokenizer.model`` and ``tasks/*.parquet``.
 The training budget is counted in pairs seen (optimizer steps × batch), the same for every variant unless
-one sets ``train.max_steps``. The published vector is studied at evaluation time: ``prodemb`` is the raw
-encoder output, ``prodemb/l2`` L2-normalized rows, ``prodemb/std`` standardized per dimension with
-statistics of the training catalog (what a model would store). ``tfidf+prodemb`` uses the raw vector (it
+one sets ``train.max_steps``. The published vector is studied at evaluation time: ``prodemb`` is the
+encoder's published vector v (``model.vector``), ``prodemb/l2`` its rows L2-normalized, ``prodemb/std``
+standardized per dimension with statistics of the training catalog (what a model would store);
+``VECTOR_KINDS`` lists the others, and ``KIND*F`` scales any of them. ``tfidf+prodemb`` uses v (it
 standardizes on the training rows itself).
 
 Output (rewritten after every variant, so a stopped study keeps what it measured): ``OUT/results.csv``
@@ -369,10 +374,13 @@ def run(args) -> int:
             evaluate("floors", [floor])
             floors_done.add(arch)
         if saved is not None:  # rescore: the encoders a run saved, evaluated again (other vector kinds)
-            encoder = ProductEncoder.from_config(m, tok.vocab_size)
-            encoder.load_state_dict(saved["encoder"])
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(ecfg.seed)  # --random: the floor's random init, with every vector kind
+                encoder = ProductEncoder.from_config(m, tok.vocab_size)
             target_encoder = ProductEncoder.from_config(m, tok.vocab_size)
-            target_encoder.load_state_dict(saved["target_encoder"])
+            if not args.random:
+                encoder.load_state_dict(saved["encoder"])
+                target_encoder.load_state_dict(saved["target_encoder"])
             trained[name] = saved["info"]
         else:
             result = train(data, cfg.model, cfg.train, tok.vocab_size, progress=not args.no_progress)
@@ -436,6 +444,9 @@ def main() -> int:
     r = sub.add_parser("run", help="train and evaluate variants on one prepared dataset")
     s = sub.add_parser("rescore", help="evaluate the encoders a run saved (OUT/encoders) again, e.g. other --vectors")
     s.add_argument("--encoders", required=True, help="a run's OUT/encoders")
+    s.add_argument(
+        "--random", action="store_true", help="score the random-init floor of each saved architecture instead"
+    )
     for q in (r, s):
         q.add_argument("--dataset", required=True)
         q.add_argument("--out", required=True)

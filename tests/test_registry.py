@@ -16,12 +16,30 @@ def registered_models(db) -> list[str]:
         return [r[0] for r in conn.execute("select name from registered_models")]
 
 
+def register(encoder, tokenizer_path, model_name: str, workdir) -> str:
+    """Log and register a tiny encoder (max_len 16, Spanish) in a run of its own; returns its version."""
+    import mlflow
+
+    from prodemb.registry import log_encoder
+
+    with mlflow.start_run():
+        return log_encoder(
+            encoder,
+            tokenizer_path,
+            max_len=16,
+            language="es",
+            model_name=model_name,
+            workdir=workdir,
+            example_titles=["mate"],
+        )
+
+
 def test_the_registry_variable_sends_versions_to_their_own_store(tiny, tmp_path, monkeypatch):
     import mlflow
     import torch
 
     from prodemb.model import ProductEncoder
-    from prodemb.registry import log_encoder, resolve_version, setup_tracking, use_tracking
+    from prodemb.registry import resolve_version, setup_tracking, use_tracking
     from prodemb.score import ModelNotFoundError, resolve_model
 
     track, reg = f"sqlite:///{tmp_path}/track.db", f"sqlite:///{tmp_path}/registry.db"
@@ -36,16 +54,7 @@ def test_the_registry_variable_sends_versions_to_their_own_store(tiny, tmp_path,
     assert os.environ.get("MLFLOW_TRACKING_URI") == before  # MLflow's setters leave the environment as is
     tok = next((tiny["work"]).glob("tok.model"))
     torch.manual_seed(0)
-    with mlflow.start_run():
-        version = log_encoder(
-            ProductEncoder(300, 8, 4, (2, 3)),
-            tok,
-            max_len=16,
-            language="es",
-            model_name="separate-registry",
-            workdir=tmp_path / "model",
-            example_titles=["mate"],
-        )
+    version = register(ProductEncoder(300, 8, 4, (2, 3)), tok, "separate-registry", tmp_path / "model")
     assert registered_models(tmp_path / "registry.db") == ["separate-registry"]
     assert registered_models(tmp_path / "track.db") == []  # the run is there, the version is not
     assert resolve_version("models:/separate-registry/1") == ("separate-registry", version)
@@ -68,7 +77,7 @@ def test_a_registered_model_serves_its_published_vector(tiny, tmp_path):
     import torch
 
     from prodemb.model import ProductEncoder
-    from prodemb.registry import log_encoder, setup_tracking
+    from prodemb.registry import setup_tracking
     from prodemb.score import resolve_model
     from prodemb.tokenizer import Tokenizer
 
@@ -79,16 +88,7 @@ def test_a_registered_model_serves_its_published_vector(tiny, tmp_path):
     encoder = ProductEncoder(
         Tokenizer.load(str(tok_path)).vocab_size, 8, 4, (2, 3), vector="max+mean/l2", vector_scale=2.0
     )
-    with mlflow.start_run():
-        log_encoder(
-            encoder,
-            tok_path,
-            max_len=16,
-            language="es",
-            model_name="vector-model",
-            workdir=tmp_path / "model",
-            example_titles=["mate"],
-        )
+    register(encoder, tok_path, "vector-model", tmp_path / "model")
     resolved = resolve_model("models:/vector-model/1", track, str(tmp_path / "dl"))
     assert resolved.dim == 2 * 4 * 2  # [y ; ȳ]: twice the 4 filters × 2 kernel sizes
     titles = ["Mate de calabaza usado", "Termo acero 1 litro", "Bombilla alpaca"]

@@ -136,47 +136,44 @@ class StudiedVector:
         ]
         V = embed(encoder, sample).numpy()
         self.mean, self.std = V.mean(axis=0), np.where(V.std(axis=0) > 0, V.std(axis=0), 1.0)
-        self._key, self._parts = None, {}
+        self._key, self._parts, self._tokens = None, {}, None
 
-    def parts(self, table: pd.DataFrame) -> dict[str, np.ndarray]:
-        """{"v", "y", "mean"} for the table's titles, tokenized as the pyfunc does (``encode_raw``)."""
+    def part(self, table: pd.DataFrame, name: str) -> np.ndarray:
+        """ "v", "y" or "mean" for the table's titles (tokenized as the pyfunc does, ``encode_raw``), each
+        computed once per task and only when a vector kind asks for it."""
         import torch
 
         key = int(pd.util.hash_pandas_object(table["title"], index=True).sum())  # the same rows, any copy
         if key != self._key:
+            self._key, self._parts = key, {}
             tokens = self.tokenizer.encode_raw(
                 table["title"].astype(str).tolist(), self.max_len, language=self.language
             )
-            tokens = torch.from_numpy(tokens).long()
-            out = {"v": [], "y": [], "mean": []}
+            self._tokens = torch.from_numpy(tokens).long()
+        if name not in self._parts:
+            fn = {"v": self.encoder.vector, "y": self.encoder, "mean": self.encoder.mean_pool}[name]
             with torch.inference_mode():
-                for i in range(0, len(tokens), 4096):
-                    t = tokens[i : i + 4096]
-                    out["v"].append(self.encoder.vector(t))
-                    out["y"].append(self.encoder(t))
-                    out["mean"].append(self.encoder.mean_pool(t))
-            self._key = key
-            self._parts = {k: torch.cat(v).float().numpy() for k, v in out.items()}
-        return self._parts
+                out = [fn(self._tokens[i : i + 4096]) for i in range(0, len(self._tokens), 4096)]
+            self._parts[name] = torch.cat(out).float().numpy()
+        return self._parts[name]
 
     def rows(self, table: pd.DataFrame, kind: str) -> np.ndarray:
         base, factor = vector_kind(kind)
-        parts = self.parts(table)
         unit = lambda v: v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)  # noqa: E731
         if base == "maxmean":
-            V = np.concatenate([parts["y"], parts["mean"]], axis=1)
+            V = np.concatenate([self.part(table, "y"), self.part(table, "mean")], axis=1)
         elif base == "l2maxmean":  # each half unit-norm, so neither swamps the other
-            V = np.concatenate([unit(parts["y"]), unit(parts["mean"])], axis=1)
+            V = np.concatenate([unit(self.part(table, "y")), unit(self.part(table, "mean"))], axis=1)
         elif base == "y":
-            V = parts["y"]
+            V = self.part(table, "y")
         elif base == "l2":
-            V = unit(parts["v"])
+            V = unit(self.part(table, "v"))
         elif base == "std":
-            V = (parts["v"] - self.mean) / self.std
+            V = (self.part(table, "v") - self.mean) / self.std
         elif base == "pow":
-            V = np.sign(parts["v"]) * np.sqrt(np.abs(parts["v"]))
+            V = np.sign(self.part(table, "v")) * np.sqrt(np.abs(self.part(table, "v")))
         else:
-            V = parts["v"]
+            V = self.part(table, "v")
         return V * factor if factor != 1.0 else V
 
 
@@ -377,8 +374,9 @@ def run(args) -> int:
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(ecfg.seed)  # --random: the floor's random init, with every vector kind
                 encoder = ProductEncoder.from_config(m, tok.vocab_size)
-            target_encoder = ProductEncoder.from_config(m, tok.vocab_size)
+            target_encoder = encoder  # --random: the floor has one set of weights
             if not args.random:
+                target_encoder = ProductEncoder.from_config(m, tok.vocab_size)
                 encoder.load_state_dict(saved["encoder"])
                 target_encoder.load_state_dict(saved["target_encoder"])
             trained[name] = saved["info"]
@@ -474,11 +472,11 @@ def main() -> int:
         return 0
 
     def known(kind: str) -> bool:
-        base, _, factor = kind.partition("*")
         try:
-            return base in VECTOR_KINDS and (not factor or float(factor) > 0)
-        except ValueError:
+            base, factor = vector_kind(kind)
+        except ValueError:  # a factor that is not a number
             return False
+        return base in VECTOR_KINDS and factor > 0
 
     bad = [k for k in args.vectors if not known(k)]
     if bad:

@@ -10,9 +10,13 @@ temp MLflow store, with a SentencePiece tokenizer of the titles. Then:
   * forward alone: the registered model's encoder on the titles' tokens (tokenized beforehand), batches of
     ``--batch`` (default: the pyfunc's 4,096 titles per forward, what scoring runs), at 1 thread (what
     each Spark Python worker gets: Spark sets OMP_NUM_THREADS to spark.task.cpus = 1, so 2 workers × 1
-    thread fill 2 cores without oversubscribing) and at 2 threads.
-    Useful FLOPs per title: Σ over kernel sizes k of 2·F·k·E per window, over the title's windows
-    (max(1, tokens − k + 1); the CPU path skips padding). Reported as GFLOP/s and as a share of the limit;
+    thread fill 2 cores without oversubscribing) and at 2 threads. Three forwards: the published vector
+    v = ``encoder.vector`` (what the pyfunc serves: the profile's y beside its mean-pooled twin ȳ, from
+    one pass over the convolutions), its peer "v, two passes" (y, then ȳ in a second pass: how v was
+    computed before the one-pass kernel), and y alone (the paper's vector, ``encoder(tokens)``).
+    Useful FLOPs per title: Σ over kernel sizes k of 2·F·k·E per window, over the title's windows: y's
+    (max(1, tokens − k + 1); the CPU path skips padding), and for v the windows that start on a title
+    token (max(1, tokens), a superset of y's). Reported as GFLOP/s and as a share of the limit;
   * whole process: `spark-submit --master local[2] jobs/score.py --full` from start to exit (JVM start,
     model download and load in each Python worker, reading the catalog, writing the table), products/s.
 Targets (issue): ≥ 1,000 products/s whole process at 10^5 products; the forward within 2× of the limit.
@@ -53,22 +57,36 @@ def _timed(fn) -> float:
     return time.perf_counter() - t0
 
 
-def useful_flops(lengths: np.ndarray, dims: dict) -> float:
-    """Multiply-adds ×2 of the Text-CNN over each title's real windows (the layer that costs)."""
+def useful_flops(lengths: np.ndarray, dims: dict, mean_windows: bool = False) -> float:
+    """Multiply-adds ×2 of the Text-CNN over each title's real windows (the layer that costs): y's, or with
+    ``mean_windows`` every window that starts on a title token (ȳ's, which v's one pass computes)."""
     e, f = dims["embed_dim"], dims["n_filters"]
-    return float(sum(2 * f * k * e * np.maximum(1, lengths - k + 1).sum() for k in dims["kernel_sizes"]))
+    windows = (lambda k: np.maximum(1, lengths)) if mean_windows else (lambda k: np.maximum(1, lengths - k + 1))
+    return float(sum(2 * f * k * e * windows(k).sum() for k in dims["kernel_sizes"]))
 
 
-def forward_rate(encoder, tokens: np.ndarray, batch: int, threads: int) -> float:
+def two_pass_vector(encoder):
+    """v as computed before the one-pass kernel: y, then ȳ in a second pass over the convolutions."""
+    import torch
+    import torch.nn.functional as F
+
+    def vector(tokens):
+        y, y_mean = encoder(tokens), encoder.mean_pool(tokens)
+        return torch.cat([F.normalize(y, dim=1), F.normalize(y_mean, dim=1)], dim=1) * encoder.vector_scale
+
+    return vector
+
+
+def forward_rate(forward, tokens: np.ndarray, batch: int, threads: int) -> float:
     import torch
 
     torch.set_num_threads(threads)
     x = torch.from_numpy(tokens).long()
     with torch.inference_mode():
-        encoder(x[:batch])  # warm-up
+        forward(x[:batch])  # warm-up
         t0 = time.perf_counter()
         for s in range(0, len(x), batch):
-            encoder(x[s : s + batch])
+            forward(x[s : s + batch])
         return len(x) / (time.perf_counter() - t0)
 
 
@@ -101,25 +119,32 @@ def main() -> int:
         titles = catalog.title.tolist()[: args.forward_titles]
         tokens = impl.tokenizer.encode_raw(titles, impl.meta["max_len"], language=impl.meta["language"])
         lengths = (tokens != impl.tokenizer.pad_id).sum(axis=1)
-        per_title = useful_flops(lengths, impl.meta["encoder"]) / len(titles)
+        encoder, dims = impl.encoder, impl.meta["encoder"]
+        per_title_y = useful_flops(lengths, dims) / len(titles)
+        per_title_v = useful_flops(lengths, dims, mean_windows=encoder.vector_kind != "y") / len(titles)
         print(
-            f"setup: {args.products:,} products, default profile {impl.meta['encoder']}, max_len "
-            f"{impl.meta['max_len']}; {lengths.mean():.1f} tokens per title; {per_title / 1e6:.1f} MFLOP per title"
+            f"setup: {args.products:,} products, default profile {dims}, max_len {impl.meta['max_len']}; "
+            f"{lengths.mean():.1f} tokens per title; {per_title_y / 1e6:.1f} MFLOP per title for y, "
+            f"{per_title_v / 1e6:.1f} for v ({encoder.vector_kind}, {encoder.vector_dim}-d)"
         )
+        forwards = [("v (scoring's)", encoder.vector, per_title_v), ("y alone", encoder, per_title_y)]
+        if encoder.vector_kind != "y":
+            forwards.insert(1, ("v, two passes", two_pass_vector(encoder), per_title_v))
 
         for threads in (1, 2):
             limit = matmul_gflops(threads)
-            print(
-                f"{threads} thread{'s' if threads > 1 else ''}: matmul limit {limit:.1f} GFLOP/s, FLOP-limited "
-                f"rate {limit * 1e9 / per_title:,.0f} titles/s"
-            )
+            print(f"{threads} thread{'s' if threads > 1 else ''}: matmul limit {limit:.1f} GFLOP/s")
             for batch in args.batch:
-                rate = forward_rate(impl.encoder, tokens, batch, threads)
-                achieved = rate * per_title / 1e9
-                print(
-                    f"   batch {batch:6,d}: forward alone {rate:8,.0f} titles/s = {achieved:6.1f} GFLOP/s = "
-                    f"{achieved / limit:5.1%} of the limit ({limit / achieved:.2f}x from it)"
-                )
+                rates = {}
+                for name, forward, per_title in forwards:
+                    rates[name] = rate = forward_rate(forward, tokens, batch, threads)
+                    achieved = rate * per_title / 1e9
+                    print(
+                        f"   batch {batch:6,d}: {name:>14}: {rate:8,.0f} titles/s = {achieved:6.1f} GFLOP/s = "
+                        f"{achieved / limit:5.1%} of the limit ({limit / achieved:.2f}x from it)"
+                    )
+                ratios = ", ".join(f"{rates[forwards[0][0]] / r:.2f}x {name}" for name, r in list(rates.items())[1:])
+                print(f"   batch {batch:6,d}: v's rate = {ratios}")
 
         seconds, report = score(work / "data", uri, work / "score.log", "--full")
         print(

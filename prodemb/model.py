@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from prodemb.kernels.linear import linear, onednn_available
-from prodemb.kernels.textcnn import text_cnn_max_pool, text_cnn_mean_pool
+from prodemb.kernels.textcnn import text_cnn_max_mean_pool, text_cnn_max_pool
 
 
 class ProductEncoder(nn.Module):
@@ -99,7 +99,9 @@ class ProductEncoder(nn.Module):
         )
 
     def forward(self, tokens: Tensor) -> Tensor:
-        y = self._max_pool(tokens)  # [B, F·K]
+        return self._with_bag(self._max_pool(tokens), tokens)  # [B, out_dim]
+
+    def _with_bag(self, y: Tensor, tokens: Tensor) -> Tensor:  # y [B, F·K] → [B, out_dim]
         if self.pooling == "max+mean":
             # the mean of the title's token embeddings, padding excluded (all-padding → 0): a dense bag of
             # words beside the n-gram detectors, which session pairs teach to keep what two products share
@@ -115,20 +117,31 @@ class ProductEncoder(nn.Module):
         how much of a title fires each detector, which the max drops (a title's own attribute words), and
         unit-norm halves keep either from swamping the other. s sets the norm a linear probe with a fixed
         L2 penalty sees (benchmarks/RESULTS.md, "Embedding quality", chose both on validation AUC)."""
-        y = self(tokens)  # [B, out_dim]
         if self.vector_kind == "y":
+            y = self(tokens)  # [B, out_dim]
             return y * self.vector_scale if self.vector_scale != 1.0 else y
-        y_mean = self.mean_pool(tokens).to(y.dtype)  # [B, F·K]
+        if self._cpu_inference(tokens):  # y and ȳ from one pass over the convolutions (prodemb.kernels)
+            y_max, y_mean = text_cnn_max_mean_pool(tokens, self.embed.weight, self.kernel_sizes, self._conv_params())
+            y = self._with_bag(y_max, tokens)  # [B, out_dim]
+        else:
+            y = self(tokens)  # [B, out_dim]
+            y_mean = self._mean_pool(tokens).to(y.dtype)  # [B, F·K]
         return torch.cat([F.normalize(y, dim=1), F.normalize(y_mean, dim=1)], dim=1) * self.vector_scale
 
     def mean_pool(self, tokens: Tensor) -> Tensor:
         """ȳ: ReLU(conv_k(t(tokens))) averaged over the windows that start on one of the title's tokens
         (n of them for a title of n tokens; padding is on the right), per kernel size [B, F·K]. An empty
         title gives 0."""
-        if tokens.device.type == "cpu" and not torch.is_grad_enabled():  # blocked, same function (kernels)
-            params = [t for conv in self.convs for t in (conv.weight, conv.bias)]
-            return text_cnn_mean_pool(tokens, self.embed.weight, self.kernel_sizes, params)
+        if self._cpu_inference(tokens):  # blocked, same function (prodemb.kernels)
+            return text_cnn_max_mean_pool(tokens, self.embed.weight, self.kernel_sizes, self._conv_params())[1]
         return self._mean_pool(tokens)
+
+    @staticmethod
+    def _cpu_inference(tokens: Tensor) -> bool:
+        return tokens.device.type == "cpu" and not torch.is_grad_enabled()
+
+    def _conv_params(self) -> list[Tensor]:  # (w_k [F, E, k], b_k [F]) per kernel size, the kernels' layout
+        return [t for conv in self.convs for t in (conv.weight, conv.bias)]
 
     def _mean_pool(self, tokens: Tensor) -> Tensor:  # the textbook ȳ (GPU, autograd; the kernel's reference)
         n_tokens = (tokens != 0).sum(dim=1)  # [B]
@@ -150,8 +163,9 @@ class ProductEncoder(nn.Module):
             x = self.embed(tokens).transpose(1, 2)  # [B, E, L']
             return torch.cat([F.relu(conv(x)).amax(dim=2) for conv in self.convs], dim=1)  # [B, F·K]
         # CPU: the same function, computed block by block with a max-pool-sparse backward (prodemb.kernels)
-        params = [t for conv in self.convs for t in (conv.weight, conv.bias)]
-        return text_cnn_max_pool(tokens, self.embed.weight, self.embed.padding_idx, self.kernel_sizes, params)
+        return text_cnn_max_pool(
+            tokens, self.embed.weight, self.embed.padding_idx, self.kernel_sizes, self._conv_params()
+        )
 
 
 class MLP(nn.Module):

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from prodemb.kernels.linear import linear, onednn_available
-from prodemb.kernels.textcnn import _title_blocks
+from prodemb.kernels.textcnn import _title_blocks, text_cnn_max_mean_pool
 from prodemb.model import ProductEncoder
 
 
@@ -90,18 +90,57 @@ def test_onednn_linear_forward_and_backward_match_f_linear(bias):
         torch.testing.assert_close(linear(x, w, b), ref.detach(), rtol=1e-4, atol=1e-4)
 
 
-@pytest.mark.parametrize("n, L", [(7, 3), (300, 32)])  # titles shorter than the widest kernel; several blocks
-def test_blocked_mean_pool_matches_the_textbook_mean_pool(n, L):
-    """ȳ from the blocked CPU kernel equals ProductEncoder's textbook computation, titles of every length
-    from empty to full (windows that run into the padding included)."""
-    torch.manual_seed(n)
-    enc = ProductEncoder(vocab_size=500, embed_dim=64, n_filters=8, kernel_sizes=(2, 3, 4, 5))
-    tokens = torch.randint(1, 500, (n, L))
+def titles_of_every_length(n: int, L: int, vocab_size: int = 500) -> torch.Tensor:
+    """[n, L] right-padded token ids; the first title is empty, the second fills all L positions."""
+    tokens = torch.randint(1, vocab_size, (n, L))
     lengths = torch.randint(0, L + 1, (n,))
     lengths[:2] = torch.tensor([0, L])
     tokens[torch.arange(L)[None, :] >= lengths[:, None]] = 0
+    return tokens
+
+
+# titles shorter than the widest kernel; one block; several blocks of different widths (at E = 512)
+BLOCK_CASES = [(7, 3, 64), (40, 12, 64), (300, 32, 512)]
+
+
+@pytest.mark.parametrize("n, L, E", BLOCK_CASES)
+def test_blocked_mean_pool_matches_the_textbook_mean_pool(n, L, E):
+    """ȳ from the blocked CPU kernel equals ProductEncoder's textbook computation, titles of every length
+    from empty to full (windows that run into the padding included)."""
+    torch.manual_seed(n)
+    enc = ProductEncoder(vocab_size=500, embed_dim=E, n_filters=8, kernel_sizes=(2, 3, 4, 5))
+    tokens = titles_of_every_length(n, L)
     with torch.no_grad():
         fast = enc.mean_pool(tokens)  # the CPU kernel (no autograd)
     textbook = enc._mean_pool(tokens)
     torch.testing.assert_close(fast, textbook, rtol=1e-5, atol=1e-5)
     assert torch.all(fast[0] == 0) and fast[1].abs().sum() > 0
+
+
+@pytest.mark.parametrize("n, L, E", BLOCK_CASES)
+def test_one_pass_max_and_mean_pool_match_their_textbook_forms(n, L, E):
+    """text_cnn_max_mean_pool's y equals the textbook max over y's own windows (which stop at t = L' − k,
+    unlike ȳ's) and its ȳ the textbook mean, over one block and several."""
+    torch.manual_seed(L)
+    enc = ProductEncoder(vocab_size=500, embed_dim=E, n_filters=8, kernel_sizes=(2, 3, 4, 5))
+    tokens = titles_of_every_length(n, L)
+    params = [t for c in enc.convs for t in (c.weight, c.bias)]
+    with torch.no_grad():
+        y, y_mean = text_cnn_max_mean_pool(tokens, enc.embed.weight, enc.kernel_sizes, params)
+        torch.testing.assert_close(y, reference_forward(enc, tokens), rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(y_mean, enc._mean_pool(tokens), rtol=1e-5, atol=1e-5)
+    if L >= enc.max_kernel:  # the windows differ at the right edge: the max must not read the mean's extra ones
+        edge = torch.zeros(1, L, dtype=torch.long)
+        edge[0, -1] = 9  # a title token in the last column only
+        with torch.no_grad():
+            y_edge, _ = text_cnn_max_mean_pool(edge, enc.embed.weight, enc.kernel_sizes, params)
+        torch.testing.assert_close(y_edge, reference_forward(enc, edge), rtol=1e-5, atol=1e-5)
+
+
+def test_the_published_vector_is_the_same_from_the_one_pass_kernel_and_from_autograd():
+    torch.manual_seed(1)
+    enc = ProductEncoder(500, 64, 8, (2, 3, 4, 5), vector="max+mean/l2", vector_scale=2.0)
+    tokens = titles_of_every_length(50, 16)
+    with torch.no_grad():
+        fast = enc.vector(tokens)  # one pass (prodemb.kernels)
+    torch.testing.assert_close(fast, enc.vector(tokens).detach(), rtol=1e-5, atol=1e-5)  # autograd path

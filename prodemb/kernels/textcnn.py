@@ -189,31 +189,43 @@ class _TextCNNMaxPool(torch.autograd.Function):
         return tuple(grads)
 
 
-def text_cnn_mean_pool(
+def text_cnn_max_mean_pool(
     tokens: Tensor, weight: Tensor, kernel_sizes: tuple[int, ...], params: Sequence[Tensor]
-) -> Tensor:
-    """ȳ (``ProductEncoder.mean_pool``) on the CPU, no autograd: ReLU(conv_k(t(tokens))) averaged over the
-    windows that start on a title token, [N, L] → [N, F·K]. Titles are right-padded by k_max − 1 so
-    every such window exists, then cut into ``_title_blocks``' length-sorted blocks, each cropped to its
-    longest title + k_max columns: the windows a block drops start on padding and are masked anyway."""
+) -> tuple[Tensor, Tensor]:
+    """(y, ȳ) on the CPU in one pass over the convolutions, no autograd, [N, L] → ([N, F·K], [N, F·K]).
+
+    y = ReLU(max over time of conv_k(t(tokens))) (``ProductEncoder._max_pool``); ȳ = ReLU(conv_k(t(tokens)))
+    averaged over the windows that start on a title token (``ProductEncoder._mean_pool``). The two take
+    different windows at the right edge: ȳ's titles are right-padded by k_max − 1 so that every window
+    starting on a token exists, while y's windows stop at t = L' − k (L' = max(L, k_max), the length the
+    max path pads short titles to). So the titles are padded for ȳ, cut into ``_title_blocks``' length-
+    sorted blocks (each cropped to its longest title + k_max columns), and y takes the first L' − k + 1
+    windows of what a block kept. That is exactly y's window set: a block whose longest title + k_max
+    fits in L' keeps the same columns as in the max path; otherwise it keeps at least L' of them. ReLU
+    commutes with the max, so both read the same ReLU'd convolution (tests/test_kernels.py checks both
+    against their textbook forms)."""
     k_max = max(kernel_sizes)
+    max_windows_end = max(tokens.shape[1], k_max)  # y's windows are t ≤ L' − k
     tokens = F.pad(tokens, (0, k_max - 1), value=0)
     n_tokens = (tokens != 0).sum(dim=1)  # [N]
     order, blocks = _title_blocks(tokens, weight.shape[1], k_max)
     tokens, n_tokens = tokens[order], n_tokens[order]
     E = weight.shape[1]
     ws = [w.unsqueeze(2).contiguous(memory_format=torch.channels_last) for w in params[0::2]]
-    out = []
+    if not blocks:
+        empty = weight.new_zeros(0, len(ws) * ws[0].shape[0])
+        return empty, empty.clone()
+    maxes, means = [], []
     for n0, n1, width in blocks:
         x = F.embedding(tokens[n0:n1, :width], weight)  # [n, L_b, E]
         x4 = x.view(n1 - n0, 1, width, E).permute(0, 3, 1, 2)  # [n, E, 1, L_b], no copy
         n = n_tokens[n0:n1]
-        parts = []
-        for w, b in zip(ws, params[1::2]):
+        block_max, block_sum = [], []
+        for k, w, b in zip(kernel_sizes, ws, params[1::2]):
             o = F.conv2d(x4, w, b).squeeze(2).clamp_min_(0)  # [n, F, L_b−k+1]
+            block_max.append(o[:, :, : max_windows_end - k + 1].amax(dim=2))  # [n, F]
             starts = (torch.arange(o.shape[2])[None, :] < n[:, None]).to(o.dtype)  # [n, L_b−k+1]
-            parts.append(torch.bmm(o, starts[:, :, None]).squeeze(2))  # [n, F]
-        out.append(torch.cat(parts, 1) / n.clamp(min=1)[:, None].to(x.dtype))
-    if not blocks:
-        return weight.new_zeros(0, len(ws) * ws[0].shape[0])
-    return _unsort(torch.cat(out, 0), order)
+            block_sum.append(torch.bmm(o, starts[:, :, None]).squeeze(2))  # [n, F]
+        maxes.append(torch.cat(block_max, 1))
+        means.append(torch.cat(block_sum, 1) / n.clamp(min=1)[:, None].to(x.dtype))
+    return _unsort(torch.cat(maxes, 0), order), _unsort(torch.cat(means, 0), order)

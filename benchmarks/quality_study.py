@@ -221,6 +221,7 @@ def variant_config(spec: dict, budget_pairs: int, device: str, language: str):
         f"model.profile={spec.get('profile', 'paper')}",
         f"train.device={device}",
         f"sessions.language={language}",
+        "train.max_minutes=null",  # a fixed step budget on any machine (the profile's wall-time cap is not)
         *spec.get("set", []),
     ]
     cfg = load_config("local", overrides)

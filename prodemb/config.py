@@ -461,8 +461,11 @@ def config_from_args(args, **flag_overrides: Any) -> Config:
         if v is not None
     ]
     # An --epochs flag means epochs: it replaces a profile's step budget (unless --max-steps or a --set
-    # train.max_steps, both applied after this, says otherwise).
-    lead = ["train.max_steps=null"] if flag_overrides.get("train.epochs") is not None else []
+    # train.max_steps, both applied after this, says otherwise). A budget asked for by flag (--epochs or
+    # --max-steps) also lifts a profile's wall-time cap (the default's 19 minutes) unless --max-minutes or
+    # a --set train.max_minutes asks for one.
+    epochs, steps = (flag_overrides.get(k) is not None for k in ("train.epochs", "train.max_steps"))
+    lead = (["train.max_steps=null"] if epochs else []) + (["train.max_minutes=null"] if epochs or steps else [])
     cfg = load_config(getattr(args, "conf_profile", None), lead + list(getattr(args, "overrides", [])) + extra)
     global _job_registry_uri
     _job_registry_uri = cfg.mlflow.registry_uri

@@ -124,6 +124,9 @@ def test_the_default_model_profile_is_the_recommended_one_and_paper_keeps_every_
     assert (paper.model.vector, paper.model.vector_scale) == ("y", 1.0)  # the paper publishes y
     assert (default.train.max_steps, default.train.alpha, default.train.self_pair_fraction) == (300, 0.5, 0.25)
     assert (paper.train.max_steps, paper.train.alpha, paper.train.self_pair_fraction) == (None, 0.9, 0.0)
+    # the ≤ 20-minute contract of `jobs/train.py` with no flags holds on a slower machine too
+    assert (default.train.max_minutes, paper.train.max_minutes) == (19, None)
+    assert load_config("local", ["train.max_minutes=null"]).train.max_minutes is None
     assert default.train.changes_for_data(0) == {
         "alpha": 1.0,
         "self_pair_fraction": 0.0,
@@ -151,6 +154,21 @@ def test_a_train_key_set_on_the_command_line_holds_for_data_without_categories_t
     assert (both.for_data(3).batch_size, both.for_data(0).batch_size) == (256, 64)
 
 
+def test_a_step_budget_asked_for_by_flag_lifts_the_profiles_time_cap_unless_one_is_asked_for_too():
+    from argparse import Namespace
+
+    from prodemb.config import config_from_args
+
+    def train_cfg(**flags):
+        return config_from_args(Namespace(conf_profile=None, overrides=[]), **flags).train
+
+    assert train_cfg().max_minutes == 19  # the default profile's cap
+    assert train_cfg(**{"train.epochs": 3}).max_minutes is None
+    assert train_cfg(**{"train.max_steps": 5000}).max_minutes is None
+    capped = train_cfg(**{"train.epochs": 3, "train.max_minutes": 4})
+    assert (capped.epochs, capped.max_steps, capped.max_minutes) == (3, None, 4)
+
+
 def test_every_quality_study_variant_is_a_valid_config():
     """Each row of RESULTS.md's study table reproduces from one command (benchmarks/quality_study.py
     --variants NAME): a variant whose `set:` names an unknown key or breaks a rule would fail only hours
@@ -166,5 +184,6 @@ def test_every_quality_study_variant_is_a_valid_config():
     for name, variant in variants.items():
         cfg = study.variant_config(variant, budget_pairs=1_228_800, device="cpu", language="en")
         assert cfg.train.max_steps >= 1, name
+        assert cfg.train.max_minutes is None, name  # a step budget, whatever the machine's pace
     with pytest.raises(ValueError, match="no_such_key"):
         study.variant_config({"profile": "default", "set": ["train.no_such_key=1"]}, 1_228_800, "cpu", "en")

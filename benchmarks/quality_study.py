@@ -63,14 +63,21 @@ DEFAULT_VECTOR_KINDS = ("raw", "l2", "std")  # the published vector as it is, L2
 # times F, which is how the probe's fixed L2 penalty (C = 1) sees a vector published at another scale.
 # raw, l2, std and pow transform the encoder's published vector v (``model.vector``); y: the max-pooled
 # features alone (the paper's vector); maxmean: y beside the same features mean-pooled (R^(2·F·K), from the
-# max-pooled model's weights); l2maxmean: the two halves each L2-normalized (``model.vector=max+mean/l2``).
+# max-pooled model's weights); l2maxmean: the two halves each L2-normalized (``model.vector=max+mean/l2``),
+# "l2maxmean~W" with the mean half times W.
 VECTOR_KINDS = (*DEFAULT_VECTOR_KINDS, "pow", "y", "maxmean", "l2maxmean", "target")
 
 
 def vector_kind(kind: str) -> tuple[str, float]:
-    """``"l2*8"`` → ``("l2", 8.0)``; ``"raw"`` → ``("raw", 1.0)``."""
+    """``"l2*8"`` → ``("l2", 8.0)``; ``"raw"`` → ``("raw", 1.0)``; ``"l2maxmean~0.5*2"`` → ``("l2maxmean", 2.0)``."""
     base, _, factor = kind.partition("*")
-    return base, float(factor) if factor else 1.0
+    return base.partition("~")[0], float(factor) if factor else 1.0
+
+
+def mean_weight(kind: str) -> float:
+    """``"l2maxmean~W"``: the mean half's weight beside the unit-norm max half (1 when not given)."""
+    weight = kind.partition("*")[0].partition("~")[2]
+    return float(weight) if weight else 1.0
 
 
 # --- prepare ---------------------------------------------------------------------------------------
@@ -163,7 +170,7 @@ class StudiedVector:
         if base == "maxmean":
             V = np.concatenate([self.part(table, "y"), self.part(table, "mean")], axis=1)
         elif base == "l2maxmean":  # each half unit-norm, so neither swamps the other
-            V = np.concatenate([unit(self.part(table, "y")), unit(self.part(table, "mean"))], axis=1)
+            V = np.concatenate([unit(self.part(table, "y")), mean_weight(kind) * unit(self.part(table, "mean"))], 1)
         elif base == "y":
             V = self.part(table, "y")
         elif base == "l2":
@@ -474,10 +481,10 @@ def main() -> int:
 
     def known(kind: str) -> bool:
         try:
-            base, factor = vector_kind(kind)
-        except ValueError:  # a factor that is not a number
+            (base, factor), weight = vector_kind(kind), mean_weight(kind)
+        except ValueError:  # a factor or weight that is not a number
             return False
-        return base in VECTOR_KINDS and factor > 0
+        return base in VECTOR_KINDS and factor > 0 and weight > 0 and (weight == 1.0 or base == "l2maxmean")
 
     bad = [k for k in args.vectors if not known(k)]
     if bad:

@@ -187,3 +187,10 @@ def test_every_quality_study_variant_is_a_valid_config():
         assert cfg.train.max_minutes is None, name  # a step budget, whatever the machine's pace
     with pytest.raises(ValueError, match="no_such_key"):
         study.variant_config({"profile": "default", "set": ["train.no_such_key=1"]}, 1_228_800, "cpu", "en")
+    # the rescore's vector kinds: KIND*F scales the rows, l2maxmean~W weighs the mean half
+    assert [study.vector_kind(k) for k in ("raw", "l2*8", "l2maxmean~0.5*2")] == [
+        ("raw", 1.0),
+        ("l2", 8.0),
+        ("l2maxmean", 2.0),
+    ]
+    assert (study.mean_weight("l2maxmean~0.5*2"), study.mean_weight("l2maxmean*2")) == (0.5, 1.0)

@@ -104,7 +104,7 @@ REAL_DATA ?= ../shared/data
 REAL ?= runs/real
 REAL_MLFLOW ?= sqlite:///$(REAL)/mlflow.db
 REAL_TRAIN ?=                   # extra jobs/train.py flags, e.g. --max-minutes 8 or --profile paper
-SWEEP_MINUTES ?= 2              # training minutes per α of the sweep
+SWEEP_MINUTES ?= 2              # the sweep's first α trains this long; every α then trains as many steps
 # textcnn trains the encoder's architecture from scratch for every size × sample: at 512-d that alone took
 # over 20 minutes on MovieLens (2 cores). Add it back with REAL_METHODS=...,textcnn.
 REAL_METHODS ?= prodemb,random,tfidf,tfidf+prodemb,fasttext,prod2vec,meta_prod2vec,sbert

@@ -64,3 +64,41 @@ def test_alpha_sweep_trains_one_encoder_per_alpha_and_picks_the_best(tiny, tmp_p
             tasks={"category": tiny["tasks"]["category"]},
             alphas=[1.5],
         )
+
+
+def test_a_time_capped_sweep_trains_every_alpha_as_many_steps_as_the_first(tiny, tmp_path, monkeypatch):
+    """Under train.max_minutes the first α's pace sets the steps; the later α train exactly as many even
+    when the machine speeds up, as it does here: a clock that advances 0.1 s a read during the first
+    α's training and 0.025 s after it (at equal wall time the second α would fit about 4× the steps)."""
+    import prodemb.train
+
+    clock = {"t": 0.0, "dt": 0.1}
+
+    def fake_clock():
+        clock["t"] += clock["dt"]
+        return clock["t"]
+
+    real_run_training = prodemb.train.run_training
+
+    def run_training_then_faster(*args, **kwargs):
+        try:
+            return real_run_training(*args, **kwargs)
+        finally:
+            clock["dt"] = 0.025
+
+    monkeypatch.setattr(prodemb.train, "_clock", fake_clock)
+    monkeypatch.setattr(prodemb.train, "run_training", run_training_then_faster)
+    work = tiny["work"]
+    cfg = tiny_cfg(work, "evaluate.samples=1", "train.max_steps=500", "train.max_minutes=0.05", "promote.card=false")
+    summary = run_sweep(
+        cfg,
+        data_dir=str(work / "data"),
+        tokenizer_path=str(work / "tok.model"),
+        output=tmp_path / "sweep",
+        tasks={"category": tiny["tasks"]["category"]},
+        alphas=[0.5, 1.0],
+        progress=False,
+        log_mlflow=False,
+    )
+    steps = [int(mlflow.get_run(t["run_id"]).data.metrics["train_steps"]) for t in summary["trained"]]
+    assert 5 < steps[0] < 500 and steps == [steps[0]] * 2, steps

@@ -177,6 +177,23 @@ def test_max_minutes_cuts_the_steps_and_still_anneals_the_schedule(monkeypatch):
     assert lrs[-1] < 0.1 * max(lrs)  # the cosine reached (near) its end
 
 
+def test_max_minutes_does_not_cut_on_the_pace_of_a_slow_start(monkeypatch):
+    import itertools
+
+    import prodemb.train
+
+    # The loop reads the clock twice before the first step and twice a step (log_every=1). Steps 2-3 take
+    # 1 s each, every later one 0.1 s: 200 steps need about 23 s, well inside a 1-minute cap. A pace
+    # taken over steps 2-3 alone would project 60 steps and cut there for good.
+    reads = itertools.count()
+    elapsed = itertools.accumulate(0.5 if next(reads) < 8 else 0.05 for _ in itertools.count())
+    monkeypatch.setattr(prodemb.train, "_clock", lambda: next(elapsed))
+    data = toy_data()
+    model_cfg, cfg = small_cfg(epochs=1, max_steps=200, max_minutes=1.0, log_every=1)
+    result = train(data, model_cfg, cfg, vocab_size=50, progress=False)
+    assert result.planned_steps == result.steps == 200
+
+
 # --- real sessions, MLflow, registry, pyfunc ------------------------------------------------------
 
 

@@ -152,8 +152,9 @@ def test_time_cap_projects_the_steps_that_fit_from_the_pace_after_the_first_step
     cap, cpu = TimeCap(1.0, start=0.0), torch.device("cpu")  # deadline: 60 s after the start
     assert cap.steps(1, 1000, now=5.0, world=1, device=cpu) == 1000  # step 1 (warm-up) is not paced
     assert cap.steps(2, 1000, now=6.0, world=1, device=cpu) == 1000  # one paced step: too few to project
-    assert cap.steps(3, 1000, now=7.0, world=1, device=cpu) == 56  # 1 s a step: 53 more fit
-    assert cap.steps(3, 57, now=7.0, world=1, device=cpu) == 57  # within 2 %: left alone
+    assert cap.steps(3, 1000, now=7.0, world=1, device=cpu) == 1000  # 2 s measured: under a tenth of 60 s
+    assert cap.steps(12, 1000, now=16.0, world=1, device=cpu) == 56  # 1 s a step: 44 more fit
+    assert cap.steps(12, 57, now=16.0, world=1, device=cpu) == 57  # within 2 %: left alone
     assert cap.steps(50, 1000, now=61.0, world=1, device=cpu) == 51  # past the deadline: this step ends it
     assert TimeCap(None, 0.0).steps(3, 1000, now=1e9, world=1, device=cpu) == 1000
 

@@ -13,21 +13,27 @@ from prodemb.sweep import run_sweep
 from tests.conftest import tiny_cfg
 
 
+def sweep_half_and_one(cfg, tiny, tmp_path, **kwargs) -> dict:
+    """α ∈ {0.5, 1} on the tiny data's category task, written to tmp_path/sweep."""
+    return run_sweep(
+        cfg,
+        data_dir=str(tiny["work"] / "data"),
+        tokenizer_path=str(tiny["work"] / "tok.model"),
+        output=tmp_path / "sweep",
+        tasks={"category": tiny["tasks"]["category"]},
+        alphas=[0.5, 1.0],
+        progress=False,
+        **kwargs,
+    )
+
+
 def test_alpha_sweep_trains_one_encoder_per_alpha_and_picks_the_best(tiny, tmp_path):
     work = tiny["work"]
     cfg = tiny_cfg(work, "evaluate.samples=1", f"paths.runs_dir={tmp_path}/runs")
     client = mlflow.MlflowClient(tracking_uri=tiny["uri"], registry_uri=tiny["uri"])
     prod_before = client.get_model_version_by_alias("prodemb-encoder", "champion").version
     n_prod = len(client.search_model_versions("name='prodemb-encoder'"))
-    summary = run_sweep(
-        cfg,
-        data_dir=str(work / "data"),
-        tokenizer_path=str(work / "tok.model"),
-        output=tmp_path / "sweep",
-        tasks={"category": tiny["tasks"]["category"]},
-        alphas=[0.5, 1.0],
-        progress=False,
-    )
+    summary = sweep_half_and_one(cfg, tiny, tmp_path)
     results = pd.read_csv(tmp_path / "sweep" / "results.csv")
     assert sorted(results.loc[results.method == "prodemb", "alpha"].unique()) == [0.5, 1.0]
     assert results.loc[results.method == "random", "alpha"].isna().all()
@@ -90,15 +96,6 @@ def test_a_time_capped_sweep_trains_every_alpha_as_many_steps_as_the_first(tiny,
     monkeypatch.setattr(prodemb.train, "run_training", run_training_then_faster)
     work = tiny["work"]
     cfg = tiny_cfg(work, "evaluate.samples=1", "train.max_steps=500", "train.max_minutes=0.05", "promote.card=false")
-    summary = run_sweep(
-        cfg,
-        data_dir=str(work / "data"),
-        tokenizer_path=str(work / "tok.model"),
-        output=tmp_path / "sweep",
-        tasks={"category": tiny["tasks"]["category"]},
-        alphas=[0.5, 1.0],
-        progress=False,
-        log_mlflow=False,
-    )
+    summary = sweep_half_and_one(cfg, tiny, tmp_path, log_mlflow=False)
     steps = [int(mlflow.get_run(t["run_id"]).data.metrics["train_steps"]) for t in summary["trained"]]
     assert 5 < steps[0] < 500 and steps == [steps[0]] * 2, steps

@@ -61,20 +61,13 @@ def useful_flops(lengths: np.ndarray, dims: dict, mean_windows: bool = False) ->
     """Multiply-adds ×2 of the Text-CNN over each title's real windows (the layer that costs): y's, or with
     ``mean_windows`` every window that starts on a title token (ȳ's, which v's one pass computes)."""
     e, f = dims["embed_dim"], dims["n_filters"]
-    windows = (lambda k: np.maximum(1, lengths)) if mean_windows else (lambda k: np.maximum(1, lengths - k + 1))
+    windows = lambda k: np.maximum(1, lengths if mean_windows else lengths - k + 1)  # noqa: E731
     return float(sum(2 * f * k * e * windows(k).sum() for k in dims["kernel_sizes"]))
 
 
 def two_pass_vector(encoder):
     """v as computed before the one-pass kernel: y, then ȳ in a second pass over the convolutions."""
-    import torch
-    import torch.nn.functional as F
-
-    def vector(tokens):
-        y, y_mean = encoder(tokens), encoder.mean_pool(tokens)
-        return torch.cat([F.normalize(y, dim=1), F.normalize(y_mean, dim=1)], dim=1) * encoder.vector_scale
-
-    return vector
+    return lambda tokens: encoder.join_halves(encoder(tokens), encoder.mean_pool(tokens))
 
 
 def forward_rate(forward, tokens: np.ndarray, batch: int, threads: int) -> float:

@@ -126,6 +126,10 @@ class ProductEncoder(nn.Module):
         else:
             y = self(tokens)  # [B, out_dim]
             y_mean = self._mean_pool(tokens).to(y.dtype)  # [B, F·K]
+        return self.join_halves(y, y_mean)
+
+    def join_halves(self, y: Tensor, y_mean: Tensor) -> Tensor:
+        """s·[y/‖y‖ ; ȳ/‖ȳ‖]: [B, out_dim], [B, F·K] → [B, vector_dim] ("max+mean/l2")."""
         return torch.cat([F.normalize(y, dim=1), F.normalize(y_mean, dim=1)], dim=1) * self.vector_scale
 
     def mean_pool(self, tokens: Tensor) -> Tensor:

@@ -34,14 +34,8 @@ def equal_steps(train_cfg, steps: int):
     trains exactly as many: the pace drifts with the machine's load (35 to 40 steps of 4,096 in two
     minutes within one run on 2 cores), and a few steps more move the mean validation AUC by more than
     neighbouring α values differ, so equal wall time would rank the machine's load, not α."""
-    wc = train_cfg.without_categories
-    return train_cfg.model_copy(
-        update={
-            "max_steps": steps,
-            "max_minutes": None,
-            "without_categories": wc.model_copy(update={"max_steps": steps if wc.max_steps is not None else None}),
-        }
-    )
+    wc = train_cfg.without_categories.model_copy(update={"max_steps": None})  # None: train.max_steps holds
+    return train_cfg.model_copy(update={"max_steps": steps, "max_minutes": None, "without_categories": wc})
 
 
 def run_sweep(

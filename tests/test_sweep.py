@@ -99,3 +99,13 @@ def test_a_time_capped_sweep_trains_every_alpha_as_many_steps_as_the_first(tiny,
     summary = sweep_half_and_one(cfg, tiny, tmp_path, log_mlflow=False)
     steps = [int(mlflow.get_run(t["run_id"]).data.metrics["train_steps"]) for t in summary["trained"]]
     assert 5 < steps[0] < 500 and steps == [steps[0]] * 2, steps
+
+
+def test_equal_steps_hold_for_data_with_and_without_categories():
+    from prodemb.config import load_config
+    from prodemb.sweep import equal_steps
+
+    train = equal_steps(load_config("local").train, 39)  # the default profile: its own no-category budget
+    assert train.max_minutes is None
+    assert train.for_data(3).max_steps == train.for_data(0).max_steps == 39
+    assert train.for_data(0).batch_size == 1024  # the rest of the no-category settings stay
